@@ -1,0 +1,243 @@
+//! Layered configuration.
+//!
+//! Later layers win: the defaults of the settings type (its `#[serde(default)]`
+//! values), then an optional TOML file (`--config PATH` or `SHOP_CONFIG`), then
+//! environment variables with the `SHOP_` prefix and `__` between nested keys
+//! (`SHOP_DATABASE__URL` sets `database.url`). A bad value stops start-up with
+//! one line that names the key.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Environment variables read by the process itself rather than the settings type.
+const RESERVED_ENV: [&str; 2] = ["CONFIG", "LOG_FORMAT"];
+
+/// The environment prefix of every ferroshop setting.
+pub const ENV_PREFIX: &str = "SHOP_";
+
+/// A configuration that could not be loaded; its message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// A configuration error about `key`, for checks that serde cannot express.
+    pub fn invalid(key: &str, problem: impl fmt::Display) -> Self {
+        Self(format!("{key}: {problem}"))
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        // figment's Display already names the key and the source of the value;
+        // keep it on one line so it reads as one log line.
+        Self(err.to_string().replace('\n', " "))
+    }
+}
+
+/// Loads settings of type `T` from its defaults, an optional TOML file and the
+/// `SHOP_` environment.
+///
+/// The file is `file` when given, otherwise the path in `SHOP_CONFIG` when set;
+/// a file that was named but does not exist is an error.
+///
+/// # Errors
+/// A [`ConfigError`] naming the first key that is missing, unknown or malformed.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> {
+    let file = file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SHOP_CONFIG").map(PathBuf::from));
+    let mut figment = Figment::new();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::invalid(
+                "config",
+                format!("file {} does not exist", path.display()),
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(env_provider());
+    Ok(figment.extract()?)
+}
+
+/// Loads settings from a TOML string and the given environment-style pairs,
+/// exactly as [`load`] layers them; for tests and tools that must not touch
+/// the process environment.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_from<T: DeserializeOwned>(toml: &str, env: &[(&str, &str)]) -> Result<T, ConfigError> {
+    let mut figment = Figment::new().merge(Toml::string(toml));
+    for (key, value) in env {
+        let Some(key) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if RESERVED_ENV.contains(&key) {
+            continue;
+        }
+        let path = key.to_ascii_lowercase().replace("__", ".");
+        figment = figment.merge(figment::providers::Serialized::default(
+            &path,
+            figment::value::Value::from(parse_env_value(value)),
+        ));
+    }
+    Ok(figment.extract()?)
+}
+
+fn parse_env_value(value: &str) -> figment::value::Value {
+    value
+        .parse::<figment::value::Value>()
+        .unwrap_or_else(|_| figment::value::Value::from(value.to_owned()))
+}
+
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .ignore(&RESERVED_ENV)
+        .split("__")
+}
+
+/// Where a service's HTTP listener binds, and how long it drains on shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to bind (default `0.0.0.0`).
+    pub host: IpAddr,
+    /// Port to bind; `0` picks a free one (tests do).
+    pub port: u16,
+    /// Seconds in-flight requests get to finish after a stop signal.
+    pub drain_timeout_secs: u64,
+}
+
+impl HttpSettings {
+    /// Settings binding `host:port` with the default drain time.
+    pub fn new(host: IpAddr, port: u16) -> Self {
+        Self { host, port, ..Self::default() }
+    }
+
+    /// The socket address to bind.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// The drain time as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { host: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, drain_timeout_secs: 10 }
+    }
+}
+
+/// A database to connect to: `sqlite:` or `postgres:` URL and pool limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite:PATH` (the file and its directory are created) or
+    /// `postgres://user:password@host/db`. Kept secret: it may hold a password.
+    pub url: SecretString,
+    /// Largest number of pooled connections.
+    #[serde(default = "DatabaseSettings::default_max_connections")]
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before failing the request.
+    #[serde(default = "DatabaseSettings::default_acquire_timeout_secs")]
+    pub acquire_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    /// Settings for `url` with default pool limits.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: SecretString::from(url.into()),
+            max_connections: Self::default_max_connections(),
+            acquire_timeout_secs: Self::default_acquire_timeout_secs(),
+        }
+    }
+
+    fn default_max_connections() -> u32 {
+        10
+    }
+
+    fn default_acquire_timeout_secs() -> u64 {
+        5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[serde(default)]
+        http: HttpSettings,
+        database: DatabaseSettings,
+    }
+
+    #[test]
+    fn later_layers_win_and_nesting_uses_double_underscore() {
+        let sample: Sample = load_from(
+            "[http]\nport = 1000\n[database]\nurl = \"sqlite:a.db\"\n",
+            &[("SHOP_HTTP__PORT", "2000"), ("SHOP_CONFIG", "ignored.toml"), ("OTHER", "x")],
+        )
+        .expect("valid config");
+        assert_eq!(sample.http.port, 2000);
+        assert_eq!(sample.http.drain_timeout_secs, 10);
+        assert_eq!(sample.database.url.expose_secret(), "sqlite:a.db");
+        assert_eq!(sample.database.max_connections, 10);
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named() {
+        let err = load_from::<Sample>("", &[]).expect_err("database.url is required");
+        let message = err.to_string();
+        assert!(message.contains("database"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn a_malformed_value_is_named() {
+        let err = load_from::<Sample>(
+            "[database]\nurl = \"sqlite:a.db\"\n",
+            &[("SHOP_HTTP__PORT", "eighty")],
+        )
+        .expect_err("port must be a number");
+        let message = err.to_string();
+        assert!(message.contains("port"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected() {
+        let err = load_from::<Sample>(
+            "[database]\nurl = \"sqlite:a.db\"\n",
+            &[("SHOP_HTTP__PROT", "80")],
+        )
+        .expect_err("typo must fail");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn a_named_file_that_is_missing_is_an_error() {
+        let err = load::<Sample>(Some(Path::new("/nonexistent/shop.toml"))).expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/shop.toml"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let settings = DatabaseSettings::new("postgres://u:hunter2@h/db");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

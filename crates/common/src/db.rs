@@ -1,0 +1,231 @@
+//! Databases: one connection path for `sqlite:` and `postgres:` URLs.
+//!
+//! Stores use sqlx's `Any` driver so one set of queries (with `$1`
+//! placeholders and portable SQL) runs on both; ids and timestamps are stored
+//! as text. SQLite files (and their directories) are created, run in WAL mode
+//! with a busy timeout and foreign keys on.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+use crate::config::DatabaseSettings;
+use crate::health::ReadinessCheck;
+
+/// Milliseconds a SQLite connection waits on a locked database before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Which SQL engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is neither `sqlite:` nor `postgres:`/`postgresql:`.
+    #[error("database.url: unsupported scheme (expected sqlite: or postgres:)")]
+    UnsupportedUrl,
+    /// The directory for a SQLite file could not be created.
+    #[error("cannot create the directory for {path}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to the {0:?} database")]
+    Connect(Backend, #[source] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// A pooled connection to a service's own database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to the database in `settings`, creating a SQLite file if needed.
+    ///
+    /// # Errors
+    /// [`DbError`] when the URL is unsupported, the file cannot be created or
+    /// the server cannot be reached within the acquire timeout.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(install_default_drivers);
+
+        let url = settings.url.expose_secret();
+        let backend = backend_of(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs));
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+                        )
+                        .as_str(),
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(&url).await.map_err(|err| DbError::Connect(backend, err))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies `migrator`'s pending migrations.
+    ///
+    /// # Errors
+    /// [`DbError::Migrate`] when a migration fails or the applied ones were changed.
+    pub async fn migrate(&self, migrator: &Migrator) -> Result<(), DbError> {
+        migrator.run(&self.pool).await.map_err(DbError::Migrate)
+    }
+
+    /// The connection pool, for store queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The SQL engine behind this pool.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `SELECT 1`.
+    ///
+    /// # Errors
+    /// The database error when the database does not answer.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl ReadinessCheck for Db {
+    fn name(&self) -> &str {
+        "database"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.ping().await.map_err(|_| "database does not answer".to_owned()) })
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend, DbError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(DbError::UnsupportedUrl)
+    }
+}
+
+/// Creates the directory of a SQLite file and asks sqlx to create the file.
+fn prepare_sqlite(url: &str) -> Result<String, DbError> {
+    let rest = url.trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(dir) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let has_mode = query.split('&').any(|pair| pair.starts_with("mode="));
+    Ok(match (query.is_empty(), has_mode) {
+        (_, true) => url.to_owned(),
+        (true, false) => format!("{url}?mode=rwc"),
+        (false, false) => format!("{url}&mode=rwc"),
+    })
+}
+
+/// If `err` is a unique-constraint violation, the name of what was violated:
+/// the constraint (PostgreSQL) or `table.column` (SQLite). Stores map this to
+/// a 409 in one place instead of matching error text in handlers.
+pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(db_err) = err else {
+        return None;
+    };
+    if !db_err.is_unique_violation() {
+        return None;
+    }
+    Some(
+        db_err
+            .constraint()
+            .map(str::to_owned)
+            .unwrap_or_else(|| db_err.message().rsplit(": ").next().unwrap_or_default().to_owned()),
+    )
+}
+
+/// The current time as stored in the database: RFC 3339 UTC with
+/// milliseconds, fixed width so that text order is time order.
+pub fn now_text() -> String {
+    timestamp_text(chrono::Utc::now())
+}
+
+/// `at` in the stored timestamp format (see [`now_text`]).
+pub fn timestamp_text(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}/nested/a.db", dir.path().display());
+        let prepared = prepare_sqlite(&url).expect("prepared");
+        assert!(prepared.ends_with("?mode=rwc"));
+        assert!(dir.path().join("nested").is_dir());
+        assert_eq!(prepare_sqlite("sqlite::memory:?mode=memory").expect("memory"), "sqlite::memory:?mode=memory");
+    }
+
+    #[test]
+    fn other_schemes_are_rejected() {
+        assert!(matches!(backend_of("mysql://x"), Err(DbError::UnsupportedUrl)));
+        assert_eq!(backend_of("postgresql://x").ok(), Some(Backend::Postgres));
+    }
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let early = chrono::DateTime::from_timestamp(1_000, 0).expect("valid");
+        let late = chrono::DateTime::from_timestamp(1_000_000_000, 5_000_000).expect("valid");
+        assert!(timestamp_text(early) < timestamp_text(late));
+        assert_eq!(timestamp_text(late), "2001-09-09T01:46:40.005Z");
+    }
+}

@@ -1,0 +1,25 @@
+//! Shared plumbing for every ferroshop service. No business rules live here.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | layered settings: defaults, an optional TOML file, `SHOP_` environment variables |
+//! | [`telemetry`] | the tracing subscriber and the per-request log line |
+//! | [`metrics`] | the Prometheus recorder and the per-request counters and histogram |
+//! | [`health`] | `/healthz`, `/readyz` with named readiness checks, `/metrics` |
+//! | [`shutdown`] | SIGINT/SIGTERM handling and the stop token services share |
+//! | [`server`] | serving a router on a bound listener with a bounded drain |
+//! | [`db`] | connecting to `sqlite:` or `postgres:` URLs and running migrations |
+//! | [`error`] | the RFC 9457 problem+json error body |
+//! | [`extract`] | request extractors whose rejections are problem+json |
+//! | [`auth`] | EdDSA token signing and verification, the JWKS document, the `AuthUser` extractor |
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,140 @@
+//! Test support shared by every ferroshop crate's tests.
+//!
+//! - [`TestDatabase`]: a fresh, empty database per test, on SQLite (a temp
+//!   file) or on PostgreSQL (a new database named by a UUID on the server in
+//!   `SHOP_TEST_POSTGRES_URL`). [`databases`] yields one of each so a store
+//!   test runs its body against both.
+//! - [`etcd_endpoints`]: the throwaway etcd that `scripts/test.sh` starts.
+//!
+//! `scripts/test.sh` starts PostgreSQL and etcd and exports their URLs. When
+//! a URL is missing, tests that need it are skipped with a note on stderr —
+//! except under `CI=true`, where a missing server fails the test instead.
+
+use std::fmt;
+
+use sqlx::{Connection, PgConnection};
+use tempfile::TempDir;
+
+/// Environment variable holding an admin URL of the test PostgreSQL server.
+pub const POSTGRES_ENV: &str = "SHOP_TEST_POSTGRES_URL";
+/// Environment variable holding the comma-separated endpoints of the test etcd.
+pub const ETCD_ENV: &str = "SHOP_TEST_ETCD_ENDPOINTS";
+
+/// Which engine a [`TestDatabase`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        })
+    }
+}
+
+/// A fresh, empty database for one test. A SQLite file is removed with its
+/// directory when this is dropped; a PostgreSQL database lives as long as the
+/// throwaway server `scripts/test.sh` started.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The engine.
+    pub engine: Engine,
+    /// The URL to connect to.
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+impl TestDatabase {
+    /// A new SQLite database file in its own temporary directory.
+    ///
+    /// # Panics
+    /// If no temporary directory can be created (a broken test machine).
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let url = format!("sqlite:{}", dir.path().join("test.db").display());
+        Self { engine: Engine::Sqlite, url, _dir: Some(dir) }
+    }
+
+    /// A new database on the test PostgreSQL server, or `None` when
+    /// `SHOP_TEST_POSTGRES_URL` is not set (outside CI).
+    ///
+    /// # Panics
+    /// Under `CI=true` when the server is not configured, and whenever the
+    /// configured server cannot be reached or the database not created.
+    pub async fn postgres() -> Option<Self> {
+        let admin_url = required_env(POSTGRES_ENV)?;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|err| panic!("cannot reach the test PostgreSQL at {POSTGRES_ENV}: {err}"));
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
+        conn.close().await.ok();
+        Some(Self { engine: Engine::Postgres, url: with_database(&admin_url, &name), _dir: None })
+    }
+}
+
+/// One fresh SQLite database and, when configured, one fresh PostgreSQL
+/// database: run a store test's body for each.
+pub async fn databases() -> Vec<TestDatabase> {
+    let mut all = vec![TestDatabase::sqlite()];
+    all.extend(TestDatabase::postgres().await);
+    all
+}
+
+/// The endpoints of the test etcd, or `None` when `SHOP_TEST_ETCD_ENDPOINTS`
+/// is not set (outside CI).
+///
+/// # Panics
+/// Under `CI=true` when the variable is not set.
+pub fn etcd_endpoints() -> Option<Vec<String>> {
+    required_env(ETCD_ENV).map(|value| value.split(',').map(str::trim).map(str::to_owned).collect())
+}
+
+/// Reads a server URL from the environment; missing is a skip outside CI and
+/// a failure in CI.
+fn required_env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ => {
+            let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
+            assert!(!in_ci, "{name} is not set: under CI=true every test server must be available (run scripts/test.sh)");
+            eprintln!("note: {name} is not set; skipping the part of this test that needs it (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// `url` with its database path replaced by `/name` (query kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_replace_the_path() {
+        assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
+        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+        assert_eq!(with_database("postgres://u@h:1/p?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
+    }
+}
