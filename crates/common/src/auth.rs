@@ -14,7 +14,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -134,20 +134,27 @@ impl TokenIssuer {
             (None, None) => None,
         };
         let key = match pem {
-            Some(pem) => EncodingKey::from_ed_pem(pem.as_bytes())
+            Some(pem) => SigningKey::from_pkcs8_pem(&pem)
                 .map_err(|err| TokenError::Key(format!("not an Ed25519 PKCS#8 PEM private key: {err}")))?,
             None => {
                 tracing::warn!(
                     "no signing key configured (auth.signing_key_pem / auth.signing_key_file); \
                      generated a temporary one: tokens will not survive a restart"
                 );
-                generate_key()?
+                SigningKey::from_bytes(&rand::random())
             }
         };
-        Self::new(key, settings)
+        Self::new(&key, settings)
     }
 
-    fn new(key: EncodingKey, settings: &IssuerSettings) -> Result<Self, TokenError> {
+    fn new(key: &SigningKey, settings: &IssuerSettings) -> Result<Self, TokenError> {
+        // jsonwebtoken wants the 48-byte PKCS#8 v1 form (no public key), which
+        // is also what `openssl genpkey -algorithm ed25519` writes; v2 keys are
+        // accepted above and normalised here.
+        let der = KeypairBytes { secret_key: key.to_bytes(), public_key: None }
+            .to_pkcs8_der()
+            .map_err(|err| TokenError::Key(err.to_string()))?;
+        let key = EncodingKey::from_ed_der(der.as_bytes());
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)
             .map_err(|err| TokenError::Key(format!("not an Ed25519 key: {err}")))?;
         let kid = jwk
@@ -211,14 +218,6 @@ impl TokenIssuer {
         verifier.set_keys(&self.jwks());
         verifier
     }
-}
-
-fn generate_key() -> Result<EncodingKey, TokenError> {
-    let seed: [u8; 32] = rand::random();
-    let der = SigningKey::from_bytes(&seed)
-        .to_pkcs8_der()
-        .map_err(|err| TokenError::Key(err.to_string()))?;
-    Ok(EncodingKey::from_ed_der(der.as_bytes()))
 }
 
 /// Checks access tokens against a set of public keys (by `kid`), the expected
@@ -427,8 +426,11 @@ mod tests {
 
     #[test]
     fn configured_pem_keys_are_used_and_stable() {
-        let der = SigningKey::from_bytes(&[7u8; 32]).to_pkcs8_der().expect("der");
-        let pem = ed25519_dalek::pkcs8::der::pem::encode_string("PRIVATE KEY", ed25519_dalek::pkcs8::der::pem::LineEnding::LF, der.as_bytes()).expect("pem");
+        // A PKCS#8 v2 key (with the public key) must be accepted too.
+        let pem = SigningKey::from_bytes(&[7u8; 32])
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::der::pem::LineEnding::LF)
+            .expect("pem")
+            .to_string();
         let settings = IssuerSettings { signing_key_pem: Some(SecretString::from(pem)), ..IssuerSettings::default() };
         let a = TokenIssuer::from_settings(&settings).expect("a");
         let b = TokenIssuer::from_settings(&settings).expect("b");

@@ -1,0 +1,116 @@
+//! Building and running the users service from [`Settings`]: the one way
+//! `main`, the all-in-one `shop` binary and the tests start it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use shop_common::auth::{TokenError, TokenIssuer};
+use shop_common::db::{Db, DbError};
+use shop_common::health::{self, Readiness};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Settings;
+use crate::hashing::{HashError, PasswordHasher};
+use crate::login_limit::LoginLimiter;
+use crate::routes::{self, AppState};
+use crate::store::{MIGRATOR, UserStore};
+
+/// The service name in logs and metrics.
+pub const SERVICE: &str = "users";
+
+/// Largest request body; registrations and logins are tiny.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The signing key is unusable.
+    #[error(transparent)]
+    Key(#[from] TokenError),
+    /// The password hasher could not start.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// A users service that is bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    db: Db,
+    issuer: Arc<TokenIssuer>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Opens and migrates the database, loads the signing key and binds the
+    /// listener (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let db = Db::connect(&settings.database).await?;
+        db.migrate(&MIGRATOR).await?;
+        let issuer = Arc::new(TokenIssuer::from_settings(&settings.auth)?);
+        let state = AppState {
+            store: UserStore::new(db.clone()),
+            verifier: issuer.verifier(),
+            issuer: Arc::clone(&issuer),
+            hasher: PasswordHasher::new().await?,
+            limiter: Arc::new(LoginLimiter::new(&settings.login_limit)),
+            trust_forwarded_for: settings.login_limit.trust_forwarded_for,
+        };
+        let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
+        let requested = settings.http.addr();
+        let listener = TcpListener::bind(requested)
+            .await
+            .map_err(|source| StartError::Bind { addr: requested, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: requested, source })?;
+        Ok(Self { listener, router, addr, db, issuer, settings })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The token issuer, whose verifier other in-process services may share.
+    pub fn issuer(&self) -> Arc<TokenIssuer> {
+        Arc::clone(&self.issuer)
+    }
+
+    /// Serves until `stop` is cancelled, drains in-flight requests, then
+    /// closes the database.
+    ///
+    /// # Errors
+    /// An I/O error from the listener.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let readiness = Readiness::new().with_check(self.db.clone()).with_stop(stop.clone());
+        let router = shop_common::server::with_common_layers(self.router.merge(health::router(readiness)), SERVICE);
+        tracing::info!(addr = %self.addr, "users service listening");
+        let result = shop_common::server::serve(self.listener, router, stop, self.settings.http.drain_timeout()).await;
+        self.db.close().await;
+        tracing::info!("users service stopped");
+        result
+    }
+}

@@ -1,0 +1,99 @@
+//! Settings of the users service.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use serde::Deserialize;
+use shop_common::auth::IssuerSettings;
+use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+
+use crate::login_limit::LoginLimitSettings;
+
+/// The default HTTP port of the users service.
+pub const DEFAULT_PORT: u16 = 8081;
+/// The default database: a SQLite file under `./data`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/users.db";
+
+/// Everything the users service reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Listener (default `0.0.0.0:8081`).
+    pub http: HttpSettings,
+    /// The users database (default `sqlite:./data/users.db`).
+    pub database: DatabaseSettings,
+    /// Token signing: key, issuer, audience, lifetime.
+    pub auth: IssuerSettings,
+    /// Failed-login limiting.
+    pub login_limit: LoginLimitSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            auth: IssuerSettings::default(),
+            login_limit: LoginLimitSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
+    /// then `SHOP_` environment variables.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings: Self = config::load(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth.token_ttl_secs == 0 {
+            return Err(ConfigError::invalid("auth.token_ttl_secs", "must be at least 1"));
+        }
+        if self.login_limit.max_failures == 0 {
+            return Err(ConfigError::invalid("login_limit.max_failures", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn zero_configuration_means_sqlite_on_8081() {
+        let settings: Settings = config::load_from("", &[]).expect("defaults are valid");
+        assert_eq!(settings.http.port, DEFAULT_PORT);
+        assert_eq!(settings.database.url.expose_secret(), DEFAULT_DATABASE_URL);
+        settings.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let settings: Settings = config::load_from(
+            "",
+            &[("SHOP_DATABASE__URL", "postgres://db/users"), ("SHOP_LOGIN_LIMIT__MAX_FAILURES", "3")],
+        )
+        .expect("valid");
+        assert_eq!(settings.database.url.expose_secret(), "postgres://db/users");
+        assert_eq!(settings.login_limit.max_failures, 3);
+    }
+
+    #[test]
+    fn zero_ttl_is_rejected_with_its_key() {
+        let settings: Settings = config::load_from("[auth]\ntoken_ttl_secs = 0\n", &[]).expect("parses");
+        let err = settings.validate().expect_err("invalid");
+        assert!(err.to_string().contains("auth.token_ttl_secs"));
+    }
+}

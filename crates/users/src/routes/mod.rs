@@ -1,0 +1,64 @@
+//! HTTP routes of the users service, one file per resource. Paths are the
+//! public API's, so the gateway forwards them unchanged.
+
+mod jwks;
+mod sessions;
+mod users;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::http::HeaderMap;
+use shop_common::auth::{TokenIssuer, TokenVerifier};
+
+use crate::hashing::PasswordHasher;
+use crate::login_limit::LoginLimiter;
+use crate::store::UserStore;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The users table.
+    pub store: UserStore,
+    /// Signs access tokens.
+    pub issuer: Arc<TokenIssuer>,
+    /// Verifies access tokens (for `/api/users/me`).
+    pub verifier: TokenVerifier,
+    /// Argon2id, off the async workers.
+    pub hasher: PasswordHasher,
+    /// Failed-login limiter.
+    pub limiter: Arc<LoginLimiter>,
+    /// Whether to take the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AppState {
+    /// The client's address: the peer, or the first `X-Forwarded-For` hop
+    /// when the service sits behind a trusted proxy.
+    pub fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        if self.trust_forwarded_for {
+            let forwarded = headers
+                .get("x-forwarded-for")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.split(',').next())
+                .and_then(|first| first.trim().parse().ok());
+            if let Some(addr) = forwarded {
+                return addr;
+            }
+        }
+        peer.ip()
+    }
+}
+
+/// The service's API routes (health routes are added by the application).
+pub fn router(state: AppState) -> Router {
+    Router::new().merge(users::router()).merge(sessions::router()).merge(jwks::router()).with_state(state)
+}
