@@ -427,10 +427,10 @@ mod tests {
     #[test]
     fn configured_pem_keys_are_used_and_stable() {
         // A PKCS#8 v2 key (with the public key) must be accepted too.
-        let pem = SigningKey::from_bytes(&[7u8; 32])
-            .to_pkcs8_pem(ed25519_dalek::pkcs8::der::pem::LineEnding::LF)
-            .expect("pem")
-            .to_string();
+        let der = SigningKey::from_bytes(&[7u8; 32]).to_pkcs8_der().expect("der");
+        let body = base64::engine::general_purpose::STANDARD.encode(der.as_bytes());
+        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
         let settings = IssuerSettings { signing_key_pem: Some(SecretString::from(pem)), ..IssuerSettings::default() };
         let a = TokenIssuer::from_settings(&settings).expect("a");
         let b = TokenIssuer::from_settings(&settings).expect("b");

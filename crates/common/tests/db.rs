@@ -1,0 +1,94 @@
+//! `shop_common::db` against real SQLite and PostgreSQL: connect, migrate,
+//! one query path, unique violations, readiness.
+
+use shop_common::config::DatabaseSettings;
+use shop_common::db::{Backend, Db, DbError, unique_violation};
+use shop_common::health::{Readiness, ReadinessCheck};
+use shop_testkit::{Engine, databases};
+use sqlx::Row;
+use sqlx::migrate::Migrator;
+
+static MIGRATOR: Migrator = sqlx::migrate!("tests/migrations");
+
+#[tokio::test]
+async fn the_same_queries_run_on_both_engines() {
+    for test_db in databases().await {
+        let db = Db::connect(&DatabaseSettings::new(&test_db.url)).await.expect("connect");
+        assert_eq!(
+            db.backend(),
+            match test_db.engine {
+                Engine::Sqlite => Backend::Sqlite,
+                Engine::Postgres => Backend::Postgres,
+            }
+        );
+        db.migrate(&MIGRATOR).await.expect("migrate");
+        db.migrate(&MIGRATOR).await.expect("migrating twice is a no-op");
+
+        sqlx::query("INSERT INTO items (id, name) VALUES ($1, $2)")
+            .bind("1")
+            .bind("o'brien; DROP TABLE items; --")
+            .execute(db.pool())
+            .await
+            .expect("insert");
+        let name: String = sqlx::query("SELECT name FROM items WHERE id = $1")
+            .bind("1")
+            .fetch_one(db.pool())
+            .await
+            .expect("select")
+            .try_get("name")
+            .expect("column");
+        assert_eq!(name, "o'brien; DROP TABLE items; --", "{}", test_db.engine);
+
+        let duplicate = sqlx::query("INSERT INTO items (id, name) VALUES ($1, $2)")
+            .bind("2")
+            .bind("o'brien; DROP TABLE items; --")
+            .execute(db.pool())
+            .await
+            .expect_err("unique index");
+        let violated = unique_violation(&duplicate).expect("recognised as a unique violation");
+        assert!(violated.contains("name"), "{}: {violated}", test_db.engine);
+
+        let other = sqlx::query("SELECT nope FROM items").execute(db.pool()).await.expect_err("bad column");
+        assert_eq!(unique_violation(&other), None);
+
+        db.ping().await.expect("ping");
+        assert_eq!(db.check().await, Ok(()));
+        let report = Readiness::new().with_check(db.clone()).report().await;
+        assert_eq!(report.status, "ready");
+        db.close().await;
+        assert!(db.check().await.is_err(), "{}: a closed pool is not ready", test_db.engine);
+    }
+}
+
+#[tokio::test]
+async fn sqlite_files_and_directories_are_created_with_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a/b/shop.db");
+    let db = Db::connect(&DatabaseSettings::new(format!("sqlite:{}", path.display()))).await.expect("connect");
+    assert!(path.is_file());
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("column");
+    assert_eq!(mode.to_lowercase(), "wal");
+    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+        .fetch_one(db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("column");
+    assert_eq!(fk, 1);
+}
+
+#[tokio::test]
+async fn unreachable_and_unsupported_databases_fail_clearly() {
+    let mut settings = DatabaseSettings::new("postgres://nobody@127.0.0.1:1/none");
+    settings.acquire_timeout_secs = 1;
+    let err = Db::connect(&settings).await.expect_err("nothing listens on port 1");
+    assert!(matches!(err, DbError::Connect(Backend::Postgres, _)), "{err}");
+
+    let err = Db::connect(&DatabaseSettings::new("mysql://x/y")).await.expect_err("unsupported");
+    assert!(err.to_string().contains("database.url"), "{err}");
+}

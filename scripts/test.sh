@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, and every test of the workspace
+# against a throwaway PostgreSQL and a throwaway etcd.
+#
+# On a fresh Debian machine with only the Rust toolchain it installs what is
+# missing (PostgreSQL, etcd, protoc) with apt when run as root (or via sudo).
+# The servers live in a temporary directory on free loopback ports and are
+# always stopped on exit. Under CI=true a test that needs a server it cannot
+# reach fails instead of skipping.
+#
+# Usage: scripts/test.sh [extra cargo test args...]
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else die "need root to run: $* (install it yourself, or run as root)"
+    fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "missing $*, and this is not a Debian-like system: install them and retry"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "installing $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bindir() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] && printf '%s\n' "$dir"
+}
+
+ensure_tools() {
+    local missing=()
+    pg_bindir >/dev/null || missing+=(postgresql)
+    command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+    command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+    [ -e /usr/include/google/protobuf/timestamp.proto ] || missing+=(libprotobuf-dev)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+    pg_bindir >/dev/null || die "PostgreSQL server binaries not found after install"
+    command -v etcd >/dev/null 2>&1 || die "etcd not found after install"
+    if command -v rustup >/dev/null 2>&1; then
+        cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+        cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+    fi
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$(( (RANDOM % 20000) + 30000 ))
+        if ! port_in_use "$port"; then printf '%s\n' "$port"; return 0; fi
+    done
+    die "no free port found"
+}
+
+WORK=""
+PG_DATA=""
+PG_BIN=""
+ETCD_PID=""
+
+cleanup() {
+    local status=$?
+    set +e
+    if [ -n "$ETCD_PID" ]; then kill "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; fi
+    if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
+        run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
+    fi
+    if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+    exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+# PostgreSQL refuses to run as root: run it as the `postgres` user then.
+run_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_postgres() {
+    PG_BIN=$(pg_bindir)
+    PG_DATA="$WORK/pg"
+    local port
+    port=$(free_port)
+    mkdir -p "$PG_DATA"
+    if [ "$(id -u)" -eq 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --home-dir "$WORK" postgres
+        chown postgres "$PG_DATA"
+    fi
+    chmod 700 "$PG_DATA"
+    log "starting PostgreSQL on 127.0.0.1:$port"
+    run_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-sync >"$WORK/initdb.log" 2>&1 \
+        || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+    run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 30 \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+        start >/dev/null || { cat "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
+    export SHOP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+start_etcd() {
+    local client peer
+    client=$(free_port)
+    peer=$(free_port)
+    while [ "$peer" = "$client" ]; do peer=$(free_port); done
+    log "starting etcd on 127.0.0.1:$client"
+    etcd --name shop-test --data-dir "$WORK/etcd" \
+        --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "shop-test=http://127.0.0.1:$peer" --initial-cluster-state new \
+        >"$WORK/etcd.log" 2>&1 &
+    ETCD_PID=$!
+    for _ in $(seq 1 100); do
+        if curl -fsS "http://127.0.0.1:$client/health" 2>/dev/null | grep -q '"health":"true"'; then
+            export SHOP_TEST_ETCD_ENDPOINTS="http://127.0.0.1:$client"
+            return 0
+        fi
+        kill -0 "$ETCD_PID" 2>/dev/null || { cat "$WORK/etcd.log" >&2; die "etcd exited"; }
+        sleep 0.1
+    done
+    cat "$WORK/etcd.log" >&2
+    die "etcd did not become healthy"
+}
+
+main() {
+    ensure_tools
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-test.XXXXXX")
+    chmod 755 "$WORK"
+    start_postgres
+    start_etcd
+
+    export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+    log "cargo fmt --check"
+    cargo fmt --all -- --check
+    log "cargo clippy (default features)"
+    cargo clippy --workspace --all-targets -- -D warnings
+    log "cargo clippy (all features)"
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+    log "cargo test (PostgreSQL: $SHOP_TEST_POSTGRES_URL, etcd: $SHOP_TEST_ETCD_ENDPOINTS)"
+    cargo test --workspace --all-features "$@"
+    log "all checks passed"
+}
+
+main "$@"
