@@ -113,7 +113,10 @@ pub struct TokenIssuer {
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer").field("kid", &self.kid).field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("TokenIssuer")
+            .field("kid", &self.kid)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,15 +130,15 @@ impl TokenIssuer {
     pub fn from_settings(settings: &IssuerSettings) -> Result<Self, TokenError> {
         let pem = match (&settings.signing_key_pem, &settings.signing_key_file) {
             (Some(pem), _) => Some(pem.expose_secret().to_owned()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|err| TokenError::Key(format!("cannot read {}: {err}", path.display())))?,
-            ),
+            (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|err| {
+                TokenError::Key(format!("cannot read {}: {err}", path.display()))
+            })?),
             (None, None) => None,
         };
         let key = match pem {
-            Some(pem) => SigningKey::from_pkcs8_pem(&pem)
-                .map_err(|err| TokenError::Key(format!("not an Ed25519 PKCS#8 PEM private key: {err}")))?,
+            Some(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|err| {
+                TokenError::Key(format!("not an Ed25519 PKCS#8 PEM private key: {err}"))
+            })?,
             None => {
                 tracing::warn!(
                     "no signing key configured (auth.signing_key_pem / auth.signing_key_file); \
@@ -151,9 +154,12 @@ impl TokenIssuer {
         // jsonwebtoken wants the 48-byte PKCS#8 v1 form (no public key), which
         // is also what `openssl genpkey -algorithm ed25519` writes; v2 keys are
         // accepted above and normalised here.
-        let der = KeypairBytes { secret_key: key.to_bytes(), public_key: None }
-            .to_pkcs8_der()
-            .map_err(|err| TokenError::Key(err.to_string()))?;
+        let der = KeypairBytes {
+            secret_key: key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_der()
+        .map_err(|err| TokenError::Key(err.to_string()))?;
         let key = EncodingKey::from_ed_der(der.as_bytes());
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)
             .map_err(|err| TokenError::Key(format!("not an Ed25519 key: {err}")))?;
@@ -197,8 +203,12 @@ impl TokenIssuer {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key).map_err(|err| TokenError::Key(err.to_string()))?;
-        Ok(IssuedToken { token, expires_in: exp.saturating_sub(iat) })
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|err| TokenError::Key(err.to_string()))?;
+        Ok(IssuedToken {
+            token,
+            expires_in: exp.saturating_sub(iat),
+        })
     }
 
     /// The key id (RFC 7638 thumbprint of the public key).
@@ -208,7 +218,9 @@ impl TokenIssuer {
 
     /// The public keys, as served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> JwkSet {
-        JwkSet { keys: vec![self.jwk.clone()] }
+        JwkSet {
+            keys: vec![self.jwk.clone()],
+        }
     }
 
     /// A verifier that trusts this issuer's key.
@@ -248,7 +260,12 @@ impl TokenVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
-        Self { inner: Arc::new(VerifierInner { keys: RwLock::new(HashMap::new()), validation }) }
+        Self {
+            inner: Arc::new(VerifierInner {
+                keys: RwLock::new(HashMap::new()),
+                validation,
+            }),
+        }
     }
 
     /// Replaces the trusted keys with the Ed25519 keys of `jwks` that carry a
@@ -277,16 +294,24 @@ impl TokenVerifier {
     /// [`TokenError::UnknownKey`] for a `kid` not in the key set (the caller
     /// may refresh its keys and retry); [`TokenError::Invalid`] otherwise.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|err| TokenError::Invalid(err.to_string()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|err| TokenError::Invalid(err.to_string()))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(TokenError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
         }
-        let kid = header.kid.ok_or_else(|| TokenError::Invalid("no key id".to_owned()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| TokenError::Invalid("no key id".to_owned()))?;
         let keys = match self.inner.keys.read() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let key = keys.get(&kid).ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+        let key = keys
+            .get(&kid)
+            .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
         jsonwebtoken::decode::<Claims>(token, key, &self.inner.validation)
             .map(|data| data.claims)
             .map_err(|err| TokenError::Invalid(err.to_string()))
@@ -318,8 +343,12 @@ where
             tracing::debug!(error = %err, "rejected token");
             unauthorized("invalid or expired token")
         })?;
-        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| unauthorized("invalid token subject"))?;
-        Ok(Self { user_id, token: token.to_owned() })
+        let user_id =
+            Uuid::parse_str(&claims.sub).map_err(|_| unauthorized("invalid token subject"))?;
+        Ok(Self {
+            user_id,
+            token: token.to_owned(),
+        })
     }
 }
 
@@ -327,7 +356,10 @@ where
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|token| !token.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// 401 problem+json with a `WWW-Authenticate: Bearer` challenge.
@@ -349,7 +381,9 @@ mod tests {
     #[test]
     fn a_token_round_trips() {
         let issuer = issuer();
-        let token = issuer.issue("0190c6c8-0000-7000-8000-000000000001").expect("signed");
+        let token = issuer
+            .issue("0190c6c8-0000-7000-8000-000000000001")
+            .expect("signed");
         let claims = issuer.verifier().verify(&token.token).expect("valid");
         assert_eq!(claims.sub, "0190c6c8-0000-7000-8000-000000000001");
         assert_eq!(claims.iss, DEFAULT_ISSUER);
@@ -361,14 +395,20 @@ mod tests {
         let issuer = issuer();
         let now = jsonwebtoken::get_current_timestamp();
         let token = issuer.issue_at("u", now - 3600, now - 60).expect("signed");
-        assert!(matches!(issuer.verifier().verify(&token.token), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            issuer.verifier().verify(&token.token),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]
     fn tokens_from_another_key_are_rejected() {
         let token = issuer().issue("u").expect("signed");
         // Same kid is impossible (thumbprints differ), so this is an unknown key.
-        assert!(matches!(issuer().verifier().verify(&token.token), Err(TokenError::UnknownKey(_))));
+        assert!(matches!(
+            issuer().verifier().verify(&token.token),
+            Err(TokenError::UnknownKey(_))
+        ));
     }
 
     #[test]
@@ -376,7 +416,8 @@ mod tests {
         let issuer = issuer();
         let token = issuer.issue("alice").expect("signed").token;
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).expect("b64")).expect("utf8");
+        let payload =
+            String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).expect("b64")).expect("utf8");
         parts[1] = URL_SAFE_NO_PAD.encode(payload.replace("alice", "mallory"));
         assert!(issuer.verifier().verify(&parts.join(".")).is_err());
     }
@@ -391,7 +432,11 @@ mod tests {
             now + 600
         );
         let header = format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, issuer.kid());
-        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(&claims));
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(&claims)
+        );
         assert!(verifier.verify(&none).is_err());
 
         // An HS256 token "signed" with the public key bytes (the classic
@@ -400,7 +445,8 @@ mod tests {
         hs.kid = Some(issuer.kid().to_owned());
         let public = serde_json::to_vec(&issuer.jwks()).expect("json");
         let claims: Claims = serde_json::from_str(&claims).expect("claims");
-        let forged = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).expect("hmac");
+        let forged =
+            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).expect("hmac");
         assert!(verifier.verify(&forged).is_err());
     }
 
@@ -421,17 +467,32 @@ mod tests {
         assert_eq!(key["crv"], "Ed25519");
         assert_eq!(key["alg"], "EdDSA");
         assert!(key["kid"].as_str().is_some_and(|kid| kid.len() == 43));
-        assert!(key.get("d").is_none(), "private part must never be published");
+        assert!(
+            key.get("d").is_none(),
+            "private part must never be published"
+        );
     }
 
     #[test]
     fn configured_pem_keys_are_used_and_stable() {
         // A PKCS#8 v2 key (with the public key) must be accepted too.
-        let der = SigningKey::from_bytes(&[7u8; 32]).to_pkcs8_der().expect("der");
+        let der = SigningKey::from_bytes(&[7u8; 32])
+            .to_pkcs8_der()
+            .expect("der");
         let body = base64::engine::general_purpose::STANDARD.encode(der.as_bytes());
-        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
-        let settings = IssuerSettings { signing_key_pem: Some(SecretString::from(pem)), ..IssuerSettings::default() };
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("ascii"))
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        let settings = IssuerSettings {
+            signing_key_pem: Some(SecretString::from(pem)),
+            ..IssuerSettings::default()
+        };
         let a = TokenIssuer::from_settings(&settings).expect("a");
         let b = TokenIssuer::from_settings(&settings).expect("b");
         assert_eq!(a.kid(), b.kid());
@@ -445,6 +506,9 @@ mod tests {
             signing_key_pem: Some(SecretString::from("not a key".to_owned())),
             ..IssuerSettings::default()
         };
-        assert!(matches!(TokenIssuer::from_settings(&settings), Err(TokenError::Key(_))));
+        assert!(matches!(
+            TokenIssuer::from_settings(&settings),
+            Err(TokenError::Key(_))
+        ));
     }
 }

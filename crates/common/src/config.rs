@@ -87,7 +87,7 @@ pub fn load_from<T: DeserializeOwned>(toml: &str, env: &[(&str, &str)]) -> Resul
         let path = key.to_ascii_lowercase().replace("__", ".");
         figment = figment.merge(figment::providers::Serialized::default(
             &path,
-            figment::value::Value::from(parse_env_value(value)),
+            parse_env_value(value),
         ));
     }
     Ok(figment.extract()?)
@@ -100,9 +100,7 @@ fn parse_env_value(value: &str) -> figment::value::Value {
 }
 
 fn env_provider() -> Env {
-    Env::prefixed(ENV_PREFIX)
-        .ignore(&RESERVED_ENV)
-        .split("__")
+    Env::prefixed(ENV_PREFIX).ignore(&RESERVED_ENV).split("__")
 }
 
 /// Where a service's HTTP listener binds, and how long it drains on shutdown.
@@ -120,7 +118,11 @@ pub struct HttpSettings {
 impl HttpSettings {
     /// Settings binding `host:port` with the default drain time.
     pub fn new(host: IpAddr, port: u16) -> Self {
-        Self { host, port, ..Self::default() }
+        Self {
+            host,
+            port,
+            ..Self::default()
+        }
     }
 
     /// The socket address to bind.
@@ -136,7 +138,11 @@ impl HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { host: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, drain_timeout_secs: 10 }
+        Self {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+            drain_timeout_secs: 10,
+        }
     }
 }
 
@@ -191,7 +197,11 @@ mod tests {
     fn later_layers_win_and_nesting_uses_double_underscore() {
         let sample: Sample = load_from(
             "[http]\nport = 1000\n[database]\nurl = \"sqlite:a.db\"\n",
-            &[("SHOP_HTTP__PORT", "2000"), ("SHOP_CONFIG", "ignored.toml"), ("OTHER", "x")],
+            &[
+                ("SHOP_HTTP__PORT", "2000"),
+                ("SHOP_CONFIG", "ignored.toml"),
+                ("OTHER", "x"),
+            ],
         )
         .expect("valid config");
         assert_eq!(sample.http.port, 2000);

@@ -95,7 +95,10 @@ impl Db {
             }),
             Backend::Postgres => options,
         };
-        let pool = options.connect(&url).await.map_err(|err| DbError::Connect(backend, err))?;
+        let pool = options
+            .connect(&url)
+            .await
+            .map_err(|err| DbError::Connect(backend, err))?;
         Ok(Self { pool, backend })
     }
 
@@ -137,7 +140,11 @@ impl ReadinessCheck for Db {
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.ping().await.map_err(|_| "database does not answer".to_owned()) })
+        Box::pin(async move {
+            self.ping()
+                .await
+                .map_err(|_| "database does not answer".to_owned())
+        })
     }
 }
 
@@ -156,13 +163,15 @@ fn prepare_sqlite(url: &str) -> Result<String, DbError> {
     let rest = url.trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let path = path.strip_prefix("//").unwrap_or(path);
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(dir) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
+    let dir = Some(path)
+        .filter(|path| *path != ":memory:" && !path.is_empty())
+        .and_then(|path| Path::new(path).parent())
+        .filter(|dir| !dir.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     let has_mode = query.split('&').any(|pair| pair.starts_with("mode="));
     Ok(match (query.is_empty(), has_mode) {
@@ -182,12 +191,14 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     if !db_err.is_unique_violation() {
         return None;
     }
-    Some(
+    Some(db_err.constraint().map(str::to_owned).unwrap_or_else(|| {
         db_err
-            .constraint()
-            .map(str::to_owned)
-            .unwrap_or_else(|| db_err.message().rsplit(": ").next().unwrap_or_default().to_owned()),
-    )
+            .message()
+            .rsplit(": ")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }))
 }
 
 /// The current time as stored in the database: RFC 3339 UTC with
@@ -212,12 +223,18 @@ mod tests {
         let prepared = prepare_sqlite(&url).expect("prepared");
         assert!(prepared.ends_with("?mode=rwc"));
         assert!(dir.path().join("nested").is_dir());
-        assert_eq!(prepare_sqlite("sqlite::memory:?mode=memory").expect("memory"), "sqlite::memory:?mode=memory");
+        assert_eq!(
+            prepare_sqlite("sqlite::memory:?mode=memory").expect("memory"),
+            "sqlite::memory:?mode=memory"
+        );
     }
 
     #[test]
     fn other_schemes_are_rejected() {
-        assert!(matches!(backend_of("mysql://x"), Err(DbError::UnsupportedUrl)));
+        assert!(matches!(
+            backend_of("mysql://x"),
+            Err(DbError::UnsupportedUrl)
+        ));
         assert_eq!(backend_of("postgresql://x").ok(), Some(Backend::Postgres));
     }
 

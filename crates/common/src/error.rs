@@ -71,7 +71,10 @@ impl Problem {
     /// 500 with a generic body; logs `err` and its whole cause chain.
     pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
         tracing::error!(error = %ErrorChain(err), "internal error");
-        Self::with_detail(StatusCode::INTERNAL_SERVER_ERROR, "an unexpected error occurred")
+        Self::with_detail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "an unexpected error occurred",
+        )
     }
 
     /// Sets the detail text.
@@ -124,7 +127,11 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = (status, [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))], body)
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
             .into_response();
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);
@@ -155,7 +162,10 @@ pub async fn not_found() -> Problem {
 
 /// Fallback for a known route called with the wrong method: 405 problem+json.
 pub async fn method_not_allowed() -> Problem {
-    Problem::with_detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource")
+    Problem::with_detail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this resource",
+    )
 }
 
 #[cfg(test)]
@@ -164,7 +174,8 @@ mod tests {
 
     #[test]
     fn validation_problems_carry_field_errors() {
-        let problem = Problem::validation(BTreeMap::from([("email".to_owned(), "invalid".to_owned())]));
+        let problem =
+            Problem::validation(BTreeMap::from([("email".to_owned(), "invalid".to_owned())]));
         let body = serde_json::to_value(&problem).expect("serializable");
         assert_eq!(body["status"], 422);
         assert_eq!(body["type"], VALIDATION_TYPE);
@@ -181,7 +192,9 @@ mod tests {
 
     #[test]
     fn responses_use_the_problem_media_type_and_extra_headers() {
-        let response = Problem::new(StatusCode::TOO_MANY_REQUESTS).retry_after(7).into_response();
+        let response = Problem::new(StatusCode::TOO_MANY_REQUESTS)
+            .retry_after(7)
+            .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");

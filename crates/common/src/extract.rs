@@ -31,7 +31,9 @@ where
 
 fn json_problem(rejection: &JsonRejection) -> Problem {
     let detail = match rejection {
-        JsonRejection::MissingJsonContentType(_) => "expected a request with `Content-Type: application/json`".to_owned(),
+        JsonRejection::MissingJsonContentType(_) => {
+            "expected a request with `Content-Type: application/json`".to_owned()
+        }
         _ => rejection.body_text(),
     };
     Problem::with_detail(rejection.status(), detail)
@@ -75,7 +77,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(Problem::with_detail(axum::http::StatusCode::BAD_REQUEST, rejection.body_text())),
+            Err(rejection) => Err(Problem::with_detail(
+                axum::http::StatusCode::BAD_REQUEST,
+                rejection.body_text(),
+            )),
         }
     }
 }

@@ -76,11 +76,18 @@ impl Readiness {
         }))
         .await;
         let mut checks: BTreeMap<String, String> = results.into_iter().collect();
-        if self.stop.as_ref().is_some_and(CancellationToken::is_cancelled) {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+        {
             checks.insert("shutdown".to_owned(), "shutting down".to_owned());
         }
         let ready = checks.values().all(|outcome| outcome == "ok");
-        ReadinessReport { status: if ready { "ready" } else { "not ready" }, checks }
+        ReadinessReport {
+            status: if ready { "ready" } else { "not ready" },
+            checks,
+        }
     }
 }
 
@@ -99,10 +106,17 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
     let report = readiness.report().await;
-    let status = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if report.status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(report)).into_response()
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
 }

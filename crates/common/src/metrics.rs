@@ -54,7 +54,13 @@ pub fn render() -> String {
 }
 
 /// Records one served request.
-pub fn record_request(service: &'static str, method: &str, route: &str, status: u16, elapsed: Duration) {
+pub fn record_request(
+    service: &'static str,
+    method: &str,
+    route: &str,
+    status: u16,
+    elapsed: Duration,
+) {
     handle();
     let labels = [
         ("service", service.to_owned()),

@@ -13,7 +13,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("tests/migrations");
 #[tokio::test]
 async fn the_same_queries_run_on_both_engines() {
     for test_db in databases().await {
-        let db = Db::connect(&DatabaseSettings::new(&test_db.url)).await.expect("connect");
+        let db = Db::connect(&DatabaseSettings::new(&test_db.url))
+            .await
+            .expect("connect");
         assert_eq!(
             db.backend(),
             match test_db.engine {
@@ -22,7 +24,9 @@ async fn the_same_queries_run_on_both_engines() {
             }
         );
         db.migrate(&MIGRATOR).await.expect("migrate");
-        db.migrate(&MIGRATOR).await.expect("migrating twice is a no-op");
+        db.migrate(&MIGRATOR)
+            .await
+            .expect("migrating twice is a no-op");
 
         sqlx::query("INSERT INTO items (id, name) VALUES ($1, $2)")
             .bind("1")
@@ -48,7 +52,10 @@ async fn the_same_queries_run_on_both_engines() {
         let violated = unique_violation(&duplicate).expect("recognised as a unique violation");
         assert!(violated.contains("name"), "{}: {violated}", test_db.engine);
 
-        let other = sqlx::query("SELECT nope FROM items").execute(db.pool()).await.expect_err("bad column");
+        let other = sqlx::query("SELECT nope FROM items")
+            .execute(db.pool())
+            .await
+            .expect_err("bad column");
         assert_eq!(unique_violation(&other), None);
 
         db.ping().await.expect("ping");
@@ -56,7 +63,11 @@ async fn the_same_queries_run_on_both_engines() {
         let report = Readiness::new().with_check(db.clone()).report().await;
         assert_eq!(report.status, "ready");
         db.close().await;
-        assert!(db.check().await.is_err(), "{}: a closed pool is not ready", test_db.engine);
+        assert!(
+            db.check().await.is_err(),
+            "{}: a closed pool is not ready",
+            test_db.engine
+        );
     }
 }
 
@@ -64,7 +75,9 @@ async fn the_same_queries_run_on_both_engines() {
 async fn sqlite_files_and_directories_are_created_with_wal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("a/b/shop.db");
-    let db = Db::connect(&DatabaseSettings::new(format!("sqlite:{}", path.display()))).await.expect("connect");
+    let db = Db::connect(&DatabaseSettings::new(format!("sqlite:{}", path.display())))
+        .await
+        .expect("connect");
     assert!(path.is_file());
     let mode: String = sqlx::query("PRAGMA journal_mode")
         .fetch_one(db.pool())
@@ -86,9 +99,16 @@ async fn sqlite_files_and_directories_are_created_with_wal() {
 async fn unreachable_and_unsupported_databases_fail_clearly() {
     let mut settings = DatabaseSettings::new("postgres://nobody@127.0.0.1:1/none");
     settings.acquire_timeout_secs = 1;
-    let err = Db::connect(&settings).await.expect_err("nothing listens on port 1");
-    assert!(matches!(err, DbError::Connect(Backend::Postgres, _)), "{err}");
+    let err = Db::connect(&settings)
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(
+        matches!(err, DbError::Connect(Backend::Postgres, _)),
+        "{err}"
+    );
 
-    let err = Db::connect(&DatabaseSettings::new("mysql://x/y")).await.expect_err("unsupported");
+    let err = Db::connect(&DatabaseSettings::new("mysql://x/y"))
+        .await
+        .expect_err("unsupported");
     assert!(err.to_string().contains("database.url"), "{err}");
 }

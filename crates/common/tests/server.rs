@@ -1,6 +1,8 @@
 //! Serving with the shared layers over real sockets: request ids, problem
 //! fallbacks, metrics, readiness during shutdown, and a bounded drain.
 
+#![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
+
 use std::time::Duration;
 
 use axum::Router;
@@ -47,9 +49,18 @@ async fn start(drain: Duration) -> Served {
 async fn request_ids_are_echoed_or_generated() {
     let served = start(Duration::from_secs(5)).await;
     let client = reqwest::Client::new();
-    let given = client.get(format!("{}/fast", served.base)).header("x-request-id", "abc-123").send().await.expect("send");
+    let given = client
+        .get(format!("{}/fast", served.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(given.headers()["x-request-id"], "abc-123");
-    let generated = client.get(format!("{}/fast", served.base)).send().await.expect("send");
+    let generated = client
+        .get(format!("{}/fast", served.base))
+        .send()
+        .await
+        .expect("send");
     let id = generated.headers()["x-request-id"].to_str().expect("ascii");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     served.stop.cancel();
@@ -59,12 +70,23 @@ async fn request_ids_are_echoed_or_generated() {
 async fn unknown_routes_and_methods_are_problems() {
     let served = start(Duration::from_secs(5)).await;
     let client = reqwest::Client::new();
-    let missing = client.get(format!("{}/nope", served.base)).send().await.expect("send");
+    let missing = client
+        .get(format!("{}/nope", served.base))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(missing.status(), 404);
-    assert_eq!(missing.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
     let body: serde_json::Value = missing.json().await.expect("json");
     assert_eq!(body["status"], 404);
-    let wrong = client.delete(format!("{}/fast", served.base)).send().await.expect("send");
+    let wrong = client
+        .delete(format!("{}/fast", served.base))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(wrong.status(), 405);
     assert_eq!(wrong.headers()["content-type"], "application/problem+json");
     served.stop.cancel();
@@ -75,9 +97,20 @@ async fn metrics_count_requests_by_route_and_status() {
     let served = start(Duration::from_secs(5)).await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
-        client.get(format!("{}/fast", served.base)).send().await.expect("send");
+        client
+            .get(format!("{}/fast", served.base))
+            .send()
+            .await
+            .expect("send");
     }
-    let text = client.get(format!("{}/metrics", served.base)).send().await.expect("send").text().await.expect("text");
+    let text = client
+        .get(format!("{}/metrics", served.base))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
     let line = text
         .lines()
         .find(|line| {
@@ -87,9 +120,17 @@ async fn metrics_count_requests_by_route_and_status() {
                 && line.contains(r#"status="200""#)
         })
         .unwrap_or_else(|| panic!("no counter for /fast in:\n{text}"));
-    let count: f64 = line.rsplit(' ').next().expect("value").parse().expect("number");
+    let count: f64 = line
+        .rsplit(' ')
+        .next()
+        .expect("value")
+        .parse()
+        .expect("number");
     assert!(count >= 3.0, "{line}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "histogram missing");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "histogram missing"
+    );
     served.stop.cancel();
 }
 
@@ -97,17 +138,32 @@ async fn metrics_count_requests_by_route_and_status() {
 async fn in_flight_requests_finish_and_readiness_drops_during_shutdown() {
     let served = start(Duration::from_secs(5)).await;
     let client = reqwest::Client::new();
-    assert_eq!(client.get(format!("{}/readyz", served.base)).send().await.expect("send").status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", served.base))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
 
     let slow = tokio::spawn(client.get(format!("{}/slow", served.base)).send());
     tokio::time::sleep(Duration::from_millis(100)).await;
     served.stop.cancel();
-    let response = slow.await.expect("join").expect("the in-flight request completes");
+    let response = slow
+        .await
+        .expect("join")
+        .expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.expect("body"), "slow");
     served.task.await.expect("join").expect("clean stop");
     assert!(
-        reqwest::Client::new().get(format!("{}/fast", served.base)).send().await.is_err(),
+        reqwest::Client::new()
+            .get(format!("{}/fast", served.base))
+            .send()
+            .await
+            .is_err(),
         "no new connections after stop"
     );
 }
@@ -126,7 +182,11 @@ async fn readiness_reports_shutting_down() {
 #[tokio::test]
 async fn the_drain_is_bounded() {
     let served = start(Duration::from_millis(300)).await;
-    let stuck = tokio::spawn(reqwest::Client::new().get(format!("{}/stuck", served.base)).send());
+    let stuck = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("{}/stuck", served.base))
+            .send(),
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     served.stop.cancel();
     // serve() returns once the drain time is over even though /stuck never ends.

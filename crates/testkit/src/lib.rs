@@ -10,6 +10,10 @@
 //! a URL is missing, tests that need it are skipped with a note on stderr —
 //! except under `CI=true`, where a missing server fails the test instead.
 
+// Test support: a broken test machine (no temp dir, unreachable test server)
+// should fail the test loudly, so panicking is the point here.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::fmt;
 
 use sqlx::{Connection, PgConnection};
@@ -58,7 +62,11 @@ impl TestDatabase {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let url = format!("sqlite:{}", dir.path().join("test.db").display());
-        Self { engine: Engine::Sqlite, url, _dir: Some(dir) }
+        Self {
+            engine: Engine::Sqlite,
+            url,
+            _dir: Some(dir),
+        }
     }
 
     /// A new database on the test PostgreSQL server, or `None` when
@@ -72,13 +80,19 @@ impl TestDatabase {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|err| panic!("cannot reach the test PostgreSQL at {POSTGRES_ENV}: {err}"));
+            .unwrap_or_else(|err| {
+                panic!("cannot reach the test PostgreSQL at {POSTGRES_ENV}: {err}")
+            });
         sqlx::query(&format!("CREATE DATABASE \"{name}\""))
             .execute(&mut conn)
             .await
             .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
         conn.close().await.ok();
-        Some(Self { engine: Engine::Postgres, url: with_database(&admin_url, &name), _dir: None })
+        Some(Self {
+            engine: Engine::Postgres,
+            url: with_database(&admin_url, &name),
+            _dir: None,
+        })
     }
 }
 
@@ -106,8 +120,13 @@ fn required_env(name: &str) -> Option<String> {
         Ok(value) if !value.trim().is_empty() => Some(value),
         _ => {
             let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
-            assert!(!in_ci, "{name} is not set: under CI=true every test server must be available (run scripts/test.sh)");
-            eprintln!("note: {name} is not set; skipping the part of this test that needs it (run scripts/test.sh)");
+            assert!(
+                !in_ci,
+                "{name} is not set: under CI=true every test server must be available (run scripts/test.sh)"
+            );
+            eprintln!(
+                "note: {name} is not set; skipping the part of this test that needs it (run scripts/test.sh)"
+            );
             None
         }
     }
@@ -115,7 +134,9 @@ fn required_env(name: &str) -> Option<String> {
 
 /// `url` with its database path replaced by `/name` (query kept).
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
     let authority_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[authority_end..].find('/') {
         Some(slash) => &base[..authority_end + slash],
@@ -133,8 +154,14 @@ mod tests {
 
     #[test]
     fn database_names_replace_the_path() {
-        assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
+        assert_eq!(
+            with_database("postgres://u@h:1/postgres", "x"),
+            "postgres://u@h:1/x"
+        );
         assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-        assert_eq!(with_database("postgres://u@h:1/p?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u@h:1/p?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
     }
 }

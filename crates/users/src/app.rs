@@ -79,9 +79,22 @@ impl Application {
         let requested = settings.http.addr();
         let listener = TcpListener::bind(requested)
             .await
-            .map_err(|source| StartError::Bind { addr: requested, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: requested, source })?;
-        Ok(Self { listener, router, addr, db, issuer, settings })
+            .map_err(|source| StartError::Bind {
+                addr: requested,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: requested,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            router,
+            addr,
+            db,
+            issuer,
+            settings,
+        })
     }
 
     /// The bound address.
@@ -105,10 +118,21 @@ impl Application {
     /// # Errors
     /// An I/O error from the listener.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let readiness = Readiness::new().with_check(self.db.clone()).with_stop(stop.clone());
-        let router = shop_common::server::with_common_layers(self.router.merge(health::router(readiness)), SERVICE);
+        let readiness = Readiness::new()
+            .with_check(self.db.clone())
+            .with_stop(stop.clone());
+        let router = shop_common::server::with_common_layers(
+            self.router.merge(health::router(readiness)),
+            SERVICE,
+        );
         tracing::info!(addr = %self.addr, "users service listening");
-        let result = shop_common::server::serve(self.listener, router, stop, self.settings.http.drain_timeout()).await;
+        let result = shop_common::server::serve(
+            self.listener,
+            router,
+            stop,
+            self.settings.http.drain_timeout(),
+        )
+        .await;
         self.db.close().await;
         tracing::info!("users service stopped");
         result

@@ -57,10 +57,16 @@ impl Settings {
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.auth.token_ttl_secs == 0 {
-            return Err(ConfigError::invalid("auth.token_ttl_secs", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "auth.token_ttl_secs",
+                "must be at least 1",
+            ));
         }
         if self.login_limit.max_failures == 0 {
-            return Err(ConfigError::invalid("login_limit.max_failures", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "login_limit.max_failures",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -83,7 +89,10 @@ mod tests {
     fn environment_overrides_nested_keys() {
         let settings: Settings = config::load_from(
             "",
-            &[("SHOP_DATABASE__URL", "postgres://db/users"), ("SHOP_LOGIN_LIMIT__MAX_FAILURES", "3")],
+            &[
+                ("SHOP_DATABASE__URL", "postgres://db/users"),
+                ("SHOP_LOGIN_LIMIT__MAX_FAILURES", "3"),
+            ],
         )
         .expect("valid");
         assert_eq!(settings.database.url.expose_secret(), "postgres://db/users");
@@ -92,7 +101,8 @@ mod tests {
 
     #[test]
     fn zero_ttl_is_rejected_with_its_key() {
-        let settings: Settings = config::load_from("[auth]\ntoken_ttl_secs = 0\n", &[]).expect("parses");
+        let settings: Settings =
+            config::load_from("[auth]\ntoken_ttl_secs = 0\n", &[]).expect("parses");
         let err = settings.validate().expect_err("invalid");
         assert!(err.to_string().contains("auth.token_ttl_secs"));
     }

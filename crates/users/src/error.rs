@@ -74,8 +74,10 @@ impl IntoResponse for Error {
         let status = self.status_code();
         let problem = match self {
             Self::Validation(errors) => Problem::validation(errors),
-            Self::UsernameTaken => Problem::with_detail(status, "this username is already registered")
-                .kind("/problems/username-taken", "Username taken"),
+            Self::UsernameTaken => {
+                Problem::with_detail(status, "this username is already registered")
+                    .kind("/problems/username-taken", "Username taken")
+            }
             Self::EmailTaken => Problem::with_detail(status, "this email is already registered")
                 .kind("/problems/email-taken", "Email taken"),
             Self::InvalidCredentials => unauthorized("invalid login or password"),

@@ -29,7 +29,9 @@ pub struct PasswordHasher {
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordHasher").field("available", &self.permits.available_permits()).finish()
+        f.debug_struct("PasswordHasher")
+            .field("available", &self.permits.available_permits())
+            .finish()
     }
 }
 
@@ -42,7 +44,10 @@ impl PasswordHasher {
         let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let random: [u8; 16] = rand::random();
         let dummy = blocking(move || hash_now(&random)).await??;
-        Ok(Self { permits: Arc::new(Semaphore::new(parallel)), dummy: dummy.into() })
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(parallel)),
+            dummy: dummy.into(),
+        })
     }
 
     /// Hashes `password` into a PHC string with a fresh random salt.
@@ -50,7 +55,11 @@ impl PasswordHasher {
     /// # Errors
     /// [`HashError`] if hashing fails.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|err| HashError(err.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|err| HashError(err.to_string()))?;
         let password = password.as_bytes().to_vec();
         blocking(move || hash_now(&password)).await?
     }
@@ -61,13 +70,21 @@ impl PasswordHasher {
     /// # Errors
     /// [`HashError`] if the stored hash is unreadable.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|err| HashError(err.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|err| HashError(err.to_string()))?;
         let known = hash.is_some();
         let hash = hash.map_or_else(|| self.dummy.to_string(), str::to_owned);
         let password = password.as_bytes().to_vec();
         let matches = blocking(move || {
             let parsed = PasswordHash::new(&hash).map_err(|err| HashError(err.to_string()))?;
-            Ok::<_, HashError>(Argon2::default().verify_password(&password, &parsed).is_ok())
+            Ok::<_, HashError>(
+                Argon2::default()
+                    .verify_password(&password, &parsed)
+                    .is_ok(),
+            )
         })
         .await??;
         Ok(known && matches)
@@ -81,8 +98,12 @@ fn hash_now(password: &[u8]) -> Result<String, HashError> {
         .map_err(|err| HashError(err.to_string()))
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-    tokio::task::spawn_blocking(work).await.map_err(|err| HashError(err.to_string()))
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HashError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| HashError(err.to_string()))
 }
 
 #[cfg(test)]
@@ -93,15 +114,37 @@ mod tests {
     async fn hashes_verify_and_use_argon2id_with_owasp_parameters() {
         let hasher = PasswordHasher::new().await.expect("hasher");
         let hash = hasher.hash("correct horse battery").await.expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(hasher.verify("correct horse battery", Some(&hash)).await.expect("verify"));
-        assert!(!hasher.verify("wrong horse battery", Some(&hash)).await.expect("verify"));
-        assert_ne!(hash, hasher.hash("correct horse battery").await.expect("hash"), "salts differ");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            hasher
+                .verify("correct horse battery", Some(&hash))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher
+                .verify("wrong horse battery", Some(&hash))
+                .await
+                .expect("verify")
+        );
+        assert_ne!(
+            hash,
+            hasher.hash("correct horse battery").await.expect("hash"),
+            "salts differ"
+        );
     }
 
     #[tokio::test]
     async fn unknown_users_never_verify() {
         let hasher = PasswordHasher::new().await.expect("hasher");
-        assert!(!hasher.verify("anything at all", None).await.expect("verify"));
+        assert!(
+            !hasher
+                .verify("anything at all", None)
+                .await
+                .expect("verify")
+        );
     }
 }

@@ -32,7 +32,11 @@ pub struct LoginLimitSettings {
 
 impl Default for LoginLimitSettings {
     fn default() -> Self {
-        Self { max_failures: 5, window_secs: 300, trust_forwarded_for: false }
+        Self {
+            max_failures: 5,
+            window_secs: 300,
+            trust_forwarded_for: false,
+        }
     }
 }
 
@@ -82,9 +86,15 @@ impl LoginLimiter {
         }
         let window = windows
             .entry((client, login.to_lowercase()))
-            .or_insert(Window { failures: 0, started: now });
+            .or_insert(Window {
+                failures: 0,
+                started: now,
+            });
         if window.started + self.window <= now {
-            *window = Window { failures: 0, started: now };
+            *window = Window {
+                failures: 0,
+                started: now,
+            };
         }
         window.failures = window.failures.saturating_add(1);
     }
@@ -96,7 +106,9 @@ impl LoginLimiter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, String), Window>> {
         // A panic while holding the lock cannot leave the map inconsistent.
-        self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -108,7 +120,11 @@ mod tests {
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn limiter(window_secs: u64) -> LoginLimiter {
-        LoginLimiter::new(&LoginLimitSettings { max_failures: 3, window_secs, trust_forwarded_for: false })
+        LoginLimiter::new(&LoginLimitSettings {
+            max_failures: 3,
+            window_secs,
+            trust_forwarded_for: false,
+        })
     }
 
     #[test]
@@ -120,8 +136,16 @@ mod tests {
         }
         let wait = limiter.check(CLIENT, "ALICE").expect_err("blocked");
         assert!(wait <= Duration::from_secs(60) && wait > Duration::from_secs(50));
-        assert!(limiter.check(CLIENT, "bob").is_ok(), "other logins unaffected");
-        assert!(limiter.check(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), "alice").is_ok(), "other clients unaffected");
+        assert!(
+            limiter.check(CLIENT, "bob").is_ok(),
+            "other logins unaffected"
+        );
+        assert!(
+            limiter
+                .check(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), "alice")
+                .is_ok(),
+            "other clients unaffected"
+        );
     }
 
     #[test]
@@ -137,7 +161,10 @@ mod tests {
         for _ in 0..5 {
             expired.record_failure(CLIENT, "alice");
         }
-        assert!(expired.check(CLIENT, "alice").is_ok(), "a window of zero never blocks");
+        assert!(
+            expired.check(CLIENT, "alice").is_ok(),
+            "a window of zero never blocks"
+        );
     }
 
     fn limiter_with_zero_window() -> LoginLimiter {

@@ -21,7 +21,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = async {
         let app = Application::build(Settings::load(cli.config.as_deref())?).await?;
-        app.run_until_stopped(shop_common::shutdown::on_signal()).await?;
+        app.run_until_stopped(shop_common::shutdown::on_signal())
+            .await?;
         anyhow::Ok(())
     };
     match result.await {

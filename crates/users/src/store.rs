@@ -2,10 +2,10 @@
 //! PostgreSQL; uniqueness is enforced by the database's unique indexes, never
 //! by a check-then-insert.
 
+use shop_common::db::{self, Db};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
-use shop_common::db::{self, Db};
 use uuid::Uuid;
 
 use crate::domain::{Email, User, Username};
@@ -53,7 +53,12 @@ impl UserStore {
     /// # Errors
     /// [`StoreError::UsernameTaken`] / [`StoreError::EmailTaken`] when the
     /// database's unique index rejects the row; [`StoreError::Database`] otherwise.
-    pub async fn insert(&self, username: &Username, email: &Email, password_hash: &str) -> Result<User, StoreError> {
+    pub async fn insert(
+        &self,
+        username: &Username,
+        email: &Email,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
         let user = User {
             id: Uuid::now_v7(),
             username: username.as_str().to_owned(),
@@ -99,7 +104,10 @@ impl UserStore {
         .await?;
         row.map(|row| {
             let password_hash = row.try_get("password_hash")?;
-            Ok(Credentials { user: user_from_row(&row)?, password_hash })
+            Ok(Credentials {
+                user: user_from_row(&row)?,
+                password_hash,
+            })
         })
         .transpose()
     }
@@ -121,7 +129,10 @@ impl UserStore {
     /// # Errors
     /// [`StoreError::Database`] when the query fails.
     pub async fn count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(self.db.pool()).await?.try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get("n")?)
     }
 }
 

@@ -23,8 +23,13 @@ impl Username {
             return Err(format!("must be {MIN_LEN} to {MAX_LEN} characters long"));
         }
         let canonical = raw.to_ascii_lowercase();
-        if let Some(bad) = canonical.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-')) {
-            return Err(format!("may only contain a-z, 0-9, '_', '.' and '-' (found {bad:?})"));
+        if let Some(bad) = canonical
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'))
+        {
+            return Err(format!(
+                "may only contain a-z, 0-9, '_', '.' and '-' (found {bad:?})"
+            ));
         }
         Ok(Self(canonical))
     }
@@ -47,14 +52,26 @@ mod tests {
 
     #[test]
     fn valid_names_are_folded_to_lower_case() {
-        assert_eq!(Username::parse("Alice_01.x-y").expect("valid").as_str(), "alice_01.x-y");
+        assert_eq!(
+            Username::parse("Alice_01.x-y").expect("valid").as_str(),
+            "alice_01.x-y"
+        );
         assert!(Username::parse("abc").is_ok());
         assert!(Username::parse(&"a".repeat(32)).is_ok());
     }
 
     #[test]
     fn invalid_names_are_rejected() {
-        for bad in ["ab", &"a".repeat(33), "al ice", "alice@x", "ålice", "'; DROP TABLE users;--", "", "bob\0"] {
+        for bad in [
+            "ab",
+            &"a".repeat(33),
+            "al ice",
+            "alice@x",
+            "ålice",
+            "'; DROP TABLE users;--",
+            "",
+            "bob\0",
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} must be rejected");
         }
     }

@@ -15,5 +15,8 @@ pub(super) fn router() -> Router<AppState> {
 async fn get_jwks(State(state): State<AppState>) -> impl IntoResponse {
     // Verifiers cache the set and refetch on an unknown kid, so a short
     // max-age is enough and keeps key rotation quick.
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(state.issuer.jwks()))
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.issuer.jwks()),
+    )
 }

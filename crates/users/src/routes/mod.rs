@@ -60,5 +60,9 @@ impl AppState {
 
 /// The service's API routes (health routes are added by the application).
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(users::router()).merge(sessions::router()).merge(jwks::router()).with_state(state)
+    Router::new()
+        .merge(users::router())
+        .merge(sessions::router())
+        .merge(jwks::router())
+        .with_state(state)
 }

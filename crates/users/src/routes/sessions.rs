@@ -40,14 +40,21 @@ async fn create_session(
     extract::Json(request): extract::Json<CreateSession>,
 ) -> Result<Json<Session>> {
     let client = state.client_addr(peer, &headers);
-    state.limiter.check(client, &request.login).map_err(Error::TooManyAttempts)?;
+    state
+        .limiter
+        .check(client, &request.login)
+        .map_err(Error::TooManyAttempts)?;
     let credentials = if request.login.len() > MAX_INPUT {
         None
     } else {
         state.store.find_by_login(&request.login).await?
     };
     // Unknown logins are verified against a dummy hash: same answer, same work.
-    let password = if request.password.len() > MAX_INPUT { "" } else { request.password.as_str() };
+    let password = if request.password.len() > MAX_INPUT {
+        ""
+    } else {
+        request.password.as_str()
+    };
     let hash = credentials.as_ref().map(|c| c.password_hash.as_str());
     let verified = state.hasher.verify(password, hash).await?;
     let Some(credentials) = credentials.filter(|_| verified) else {
@@ -56,5 +63,9 @@ async fn create_session(
     };
     state.limiter.record_success(client, &request.login);
     let token = state.issuer.issue(&credentials.user.id.to_string())?;
-    Ok(Json(Session { access_token: token.token, token_type: "Bearer", expires_in: token.expires_in }))
+    Ok(Json(Session {
+        access_token: token.token,
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+    }))
 }

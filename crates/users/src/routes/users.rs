@@ -15,7 +15,9 @@ use crate::domain::{Email, Password, User, Username};
 use crate::{Error, Result};
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/users", post(create_user)).route("/api/users/me", get(get_me))
+    Router::new()
+        .route("/api/users", post(create_user))
+        .route("/api/users/me", get(get_me))
 }
 
 /// Registration request; fields are optional here so that a missing one is
@@ -37,23 +39,41 @@ struct NewUser {
 impl CreateUser {
     fn parse(self) -> Result<NewUser> {
         let mut errors = BTreeMap::new();
-        let username = field(&mut errors, "username", required(self.username).and_then(|raw| Username::parse(&raw)));
-        let email = field(&mut errors, "email", required(self.email).and_then(|raw| Email::parse(&raw)));
+        let username = field(
+            &mut errors,
+            "username",
+            required(self.username).and_then(|raw| Username::parse(&raw)),
+        );
+        let email = field(
+            &mut errors,
+            "email",
+            required(self.email).and_then(|raw| Email::parse(&raw)),
+        );
         let password = field(
             &mut errors,
             "password",
             required(self.password).and_then(|raw| Password::parse(&raw, username.as_ref())),
         );
         match (username, email, password) {
-            (Some(username), Some(email), Some(password)) => Ok(NewUser { username, email, password }),
+            (Some(username), Some(email), Some(password)) => Ok(NewUser {
+                username,
+                email,
+                password,
+            }),
             _ => Err(Error::Validation(errors)),
         }
     }
 }
 
 /// The parsed value, or `None` with the message recorded under `name`.
-fn field<T>(errors: &mut BTreeMap<String, String>, name: &str, result: Result<T, String>) -> Option<T> {
-    result.map_err(|message| errors.insert(name.to_owned(), message)).ok()
+fn field<T>(
+    errors: &mut BTreeMap<String, String>,
+    name: &str,
+    result: Result<T, String>,
+) -> Option<T> {
+    result
+        .map_err(|message| errors.insert(name.to_owned(), message))
+        .ok()
 }
 
 fn required(value: Option<String>) -> Result<String, String> {
@@ -72,5 +92,10 @@ async fn create_user(
 }
 
 async fn get_me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<User>> {
-    state.store.find_by_id(caller.user_id).await?.map(Json).ok_or(Error::UserGone)
+    state
+        .store
+        .find_by_id(caller.user_id)
+        .await?
+        .map(Json)
+        .ok_or(Error::UserGone)
 }

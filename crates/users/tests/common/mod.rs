@@ -1,0 +1,172 @@
+//! `spawn_app()` for the users service: a real service on 127.0.0.1 port 0
+//! over a fresh database, with typed request helpers.
+
+#![allow(dead_code)] // each test binary uses a different subset
+#![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use shop_common::auth::TokenIssuer;
+use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_testkit::{Engine, TestDatabase};
+use shop_users::login_limit::LoginLimitSettings;
+use shop_users::{Application, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// A running users service.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub issuer: Arc<TokenIssuer>,
+    pub engine: Engine,
+    pub db_url: String,
+    stop: CancellationToken,
+    _db: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Settings for a test: loopback, port 0, the given database.
+pub fn settings(db: &TestDatabase) -> Settings {
+    Settings {
+        http: HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        database: DatabaseSettings::new(&db.url),
+        login_limit: LoginLimitSettings {
+            max_failures: 5,
+            window_secs: 300,
+            trust_forwarded_for: false,
+        },
+        ..Settings::default()
+    }
+}
+
+/// Starts the service over `db` with the default test settings.
+pub async fn spawn_app(db: TestDatabase) -> TestApp {
+    spawn_app_with(db, settings).await
+}
+
+/// Starts the service over `db` with settings adjusted by `adjust`.
+pub async fn spawn_app_with(
+    db: TestDatabase,
+    adjust: impl FnOnce(&TestDatabase) -> Settings,
+) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        shop_common::telemetry::init();
+    }
+    let app = Application::build(adjust(&db))
+        .await
+        .expect("the users service starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let issuer = app.issuer();
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        issuer,
+        engine: db.engine,
+        db_url: db.url.clone(),
+        stop,
+        _db: db,
+    }
+}
+
+/// One running service per test database (SQLite, and PostgreSQL when configured).
+pub async fn apps() -> Vec<TestApp> {
+    let mut apps = Vec::new();
+    for db in shop_testkit::databases().await {
+        apps.push(spawn_app(db).await);
+    }
+    apps
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn register(&self, username: &str, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/users",
+            &json!({ "username": username, "email": email, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, login: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/sessions",
+            &json!({ "login": login, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers `username` and logs in; returns the access token.
+    pub async fn token_for(&self, username: &str) -> String {
+        let password = "correct horse battery";
+        let registered = self
+            .register(username, &format!("{username}@example.com"), password)
+            .await;
+        assert_eq!(registered.status(), 201, "{}", self.engine);
+        let session: Value = self
+            .login(username, password)
+            .await
+            .json()
+            .await
+            .expect("json");
+        session["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn me(&self, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url("/api/users/me"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// How many users the database holds, read directly.
+    pub async fn user_count(&self) -> i64 {
+        let db = shop_common::db::Db::connect(&DatabaseSettings::new(&self.db_url))
+            .await
+            .expect("connect");
+        let count = shop_users::store::UserStore::new(db.clone())
+            .count()
+            .await
+            .expect("count");
+        db.close().await;
+        count
+    }
+}
+
+/// Asserts a problem+json response with `status`; returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, context: &str) -> Value {
+    assert_eq!(response.status(), status, "{context}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{context}"
+    );
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status, "{context}");
+    assert!(
+        body["title"].is_string() && body["type"].is_string(),
+        "{context}: {body}"
+    );
+    body
+}

@@ -1,0 +1,212 @@
+//! `POST /api/sessions`, `GET /api/users/me` and `GET /.well-known/jwks.json`
+//! over real HTTP on SQLite and PostgreSQL.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{apps, assert_problem, spawn_app};
+use serde_json::Value;
+use shop_common::auth::TokenVerifier;
+use shop_testkit::TestDatabase;
+
+#[tokio::test]
+async fn login_by_username_or_email_issues_a_bearer_token() {
+    for app in apps().await {
+        let registered: Value = app
+            .register("carol", "Carol@Example.com", "correct horse battery")
+            .await
+            .json()
+            .await
+            .expect("json");
+        for login in ["carol", "CAROL", "carol@example.com", "Carol@Example.com"] {
+            let response = app.login(login, "correct horse battery").await;
+            assert_eq!(response.status(), 200, "{}: {login}", app.engine);
+            let session: Value = response.json().await.expect("json");
+            assert_eq!(session["token_type"], "Bearer");
+            assert_eq!(session["expires_in"], 900);
+            let token = session["access_token"].as_str().expect("token");
+            let claims = app.issuer.verifier().verify(token).expect("valid token");
+            assert_eq!(claims.sub, registered["id"].as_str().expect("id"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_users_and_wrong_passwords_get_the_same_answer() {
+    for app in apps().await {
+        app.register("dave", "dave@example.com", "correct horse battery")
+            .await;
+        let wrong = app.login("dave", "wrong horse battery").await;
+        let unknown = app.login("nobody", "wrong horse battery").await;
+        assert_eq!(
+            wrong.headers()["www-authenticate"],
+            unknown.headers()["www-authenticate"]
+        );
+        let wrong = assert_problem(wrong, 401, "wrong password").await;
+        let unknown = assert_problem(unknown, 401, "unknown user").await;
+        assert_eq!(
+            wrong, unknown,
+            "{}: the body must not reveal which accounts exist",
+            app.engine
+        );
+        let overlong = app.login(&"x".repeat(20_000), &"y".repeat(20_000)).await;
+        assert_eq!(assert_problem(overlong, 401, "overlong").await, unknown);
+        let missing = app
+            .post_json("/api/sessions", &serde_json::json!({"login": "dave"}))
+            .await;
+        assert_problem(missing, 422, "missing password").await;
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_client_and_login() {
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    app.register("erin", "erin@example.com", "correct horse battery")
+        .await;
+    for attempt in 0..5 {
+        assert_eq!(
+            app.login("erin", "wrong horse battery").await.status(),
+            401,
+            "attempt {attempt}"
+        );
+    }
+    let limited = app.login("Erin", "correct horse battery").await;
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    assert_problem(limited, 429, "sixth attempt, even with the right password").await;
+
+    app.register("frank", "frank@example.com", "correct horse battery")
+        .await;
+    assert_eq!(
+        app.login("frank", "correct horse battery").await.status(),
+        200,
+        "other logins are unaffected"
+    );
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_failure_count() {
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    app.register("gina", "gina@example.com", "correct horse battery")
+        .await;
+    for round in 0..3 {
+        for _ in 0..4 {
+            assert_eq!(app.login("gina", "wrong horse battery").await.status(), 401);
+        }
+        assert_eq!(
+            app.login("gina", "correct horse battery").await.status(),
+            200,
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn me_returns_the_caller_and_rejects_bad_tokens() {
+    for app in apps().await {
+        let token = app.token_for("hank").await;
+        let me: Value = app.me(Some(&token)).await.json().await.expect("json");
+        assert_eq!(me["username"], "hank", "{}", app.engine);
+
+        let now = jsonwebtoken::get_current_timestamp();
+        let subject = me["id"].as_str().expect("id");
+        let expired = app
+            .issuer
+            .issue_at(subject, now - 7200, now - 3600)
+            .expect("token")
+            .token;
+        let ghost = app
+            .issuer
+            .issue(&uuid::Uuid::now_v7().to_string())
+            .expect("token")
+            .token;
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let payload =
+            String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).expect("b64")).expect("utf8");
+        let forged_sub = payload.replace(subject, &uuid::Uuid::now_v7().to_string());
+        parts[1] = URL_SAFE_NO_PAD.encode(forged_sub);
+        let tampered = parts.join(".");
+        let header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+            app.issuer.kid()
+        ));
+        let alg_none = format!("{header}.{}.", parts[1]);
+
+        for (name, bad) in [
+            ("expired", expired),
+            ("unknown user", ghost),
+            ("tampered", tampered),
+            ("alg none", alg_none),
+        ] {
+            assert_problem(app.me(Some(&bad)).await, 401, name).await;
+        }
+        assert_problem(app.me(None).await, 401, "no token").await;
+    }
+}
+
+#[tokio::test]
+async fn the_published_jwks_verifies_issued_tokens() {
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    let token = app.token_for("ivan").await;
+    let response = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let jwks: jsonwebtoken::jwk::JwkSet = response.json().await.expect("jwks");
+    let verifier = TokenVerifier::new(
+        shop_common::auth::DEFAULT_ISSUER,
+        shop_common::auth::DEFAULT_AUDIENCE,
+    );
+    assert_eq!(verifier.set_keys(&jwks), 1);
+    assert!(verifier.verify(&token).is_ok());
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["checks"]["database"], "ok");
+    app.login("nobody", "whatever").await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.contains(r#"service="users""#)
+                && line.contains(r#"route="/api/sessions""#)
+                && line.contains(r#"status="401""#)),
+        "{metrics}"
+    );
+}
