@@ -8,13 +8,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
+use futures::future::BoxFuture;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -243,7 +244,22 @@ pub struct TokenVerifier {
 struct VerifierInner {
     keys: RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
+    source: Option<Arc<dyn KeySource>>,
+    /// When keys were last fetched; held across a fetch so concurrent
+    /// requests with an unknown `kid` cause one fetch, not one each.
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
 }
+
+/// Where a verifier fetches the current public keys: the users service's
+/// JWKS, reached through discovery.
+pub trait KeySource: Send + Sync + 'static {
+    /// Fetches the key set.
+    fn fetch(&self) -> BoxFuture<'_, Result<JwkSet, String>>;
+}
+
+/// Shortest time between two key fetches: a flood of tokens with made-up
+/// `kid`s must not become a flood of JWKS requests.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,6 +270,16 @@ impl std::fmt::Debug for TokenVerifier {
 impl TokenVerifier {
     /// A verifier with no keys yet, expecting `issuer` and `audience`.
     pub fn new(issuer: &str, audience: &str) -> Self {
+        Self::build(issuer, audience, None)
+    }
+
+    /// A verifier that fetches its keys from `source`: on [`TokenVerifier::refresh`],
+    /// and when a token names a `kid` it does not know (at most every 5 s).
+    pub fn with_source(issuer: &str, audience: &str, source: Arc<dyn KeySource>) -> Self {
+        Self::build(issuer, audience, Some(source))
+    }
+
+    fn build(issuer: &str, audience: &str, source: Option<Arc<dyn KeySource>>) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.algorithms = vec![Algorithm::EdDSA];
         validation.set_issuer(&[issuer]);
@@ -264,7 +290,57 @@ impl TokenVerifier {
             inner: Arc::new(VerifierInner {
                 keys: RwLock::new(HashMap::new()),
                 validation,
+                source,
+                last_refresh: tokio::sync::Mutex::new(None),
             }),
+        }
+    }
+
+    /// Fetches the keys from the source now, unless that happened less than
+    /// 5 s ago; returns how many keys are trusted afterwards.
+    ///
+    /// # Errors
+    /// [`TokenError::Key`] when there is no source or the fetch fails (the
+    /// keys held so far stay in use).
+    pub async fn refresh(&self) -> Result<usize, TokenError> {
+        let source = self
+            .inner
+            .source
+            .as_ref()
+            .ok_or_else(|| TokenError::Key("no key source".to_owned()))?;
+        let mut last = self.inner.last_refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
+            return Ok(self.key_count());
+        }
+        *last = Some(Instant::now());
+        let jwks = source.fetch().await.map_err(TokenError::Key)?;
+        Ok(self.set_keys(&jwks))
+    }
+
+    /// How many keys are trusted.
+    pub fn key_count(&self) -> usize {
+        match self.inner.keys.read() {
+            Ok(guard) => guard.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+
+    /// Like [`TokenVerifier::verify`], but a token signed by a key not known
+    /// yet first refreshes the keys from the source (key rotation, or a
+    /// service that started before users).
+    ///
+    /// # Errors
+    /// As [`TokenVerifier::verify`].
+    pub async fn verify_fresh(&self, token: &str) -> Result<Claims, TokenError> {
+        match self.verify(token) {
+            Err(TokenError::UnknownKey(kid)) if self.inner.source.is_some() => {
+                if let Err(err) = self.refresh().await {
+                    tracing::warn!(error = %err, "cannot refresh token keys");
+                    return Err(TokenError::UnknownKey(kid));
+                }
+                self.verify(token)
+            }
+            other => other,
         }
     }
 
@@ -339,7 +415,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(|| unauthorized("missing bearer token"))?;
         let verifier = TokenVerifier::from_ref(state);
-        let claims = verifier.verify(token).map_err(|err| {
+        let claims = verifier.verify_fresh(token).await.map_err(|err| {
             tracing::debug!(error = %err, "rejected token");
             unauthorized("invalid or expired token")
         })?;
@@ -470,6 +546,51 @@ mod tests {
         assert!(
             key.get("d").is_none(),
             "private part must never be published"
+        );
+    }
+
+    struct CountingSource {
+        jwks: JwkSet,
+        fetches: std::sync::atomic::AtomicUsize,
+    }
+
+    impl KeySource for CountingSource {
+        fn fetch(&self) -> BoxFuture<'_, Result<JwkSet, String>> {
+            self.fetches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { Ok(self.jwks.clone()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_refresh_from_the_source_at_most_every_few_seconds() {
+        let issuer = issuer();
+        let source = Arc::new(CountingSource {
+            jwks: issuer.jwks(),
+            fetches: Default::default(),
+        });
+        let verifier = TokenVerifier::with_source(DEFAULT_ISSUER, DEFAULT_AUDIENCE, source.clone());
+        assert_eq!(verifier.key_count(), 0);
+        let token = issuer.issue("u").expect("signed").token;
+        assert!(matches!(
+            verifier.verify(&token),
+            Err(TokenError::UnknownKey(_))
+        ));
+        assert!(
+            verifier.verify_fresh(&token).await.is_ok(),
+            "fetched the key on demand"
+        );
+        assert_eq!(source.fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let stranger = super::TokenIssuer::from_settings(&IssuerSettings::default()).expect("key");
+        let foreign = stranger.issue("u").expect("signed").token;
+        for _ in 0..10 {
+            assert!(verifier.verify_fresh(&foreign).await.is_err());
+        }
+        assert_eq!(
+            source.fetches.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "no fetch storm"
         );
     }
 
