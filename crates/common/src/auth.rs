@@ -55,6 +55,26 @@ impl Default for IssuerSettings {
     }
 }
 
+/// What a verifying service expects in tokens; the keys themselves come from
+/// the issuer's JWKS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifierSettings {
+    /// The expected `iss` claim.
+    pub issuer: String,
+    /// The expected `aud` claim.
+    pub audience: String,
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        Self {
+            issuer: DEFAULT_ISSUER.to_owned(),
+            audience: DEFAULT_AUDIENCE.to_owned(),
+        }
+    }
+}
+
 /// The default `iss` of ferroshop tokens.
 pub const DEFAULT_ISSUER: &str = "ferroshop-users";
 /// The default `aud` of ferroshop tokens.
