@@ -46,7 +46,11 @@ pub struct Metadata {
 
 impl Default for Metadata {
     fn default() -> Self {
-        Self { weight: 1, zone: None, version: None }
+        Self {
+            weight: 1,
+            zone: None,
+            version: None,
+        }
     }
 }
 
@@ -86,7 +90,11 @@ pub enum InstanceError {
 
 impl Instance {
     /// An HTTP instance of `service` with weight 1 and no zone or version.
-    pub fn new(service: impl Into<String>, id: impl Into<String>, address: impl Into<String>) -> Self {
+    pub fn new(
+        service: impl Into<String>,
+        id: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Self {
         Self {
             service: service.into(),
             id: id.into(),
@@ -146,8 +154,10 @@ impl Instance {
     /// # Errors
     /// [`InstanceError::Address`] when the address is not `host:port`.
     pub fn authority(&self) -> Result<Authority, InstanceError> {
-        let authority: Authority =
-            self.address.parse().map_err(|_| InstanceError::Address(self.address.clone()))?;
+        let authority: Authority = self
+            .address
+            .parse()
+            .map_err(|_| InstanceError::Address(self.address.clone()))?;
         if authority.port_u16().is_none() || authority.as_str().contains('@') {
             return Err(InstanceError::Address(self.address.clone()));
         }
@@ -161,8 +171,14 @@ impl Instance {
 /// [`InstanceError::ServiceName`] when it is empty or has other characters.
 pub fn validate_service_name(service: &str) -> Result<(), InstanceError> {
     let valid = !service.is_empty()
-        && service.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid { Ok(()) } else { Err(InstanceError::ServiceName(service.to_owned())) }
+        && service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(InstanceError::ServiceName(service.to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -175,18 +191,38 @@ mod tests {
         let instance: Instance = serde_json::from_str(json).unwrap();
         assert_eq!(instance.scheme, Scheme::Http);
         assert_eq!(instance.weight(), 1);
-        let back: Instance = serde_json::from_str(&serde_json::to_string(&instance).unwrap()).unwrap();
+        let back: Instance =
+            serde_json::from_str(&serde_json::to_string(&instance).unwrap()).unwrap();
         assert_eq!(back, instance);
     }
 
     #[test]
     fn validation_rejects_bad_names_ids_and_addresses() {
-        assert!(Instance::new("cart", "c1", "127.0.0.1:80").validate().is_ok());
+        assert!(
+            Instance::new("cart", "c1", "127.0.0.1:80")
+                .validate()
+                .is_ok()
+        );
         assert!(Instance::new("cart", "c1", "cart:8083").validate().is_ok());
-        assert!(matches!(Instance::new("ca/rt", "c1", "h:1").validate(), Err(InstanceError::ServiceName(_))));
-        assert!(matches!(Instance::new("cart", "", "h:1").validate(), Err(InstanceError::Id(_))));
-        assert!(matches!(Instance::new("cart", "a/b", "h:1").validate(), Err(InstanceError::Id(_))));
-        assert!(matches!(Instance::new("cart", "c1", "nohost").validate(), Err(InstanceError::Address(_))));
-        assert!(matches!(Instance::new("cart", "c1", "u@h:1").validate(), Err(InstanceError::Address(_))));
+        assert!(matches!(
+            Instance::new("ca/rt", "c1", "h:1").validate(),
+            Err(InstanceError::ServiceName(_))
+        ));
+        assert!(matches!(
+            Instance::new("cart", "", "h:1").validate(),
+            Err(InstanceError::Id(_))
+        ));
+        assert!(matches!(
+            Instance::new("cart", "a/b", "h:1").validate(),
+            Err(InstanceError::Id(_))
+        ));
+        assert!(matches!(
+            Instance::new("cart", "c1", "nohost").validate(),
+            Err(InstanceError::Address(_))
+        ));
+        assert!(matches!(
+            Instance::new("cart", "c1", "u@h:1").validate(),
+            Err(InstanceError::Address(_))
+        ));
     }
 }

@@ -5,7 +5,7 @@
 //! from inside the process is a no-op.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -35,7 +35,10 @@ pub struct DnsSettings {
 
 impl Default for DnsSettings {
     fn default() -> Self {
-        Self { refresh_ms: 5_000, services: BTreeMap::new() }
+        Self {
+            refresh_ms: 5_000,
+            services: BTreeMap::new(),
+        }
     }
 }
 
@@ -60,7 +63,10 @@ pub(crate) struct Dns {
 
 impl Dns {
     pub(crate) fn new(settings: DnsSettings) -> Self {
-        Self { settings, watches: Mutex::new(HashMap::new()) }
+        Self {
+            settings,
+            watches: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -71,7 +77,10 @@ impl Backend for Dns {
     }
 
     fn watch(&self, service: &str) -> watch::Receiver<Instances> {
-        let mut watches = self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut watches = self
+            .watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tx) = watches.get(service)
             && !tx.is_closed()
         {
@@ -79,15 +88,26 @@ impl Backend for Dns {
         }
         let (tx, rx) = watch::channel(Instances::from([]));
         let Some(target) = self.settings.services.get(service).cloned() else {
-            tracing::warn!(service, "no DNS name configured for this service; it has no instances");
+            tracing::warn!(
+                service,
+                "no DNS name configured for this service; it has no instances"
+            );
             return rx;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(service, "DNS discovery needs a tokio runtime; the service has no instances");
+            tracing::error!(
+                service,
+                "DNS discovery needs a tokio runtime; the service has no instances"
+            );
             return rx;
         };
         let interval = Duration::from_millis(self.settings.refresh_ms.max(100));
-        runtime.spawn(resolve_loop(service.to_owned(), target, interval, tx.clone()));
+        runtime.spawn(resolve_loop(
+            service.to_owned(),
+            target,
+            interval,
+            tx.clone(),
+        ));
         watches.insert(service.to_owned(), tx);
         rx
     }
@@ -97,7 +117,12 @@ impl Backend for Dns {
     }
 }
 
-async fn resolve_loop(service: String, target: DnsService, interval: Duration, tx: watch::Sender<Instances>) {
+async fn resolve_loop(
+    service: String,
+    target: DnsService,
+    interval: Duration,
+    tx: watch::Sender<Instances>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -110,7 +135,8 @@ async fn resolve_loop(service: String, target: DnsService, interval: Duration, t
                 let instances = addrs
                     .map(|addr| {
                         let address = addr.to_string();
-                        Instance::new(service.clone(), address.clone(), address).with_scheme(target.scheme)
+                        Instance::new(service.clone(), address.clone(), address)
+                            .with_scheme(target.scheme)
                     })
                     .collect();
                 publish(&tx, canonical(instances));
@@ -119,7 +145,9 @@ async fn resolve_loop(service: String, target: DnsService, interval: Duration, t
             // balancer. (A headless Service with no ready pods also fails to
             // resolve; the health checks and ejection keep traffic off stale
             // addresses meanwhile.)
-            Err(err) => tracing::warn!(service, host = %target.host, error = %err, "DNS resolution failed"),
+            Err(err) => {
+                tracing::warn!(service, host = %target.host, error = %err, "DNS resolution failed")
+            }
         }
     }
 }
@@ -135,17 +163,28 @@ mod tests {
             refresh_ms: 100,
             services: BTreeMap::from([(
                 "cart".to_owned(),
-                DnsService { host: "localhost".into(), port: 8083, scheme: Scheme::Http },
+                DnsService {
+                    host: "localhost".into(),
+                    port: 8083,
+                    scheme: Scheme::Http,
+                },
             )]),
         };
         let registry = Registry::dns(settings);
         let mut watch = registry.watch("cart");
-        let instances = tokio::time::timeout(Duration::from_secs(5), watch.wait_for(|set| !set.is_empty()))
-            .await
-            .expect("resolved in time")
-            .expect("resolver alive")
-            .clone();
-        assert!(instances.iter().all(|i| i.address.ends_with(":8083") && i.id == i.address));
+        let instances = tokio::time::timeout(
+            Duration::from_secs(5),
+            watch.wait_for(|set| !set.is_empty()),
+        )
+        .await
+        .expect("resolved in time")
+        .expect("resolver alive")
+        .clone();
+        assert!(
+            instances
+                .iter()
+                .all(|i| i.address.ends_with(":8083") && i.id == i.address)
+        );
         assert!(registry.watch("orders").borrow().is_empty());
         // A second watcher shares the resolver and sees the same set at once.
         assert_eq!(*registry.watch("cart").borrow(), instances);

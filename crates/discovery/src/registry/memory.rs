@@ -21,11 +21,18 @@ struct Entry {
 
 impl Entry {
     fn new() -> Self {
-        Self { instances: BTreeMap::new(), tx: watch::Sender::new(Instances::from([])) }
+        Self {
+            instances: BTreeMap::new(),
+            tx: watch::Sender::new(Instances::from([])),
+        }
     }
 
     fn publish(&self) {
-        let all = self.instances.values().map(|(_, instance)| instance.clone()).collect();
+        let all = self
+            .instances
+            .values()
+            .map(|(_, instance)| instance.clone())
+            .collect();
         publish(&self.tx, canonical(all));
     }
 }
@@ -40,7 +47,9 @@ impl Shared {
     fn services(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock cannot leave the map half-updated in
         // a way that matters more than losing discovery altogether.
-        self.services.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -60,24 +69,39 @@ impl Default for Memory {
 impl Memory {
     /// An empty registry reporting `kind` (the static backend reuses this one).
     pub(crate) fn named(kind: &'static str) -> Self {
-        Self { shared: Arc::default(), kind }
+        Self {
+            shared: Arc::default(),
+            kind,
+        }
     }
 
     /// Adds (or replaces) an instance and returns the token owning it.
     pub(crate) fn insert(&self, instance: Instance) -> u64 {
-        let token = self.shared.next_registration.fetch_add(1, Ordering::Relaxed);
+        let token = self
+            .shared
+            .next_registration
+            .fetch_add(1, Ordering::Relaxed);
         let mut services = self.shared.services();
-        let entry = services.entry(instance.service.clone()).or_insert_with(Entry::new);
-        entry.instances.insert(instance.id.clone(), (token, instance));
+        let entry = services
+            .entry(instance.service.clone())
+            .or_insert_with(Entry::new);
+        entry
+            .instances
+            .insert(instance.id.clone(), (token, instance));
         entry.publish();
         token
     }
 
     fn remove(shared: &Weak<Shared>, service: &str, id: &str, token: u64) {
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let mut services = shared.services();
         if let Some(entry) = services.get_mut(service)
-            && entry.instances.get(id).is_some_and(|(owner, _)| *owner == token)
+            && entry
+                .instances
+                .get(id)
+                .is_some_and(|(owner, _)| *owner == token)
         {
             entry.instances.remove(id);
             entry.publish();
@@ -90,11 +114,18 @@ impl Backend for Memory {
         let token = self.insert(instance.clone());
         let shared = Arc::downgrade(&self.shared);
         let (service, id) = (instance.service.clone(), instance.id.clone());
-        Ok(Registration::local(instance, move || Self::remove(&shared, &service, &id, token)))
+        Ok(Registration::local(instance, move || {
+            Self::remove(&shared, &service, &id, token)
+        }))
     }
 
     fn watch(&self, service: &str) -> watch::Receiver<Instances> {
-        self.shared.services().entry(service.to_owned()).or_insert_with(Entry::new).tx.subscribe()
+        self.shared
+            .services()
+            .entry(service.to_owned())
+            .or_insert_with(Entry::new)
+            .tx
+            .subscribe()
     }
 
     fn kind(&self) -> &'static str {
@@ -117,11 +148,15 @@ mod tests {
         let mut watch = registry.watch("cart");
         assert!(watch.borrow_and_update().is_empty());
 
-        let a = registry.register(Instance::new("cart", "a", "127.0.0.1:1")).unwrap();
+        let a = registry
+            .register(Instance::new("cart", "a", "127.0.0.1:1"))
+            .unwrap();
         watch.changed().await.unwrap();
         assert_eq!(ids(&watch.borrow_and_update()), ["a"]);
 
-        let b = registry.register(Instance::new("cart", "b", "127.0.0.1:2")).unwrap();
+        let b = registry
+            .register(Instance::new("cart", "b", "127.0.0.1:2"))
+            .unwrap();
         watch.changed().await.unwrap();
         assert_eq!(ids(&watch.borrow_and_update()), ["a", "b"]);
 
@@ -139,8 +174,12 @@ mod tests {
     #[tokio::test]
     async fn an_old_guard_does_not_remove_a_newer_registration_of_the_same_id() {
         let registry = Registry::in_process();
-        let old = registry.register(Instance::new("cart", "a", "127.0.0.1:1")).unwrap();
-        let new = registry.register(Instance::new("cart", "a", "127.0.0.1:2")).unwrap();
+        let old = registry
+            .register(Instance::new("cart", "a", "127.0.0.1:1"))
+            .unwrap();
+        let new = registry
+            .register(Instance::new("cart", "a", "127.0.0.1:2"))
+            .unwrap();
         drop(old);
         let watch = registry.watch("cart");
         assert_eq!(watch.borrow()[0].address, "127.0.0.1:2");
@@ -152,10 +191,14 @@ mod tests {
     async fn clones_share_state_and_the_process_wide_registry_is_one() {
         let registry = Registry::in_process();
         let clone = registry.clone();
-        let _guard = clone.register(Instance::new("users", "u", "127.0.0.1:3")).unwrap();
+        let _guard = clone
+            .register(Instance::new("users", "u", "127.0.0.1:3"))
+            .unwrap();
         assert_eq!(registry.watch("users").borrow().len(), 1);
 
-        let _shared = Registry::process_wide().register(Instance::new("pw-test", "x", "127.0.0.1:4")).unwrap();
+        let _shared = Registry::process_wide()
+            .register(Instance::new("pw-test", "x", "127.0.0.1:4"))
+            .unwrap();
         assert_eq!(Registry::process_wide().watch("pw-test").borrow().len(), 1);
     }
 }

@@ -14,7 +14,6 @@ pub mod etcd;
 pub mod memory;
 pub mod static_list;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -65,7 +64,7 @@ pub type EtcdSettingsOrDisabled = EtcdSettings;
 /// Without the `etcd` feature the settings are still parsed, so a config file
 /// stays valid across builds; selecting the backend then fails clearly.
 #[cfg(not(feature = "etcd"))]
-pub type EtcdSettingsOrDisabled = BTreeMap<String, serde::de::IgnoredAny>;
+pub type EtcdSettingsOrDisabled = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
 
 /// Why a registry could not be built or an instance registered.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +76,9 @@ pub enum RegistryError {
     #[error("invalid registry settings: {0}")]
     InvalidSettings(String),
     /// This build does not include the selected backend.
-    #[error("the {0} registry backend is not compiled in (enable the `{0}` cargo feature of shop-discovery)")]
+    #[error(
+        "the {0} registry backend is not compiled in (enable the `{0}` cargo feature of shop-discovery)"
+    )]
     NotCompiledIn(&'static str),
     /// A backend that runs background tasks was used outside a tokio runtime.
     #[error("the registry must be used from within a tokio runtime")]
@@ -106,7 +107,9 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("backend", &self.backend.kind()).finish()
+        f.debug_struct("Registry")
+            .field("backend", &self.backend.kind())
+            .finish()
     }
 }
 
@@ -135,7 +138,9 @@ impl Registry {
 
     /// A new, empty in-process registry of its own.
     pub fn in_process() -> Self {
-        Self { backend: Arc::new(memory::Memory::default()) }
+        Self {
+            backend: Arc::new(memory::Memory::default()),
+        }
     }
 
     /// The one in-process registry shared by everything in this process.
@@ -150,12 +155,16 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::InvalidInstance`] when a listed instance is malformed.
     pub fn static_list(settings: &StaticSettings) -> Result<Self, RegistryError> {
-        Ok(Self { backend: Arc::new(static_list::build(settings)?) })
+        Ok(Self {
+            backend: Arc::new(static_list::build(settings)?),
+        })
     }
 
     /// A registry that resolves DNS names.
     pub fn dns(settings: DnsSettings) -> Self {
-        Self { backend: Arc::new(dns::Dns::new(settings)) }
+        Self {
+            backend: Arc::new(dns::Dns::new(settings)),
+        }
     }
 
     /// A registry on etcd v3.
@@ -165,7 +174,9 @@ impl Registry {
     /// endpoints cannot be used at all. An etcd that is down is not an error.
     #[cfg(feature = "etcd")]
     pub async fn etcd(settings: EtcdSettings) -> Result<Self, RegistryError> {
-        Ok(Self { backend: Arc::new(etcd::Etcd::connect(settings).await?) })
+        Ok(Self {
+            backend: Arc::new(etcd::Etcd::connect(settings).await?),
+        })
     }
 
     /// Registers an instance until the returned guard is dropped or
@@ -202,7 +213,11 @@ enum Lifecycle {
     Local(Box<dyn FnOnce() + Send + Sync>),
     /// A background task owns the registration; cancelling `stop` makes it
     /// remove the instance and end.
-    Task { stop: CancellationToken, task: JoinHandle<()> },
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    Task {
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    },
 }
 
 /// An instance kept registered for as long as this guard lives.
@@ -231,16 +246,25 @@ impl Registration {
         // Local registrations are visible at once and stay so.
         let (tx, registered) = watch::channel(true);
         drop(tx);
-        Self { instance, registered, lifecycle: Some(Lifecycle::Local(Box::new(remove))) }
+        Self {
+            instance,
+            registered,
+            lifecycle: Some(Lifecycle::Local(Box::new(remove))),
+        }
     }
 
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub(crate) fn task(
         instance: Instance,
         registered: watch::Receiver<bool>,
         stop: CancellationToken,
         task: JoinHandle<()>,
     ) -> Self {
-        Self { instance, registered, lifecycle: Some(Lifecycle::Task { stop, task }) }
+        Self {
+            instance,
+            registered,
+            lifecycle: Some(Lifecycle::Task { stop, task }),
+        }
     }
 
     /// The registered instance.
@@ -261,7 +285,10 @@ impl Registration {
         if *registered.borrow_and_update() {
             return true;
         }
-        matches!(tokio::time::timeout(timeout, registered.wait_for(|now| *now)).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(timeout, registered.wait_for(|now| *now)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Removes the instance and waits until the backend confirmed it (or
@@ -330,18 +357,26 @@ mod tests {
 
     #[test]
     fn settings_select_a_backend_by_tag_and_default_to_in_process() {
-        let settings: RegistrySettings = serde_json::from_str(r#"{"backend":"in_process"}"#).unwrap();
+        let settings: RegistrySettings =
+            serde_json::from_str(r#"{"backend":"in_process"}"#).unwrap();
         assert!(matches!(settings, RegistrySettings::InProcess));
-        assert!(matches!(RegistrySettings::default(), RegistrySettings::InProcess));
+        assert!(matches!(
+            RegistrySettings::default(),
+            RegistrySettings::InProcess
+        ));
         let settings: RegistrySettings = serde_json::from_str(
             r#"{"backend":"static","instances":[{"service":"cart","address":"127.0.0.1:1"}]}"#,
         )
         .unwrap();
         assert!(matches!(settings, RegistrySettings::Static(ref s) if s.instances.len() == 1));
-        let settings: RegistrySettings =
-            serde_json::from_str(r#"{"backend":"dns","services":{"cart":{"host":"cart","port":8083}}}"#).unwrap();
+        let settings: RegistrySettings = serde_json::from_str(
+            r#"{"backend":"dns","services":{"cart":{"host":"cart","port":8083}}}"#,
+        )
+        .unwrap();
         assert!(matches!(settings, RegistrySettings::Dns(_)));
-        assert!(serde_json::from_str::<RegistrySettings>(r#"{"backend":"dns","bogus":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<RegistrySettings>(r#"{"backend":"dns","bogus":1}"#).is_err()
+        );
         assert!(serde_json::from_str::<RegistrySettings>(r#"{"backend":"zookeeper"}"#).is_err());
     }
 

@@ -82,7 +82,11 @@ mod tests {
     fn configured_instances_are_served_and_validated() {
         let settings = StaticSettings {
             instances: vec![
-                StaticInstance { service: "catalog".into(), address: "127.0.0.1:8082".into(), ..Default::default() },
+                StaticInstance {
+                    service: "catalog".into(),
+                    address: "127.0.0.1:8082".into(),
+                    ..Default::default()
+                },
                 StaticInstance {
                     service: "catalog".into(),
                     id: Some("c2".into()),
@@ -99,7 +103,11 @@ mod tests {
         assert_eq!(registry.kind(), "static");
 
         let bad = StaticSettings {
-            instances: vec![StaticInstance { service: "x".into(), address: "nope".into(), ..Default::default() }],
+            instances: vec![StaticInstance {
+                service: "x".into(),
+                address: "nope".into(),
+                ..Default::default()
+            }],
         };
         assert!(Registry::static_list(&bad).is_err());
     }

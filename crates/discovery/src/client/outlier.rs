@@ -1,0 +1,127 @@
+//! Passive outlier ejection: an endpoint whose tries fail several times in
+//! a row (no response, a timeout, or a 5xx) is taken out of rotation for a
+//! while, longer each time it is ejected again soon after. Ejection never
+//! takes more than `max_ejection_percent` of the endpoints — and never the
+//! last one — out, so a problem that hits every instance (a bad deploy, a
+//! down database) is left to the circuit breaker instead of emptying the
+//! balancer.
+
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::balance::{Balancer, Endpoint, now_nanos};
+
+/// Outlier-ejection settings of an upstream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutlierSettings {
+    /// Whether failing endpoints are ejected (default true).
+    pub enabled: bool,
+    /// Consecutive failed tries that eject an endpoint (default 5).
+    pub consecutive_failures: u32,
+    /// Length of a first ejection in milliseconds (default 10000); the n-th
+    /// ejection in a row lasts n times as long.
+    pub base_ejection_ms: u64,
+    /// Longest ejection in milliseconds (default 120000). An endpoint not
+    /// ejected for this long starts over at the base time.
+    pub max_ejection_ms: u64,
+    /// Most endpoints ejected at once, as a percentage (default 50). At
+    /// least one endpoint may be ejected when there are two or more, and
+    /// the last available one never is.
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            consecutive_failures: 5,
+            base_ejection_ms: 10_000,
+            max_ejection_ms: 120_000,
+            max_ejection_percent: 50,
+        }
+    }
+}
+
+/// Records try outcomes per endpoint and ejects outliers.
+pub(crate) struct OutlierDetector {
+    settings: OutlierSettings,
+    ejections: metrics::Counter,
+}
+
+impl OutlierDetector {
+    pub(crate) fn new(settings: OutlierSettings, ejections: metrics::Counter) -> Self {
+        Self {
+            settings,
+            ejections,
+        }
+    }
+
+    /// A try got a non-5xx response.
+    pub(crate) fn success(&self, endpoint: &Endpoint) {
+        // Load first: most endpoints have no failures, and a plain load
+        // keeps the cache line shared between cores.
+        if endpoint.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            endpoint.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A try failed; ejects the endpoint when it crossed the threshold and
+    /// the ejection limits allow it.
+    pub(crate) fn failure(&self, endpoint: &Endpoint, balancer: &Balancer, upstream: &str) {
+        if !self.settings.enabled {
+            return;
+        }
+        let failures = endpoint
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if failures < self.settings.consecutive_failures.max(1) {
+            return;
+        }
+        let now = now_nanos();
+        let mut history = endpoint
+            .ejection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if endpoint.ejected_until.load(Ordering::Relaxed) > now {
+            return;
+        }
+        let (ejected, total) = balancer.ejected_count();
+        let allowed = (total * self.settings.max_ejection_percent.min(100) as usize / 100)
+            .max(1)
+            .min(total.saturating_sub(1));
+        if ejected >= allowed {
+            return;
+        }
+        let max = Duration::from_millis(
+            self.settings
+                .max_ejection_ms
+                .max(self.settings.base_ejection_ms),
+        );
+        if history.last_at != 0 && now.saturating_sub(history.last_at) > max.as_nanos() as u64 {
+            history.times = 0;
+        }
+        history.times = history.times.saturating_add(1);
+        history.last_at = now;
+        let duration = Duration::from_millis(self.settings.base_ejection_ms)
+            .saturating_mul(history.times)
+            .min(max);
+        endpoint.ejected_until.store(
+            now.saturating_add(duration.as_nanos() as u64),
+            Ordering::Relaxed,
+        );
+        endpoint.consecutive_failures.store(0, Ordering::Relaxed);
+        self.ejections.increment(1);
+        tracing::warn!(
+            upstream,
+            instance = %endpoint.instance().id,
+            failures,
+            ejected_ms = duration.as_millis(),
+            "ejecting a failing instance"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Why a call through an upstream client failed, and how that looks to the
+//! caller's caller: 502, 503 or 504 as problem+json that names no internals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use shop_common::error::{ErrorChain, Problem};
+
+/// A boxed error from the HTTP stack.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Problem type of upstream failures.
+pub const UPSTREAM_PROBLEM_TYPE: &str = "/problems/upstream";
+
+/// A call that produced no response. (An upstream's own 5xx response is not
+/// an error: it is passed back, after retries when allowed.)
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The registry knows no instance, or every instance is ejected or
+    /// failing its health checks.
+    #[error("no available instance of {upstream}")]
+    NoInstance {
+        /// The upstream service.
+        upstream: Arc<str>,
+    },
+    /// The upstream's circuit breaker is open; nothing was sent.
+    #[error("the circuit breaker of {upstream} is open")]
+    BreakerOpen {
+        /// The upstream service.
+        upstream: Arc<str>,
+        /// When the breaker lets a probe through.
+        retry_after: Duration,
+    },
+    /// The last try got no response headers within the per-try timeout.
+    #[error("{upstream} did not answer within {timeout:?}")]
+    Timeout {
+        /// The upstream service.
+        upstream: Arc<str>,
+        /// The per-try timeout that ran out.
+        timeout: Duration,
+    },
+    /// The overall deadline (the caller's, or the client's own) ran out.
+    #[error("the deadline for calling {upstream} ran out")]
+    DeadlineExceeded {
+        /// The upstream service.
+        upstream: Arc<str>,
+    },
+    /// No connection could be made to the last instance tried.
+    #[error("cannot connect to {upstream} at {address}")]
+    Connect {
+        /// The upstream service.
+        upstream: Arc<str>,
+        /// The instance's address.
+        address: String,
+        /// What the connector said.
+        #[source]
+        source: BoxError,
+    },
+    /// The connection failed after the request may have been sent.
+    #[error("{upstream} at {address} failed while answering")]
+    Protocol {
+        /// The upstream service.
+        upstream: Arc<str>,
+        /// The instance's address.
+        address: String,
+        /// What hyper said.
+        #[source]
+        source: BoxError,
+    },
+    /// The request cannot be sent (e.g. its path does not form a URI).
+    #[error("invalid request for {upstream}: {reason}")]
+    InvalidRequest {
+        /// The upstream service.
+        upstream: Arc<str>,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CallError {
+    /// The status a gateway or service answers with when this call failed:
+    /// 503 when nothing could be tried, 504 when time ran out, 502 when the
+    /// upstream broke, 500 for a request we could not form.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NoInstance { .. } | Self::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout { .. } | Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Connect { .. } | Self::Protocol { .. } => StatusCode::BAD_GATEWAY,
+            Self::InvalidRequest { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The upstream service the call was for.
+    pub fn upstream(&self) -> &str {
+        match self {
+            Self::NoInstance { upstream }
+            | Self::BreakerOpen { upstream, .. }
+            | Self::Timeout { upstream, .. }
+            | Self::DeadlineExceeded { upstream }
+            | Self::Connect { upstream, .. }
+            | Self::Protocol { upstream, .. }
+            | Self::InvalidRequest { upstream, .. } => upstream,
+        }
+    }
+}
+
+impl From<CallError> for Problem {
+    fn from(err: CallError) -> Self {
+        if matches!(err, CallError::InvalidRequest { .. }) {
+            return Problem::internal(&err);
+        }
+        // The cause names instances and addresses: log it, never send it.
+        tracing::warn!(upstream = err.upstream(), error = %ErrorChain(&err), "upstream call failed");
+        let status = err.status_code();
+        let (title, detail) = match status {
+            StatusCode::GATEWAY_TIMEOUT => (
+                "Upstream timeout",
+                "a service needed for this request did not answer in time",
+            ),
+            StatusCode::BAD_GATEWAY => ("Bad gateway", "a service needed for this request failed"),
+            _ => (
+                "Service unavailable",
+                "a service needed for this request is unavailable; try again later",
+            ),
+        };
+        let problem = Problem::with_detail(status, detail).kind(UPSTREAM_PROBLEM_TYPE, title);
+        match err {
+            CallError::BreakerOpen { retry_after, .. } => {
+                problem.retry_after(retry_after.as_secs_f64().ceil() as u64)
+            }
+            CallError::NoInstance { .. } => problem.retry_after(1),
+            _ => problem,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_gateway_statuses_without_leaking_addresses() {
+        let upstream: Arc<str> = Arc::from("catalog");
+        let connect = CallError::Connect {
+            upstream: upstream.clone(),
+            address: "10.1.2.3:8082".into(),
+            source: "connection refused".into(),
+        };
+        assert_eq!(connect.status_code(), StatusCode::BAD_GATEWAY);
+        let problem = Problem::from(connect);
+        let body = serde_json::to_string(&problem).unwrap();
+        assert_eq!(problem.status, 502);
+        assert!(
+            !body.contains("10.1.2.3") && !body.contains("refused"),
+            "{body}"
+        );
+
+        let open = CallError::BreakerOpen {
+            upstream: upstream.clone(),
+            retry_after: Duration::from_millis(1500),
+        };
+        let problem = Problem::from(open);
+        assert_eq!(problem.status, 503);
+        assert!(
+            problem
+                .headers
+                .iter()
+                .any(|(name, value)| name == http::header::RETRY_AFTER && value == "2")
+        );
+
+        assert_eq!(
+            CallError::DeadlineExceeded {
+                upstream: upstream.clone()
+            }
+            .status_code(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            CallError::NoInstance { upstream }.status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}
