@@ -1,0 +1,79 @@
+//! Settings of the catalog service.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use serde::Deserialize;
+use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+
+/// The default HTTP port of the catalog service.
+pub const DEFAULT_PORT: u16 = 8082;
+/// The default database: a SQLite file under `./data`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/catalog.db";
+
+/// Everything the catalog service reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Listener (default `0.0.0.0:8082`).
+    pub http: HttpSettings,
+    /// The catalog database (default `sqlite:./data/catalog.db`).
+    pub database: DatabaseSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
+    /// then `SHOP_` environment variables.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        config::load(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn zero_configuration_means_sqlite_on_8082() {
+        let settings: Settings = config::load_from("", &[]).expect("defaults are valid");
+        assert_eq!(settings.http.port, DEFAULT_PORT);
+        assert_eq!(settings.database.url.expose_secret(), DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let settings: Settings = config::load_from(
+            "[http]\nport = 9000\n",
+            &[
+                ("SHOP_HTTP__PORT", "9100"),
+                ("SHOP_DATABASE__URL", "postgres://db/catalog"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(settings.http.port, 9100);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://db/catalog"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = config::load_from::<Settings>("[auth]\ntoken_ttl_secs = 5\n", &[])
+            .expect_err("the catalog has no auth settings");
+        assert!(err.to_string().contains("auth"), "{err}");
+    }
+}
