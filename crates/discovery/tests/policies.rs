@@ -1,6 +1,8 @@
 //! The distribution each balancing policy produces, measured on the
 //! balancer itself (no network: a pick is what is under test).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed setup should fail the test
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 

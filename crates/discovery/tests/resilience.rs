@@ -2,6 +2,8 @@
 //! per-try timeouts, the breaker, retry rules and budget, health checks,
 //! streaming, deadlines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed setup should fail the test
+
 mod common;
 
 use std::time::{Duration, Instant};

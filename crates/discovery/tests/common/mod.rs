@@ -1,6 +1,6 @@
 //! Test support: real HTTP servers on 127.0.0.1 port 0 whose behaviour a
 //! test switches at run time, and helpers to call them through a client.
-#![allow(dead_code)]
+#![allow(dead_code)] // each test crate uses a different part of it
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
