@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use shop_common::db::{Db, DbError};
-use shop_common::health::{self, Readiness};
+use shop_common::server::{self, BindError, Service};
+use shop_discovery::{Registration, Registry, RegistryError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,14 +25,11 @@ pub const BODY_LIMIT: usize = 4 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The listener could not bind.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The registry could not be reached or the instance not registered.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -43,38 +41,42 @@ pub struct Application {
     router: Router,
     addr: SocketAddr,
     db: Db,
+    registration: Registration,
     settings: Settings,
 }
 
 impl Application {
-    /// Opens and migrates the database (seeding the demo catalog on first
-    /// start) and binds the listener (port 0 picks a free port).
+    /// Builds the service with the registry its settings name.
     ///
     /// # Errors
     /// [`StartError`] naming what could not be set up.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let registry = Registry::from_settings(&settings.registry).await?;
+        Self::build_in(settings, registry).await
+    }
+
+    /// Builds the service with `registry` (tests and the all-in-one binary
+    /// pass their own): opens and migrates the database (seeding the demo
+    /// catalog on first start), binds the listener (port 0 picks a free port)
+    /// and registers the instance.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
         let db = Db::connect(&settings.database).await?;
         db.migrate(&MIGRATOR).await?;
         let state = AppState {
             store: CatalogStore::new(db.clone()),
         };
         let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
-        let requested = settings.http.addr();
-        let listener = TcpListener::bind(requested)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: requested,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: requested,
-            source,
-        })?;
+        let (listener, addr) = server::bind(&settings.http).await?;
+        let registration = settings.instance.register(&registry, SERVICE, addr)?;
         Ok(Self {
             listener,
             router,
             addr,
             db,
+            registration,
             settings,
         })
     }
@@ -89,29 +91,21 @@ impl Application {
         self.addr.port()
     }
 
-    /// Serves until `stop` is cancelled, drains in-flight requests, then
-    /// closes the database.
+    /// Serves until `stop` is cancelled: then deregisters at once, drains
+    /// in-flight requests and closes the database.
     ///
     /// # Errors
     /// An I/O error from the listener.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let readiness = Readiness::new()
-            .with_check(self.db.clone())
-            .with_stop(stop.clone());
-        let router = shop_common::server::with_common_layers(
-            self.router.merge(health::router(readiness)),
-            SERVICE,
-        );
-        tracing::info!(addr = %self.addr, "catalog service listening");
-        let result = shop_common::server::serve(
-            self.listener,
-            router,
-            stop,
-            self.settings.http.drain_timeout(),
-        )
-        .await;
-        self.db.close().await;
-        tracing::info!("catalog service stopped");
-        result
+        let registration = self.registration;
+        let service = Service {
+            name: SERVICE,
+            listener: self.listener,
+            router: self.router,
+            db: self.db,
+            drain: self.settings.http.drain_timeout(),
+            on_stop: async move { registration.deregister().await },
+        };
+        server::run(service, stop).await
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_discovery::{InstanceSettings, RegistrySettings};
 
 /// The default HTTP port of the catalog service.
 pub const DEFAULT_PORT: u16 = 8082;
@@ -19,6 +20,10 @@ pub struct Settings {
     pub http: HttpSettings,
     /// The catalog database (default `sqlite:./data/catalog.db`).
     pub database: DatabaseSettings,
+    /// Where instances register and are found.
+    pub registry: RegistrySettings,
+    /// How this instance registers itself.
+    pub instance: InstanceSettings,
 }
 
 impl Default for Settings {
@@ -26,6 +31,8 @@ impl Default for Settings {
         Self {
             http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
             database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            registry: RegistrySettings::default(),
+            instance: InstanceSettings::default(),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! | [`balance`] | [`Balancer`], [`Endpoint`] state, and one file per policy |
 //! | [`client`] | [`UpstreamClient`]: deadline, breaker, retries, ejection, health checks around a pooled hyper client |
 //! | [`error`] | [`CallError`] and its mapping to 502/503/504 problem+json |
+//! | [`instance_settings`] | [`InstanceSettings`]: how a service registers itself (id, advertised address) |
+//! | [`jwks`] | [`JwksSource`]: the users service's token keys, fetched through discovery |
 //! | [`metrics`] | metric names (`upstream_*`) |
 //!
 //! A service registers itself and calls others like this:
@@ -33,6 +35,8 @@ pub mod balance;
 pub mod client;
 pub mod error;
 pub mod instance;
+pub mod instance_settings;
+pub mod jwks;
 pub mod metrics;
 pub mod registry;
 
@@ -43,4 +47,6 @@ pub use client::{
 };
 pub use error::CallError;
 pub use instance::{Instance, Metadata, Scheme};
+pub use instance_settings::InstanceSettings;
+pub use jwks::JwksSource;
 pub use registry::{Instances, Registration, Registry, RegistryError, RegistrySettings};

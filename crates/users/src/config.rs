@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use shop_common::auth::IssuerSettings;
 use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_discovery::{InstanceSettings, RegistrySettings};
 
 use crate::login_limit::LoginLimitSettings;
 
@@ -26,6 +27,10 @@ pub struct Settings {
     pub auth: IssuerSettings,
     /// Failed-login limiting.
     pub login_limit: LoginLimitSettings,
+    /// Where instances register and are found.
+    pub registry: RegistrySettings,
+    /// How this instance registers itself.
+    pub instance: InstanceSettings,
 }
 
 impl Default for Settings {
@@ -35,6 +40,8 @@ impl Default for Settings {
             database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
             auth: IssuerSettings::default(),
             login_limit: LoginLimitSettings::default(),
+            registry: RegistrySettings::default(),
+            instance: InstanceSettings::default(),
         }
     }
 }

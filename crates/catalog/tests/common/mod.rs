@@ -36,6 +36,7 @@ pub fn settings(db: &TestDatabase) -> Settings {
     Settings {
         http: HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         database: DatabaseSettings::new(&db.url),
+        ..Settings::default()
     }
 }
 
@@ -44,7 +45,7 @@ pub async fn spawn_app(db: TestDatabase) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         shop_common::telemetry::init();
     }
-    let app = Application::build(settings(&db))
+    let app = Application::build_in(settings(&db), shop_discovery::Registry::in_process())
         .await
         .expect("the catalog service starts");
     let base = format!("http://127.0.0.1:{}", app.port());

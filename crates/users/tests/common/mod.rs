@@ -59,7 +59,7 @@ pub async fn spawn_app_with(
     if std::env::var_os("TEST_LOG").is_some() {
         shop_common::telemetry::init();
     }
-    let app = Application::build(adjust(&db))
+    let app = Application::build_in(adjust(&db), shop_discovery::Registry::in_process())
         .await
         .expect("the users service starts");
     let base = format!("http://127.0.0.1:{}", app.port());

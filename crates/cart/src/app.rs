@@ -1,0 +1,146 @@
+//! Building and running the cart service from [`Settings`]: the one way
+//! `main`, the all-in-one `shop` binary and the tests start it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use shop_common::auth::TokenVerifier;
+use shop_common::db::{Db, DbError};
+use shop_common::server::{self, BindError, Service};
+use shop_discovery::{
+    BuildError, JwksSource, Registration, Registry, RegistryError, UpstreamClient,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Settings;
+use crate::catalog::CatalogClient;
+use crate::routes::{self, AppState};
+use crate::store::{CartStore, MIGRATOR};
+
+/// The service name in discovery, logs and metrics.
+pub const SERVICE: &str = "cart";
+
+/// Largest request body; cart requests are tiny.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The registry could not be reached or the instance not registered.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An upstream client could not be built from its settings.
+    #[error(transparent)]
+    Upstream(#[from] BuildError),
+}
+
+/// A cart service that is bound, registered and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    db: Db,
+    registration: Registration,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds the service with the registry its settings name.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let registry = Registry::from_settings(&settings.registry).await?;
+        Self::build_in(settings, registry).await
+    }
+
+    /// Builds the service with `registry` (tests and the all-in-one binary
+    /// pass their own): opens and migrates the database, binds the listener
+    /// (port 0 picks a free port) and registers the instance.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
+        let db = Db::connect(&settings.database).await?;
+        db.migrate(&MIGRATOR).await?;
+        let catalog = CatalogClient::new(UpstreamClient::new(
+            "catalog",
+            &settings.catalog,
+            &registry,
+        )?);
+        let users = UpstreamClient::new("users", &settings.users, &registry)?;
+        let verifier = TokenVerifier::with_source(
+            &settings.auth.issuer,
+            &settings.auth.audience,
+            Arc::new(JwksSource::new(users)),
+        );
+        let service_token_digest = settings
+            .internal
+            .service_token
+            .as_ref()
+            .map(|token| Arc::new(Sha256::digest(token.expose_secret().as_bytes()).into()));
+        if service_token_digest.is_none() {
+            tracing::warn!(
+                "internal.service_token is not set: orders cannot clear carts (internal routes refuse every call)"
+            );
+        }
+        let state = AppState {
+            store: CartStore::new(db.clone()),
+            catalog,
+            verifier,
+            service_token_digest,
+            currency: settings.currency.as_str().into(),
+        };
+        let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
+        let (listener, addr) = server::bind(&settings.http).await?;
+        let registration = settings.instance.register(&registry, SERVICE, addr)?;
+        Ok(Self {
+            listener,
+            router,
+            addr,
+            db,
+            registration,
+            settings,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves until `stop` is cancelled: then deregisters at once (callers
+    /// stop picking this instance), drains in-flight requests and closes the
+    /// database.
+    ///
+    /// # Errors
+    /// An I/O error from the listener.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let registration = self.registration;
+        let service = Service {
+            name: SERVICE,
+            listener: self.listener,
+            router: self.router,
+            db: self.db,
+            drain: self.settings.http.drain_timeout(),
+            on_stop: async move { registration.deregister().await },
+        };
+        server::run(service, stop).await
+    }
+}

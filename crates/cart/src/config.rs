@@ -1,0 +1,91 @@
+//! Settings of the cart service.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use shop_common::auth::VerifierSettings;
+use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_discovery::{RegistrySettings, UpstreamSettings};
+
+/// The default HTTP port of the cart service.
+pub const DEFAULT_PORT: u16 = 8083;
+/// The default database: a SQLite file under `./data`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/cart.db";
+
+/// Everything the cart service reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Listener (default `0.0.0.0:8083`).
+    pub http: HttpSettings,
+    /// The cart database (default `sqlite:./data/cart.db`).
+    pub database: DatabaseSettings,
+    /// Which tokens to accept (keys come from the users service's JWKS).
+    pub auth: VerifierSettings,
+    /// The credential other services present on internal routes.
+    pub internal: InternalSettings,
+    /// Where instances register and are found.
+    pub registry: RegistrySettings,
+    /// How this instance registers itself.
+    pub instance: shop_discovery::InstanceSettings,
+    /// Calls to the catalog service.
+    pub catalog: UpstreamSettings,
+    /// Calls to the users service (for its JWKS).
+    pub users: UpstreamSettings,
+    /// Currency reported for an empty cart (ISO 4217).
+    pub currency: String,
+}
+
+/// The credential of internal (service-to-service) routes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalSettings {
+    /// The token callers send in `x-shop-service-token`. Unset, every
+    /// internal call is refused (and a warning logged at start-up).
+    pub service_token: Option<SecretString>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            auth: VerifierSettings::default(),
+            internal: InternalSettings::default(),
+            registry: RegistrySettings::default(),
+            instance: shop_discovery::InstanceSettings::default(),
+            catalog: UpstreamSettings::default(),
+            users: UpstreamSettings::default(),
+            currency: "EUR".to_owned(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
+    /// then `SHOP_` environment variables.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings: Self = config::load(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError::invalid(
+                "currency",
+                "must be a three-letter ISO 4217 code such as EUR",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! The cart service: one cart per user, priced by the catalog at read time.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | [`Settings`] and their defaults (port 8083, `./data/cart.db`) |
+//! | [`app`] | [`Application`]: build from settings, register, run until stopped |
+//! | [`domain`] | parsed values: [`domain::ProductId`], [`domain::Quantity`], the priced [`domain::Cart`] |
+//! | [`store`] | the `carts`, `cart_items` and `applied_orders` tables |
+//! | [`catalog`] | the catalog client: names and prices, through discovery |
+//! | [`routes`] | public `/api/cart` routes and the internal order-removal route |
+//! | [`error`] | the service's [`Error`] and its problem+json mapping |
+
+pub mod app;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod store;
+
+pub use app::Application;
+pub use config::Settings;
+pub use error::{Error, Result};

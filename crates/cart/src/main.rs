@@ -1,0 +1,35 @@
+//! `shop-cart`: the cart service as its own process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shop_cart::{Application, Settings};
+
+/// ferroshop cart service: one cart per user, priced by the catalog.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (also `SHOP_CONFIG`); `SHOP_` env vars override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shop_common::telemetry::init();
+    let cli = Cli::parse();
+    let result = async {
+        let app = Application::build(Settings::load(cli.config.as_deref())?).await?;
+        app.run_until_stopped(shop_common::shutdown::on_signal())
+            .await?;
+        anyhow::Ok(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("shop-cart: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `POST /internal/carts/{user_id}/order-removals`: orders takes the lines of
+//! a placed order out of the buyer's cart. Idempotent by order id.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shop_common::extract::{self, Path};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::domain::{ProductId, Quantity};
+use crate::store::OrderedLine;
+use crate::{Error, Result};
+
+/// The header carrying the service credential.
+pub const SERVICE_TOKEN_HEADER: &str = "x-shop-service-token";
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route(
+        "/internal/carts/{user_id}/order-removals",
+        post(create_order_removal),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderRemoval {
+    order_id: Uuid,
+    lines: Vec<RemovalLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RemovalLine {
+    product_id: Uuid,
+    quantity: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Removed {
+    /// `false` when this order's lines had been removed before (a repeat).
+    applied: bool,
+    version: i64,
+}
+
+async fn create_order_removal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<Uuid>,
+    extract::Json(body): extract::Json<OrderRemoval>,
+) -> Result<Json<Removed>> {
+    authorize(&state, &headers)?;
+    let mut errors = BTreeMap::new();
+    let lines: Vec<OrderedLine> = body
+        .lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, line)| match Quantity::parse(line.quantity) {
+            Ok(quantity) => Some(OrderedLine {
+                product_id: ProductId(line.product_id),
+                quantity,
+            }),
+            Err(message) => {
+                errors.insert(format!("lines[{i}].quantity"), message);
+                None
+            }
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let (applied, version) = state
+        .store
+        .remove_order_lines(user_id, body.order_id, &lines)
+        .await?;
+    tracing::info!(order_id = %body.order_id, %user_id, applied, "order lines removed from cart");
+    Ok(Json(Removed { applied, version }))
+}
+
+/// Compares digests, so the comparison's timing says nothing about the token.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<()> {
+    let expected = state
+        .service_token_digest
+        .as_deref()
+        .ok_or(Error::ServiceUnauthorized)?;
+    let given = headers
+        .get(SERVICE_TOKEN_HEADER)
+        .ok_or(Error::ServiceUnauthorized)?;
+    let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    if &given == expected {
+        Ok(())
+    } else {
+        Err(Error::ServiceUnauthorized)
+    }
+}

@@ -1,0 +1,44 @@
+//! HTTP routes of the cart service: the public `/api/cart` routes and the
+//! internal route orders uses. Internal routes live under `/internal`, need
+//! the service credential, and are never forwarded by the gateway.
+
+mod cart;
+mod internal;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use shop_common::auth::TokenVerifier;
+
+use crate::catalog::CatalogClient;
+use crate::store::CartStore;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The cart tables.
+    pub store: CartStore,
+    /// Names and prices.
+    pub catalog: CatalogClient,
+    /// Verifies user tokens.
+    pub verifier: TokenVerifier,
+    /// SHA-256 of the internal service token, when one is configured.
+    pub service_token_digest: Option<Arc<[u8; 32]>>,
+    /// Currency of an empty cart.
+    pub currency: Arc<str>,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The service's routes (health routes are added by the application).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(cart::router())
+        .merge(internal::router())
+        .with_state(state)
+}

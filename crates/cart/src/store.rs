@@ -1,0 +1,246 @@
+//! The cart tables. One set of portable queries serves SQLite and PostgreSQL.
+//!
+//! Every change runs in one transaction that changes the items and bumps
+//! `carts.version`, writing first: on PostgreSQL the version row's lock
+//! orders concurrent changes to one cart (changes to different items both
+//! land); on SQLite the first write takes the database's write lock (waiting
+//! out the busy timeout), so a transaction never reads before it writes and
+//! cannot deadlock on a lock upgrade.
+
+use shop_common::db::{self, Db};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, Row, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{ProductId, Quantity};
+
+/// The cart service's migrations, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/cart");
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+#[error("cart database error")]
+pub struct StoreError(#[from] sqlx::Error);
+
+/// The stored items of one cart and its version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredCart {
+    /// (product, quantity) in product id order.
+    pub lines: Vec<(ProductId, i64)>,
+    /// 0 for a cart that was never changed.
+    pub version: i64,
+}
+
+/// One line of an order to take out of a cart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderedLine {
+    /// The product.
+    pub product_id: ProductId,
+    /// How many were ordered.
+    pub quantity: Quantity,
+}
+
+/// Access to the cart tables.
+#[derive(Debug, Clone)]
+pub struct CartStore {
+    db: Db,
+}
+
+impl CartStore {
+    /// A store over `db` (already migrated).
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// The items and version of `user`'s cart.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn get(&self, user: Uuid) -> Result<StoredCart, StoreError> {
+        let user = user.to_string();
+        let mut tx = self.db.pool().begin().await?;
+        let rows = sqlx::query(
+            "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY product_id",
+        )
+        .bind(&user)
+        .fetch_all(&mut *tx)
+        .await?;
+        let version = sqlx::query("SELECT version FROM carts WHERE user_id = $1")
+            .bind(&user)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get::<i64, _>("version"))
+            .transpose()?
+            .unwrap_or(0);
+        tx.commit().await?;
+        let lines = rows
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get("product_id")?;
+                let id = Uuid::parse_str(&id).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+                Ok((ProductId(id), row.try_get::<i64, _>("quantity")?))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(StoredCart { lines, version })
+    }
+
+    /// Sets the quantity of `product`; setting the quantity it already has
+    /// changes nothing (PUT is idempotent, and the version only moves on a
+    /// real change). Returns the cart's version afterwards.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn set_quantity(
+        &self,
+        user: Uuid,
+        product: ProductId,
+        quantity: Quantity,
+    ) -> Result<i64, StoreError> {
+        let user = user.to_string();
+        let now = db::now_text();
+        let mut tx = self.db.pool().begin().await?;
+        let changed = sqlx::query(
+            "INSERT INTO cart_items (user_id, product_id, quantity, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, product_id) DO UPDATE \
+             SET quantity = excluded.quantity, updated_at = excluded.updated_at \
+             WHERE cart_items.quantity <> excluded.quantity",
+        )
+        .bind(&user)
+        .bind(product.to_string())
+        .bind(quantity.get())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let version = finish_change(&mut tx, &user, &now, changed > 0).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Removes `product` from the cart; returns the version afterwards.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn remove_item(&self, user: Uuid, product: ProductId) -> Result<i64, StoreError> {
+        let user = user.to_string();
+        let now = db::now_text();
+        let mut tx = self.db.pool().begin().await?;
+        let removed = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2")
+            .bind(&user)
+            .bind(product.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let version = finish_change(&mut tx, &user, &now, removed > 0).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Empties the cart; returns the version afterwards.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn clear(&self, user: Uuid) -> Result<i64, StoreError> {
+        let user = user.to_string();
+        let now = db::now_text();
+        let mut tx = self.db.pool().begin().await?;
+        let removed = sqlx::query("DELETE FROM cart_items WHERE user_id = $1")
+            .bind(&user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let version = finish_change(&mut tx, &user, &now, removed > 0).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Takes the lines of order `order` out of `user`'s cart: subtracts the
+    /// ordered quantities (items added after the order stay; a line that
+    /// drops to zero goes). Idempotent by order id: the first call inserts
+    /// the order id in the same transaction, so a repeat — sequential or
+    /// concurrent — changes nothing. Returns whether this call applied it,
+    /// and the cart's version afterwards.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn remove_order_lines(
+        &self,
+        user: Uuid,
+        order: Uuid,
+        lines: &[OrderedLine],
+    ) -> Result<(bool, i64), StoreError> {
+        let user = user.to_string();
+        let now = db::now_text();
+        let mut tx = self.db.pool().begin().await?;
+        let first = sqlx::query(
+            "INSERT INTO applied_orders (order_id, user_id, applied_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order.to_string())
+        .bind(&user)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut changed = 0;
+        if first {
+            for line in lines {
+                let product = line.product_id.to_string();
+                changed += sqlx::query(
+                    "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2 AND quantity <= $3",
+                )
+                .bind(&user)
+                .bind(&product)
+                .bind(line.quantity.get())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                changed += sqlx::query(
+                    "UPDATE cart_items SET quantity = quantity - $3, updated_at = $4 \
+                     WHERE user_id = $1 AND product_id = $2 AND quantity > $3",
+                )
+                .bind(&user)
+                .bind(&product)
+                .bind(line.quantity.get())
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+        }
+        let version = finish_change(&mut tx, &user, &now, changed > 0).await?;
+        tx.commit().await?;
+        Ok((first, version))
+    }
+}
+
+/// Bumps the cart's version when something changed; returns the version.
+async fn finish_change(
+    tx: &mut Transaction<'_, Any>,
+    user: &str,
+    now: &str,
+    changed: bool,
+) -> Result<i64, sqlx::Error> {
+    let row = if changed {
+        sqlx::query(
+            "INSERT INTO carts (user_id, version, updated_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET version = carts.version + 1, updated_at = excluded.updated_at \
+             RETURNING version",
+        )
+        .bind(user)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?
+    } else {
+        match sqlx::query("SELECT version FROM carts WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            Some(row) => row,
+            None => return Ok(0),
+        }
+    };
+    row.try_get("version")
+}

@@ -1,0 +1,426 @@
+//! The public cart API over real HTTP, with users and catalog running, on
+//! SQLite and PostgreSQL.
+
+mod common;
+
+use common::{assert_problem, spawn_stack};
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn a_cart_is_priced_by_the_catalog_and_versioned() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db, 1).await;
+        let token = stack.token("alice").await;
+        let products = stack.products().await;
+        let (a, b) = (&products[0], &products[1]);
+
+        let empty: Value = stack
+            .get_cart(stack.cart(), &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            empty,
+            json!({"items": [], "total_cents": 0, "currency": "EUR", "version": 0}),
+            "{}",
+            stack.engine
+        );
+
+        let put = stack
+            .put_item(
+                stack.cart(),
+                &token,
+                a["id"].as_str().expect("id"),
+                json!({"quantity": 2, "unit_price_cents": 1, "name": "free"}),
+            )
+            .await;
+        assert_eq!(put.status(), 200, "{}", stack.engine);
+        let cart: Value = put.json().await.expect("json");
+        assert_eq!(
+            cart["items"][0]["name"], a["name"],
+            "the name comes from the catalog"
+        );
+        assert_eq!(
+            cart["items"][0]["unit_price_cents"], a["price_cents"],
+            "the price comes from the catalog"
+        );
+        assert_eq!(cart["version"], 1);
+
+        stack
+            .put_item(
+                stack.cart(),
+                &token,
+                b["id"].as_str().expect("id"),
+                json!({"quantity": 3}),
+            )
+            .await;
+        let cart: Value = stack
+            .get_cart(stack.cart(), &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let price_a = a["price_cents"].as_i64().expect("price");
+        let price_b = b["price_cents"].as_i64().expect("price");
+        assert_eq!(cart["items"].as_array().expect("items").len(), 2);
+        assert_eq!(
+            cart["total_cents"],
+            price_a * 2 + price_b * 3,
+            "{}",
+            stack.engine
+        );
+        for line in cart["items"].as_array().expect("items") {
+            assert_eq!(
+                line["line_total_cents"],
+                line["unit_price_cents"].as_i64().expect("n")
+                    * line["quantity"].as_i64().expect("n")
+            );
+        }
+        assert_eq!(cart["version"], 2);
+
+        let same = stack
+            .put_item(
+                stack.cart(),
+                &token,
+                b["id"].as_str().expect("id"),
+                json!({"quantity": 3}),
+            )
+            .await;
+        assert_eq!(
+            same.json::<Value>().await.expect("json")["version"],
+            2,
+            "setting the same quantity changes nothing"
+        );
+
+        let delete = stack
+            .client
+            .delete(format!(
+                "{}/api/cart/items/{}",
+                stack.cart(),
+                a["id"].as_str().expect("id")
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(delete.status(), 204);
+        let cart: Value = stack
+            .get_cart(stack.cart(), &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(cart["items"].as_array().expect("items").len(), 1);
+        assert_eq!(cart["version"], 3);
+
+        let clear = stack
+            .client
+            .delete(format!("{}/api/cart", stack.cart()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(clear.status(), 204);
+        let cart: Value = stack
+            .get_cart(stack.cart(), &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(cart["items"], json!([]));
+        assert_eq!(cart["version"], 4, "{}", stack.engine);
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_4xx() {
+    let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
+    let token = stack.token("bob").await;
+    let product = stack.products().await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for (body, why) in [
+        (json!({"quantity": 0}), "zero"),
+        (json!({"quantity": 100}), "over 99"),
+        (json!({"quantity": -1}), "negative"),
+        (json!({}), "missing"),
+    ] {
+        let problem = assert_problem(
+            stack.put_item(stack.cart(), &token, &product, body).await,
+            422,
+            why,
+        )
+        .await;
+        assert!(
+            problem["errors"]["quantity"].is_string(),
+            "{why}: {problem}"
+        );
+    }
+    assert_problem(
+        stack
+            .put_item(stack.cart(), &token, &product, json!({"quantity": "2"}))
+            .await,
+        422,
+        "string quantity",
+    )
+    .await;
+    assert_problem(
+        stack
+            .put_item(stack.cart(), &token, &product, json!({"quantity": 1.5}))
+            .await,
+        422,
+        "fractional",
+    )
+    .await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let problem = assert_problem(
+        stack
+            .put_item(stack.cart(), &token, &unknown, json!({"quantity": 1}))
+            .await,
+        404,
+        "unknown product",
+    )
+    .await;
+    assert_eq!(problem["type"], "/problems/unknown-product");
+    assert_problem(
+        stack
+            .put_item(stack.cart(), &token, "not-a-uuid", json!({"quantity": 1}))
+            .await,
+        400,
+        "malformed id",
+    )
+    .await;
+    assert_problem(
+        stack
+            .put_item(
+                stack.cart(),
+                &token,
+                "'%20OR%201=1--",
+                json!({"quantity": 1}),
+            )
+            .await,
+        400,
+        "sql in id",
+    )
+    .await;
+    let raw = stack
+        .client
+        .put(format!("{}/api/cart/items/{product}", stack.cart()))
+        .bearer_auth(&token)
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(raw, 400, "broken JSON").await;
+    assert_problem(
+        stack
+            .client
+            .get(format!("{}/api/cart", stack.cart()))
+            .send()
+            .await
+            .expect("sent"),
+        401,
+        "no token",
+    )
+    .await;
+    assert_problem(
+        stack
+            .client
+            .get(format!("{}/api/cart", stack.cart()))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .expect("sent"),
+        401,
+        "bad token",
+    )
+    .await;
+    let cart: Value = stack
+        .get_cart(stack.cart(), &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        cart["version"], 0,
+        "nothing was written by the bad requests"
+    );
+}
+
+#[tokio::test]
+async fn users_never_see_or_change_each_others_carts() {
+    let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
+    let alice = stack.token("alice").await;
+    let mallory = stack.token("mallory").await;
+    let product = stack.products().await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    stack
+        .put_item(stack.cart(), &alice, &product, json!({"quantity": 5}))
+        .await;
+
+    let seen: Value = stack
+        .get_cart(stack.cart(), &mallory)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(seen["items"], json!([]));
+    let delete = stack
+        .client
+        .delete(format!("{}/api/cart", stack.cart()))
+        .bearer_auth(&mallory)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(delete.status(), 204);
+    let delete = stack
+        .client
+        .delete(format!("{}/api/cart/items/{product}", stack.cart()))
+        .bearer_auth(&mallory)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(delete.status(), 204);
+    // The internal route takes a user id, but only with the service credential.
+    let alice_id = common::user_id(&alice);
+    let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": product, "quantity": 5}]});
+    assert_problem(
+        stack
+            .remove_order(stack.cart(), &alice_id, &body, None)
+            .await,
+        401,
+        "no credential",
+    )
+    .await;
+    let with_token = stack
+        .client
+        .post(format!(
+            "{}/internal/carts/{alice_id}/order-removals",
+            stack.cart()
+        ))
+        .bearer_auth(&mallory)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(with_token, 401, "a user token is no service credential").await;
+
+    let cart: Value = stack
+        .get_cart(stack.cart(), &alice)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cart["items"][0]["quantity"], 5, "alice's cart is untouched");
+}
+
+#[tokio::test]
+async fn concurrent_updates_lose_nothing() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db, 2).await;
+        let token = stack.token("carol").await;
+        let products = stack.products().await;
+        let ids: Vec<String> = products
+            .iter()
+            .take(12)
+            .map(|p| p["id"].as_str().expect("id").to_owned())
+            .collect();
+        // Different items of one cart, through two replicas at once.
+        let puts = ids.iter().enumerate().map(|(i, id)| {
+            let base = &stack.carts[i % 2].base;
+            stack.put_item(base, &token, id, json!({"quantity": i + 1}))
+        });
+        let statuses: Vec<u16> = join_all(puts)
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        assert!(
+            statuses.iter().all(|&s| s == 200),
+            "{}: {statuses:?}",
+            stack.engine
+        );
+        let cart: Value = stack
+            .get_cart(&stack.carts[1].base, &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            cart["items"].as_array().expect("items").len(),
+            12,
+            "{}",
+            stack.engine
+        );
+        assert_eq!(
+            cart["version"], 12,
+            "{}: every change bumped the version once",
+            stack.engine
+        );
+
+        // The same item from many writers: one of the written values wins.
+        let same = (1..=10).map(|q| {
+            stack.put_item(
+                &stack.carts[(q % 2) as usize].base,
+                &token,
+                &ids[0],
+                json!({"quantity": q}),
+            )
+        });
+        join_all(same).await;
+        let cart: Value = stack
+            .get_cart(stack.cart(), &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let line = cart["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|l| l["product_id"] == ids[0].as_str())
+            .expect("line");
+        let q = line["quantity"].as_i64().expect("quantity");
+        assert!((1..=10).contains(&q), "{}: {q}", stack.engine);
+    }
+}
+
+#[tokio::test]
+async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
+    let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
+    let token = stack.token("dave").await;
+    let product = stack.products().await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    stack
+        .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
+        .await;
+    stack.catalog.stop.cancel();
+    // Deregistration is immediate; give the drain a moment to close the listener.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let problem = assert_problem(
+        stack.get_cart(stack.cart(), &token).await,
+        503,
+        "catalog gone",
+    )
+    .await;
+    assert!(
+        !problem.to_string().contains("127.0.0.1"),
+        "no internals in the body: {problem}"
+    );
+    assert_problem(
+        stack
+            .put_item(stack.cart(), &token, &product, json!({"quantity": 2}))
+            .await,
+        503,
+        "catalog gone",
+    )
+    .await;
+}

@@ -1,0 +1,224 @@
+//! A small stack for cart tests: users, catalog and cart instances on
+//! 127.0.0.1 port 0, finding each other through one in-process registry.
+
+#![allow(dead_code)] // each test binary uses a different subset
+#![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_json::{Value, json};
+use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_discovery::Registry;
+use shop_testkit::{Engine, TestDatabase};
+use tokio_util::sync::CancellationToken;
+
+/// The service credential the test carts accept.
+pub const SERVICE_TOKEN: &str = "test-service-token";
+
+fn loopback() -> HttpSettings {
+    HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+}
+
+/// A running service and how to stop it.
+pub struct Running {
+    pub base: String,
+    pub stop: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// users + catalog + `carts` cart replicas over one cart database.
+pub struct Stack {
+    pub registry: Registry,
+    pub users: Running,
+    pub catalog: Running,
+    pub carts: Vec<Running>,
+    pub engine: Engine,
+    pub client: reqwest::Client,
+    _dbs: Vec<TestDatabase>,
+}
+
+/// Starts a stack whose cart database is `cart_db`.
+pub async fn spawn_stack(cart_db: TestDatabase, carts: usize) -> Stack {
+    if std::env::var_os("TEST_LOG").is_some() {
+        shop_common::telemetry::init();
+    }
+    let registry = Registry::in_process();
+    let users_db = TestDatabase::sqlite();
+    let catalog_db = TestDatabase::sqlite();
+
+    let users_settings = shop_users::Settings {
+        http: loopback(),
+        database: DatabaseSettings::new(&users_db.url),
+        ..shop_users::Settings::default()
+    };
+    let users = shop_users::Application::build_in(users_settings, registry.clone())
+        .await
+        .expect("users starts");
+    let users = run(users.port(), |stop| users.run_until_stopped(stop));
+
+    let catalog_settings = shop_catalog::Settings {
+        http: loopback(),
+        database: DatabaseSettings::new(&catalog_db.url),
+        ..shop_catalog::Settings::default()
+    };
+    let catalog = shop_catalog::Application::build_in(catalog_settings, registry.clone())
+        .await
+        .expect("catalog starts");
+    let catalog = run(catalog.port(), |stop| catalog.run_until_stopped(stop));
+
+    let mut running = Vec::new();
+    for _ in 0..carts {
+        running.push(spawn_cart(&registry, &cart_db.url).await);
+    }
+    Stack {
+        registry,
+        users,
+        catalog,
+        carts: running,
+        engine: cart_db.engine,
+        client: reqwest::Client::new(),
+        _dbs: vec![users_db, catalog_db, cart_db],
+    }
+}
+
+/// Starts one more cart instance over the database at `url`.
+pub async fn spawn_cart(registry: &Registry, url: &str) -> Running {
+    let mut settings = shop_cart::Settings {
+        http: loopback(),
+        database: DatabaseSettings::new(url),
+        ..shop_cart::Settings::default()
+    };
+    settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
+    let cart = shop_cart::Application::build_in(settings, registry.clone())
+        .await
+        .expect("cart starts");
+    run(cart.port(), |stop| cart.run_until_stopped(stop))
+}
+
+fn run<F>(port: u16, start: impl FnOnce(CancellationToken) -> F) -> Running
+where
+    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    tokio::spawn(start(stop.clone()));
+    Running {
+        base: format!("http://127.0.0.1:{port}"),
+        stop,
+    }
+}
+
+impl Stack {
+    /// Registers and logs in a user; returns the access token.
+    pub async fn token(&self, username: &str) -> String {
+        let password = "correct horse battery";
+        let response = self
+            .client
+            .post(format!("{}/api/users", self.users.base))
+            .json(&json!({"username": username, "email": format!("{username}@example.com"), "password": password}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(response.status(), 201);
+        let session: Value = self
+            .client
+            .post(format!("{}/api/sessions", self.users.base))
+            .json(&json!({"login": username, "password": password}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        session["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Every product in the catalog, in list order.
+    pub async fn products(&self) -> Vec<Value> {
+        let page: Value = self
+            .client
+            .get(format!("{}/api/products?limit=100", self.catalog.base))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        page["items"].as_array().expect("items").clone()
+    }
+
+    /// The first cart instance's base URL.
+    pub fn cart(&self) -> &str {
+        &self.carts[0].base
+    }
+
+    pub async fn get_cart(&self, base: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{base}/api/cart"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn put_item(
+        &self,
+        base: &str,
+        token: &str,
+        product: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .put(format!("{base}/api/cart/items/{product}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn remove_order(
+        &self,
+        base: &str,
+        user: &str,
+        body: &Value,
+        credential: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{base}/internal/carts/{user}/order-removals"))
+            .json(body);
+        if let Some(credential) = credential {
+            request = request.header("x-shop-service-token", credential);
+        }
+        request.send().await.expect("sent")
+    }
+}
+
+/// The `sub` (user id) of a token, read without verification (tests only).
+pub fn user_id(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("jwt");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("b64");
+    let claims: Value = serde_json::from_slice(&bytes).expect("json");
+    claims["sub"].as_str().expect("sub").to_owned()
+}
+
+/// Asserts a problem+json response with `status`; returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, context: &str) -> Value {
+    assert_eq!(response.status(), status, "{context}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{context}"
+    );
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status, "{context}");
+    body
+}

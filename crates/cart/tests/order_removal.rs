@@ -1,0 +1,148 @@
+//! The internal order-removal route: idempotent by order id, subtracting
+//! only what was ordered, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{SERVICE_TOKEN, assert_problem, spawn_stack, user_id};
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn removal_subtracts_ordered_lines_once() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db, 1).await;
+        let token = stack.token("erin").await;
+        let user = user_id(&token);
+        let products = stack.products().await;
+        let id = |i: usize| products[i]["id"].as_str().expect("id").to_owned();
+        stack
+            .put_item(stack.cart(), &token, &id(0), json!({"quantity": 3}))
+            .await;
+        stack
+            .put_item(stack.cart(), &token, &id(1), json!({"quantity": 1}))
+            .await;
+
+        let order = uuid::Uuid::now_v7();
+        let body = json!({"order_id": order, "lines": [{"product_id": id(0), "quantity": 2}, {"product_id": id(1), "quantity": 1}]});
+        // Added after the order was placed: must stay.
+        stack
+            .put_item(stack.cart(), &token, &id(2), json!({"quantity": 4}))
+            .await;
+
+        assert_problem(
+            stack
+                .remove_order(stack.cart(), &user, &body, Some("wrong"))
+                .await,
+            401,
+            "wrong credential",
+        )
+        .await;
+        let first: Value = stack
+            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(first["applied"], true, "{}", stack.engine);
+        let repeat: Value = stack
+            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(repeat["applied"], false, "{}", stack.engine);
+        assert_eq!(
+            repeat["version"], first["version"],
+            "a repeat changes nothing"
+        );
+
+        let cart: Value = stack
+            .get_cart(stack.cart(), &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let lines: Vec<(String, i64)> = cart["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|l| {
+                (
+                    l["product_id"].as_str().expect("id").to_owned(),
+                    l["quantity"].as_i64().expect("q"),
+                )
+            })
+            .collect();
+        let mut want = vec![(id(0), 1), (id(2), 4)];
+        want.sort();
+        assert_eq!(lines, want, "{}", stack.engine);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_repeats_apply_once() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db, 2).await;
+        let token = stack.token("fred").await;
+        let user = user_id(&token);
+        let product = stack.products().await[0]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        stack
+            .put_item(stack.cart(), &token, &product, json!({"quantity": 10}))
+            .await;
+        let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": product, "quantity": 3}]});
+        let calls = (0..10).map(|i| {
+            stack.remove_order(&stack.carts[i % 2].base, &user, &body, Some(SERVICE_TOKEN))
+        });
+        let answers: Vec<Value> =
+            join_all(calls.map(|call| async { call.await.json::<Value>().await.expect("json") }))
+                .await;
+        let applied = answers.iter().filter(|a| a["applied"] == true).count();
+        assert_eq!(applied, 1, "{}: {answers:?}", stack.engine);
+        let cart: Value = stack
+            .get_cart(stack.cart(), &token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            cart["items"][0]["quantity"], 7,
+            "{}: subtracted exactly once",
+            stack.engine
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_removals_are_422() {
+    let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
+    let user = uuid::Uuid::now_v7().to_string();
+    let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": uuid::Uuid::now_v7(), "quantity": 0}]});
+    assert_problem(
+        stack
+            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .await,
+        422,
+        "zero quantity",
+    )
+    .await;
+    let body = json!({"order_id": "nope", "lines": []});
+    assert_problem(
+        stack
+            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .await,
+        422,
+        "bad order id",
+    )
+    .await;
+    assert_problem(
+        stack
+            .remove_order(stack.cart(), "not-a-uuid", &json!({}), Some(SERVICE_TOKEN))
+            .await,
+        400,
+        "bad user id",
+    )
+    .await;
+}
