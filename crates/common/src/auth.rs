@@ -253,6 +253,30 @@ impl TokenIssuer {
     }
 }
 
+/// A new Ed25519 private key as PKCS#8 PEM text, for a development key file.
+///
+/// # Errors
+/// [`TokenError::Key`] if encoding fails (a broken build).
+pub fn generate_signing_key_pem() -> Result<String, TokenError> {
+    use base64::Engine;
+    let der = KeypairBytes {
+        secret_key: rand::random(),
+        public_key: None,
+    }
+    .to_pkcs8_der()
+    .map_err(|err| TokenError::Key(err.to_string()))?;
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_bytes());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
+        .collect();
+    Ok(format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    ))
+}
+
 /// Checks access tokens against a set of public keys (by `kid`), the expected
 /// issuer and audience, and the EdDSA algorithm only. Cheap to clone; keys can
 /// be replaced while requests are being verified (JWKS refresh).
@@ -639,6 +663,22 @@ mod tests {
         assert_eq!(a.kid(), b.kid());
         let token = a.issue("u").expect("signed");
         assert!(b.verifier().verify(&token.token).is_ok());
+    }
+
+    #[test]
+    fn generated_pem_keys_load() {
+        let pem = generate_signing_key_pem().expect("pem");
+        let settings = IssuerSettings {
+            signing_key_pem: Some(SecretString::from(pem)),
+            ..IssuerSettings::default()
+        };
+        let issuer = TokenIssuer::from_settings(&settings).expect("loads");
+        assert!(
+            issuer
+                .verifier()
+                .verify(&issuer.issue("u").expect("signed").token)
+                .is_ok()
+        );
     }
 
     #[test]

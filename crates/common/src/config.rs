@@ -69,6 +69,34 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> 
     Ok(figment.extract()?)
 }
 
+/// Loads the settings of one service embedded in a larger process (the
+/// all-in-one `shop` binary): `defaults` first (a JSON object shaped like the
+/// settings), then the `[scope]` table of the TOML file, then environment
+/// variables `SHOP_<SCOPE>__…` (e.g. `SHOP_CART__CURRENCY`). Unscoped `SHOP_`
+/// variables are ignored, so one process can hold several services.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_scoped<T: DeserializeOwned>(
+    file: Option<&Path>,
+    scope: &str,
+    defaults: serde_json::Value,
+) -> Result<T, ConfigError> {
+    let mut figment =
+        Figment::new().merge(figment::providers::Serialized::default(scope, defaults));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::invalid(
+                "config",
+                format!("file {} does not exist", path.display()),
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(env_provider());
+    Ok(figment.focus(scope).extract()?)
+}
+
 /// Loads settings from a TOML string and the given environment-style pairs,
 /// exactly as [`load`] layers them; for tests and tools that must not touch
 /// the process environment.
@@ -243,6 +271,29 @@ mod tests {
     fn a_named_file_that_is_missing_is_an_error() {
         let err = load::<Sample>(Some(Path::new("/nonexistent/shop.toml"))).expect_err("missing");
         assert!(err.to_string().contains("/nonexistent/shop.toml"));
+    }
+
+    #[test]
+    fn scoped_loading_takes_defaults_and_ignores_other_scopes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("shop.toml");
+        std::fs::write(
+            &file,
+            "[http]\nport = 1\n[cart.http]\ndrain_timeout_secs = 3\n",
+        )
+        .expect("write");
+        let sample: Sample = load_scoped(
+            Some(&file),
+            "cart",
+            serde_json::json!({"http": {"port": 8083}, "database": {"url": "sqlite:cart.db"}}),
+        )
+        .expect("valid");
+        assert_eq!(
+            sample.http.port, 8083,
+            "the unscoped [http] table is not this service's"
+        );
+        assert_eq!(sample.http.drain_timeout_secs, 3);
+        assert_eq!(sample.database.url.expose_secret(), "sqlite:cart.db");
     }
 
     #[test]

@@ -1,0 +1,302 @@
+//! `shop`: the whole ferroshop stack in one process, for a laptop.
+//!
+//! Every service runs as it does on its own — its own listener, its own
+//! SQLite database under the data directory — and they reach each other over
+//! real HTTP and gRPC on loopback, found through one in-process registry. The
+//! services' own configuration still applies, scoped by service name: the
+//! `[cart]` table of the `--config` file, or `SHOP_CART__…` variables.
+//!
+//! On Ctrl-C the stack stops from the edge inward, so no request in flight
+//! at the edge finds a service behind it already gone.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Parser;
+use serde_json::json;
+use shop_common::config::load_scoped;
+use shop_discovery::Registry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The database files the stack keeps under the data directory.
+const DATABASES: [&str; 4] = ["users", "catalog", "cart", "orders"];
+/// The development signing key, kept so that tokens survive restarts.
+const SIGNING_KEY_FILE: &str = "dev-signing-key.pem";
+/// Most cart replicas `--cart-replicas` accepts.
+const MAX_CART_REPLICAS: usize = 16;
+
+/// Command-line options of `shop`.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about = "The whole ferroshop stack in one process")]
+pub struct Options {
+    /// Directory for the SQLite databases and the development signing key.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// How many cart instances to run.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=MAX_CART_REPLICAS as i64))]
+    pub cart_replicas: u16,
+    /// The gateway's port.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address every service binds (loopback by default: a laptop stack is
+    /// not meant to be reachable from the network).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+    /// Start from empty databases (the signing key is kept).
+    #[arg(long)]
+    pub reset: bool,
+    /// A TOML file with one table per service (`[users]`, `[cart]`, …).
+    #[arg(long, env = "SHOP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Bind every service to a free port instead of the defaults (tests).
+    #[arg(skip)]
+    pub ephemeral_ports: bool,
+}
+
+impl Options {
+    /// Options for tests: everything under `data_dir`, every port free.
+    pub fn ephemeral(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            cart_replicas: 2,
+            port: 0,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            reset: false,
+            config: None,
+            ephemeral_ports: true,
+        }
+    }
+
+    fn port(&self, default: u16) -> u16 {
+        if self.ephemeral_ports { 0 } else { default }
+    }
+}
+
+/// One running service.
+struct Running {
+    name: String,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// The running stack.
+pub struct Shop {
+    /// Services grouped by the order they stop in: the edge first.
+    tiers: Vec<Vec<Running>>,
+    registry: Registry,
+    data_dir: PathBuf,
+}
+
+impl Shop {
+    /// Starts every service. Each is listening when this returns.
+    ///
+    /// # Errors
+    /// The first service that cannot start, with the reason.
+    pub async fn start(options: &Options) -> anyhow::Result<Self> {
+        prepare_data_dir(options)?;
+        let registry = Registry::in_process();
+        let config = options.config.as_deref();
+        let host = options.host.to_string();
+        let dir = &options.data_dir;
+        let service_token = uuid::Uuid::new_v4().simple().to_string();
+        let sqlite = |name: &str| format!("sqlite:{}", dir.join(format!("{name}.db")).display());
+
+        let users: shop_users::Settings = load_scoped(
+            config,
+            "users",
+            json!({
+                "http": {"host": host, "port": options.port(shop_users::config::DEFAULT_PORT)},
+                "database": {"url": sqlite("users")},
+                "auth": {"signing_key_file": dir.join(SIGNING_KEY_FILE)},
+                "login_limit": {"trust_forwarded_for": true},
+            }),
+        )?;
+        users.validate()?;
+        let users = shop_users::Application::build_in(users, registry.clone())
+            .await
+            .context("users")?;
+        let users = spawn("users", users.local_addr(), |stop| {
+            users.run_until_stopped(stop)
+        });
+
+        let catalog: shop_catalog::Settings = load_scoped(
+            config,
+            "catalog",
+            json!({
+                "http": {"host": host, "port": options.port(shop_catalog::config::DEFAULT_PORT)},
+                "database": {"url": sqlite("catalog")},
+            }),
+        )?;
+        let catalog = shop_catalog::Application::build_in(catalog, registry.clone())
+            .await
+            .context("catalog")?;
+        let catalog = spawn("catalog", catalog.local_addr(), |stop| {
+            catalog.run_until_stopped(stop)
+        });
+
+        let mut carts = Vec::new();
+        for replica in 1..=options.cart_replicas {
+            // The first replica takes the well-known port, the others any free one.
+            let port = if replica == 1 {
+                options.port(shop_cart::config::DEFAULT_PORT)
+            } else {
+                0
+            };
+            let cart: shop_cart::Settings = load_scoped(
+                config,
+                "cart",
+                json!({
+                    "http": {"host": host, "port": port},
+                    "database": {"url": sqlite("cart")},
+                    "internal": {"service_token": service_token},
+                    "instance": {"id": format!("cart-{replica}")},
+                }),
+            )?;
+            cart.validate()?;
+            let cart = shop_cart::Application::build_in(cart, registry.clone())
+                .await
+                .context("cart")?;
+            carts.push(spawn(
+                &format!("cart-{replica}"),
+                cart.local_addr(),
+                |stop| cart.run_until_stopped(stop),
+            ));
+        }
+
+        Ok(Self {
+            tiers: vec![carts, vec![catalog, users]],
+            registry,
+            data_dir: options.data_dir.clone(),
+        })
+    }
+
+    /// Where each service listens, edge first.
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        self.tiers
+            .iter()
+            .flatten()
+            .map(|running| (running.name.clone(), running.addr))
+            .collect()
+    }
+
+    /// The address of the named service (`users`, `cart-1`, …).
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.tiers
+            .iter()
+            .flatten()
+            .find(|running| running.name == name)
+            .map(|running| running.addr)
+    }
+
+    /// The registry the services found each other through.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// What to print once the stack is up: where everything listens and a
+    /// first command to try.
+    pub fn banner(&self) -> String {
+        let mut text = String::from("ferroshop is running (Ctrl-C stops it)\n\n");
+        for (name, addr) in self.addresses() {
+            let _ = writeln!(text, "  {name:<10} http://{addr}");
+        }
+        let _ = writeln!(text, "\n  data: {}", self.data_dir.display());
+        if let Some(catalog) = self.addr("catalog") {
+            let _ = write!(
+                text,
+                "\ntry:\n  curl -s http://{catalog}/api/products?limit=3\n"
+            );
+        }
+        text
+    }
+
+    /// Runs until `stop` is cancelled, then stops the services tier by tier
+    /// from the edge inward, each deregistering and draining its requests.
+    ///
+    /// # Errors
+    /// The first service that failed while running.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        stop.cancelled().await;
+        let mut first_error = None;
+        for tier in self.tiers {
+            for running in &tier {
+                running.stop.cancel();
+            }
+            for running in tier {
+                let outcome = running
+                    .task
+                    .await
+                    .context(running.name.clone())
+                    .and_then(|result| result.with_context(|| format!("{} failed", running.name)));
+                if let Err(err) = outcome {
+                    tracing::error!(error = %format!("{err:#}"), "service stopped with an error");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn spawn<F>(name: &str, addr: SocketAddr, start: impl FnOnce(CancellationToken) -> F) -> Running
+where
+    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(start(stop.clone()));
+    Running {
+        name: name.to_owned(),
+        addr,
+        stop,
+        task,
+    }
+}
+
+/// Creates the data directory, removes the databases on `--reset`, and
+/// creates the development signing key once.
+fn prepare_data_dir(options: &Options) -> anyhow::Result<()> {
+    let dir = &options.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if options.reset {
+        for name in DATABASES {
+            for suffix in ["db", "db-wal", "db-shm"] {
+                let path = dir.join(format!("{name}.{suffix}"));
+                match std::fs::remove_file(&path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err)
+                            .with_context(|| format!("cannot remove {}", path.display()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let key = dir.join(SIGNING_KEY_FILE);
+    if !key.exists() {
+        let pem = shop_common::auth::generate_signing_key_pem()?;
+        write_private(&key, &pem).with_context(|| format!("cannot write {}", key.display()))?;
+        tracing::info!(path = %key.display(), "created a development signing key");
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}

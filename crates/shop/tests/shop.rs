@@ -1,0 +1,149 @@
+//! The all-in-one stack: starts in a temp directory on free ports, serves,
+//! keeps its signing key across restarts, and stops cleanly.
+
+#![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shop::{Options, Shop};
+use tokio_util::sync::CancellationToken;
+
+async fn start(dir: &std::path::Path) -> (Shop, CancellationToken) {
+    let shop = Shop::start(&Options::ephemeral(dir))
+        .await
+        .expect("the stack starts");
+    (shop, CancellationToken::new())
+}
+
+fn url(shop: &Shop, service: &str, path: &str) -> String {
+    format!("http://{}{path}", shop.addr(service).expect("service runs"))
+}
+
+#[tokio::test]
+async fn the_stack_starts_serves_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (shop, stop) = start(dir.path()).await;
+    let client = reqwest::Client::new();
+    for service in ["users", "catalog", "cart-1", "cart-2"] {
+        let ready = client
+            .get(url(&shop, service, "/readyz"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(ready.status(), 200, "{service}");
+    }
+    let banner = shop.banner();
+    assert!(
+        banner.contains("cart-2") && banner.contains("curl"),
+        "{banner}"
+    );
+    for name in ["users.db", "catalog.db", "cart.db", "dev-signing-key.pem"] {
+        assert!(dir.path().join(name).is_file(), "{name} created");
+    }
+
+    // A user's token from users is accepted by both carts (keys found through the registry).
+    client
+        .post(url(&shop, "users", "/api/users"))
+        .json(&json!({"username": "alice", "email": "alice@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("sent");
+    let session: Value = client
+        .post(url(&shop, "users", "/api/sessions"))
+        .json(&json!({"login": "alice", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let token = session["access_token"].as_str().expect("token");
+    for cart in ["cart-1", "cart-2"] {
+        let response = client
+            .get(url(&shop, cart, "/api/cart"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200, "{cart}");
+    }
+
+    let carts = shop.registry().watch("cart");
+    assert_eq!(carts.borrow().len(), 2);
+    let registry = shop.registry().clone();
+    let cart_addr = shop.addr("cart-1").expect("cart");
+    let running = tokio::spawn(shop.run_until_stopped(stop.clone()));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("stops within the drain time")
+        .expect("join")
+        .expect("clean stop");
+    assert_eq!(
+        registry.watch("cart").borrow().len(),
+        0,
+        "instances deregistered"
+    );
+    assert!(
+        client
+            .get(format!("http://{cart_addr}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "listeners closed"
+    );
+}
+
+#[tokio::test]
+async fn the_signing_key_survives_restarts_and_reset_empties_the_databases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("dev-signing-key.pem");
+    let (shop, stop) = start(dir.path()).await;
+    let first_key = std::fs::read_to_string(&key).expect("key");
+    let client = reqwest::Client::new();
+    let created = client
+        .post(url(&shop, "users", "/api/users"))
+        .json(&json!({"username": "bob", "email": "bob@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    let task = tokio::spawn(shop.run_until_stopped(stop.clone()));
+    stop.cancel();
+    task.await.expect("join").expect("clean stop");
+
+    let mut options = Options::ephemeral(dir.path());
+    let shop = Shop::start(&options).await.expect("restarts");
+    assert_eq!(
+        std::fs::read_to_string(&key).expect("key"),
+        first_key,
+        "the key is kept"
+    );
+    let again = client
+        .post(url(&shop, "users", "/api/users"))
+        .json(&json!({"username": "bob", "email": "bob@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 409, "data kept across a restart");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(shop.run_until_stopped(stop.clone()));
+    stop.cancel();
+    task.await.expect("join").expect("clean stop");
+
+    options.reset = true;
+    let shop = Shop::start(&options).await.expect("restarts with --reset");
+    let fresh = client
+        .post(url(&shop, "users", "/api/users"))
+        .json(&json!({"username": "bob", "email": "bob@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(fresh.status(), 201, "--reset starts from empty databases");
+    assert_eq!(
+        std::fs::read_to_string(&key).expect("key"),
+        first_key,
+        "--reset keeps the key"
+    );
+}
