@@ -12,7 +12,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -38,7 +37,7 @@ apt_install() {
 
 pg_bindir() {
     local dir
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
     [ -n "$dir" ] && [ -x "$dir/initdb" ] && printf '%s\n' "$dir"
 }
 
@@ -49,6 +48,7 @@ ensure_tools() {
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
     [ -e /usr/include/google/protobuf/timestamp.proto ] || missing+=(libprotobuf-dev)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
     if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
     pg_bindir >/dev/null || die "PostgreSQL server binaries not found after install"
     command -v etcd >/dev/null 2>&1 || die "etcd not found after install"
@@ -143,6 +143,8 @@ main() {
     start_etcd
 
     export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+    log "shellcheck scripts"
+    shellcheck scripts/*.sh .ci/run
     log "cargo fmt --check"
     cargo fmt --all -- --check
     log "cargo clippy (default features)"
