@@ -1,0 +1,343 @@
+//! Building and running the orders service from [`Settings`]: the one way
+//! `main`, the all-in-one `shop` binary and the tests start it.
+//!
+//! Two listeners: gRPC (the API, `grpc.health.v1` and server reflection)
+//! and HTTP admin (`/healthz`, `/readyz`, `/metrics`). The outbox relay runs
+//! beside them and stops with them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use shop_common::auth::TokenVerifier;
+use shop_common::db::{Db, DbError};
+use shop_common::server::{self, BindError, Service};
+use shop_discovery::{
+    BuildError, Instance, JwksSource, Registration, Registry, RegistryError, Scheme, UpstreamClient,
+};
+use shop_proto::orders::v1::order_service_server::OrderServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::Settings;
+use crate::cart::CartClient;
+use crate::grpc::OrdersGrpc;
+use crate::relay::Relay;
+use crate::store::{MIGRATOR, OrderStore};
+
+/// The service name in discovery, logs and metrics.
+pub const SERVICE: &str = "orders";
+
+/// How long one database check behind `grpc.health.v1` may take.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The registry could not be reached or the instance not registered.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An upstream client could not be built from its settings.
+    #[error(transparent)]
+    Upstream(#[from] BuildError),
+}
+
+/// An orders service that is bound, registered and ready to run.
+pub struct Application {
+    grpc_listener: TcpListener,
+    grpc_addr: SocketAddr,
+    admin_listener: TcpListener,
+    admin_addr: SocketAddr,
+    db: Db,
+    probe_db: Db,
+    service: OrdersGrpc,
+    relay: Option<Relay>,
+    relay_wake: Arc<Notify>,
+    registration: Registration,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds the service with the registry its settings name.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let registry = Registry::from_settings(&settings.registry).await?;
+        Self::build_in(settings, registry).await
+    }
+
+    /// Builds the service with `registry` (tests and the all-in-one binary
+    /// pass their own): opens and migrates the database, binds both
+    /// listeners (port 0 picks a free port) and registers the gRPC address
+    /// as service `orders` with scheme `grpc`.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
+        let db = Db::connect(&settings.database).await?;
+        db.migrate(&MIGRATOR).await?;
+        // The admin listener's readiness check gets its own one-connection
+        // pool: `server::run` closes the pool it is given when the admin
+        // listener stops, and the main pool must outlive the gRPC drain and
+        // the relay.
+        let mut probe = settings.database.clone();
+        probe.max_connections = 1;
+        let probe_db = Db::connect(&probe).await?;
+
+        let cart = CartClient::new(UpstreamClient::new("cart", &settings.cart, &registry)?);
+        let users = UpstreamClient::new("users", &settings.users, &registry)?;
+        let verifier = TokenVerifier::with_source(
+            &settings.auth.issuer,
+            &settings.auth.audience,
+            Arc::new(JwksSource::new(users)),
+        );
+        if settings.internal.service_token.is_none() {
+            tracing::warn!(
+                "internal.service_token is not set: the outbox relay cannot clear carts (cart refuses every delivery)"
+            );
+        }
+        let store = OrderStore::new(db.clone());
+        let relay_wake = Arc::new(Notify::new());
+        let service = OrdersGrpc::new(
+            store.clone(),
+            cart.clone(),
+            verifier,
+            Arc::clone(&relay_wake),
+        );
+
+        let (grpc_listener, grpc_addr) = server::bind(&settings.grpc.listener()).await?;
+        let (admin_listener, admin_addr) = server::bind(&settings.http).await?;
+        let registration = register(&settings, &registry, grpc_addr)?;
+        let relay = settings.relay.enabled.then(|| {
+            Relay::new(
+                registration.instance().id.clone(),
+                store,
+                cart,
+                settings.internal.service_token.clone(),
+                settings.relay.clone(),
+            )
+        });
+        Ok(Self {
+            grpc_listener,
+            grpc_addr,
+            admin_listener,
+            admin_addr,
+            db,
+            probe_db,
+            service,
+            relay,
+            relay_wake,
+            registration,
+            settings,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound gRPC port.
+    pub fn port(&self) -> u16 {
+        self.grpc_addr.port()
+    }
+
+    /// The bound HTTP admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The bound HTTP admin port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_addr.port()
+    }
+
+    /// The instance id (also the relay's name in `outbox.claimed_by`).
+    pub fn instance_id(&self) -> &str {
+        &self.registration.instance().id
+    }
+
+    /// Serves until `stop` is cancelled. Then: deregisters at once and
+    /// reports NOT_SERVING (callers stop picking this instance), stops
+    /// accepting gRPC calls and drains in-flight ones (bounded by
+    /// `grpc.drain_timeout_secs`), stops the relay (rows it had claimed but
+    /// not tried are released), and closes the database.
+    ///
+    /// # Errors
+    /// An I/O error from a listener, or the gRPC server's error.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let Self {
+            grpc_listener,
+            grpc_addr,
+            admin_listener,
+            db,
+            probe_db,
+            service,
+            relay,
+            relay_wake,
+            registration,
+            settings,
+            ..
+        } = self;
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        // The first status is known before the first call can arrive.
+        set_status(&reporter, database_status(&db).await).await;
+        let health_task = tokio::spawn(follow_database(
+            reporter.clone(),
+            db.clone(),
+            Duration::from_millis(settings.grpc.health_interval_ms),
+            stop.clone(),
+        ));
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(std::io::Error::other)?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(std::io::Error::other)?;
+
+        let relay_task = relay.map(|relay| tokio::spawn(relay.run(relay_wake, stop.clone())));
+
+        let shutdown = {
+            let stop = stop.clone();
+            let reporter = reporter.clone();
+            async move {
+                stop.cancelled().await;
+                registration.deregister().await;
+                set_status(&reporter, ServingStatus::NotServing).await;
+                tracing::info!(service = SERVICE, "deregistered; draining gRPC calls");
+            }
+        };
+        let grpc = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(OrderServiceServer::new(service))
+            .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), shutdown);
+        let drain = settings.grpc.listener().drain_timeout();
+        let grpc = async {
+            let deadline = async {
+                stop.cancelled().await;
+                tokio::time::sleep(drain).await;
+            };
+            tokio::select! {
+                result = grpc => result.map_err(std::io::Error::other),
+                () = deadline => {
+                    tracing::warn!(drain_secs = drain.as_secs_f64(), "gRPC drain time over; dropping open calls");
+                    Ok(())
+                }
+            }
+        };
+        tracing::info!(service = SERVICE, addr = %grpc_addr, "gRPC listening");
+
+        let admin = server::run(
+            Service {
+                name: SERVICE,
+                listener: admin_listener,
+                router: Router::new(),
+                db: probe_db,
+                drain: settings.http.drain_timeout(),
+                on_stop: async {},
+            },
+            stop.clone(),
+        );
+        let (grpc_result, admin_result) = tokio::join!(grpc, admin);
+        if let Some(task) = relay_task
+            && let Err(err) = task.await
+        {
+            tracing::error!(error = %err, "outbox relay task failed");
+        }
+        health_task.abort();
+        db.close().await;
+        tracing::info!(service = SERVICE, "gRPC server stopped");
+        grpc_result.and(admin_result)
+    }
+}
+
+/// Registers the gRPC address (with scheme `grpc`) as an instance of
+/// `orders`; like `InstanceSettings::register`, which registers HTTP only.
+fn register(
+    settings: &Settings,
+    registry: &Registry,
+    bound: SocketAddr,
+) -> Result<Registration, RegistryError> {
+    let instance_settings = &settings.instance;
+    let id = instance_settings
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("{SERVICE}-{:08x}", rand::random::<u32>()));
+    let mut instance = Instance::new(SERVICE, id, instance_settings.advertised(bound))
+        .with_scheme(Scheme::Grpc)
+        .with_version(env!("CARGO_PKG_VERSION"));
+    if let Some(weight) = instance_settings.weight {
+        instance = instance.with_weight(weight);
+    }
+    if let Some(zone) = &instance_settings.zone {
+        instance = instance.with_zone(zone.clone());
+    }
+    registry.register(instance)
+}
+
+/// The gRPC service names whose health is reported: the server as a whole
+/// (`""`) and the orders API.
+fn health_names() -> [&'static str; 2] {
+    ["", <OrderServiceServer<OrdersGrpc> as NamedService>::NAME]
+}
+
+async fn set_status(reporter: &HealthReporter, status: ServingStatus) {
+    for name in health_names() {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Keeps `grpc.health.v1` in step with the database: SERVING while it
+/// answers, NOT_SERVING otherwise; re-checked every `interval` until `stop`.
+async fn follow_database(
+    reporter: HealthReporter,
+    db: Db,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let status = database_status(&db).await;
+        if stop.is_cancelled() {
+            return;
+        }
+        if last != Some(status) {
+            if status == ServingStatus::NotServing {
+                tracing::warn!("database does not answer: gRPC health NOT_SERVING");
+            }
+            set_status(&reporter, status).await;
+            last = Some(status);
+        }
+    }
+}
+
+async fn database_status(db: &Db) -> ServingStatus {
+    match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, db.ping()).await {
+        Ok(Ok(())) => ServingStatus::Serving,
+        _ => ServingStatus::NotServing,
+    }
+}

@@ -1,0 +1,172 @@
+//! The cart client: reads the caller's cart with the caller's token, and
+//! (for the relay) takes an order's lines out of a cart through cart's
+//! internal route. Balancing, deadlines, retries and the breaker are the
+//! upstream client's.
+
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use shop_discovery::{CallError, Deadline, Idempotent, RequestBody, UpstreamClient};
+use uuid::Uuid;
+
+/// The header carrying the service credential on cart's internal routes.
+pub const SERVICE_TOKEN_HEADER: &str = "x-shop-service-token";
+/// Largest cart response read; a cart holds at most a few hundred lines.
+const MAX_RESPONSE: usize = 1024 * 1024;
+
+/// Why the cart could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum CartError {
+    /// The call failed: no instance, timeout, breaker open, connection error.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// Cart refused the caller's token (expired between our check and cart's).
+    #[error("cart refused the caller's token")]
+    Unauthorized,
+    /// Cart answered with an unexpected status or body.
+    #[error("unexpected cart response: {0}")]
+    Response(String),
+}
+
+/// One priced line of a cart, as cart reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CartLine {
+    /// The product.
+    pub product_id: Uuid,
+    /// Its catalog name.
+    pub name: String,
+    /// Its catalog price, in minor units.
+    pub unit_price_cents: i64,
+    /// How many.
+    pub quantity: i64,
+    /// `unit_price_cents * quantity`.
+    pub line_total_cents: i64,
+}
+
+/// A user's cart as `GET /api/cart` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Cart {
+    /// The lines.
+    pub items: Vec<CartLine>,
+    /// Sum of the line totals.
+    pub total_cents: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The cart's version.
+    pub version: i64,
+}
+
+/// The body of `POST /internal/carts/{user_id}/order-removals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRemoval {
+    /// The order (makes the removal idempotent).
+    pub order_id: Uuid,
+    /// What was ordered.
+    pub lines: Vec<RemovalLine>,
+}
+
+/// One ordered line to take out of a cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalLine {
+    /// The product.
+    pub product_id: Uuid,
+    /// How many were ordered.
+    pub quantity: i64,
+}
+
+/// Cart's answer to an order removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Removed {
+    /// False when the order's lines had been removed before (a repeat).
+    pub applied: bool,
+    /// The cart's version afterwards.
+    pub version: i64,
+}
+
+/// Calls the cart service.
+#[derive(Clone, Debug)]
+pub struct CartClient {
+    upstream: UpstreamClient,
+}
+
+impl CartClient {
+    /// A client over an upstream client for the `cart` service.
+    pub fn new(upstream: UpstreamClient) -> Self {
+        Self { upstream }
+    }
+
+    /// The cart of the user whose access token is `token`, bounded by the
+    /// caller's `deadline` when there is one.
+    ///
+    /// # Errors
+    /// [`CartError`] when cart cannot be reached, refuses the token or
+    /// answers badly.
+    pub async fn cart(&self, token: &str, deadline: Option<Deadline>) -> Result<Cart, CartError> {
+        let mut request = Request::get("/api/cart")
+            .header(header::ACCEPT, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(RequestBody::empty())
+            .map_err(|err| CartError::Response(err.to_string()))?;
+        if let Some(deadline) = deadline {
+            request.extensions_mut().insert(deadline);
+        }
+        let response = self.upstream.send(request).await?;
+        let status = response.status();
+        let body = read_body(response.into_body()).await?;
+        match status {
+            StatusCode::OK => serde_json::from_slice(&body)
+                .map_err(|err| CartError::Response(format!("cart body: {err}"))),
+            StatusCode::UNAUTHORIZED => Err(CartError::Unauthorized),
+            status => Err(CartError::Response(format!("status {status}"))),
+        }
+    }
+
+    /// Takes the lines of an order out of `user`'s cart (idempotent by order
+    /// id, so it is marked retryable on another instance). `body` is the
+    /// JSON of an [`OrderRemoval`].
+    ///
+    /// # Errors
+    /// [`CartError`] when cart cannot be reached or does not answer 200.
+    pub async fn remove_order_lines(
+        &self,
+        user: &str,
+        body: String,
+        service_token: Option<&SecretString>,
+    ) -> Result<Removed, CartError> {
+        let mut builder = Request::post(format!("/internal/carts/{user}/order-removals"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = service_token {
+            builder = builder.header(SERVICE_TOKEN_HEADER, token.expose_secret());
+        }
+        let mut request = builder
+            .body(RequestBody::full(body))
+            .map_err(|err| CartError::Response(err.to_string()))?;
+        request.extensions_mut().insert(Idempotent);
+        let response = self.upstream.send(request).await?;
+        let status = response.status();
+        let body = read_body(response.into_body()).await?;
+        match status {
+            StatusCode::OK => serde_json::from_slice(&body)
+                .map_err(|err| CartError::Response(format!("cart body: {err}"))),
+            StatusCode::UNAUTHORIZED => Err(CartError::Response(
+                "cart refused the service credential (internal.service_token)".to_owned(),
+            )),
+            status => Err(CartError::Response(format!("status {status}"))),
+        }
+    }
+}
+
+async fn read_body<B>(body: B) -> Result<Bytes, CartError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    Limited::new(body, MAX_RESPONSE)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|err| CartError::Response(format!("reading the body: {err}")))
+}

@@ -1,0 +1,269 @@
+//! Settings of the orders service.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use shop_common::auth::VerifierSettings;
+use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_discovery::{RegistrySettings, UpstreamSettings};
+
+/// The default gRPC port.
+pub const DEFAULT_GRPC_PORT: u16 = 50051;
+/// The default HTTP admin port (`/healthz`, `/readyz`, `/metrics`).
+pub const DEFAULT_ADMIN_PORT: u16 = 8084;
+/// The default database: a SQLite file under `./data`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/orders.db";
+
+/// Everything the orders service reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP admin listener: health and metrics (default `0.0.0.0:8084`).
+    pub http: HttpSettings,
+    /// The gRPC listener (default `0.0.0.0:50051`).
+    pub grpc: GrpcSettings,
+    /// The orders database (default `sqlite:./data/orders.db`).
+    pub database: DatabaseSettings,
+    /// Which tokens to accept (keys come from the users service's JWKS).
+    pub auth: VerifierSettings,
+    /// The credential this service presents on cart's internal routes.
+    pub internal: InternalSettings,
+    /// Where instances register and are found.
+    pub registry: RegistrySettings,
+    /// How this instance registers itself (the gRPC address is registered).
+    pub instance: shop_discovery::InstanceSettings,
+    /// Calls to the cart service (reading carts, clearing ordered lines).
+    pub cart: UpstreamSettings,
+    /// Calls to the users service (for its JWKS).
+    pub users: UpstreamSettings,
+    /// The outbox relay.
+    pub relay: RelaySettings,
+}
+
+/// Where the gRPC server binds and how it stops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// Address to bind (default `0.0.0.0`).
+    pub host: IpAddr,
+    /// Port to bind (default 50051); `0` picks a free one (tests do).
+    pub port: u16,
+    /// Seconds in-flight calls get to finish after a stop signal.
+    pub drain_timeout_secs: u64,
+    /// Milliseconds between database checks behind `grpc.health.v1`
+    /// (SERVING while the database answers).
+    pub health_interval_ms: u64,
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: DEFAULT_GRPC_PORT,
+            drain_timeout_secs: 10,
+            health_interval_ms: 5_000,
+        }
+    }
+}
+
+impl GrpcSettings {
+    /// The listener as [`HttpSettings`], for `shop_common::server::bind`.
+    pub fn listener(&self) -> HttpSettings {
+        HttpSettings {
+            host: self.host,
+            port: self.port,
+            drain_timeout_secs: self.drain_timeout_secs,
+        }
+    }
+
+    /// The socket address to bind.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+/// The credential of cart's internal routes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalSettings {
+    /// Sent as `x-shop-service-token`; must equal cart's
+    /// `internal.service_token`. Unset, the relay cannot clear carts (each
+    /// delivery is refused and retried; a warning is logged at start-up).
+    pub service_token: Option<SecretString>,
+}
+
+/// How the outbox relay delivers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Run the relay in this instance (default true). With several replicas
+    /// every relay may run: rows are claimed with a lease.
+    pub enabled: bool,
+    /// Milliseconds between polls when nothing wakes the relay (default
+    /// 1000); a committed order wakes it at once.
+    pub poll_interval_ms: u64,
+    /// Most rows claimed per round (default 32).
+    pub batch_size: u32,
+    /// Milliseconds a claim is held before another relay may take the row
+    /// over (default 30000); must exceed the cart call's deadline.
+    pub lease_ms: u64,
+    /// Delay before the first retry, in milliseconds (default 250); doubles
+    /// per failed attempt.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between retries, in milliseconds (default 60000).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_interval_ms: 1_000,
+            batch_size: 32,
+            lease_ms: 30_000,
+            initial_backoff_ms: 250,
+            max_backoff_ms: 60_000,
+        }
+    }
+}
+
+impl RelaySettings {
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The lease duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    /// The delay before retry number `attempts` (1 for the first retry):
+    /// `initial * 2^(attempts-1)`, capped at the maximum, with up to a
+    /// quarter taken off at random so relays that failed together do not
+    /// retry together.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(32);
+        let full = self
+            .initial_backoff_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.max_backoff_ms);
+        let jitter = if full >= 4 {
+            rand::random_range(0..=full / 4)
+        } else {
+            0
+        };
+        Duration::from_millis(full - jitter)
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
+            grpc: GrpcSettings::default(),
+            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            auth: VerifierSettings::default(),
+            internal: InternalSettings::default(),
+            registry: RegistrySettings::default(),
+            instance: shop_discovery::InstanceSettings::default(),
+            cart: UpstreamSettings::default(),
+            users: UpstreamSettings::default(),
+            relay: RelaySettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
+    /// then `SHOP_` environment variables.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings: Self = config::load(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let relay = &self.relay;
+        if relay.poll_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "relay.poll_interval_ms",
+                "must be positive",
+            ));
+        }
+        if relay.batch_size == 0 || relay.batch_size > 1000 {
+            return Err(ConfigError::invalid(
+                "relay.batch_size",
+                "must be between 1 and 1000",
+            ));
+        }
+        if relay.lease_ms <= self.cart.deadline_ms {
+            return Err(ConfigError::invalid(
+                "relay.lease_ms",
+                "must exceed cart.deadline_ms, or a slow delivery could be claimed twice",
+            ));
+        }
+        if relay.initial_backoff_ms == 0 || relay.max_backoff_ms < relay.initial_backoff_ms {
+            return Err(ConfigError::invalid(
+                "relay.max_backoff_ms",
+                "initial_backoff_ms must be positive and at most max_backoff_ms",
+            ));
+        }
+        if self.grpc.health_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "grpc.health_interval_ms",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_design() {
+        let settings = Settings::default();
+        assert!(settings.validate().is_ok());
+        assert_eq!(settings.grpc.port, DEFAULT_GRPC_PORT);
+        assert_eq!(settings.http.port, DEFAULT_ADMIN_PORT);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let relay = RelaySettings {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1_000,
+            ..RelaySettings::default()
+        };
+        let ms = |n| relay.backoff(n).as_millis();
+        assert!((75..=100).contains(&ms(1)));
+        assert!((150..=200).contains(&ms(2)));
+        assert!((750..=1_000).contains(&ms(10)));
+        assert!((750..=1_000).contains(&ms(u32::MAX)));
+    }
+
+    #[test]
+    fn files_and_env_are_layered() {
+        let settings: Settings = config::load_from(
+            "[relay]\nbatch_size = 5\n[grpc]\nport = 6000\n",
+            &[("SHOP_RELAY__ENABLED", "false")],
+        )
+        .expect("settings load");
+        assert_eq!(settings.relay.batch_size, 5);
+        assert!(!settings.relay.enabled);
+        assert_eq!(settings.grpc.port, 6000);
+    }
+}

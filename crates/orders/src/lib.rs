@@ -1,0 +1,27 @@
+//! The orders service (gRPC): places orders from the caller's cart exactly
+//! once per idempotency key, lists and cancels them, and clears ordered
+//! lines from the cart through a transactional outbox.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | [`Settings`] and their defaults (gRPC 50051, admin 8084, `./data/orders.db`) |
+//! | [`app`] | [`Application`]: build from settings, register, run gRPC + admin + relay until stopped |
+//! | [`grpc`] | `ferroshop.orders.v1.OrderService`: authentication, placement, lookups, cancellation |
+//! | [`domain`] | parsed values: [`domain::IdempotencyKey`], [`domain::OrderId`], paging; the [`domain::Order`] |
+//! | [`store`] | the `orders`, `order_lines` and `outbox` tables |
+//! | [`cart`] | the cart client: the caller's cart, and order removals on cart's internal route |
+//! | [`relay`] | the outbox relay: leased claims, delivery, backoff |
+//! | [`error`] | the service's [`Error`] and its gRPC status mapping |
+
+pub mod app;
+pub mod cart;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod relay;
+pub mod store;
+
+pub use app::Application;
+pub use config::Settings;
+pub use error::{Error, Result};

@@ -1,0 +1,188 @@
+//! The outbox relay: delivers committed outbox rows to cart at least once.
+//!
+//! Each round claims a batch of due rows with a lease (so replicas never
+//! work on one row at the same time), delivers them one by one, and marks
+//! each delivered or schedules its retry with exponential backoff. Cart's
+//! receiver is idempotent by order id, so a repeat after a crash between
+//! delivering and marking changes nothing. A committed order wakes the relay
+//! at once; otherwise it polls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use shop_common::db;
+use shop_common::error::ErrorChain;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::cart::CartClient;
+use crate::config::RelaySettings;
+use crate::store::{KIND_CART_REMOVAL, OrderStore, OutboxRow, StoreError};
+
+/// Pause after a round that failed on the database itself.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Rows delivered and marked.
+    pub delivered: usize,
+    /// Rows whose delivery failed (retried later).
+    pub failed: usize,
+}
+
+/// Delivers outbox rows.
+#[derive(Clone)]
+pub struct Relay {
+    id: Arc<str>,
+    store: OrderStore,
+    cart: CartClient,
+    service_token: Option<SecretString>,
+    settings: RelaySettings,
+}
+
+impl Relay {
+    /// A relay named `id` (unique among replicas: it marks claims).
+    pub fn new(
+        id: impl Into<Arc<str>>,
+        store: OrderStore,
+        cart: CartClient,
+        service_token: Option<SecretString>,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            store,
+            cart,
+            service_token,
+            settings,
+        }
+    }
+
+    /// This relay's id, as written to `outbox.claimed_by`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs rounds until `stop` is cancelled: after a full batch at once,
+    /// otherwise when `wake` is notified or the poll interval passes.
+    pub async fn run(self, wake: Arc<Notify>, stop: CancellationToken) {
+        tracing::info!(relay = %self.id, "outbox relay started");
+        loop {
+            let pause = match self.round(&stop).await {
+                Ok(round) if round.claimed as u64 >= u64::from(self.settings.batch_size) => {
+                    Duration::ZERO
+                }
+                Ok(_) => self.settings.poll_interval(),
+                Err(err) => {
+                    tracing::error!(relay = %self.id, error = %ErrorChain(&err), "outbox relay round failed");
+                    STORE_ERROR_PAUSE
+                }
+            };
+            if pause.is_zero() && !stop.is_cancelled() {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!(relay = %self.id, "outbox relay stopped");
+    }
+
+    /// Claims one batch and delivers it. Rows not yet tried when `stop` is
+    /// cancelled are released for the next relay.
+    ///
+    /// # Errors
+    /// [`StoreError`] when claiming fails.
+    pub async fn round(&self, stop: &CancellationToken) -> Result<Round, StoreError> {
+        let now = chrono::Utc::now();
+        let lease_until = later(now, self.settings.lease());
+        let rows = self
+            .store
+            .claim(
+                &self.id,
+                &db::timestamp_text(now),
+                &db::timestamp_text(lease_until),
+                self.settings.batch_size,
+            )
+            .await?;
+        let mut round = Round {
+            claimed: rows.len(),
+            ..Round::default()
+        };
+        for row in rows {
+            if stop.is_cancelled() {
+                if let Err(err) = self.store.release(&row.id, &self.id).await {
+                    tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot release an outbox row; its lease will run out");
+                }
+                continue;
+            }
+            if self.deliver(&row).await {
+                round.delivered += 1;
+            } else {
+                round.failed += 1;
+            }
+        }
+        Ok(round)
+    }
+
+    /// Delivers one row and records the outcome; true when delivered.
+    async fn deliver(&self, row: &OutboxRow) -> bool {
+        let outcome = match row.kind.as_str() {
+            KIND_CART_REMOVAL => self
+                .cart
+                .remove_order_lines(
+                    &row.user_id,
+                    row.payload.clone(),
+                    self.service_token.as_ref(),
+                )
+                .await
+                .map_err(|err| ErrorChain(&err).to_string()),
+            other => Err(format!("unknown outbox kind {other:?}")),
+        };
+        match outcome {
+            Ok(removed) => {
+                tracing::info!(order_id = %row.order_id, applied = removed.applied, "order lines removed from the cart");
+                match self.store.mark_delivered(&row.id, &self.id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(outbox_id = %row.id, "claim lost before marking delivered (lease ran out); the repeat is harmless");
+                    }
+                    Err(err) => {
+                        // Delivered but not marked: it will be delivered
+                        // again, which cart ignores.
+                        tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot mark an outbox row delivered");
+                    }
+                }
+                true
+            }
+            Err(error) => {
+                let attempts = u32::try_from(row.attempts.saturating_add(1)).unwrap_or(u32::MAX);
+                let delay = self.settings.backoff(attempts);
+                let next = later(chrono::Utc::now(), delay);
+                tracing::warn!(order_id = %row.order_id, attempts, retry_in_ms = delay.as_millis() as u64, %error, "outbox delivery failed");
+                if let Err(err) = self
+                    .store
+                    .mark_failed(&row.id, &self.id, &db::timestamp_text(next), &error)
+                    .await
+                {
+                    tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot record a failed delivery; its lease will run out");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// `at + delay`, saturating at the latest representable time.
+fn later(at: chrono::DateTime<chrono::Utc>, delay: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| at.checked_add_signed(delay))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}

@@ -1,0 +1,456 @@
+//! The `orders`, `order_lines` and `outbox` tables. One set of portable
+//! queries serves SQLite and PostgreSQL; the one dialect difference (how the
+//! relay claims outbox rows) lives in [`claim_statement`].
+
+use shop_common::db::{self, Backend, Db};
+use sqlx::any::AnyRow;
+use sqlx::migrate::Migrator;
+use sqlx::{Any, Row, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
+
+/// The orders service's migrations, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/orders");
+
+/// The outbox kind of "take these lines out of the buyer's cart".
+pub const KIND_CART_REMOVAL: &str = "cart.order_removal";
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+#[error("orders database error")]
+pub struct StoreError(#[from] sqlx::Error);
+
+/// An order to insert, with the outbox message that goes with it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// The order.
+    pub order: Order,
+    /// The key it was placed with.
+    pub key: IdempotencyKey,
+    /// The JSON body the relay sends to cart.
+    pub outbox_payload: String,
+}
+
+/// What [`OrderStore::insert`] did.
+#[derive(Debug)]
+pub enum Inserted {
+    /// The order, its lines and its outbox row were committed.
+    Created,
+    /// Another order holds this (user, key): a concurrent repeat won the
+    /// race. Nothing was written.
+    KeyTaken,
+}
+
+/// What [`OrderStore::cancel`] found.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// The order was placed and is now cancelled.
+    Done(Order),
+    /// No such order of this user.
+    NotFound,
+    /// The order is not `placed`.
+    NotPlaced(OrderStatus),
+}
+
+/// One claimed outbox row.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// The row id (UUID v7).
+    pub id: String,
+    /// What to deliver ([`KIND_CART_REMOVAL`]).
+    pub kind: String,
+    /// The buyer.
+    pub user_id: String,
+    /// The order.
+    pub order_id: String,
+    /// The JSON body to send.
+    pub payload: String,
+    /// Failed attempts so far.
+    pub attempts: i64,
+}
+
+/// Access to the orders tables.
+#[derive(Debug, Clone)]
+pub struct OrderStore {
+    db: Db,
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, status, total_cents, currency, created_at, updated_at";
+
+impl OrderStore {
+    /// A store over `db` (already migrated).
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The order `user` placed with `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn find_by_key(
+        &self,
+        user: Uuid,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(user.to_string())
+        .bind(key.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let order = match row {
+            Some(row) => Some(load_lines(&mut tx, order_head(&row)?).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Inserts the order, its lines and its outbox row in one transaction.
+    /// The order row goes first, so a concurrent insert with the same
+    /// (user, key) fails on the unique index before anything else is written
+    /// (on PostgreSQL it waits for the winner to commit, then fails).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails otherwise.
+    pub async fn insert(&self, new: &NewOrder) -> Result<Inserted, StoreError> {
+        let order = &new.order;
+        let order_id = order.id.to_string();
+        let user = order.user_id.to_string();
+        let mut tx = self.db.pool().begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents, currency, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&order_id)
+        .bind(&user)
+        .bind(new.key.as_str())
+        .bind(order.status.as_str())
+        .bind(order.total_cents)
+        .bind(&order.currency)
+        .bind(&order.created_at)
+        .bind(&order.updated_at)
+        .execute(&mut *tx)
+        .await;
+        if let Err(err) = inserted {
+            if db::unique_violation(&err).is_some() {
+                tx.rollback().await?;
+                return Ok(Inserted::KeyTaken);
+            }
+            return Err(err.into());
+        }
+        for (line_no, line) in (0_i64..).zip(&order.lines) {
+            sqlx::query(
+                "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, quantity, line_total_cents) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&order_id)
+            .bind(line_no)
+            .bind(line.product_id.to_string())
+            .bind(&line.name)
+            .bind(line.unit_price_cents)
+            .bind(line.quantity)
+            .bind(line.line_total_cents)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(KIND_CART_REMOVAL)
+        .bind(&user)
+        .bind(&order_id)
+        .bind(&new.outbox_payload)
+        .bind(&order.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted::Created)
+    }
+
+    /// `user`'s order `id`; `None` when it does not exist or is another
+    /// user's.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn get(&self, user: Uuid, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let order = fetch_order(&mut tx, user, id).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Up to `limit` of `user`'s orders, newest first, starting after
+    /// `after` (an order id from a previous page).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn list(
+        &self,
+        user: Uuid,
+        after: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let rows = match after {
+            Some(after) => {
+                sqlx::query(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2 \
+                     ORDER BY id DESC LIMIT $3"
+                ))
+                .bind(user.to_string())
+                .bind(after.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => sqlx::query(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(user.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?,
+        };
+        let mut orders = Vec::with_capacity(rows.len());
+        for row in &rows {
+            orders.push(load_lines(&mut tx, order_head(row)?).await?);
+        }
+        tx.commit().await?;
+        Ok(orders)
+    }
+
+    /// Cancels `user`'s order `id` if it is placed. The status check and the
+    /// change are one conditional `UPDATE`, so two concurrent cancels cannot
+    /// both succeed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn cancel(&self, user: Uuid, id: OrderId) -> Result<Cancelled, StoreError> {
+        let now = db::now_text();
+        let mut tx = self.db.pool().begin().await?;
+        let changed = sqlx::query(
+            "UPDATE orders SET status = $1, updated_at = $2 \
+             WHERE id = $3 AND user_id = $4 AND status = $5",
+        )
+        .bind(OrderStatus::Cancelled.as_str())
+        .bind(&now)
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .bind(OrderStatus::Placed.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let order = fetch_order(&mut tx, user, id).await?;
+        tx.commit().await?;
+        Ok(match order {
+            None => Cancelled::NotFound,
+            Some(order) if changed == 1 => Cancelled::Done(order),
+            Some(order) => Cancelled::NotPlaced(order.status),
+        })
+    }
+
+    /// Claims up to `limit` outbox rows that are due and not leased by
+    /// another relay: marks them `claimed_by = relay` until `lease_until`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn claim(
+        &self,
+        relay: &str,
+        now: &str,
+        lease_until: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let rows = sqlx::query(claim_statement(self.db.backend()))
+            .bind(relay)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                Ok(OutboxRow {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    user_id: row.try_get("user_id")?,
+                    order_id: row.try_get("order_id")?,
+                    payload: row.try_get("payload")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // RETURNING gives no order; deliver oldest first.
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(claimed)
+    }
+
+    /// Marks a row this relay claimed as delivered. Returns false when the
+    /// claim had been lost (the lease ran out and another relay took it).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn mark_delivered(&self, id: &str, relay: &str) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE outbox SET delivered_at = $1, claimed_by = NULL, lease_until = NULL, last_error = NULL \
+             WHERE id = $2 AND claimed_by = $3 AND delivered_at IS NULL",
+        )
+        .bind(db::now_text())
+        .bind(id)
+        .bind(relay)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Records a failed delivery of a row this relay claimed and releases it
+    /// until `next_attempt_at`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn mark_failed(
+        &self,
+        id: &str,
+        relay: &str,
+        next_attempt_at: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
+             claimed_by = NULL, lease_until = NULL \
+             WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id)
+        .bind(relay)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Gives back a claimed row without trying it (the relay is stopping).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn release(&self, id: &str, relay: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, lease_until = NULL \
+             WHERE id = $1 AND claimed_by = $2 AND delivered_at IS NULL",
+        )
+        .bind(id)
+        .bind(relay)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+/// The statement that claims due outbox rows (`$1` relay id, `$2` lease
+/// end, `$3` now, `$4` limit), returning them.
+///
+/// PostgreSQL: the inner `SELECT … FOR UPDATE SKIP LOCKED` locks the rows
+/// it picks and skips rows another relay's claiming transaction holds, so
+/// concurrent relays get disjoint batches without waiting on each other.
+/// SQLite has no row locks and needs none: it has one writer at a time, so
+/// the single `UPDATE … WHERE id IN (SELECT …) RETURNING` is atomic.
+fn claim_statement(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => {
+            "UPDATE outbox SET claimed_by = $1, lease_until = $2 WHERE id IN ( \
+               SELECT id FROM outbox \
+               WHERE delivered_at IS NULL AND next_attempt_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, kind, user_id, order_id, payload, attempts"
+        }
+        Backend::Sqlite => {
+            "UPDATE outbox SET claimed_by = $1, lease_until = $2 WHERE id IN ( \
+               SELECT id FROM outbox \
+               WHERE delivered_at IS NULL AND next_attempt_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY id LIMIT $4) \
+             RETURNING id, kind, user_id, order_id, payload, attempts"
+        }
+    }
+}
+
+async fn fetch_order(
+    tx: &mut Transaction<'_, Any>,
+    user: Uuid,
+    id: OrderId,
+) -> Result<Option<Order>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id.to_string())
+    .bind(user.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match row {
+        Some(row) => Ok(Some(load_lines(tx, order_head(&row)?).await?)),
+        None => Ok(None),
+    }
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+/// An order row without its lines.
+fn order_head(row: &AnyRow) -> Result<Order, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    let user: String = row.try_get("user_id")?;
+    let status: String = row.try_get("status")?;
+    let status = OrderStatus::from_stored(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status:?}").into()))?;
+    Ok(Order {
+        id: OrderId(parse_uuid(&id)?),
+        user_id: parse_uuid(&user)?,
+        status,
+        lines: Vec::new(),
+        total_cents: row.try_get("total_cents")?,
+        currency: row.try_get("currency")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn load_lines(tx: &mut Transaction<'_, Any>, mut order: Order) -> Result<Order, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT product_id, name, unit_price_cents, quantity, line_total_cents \
+         FROM order_lines WHERE order_id = $1 ORDER BY line_no",
+    )
+    .bind(order.id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    order.lines = rows
+        .iter()
+        .map(|row| {
+            let product: String = row.try_get("product_id")?;
+            Ok(OrderLine {
+                product_id: parse_uuid(&product)?,
+                name: row.try_get("name")?,
+                unit_price_cents: row.try_get("unit_price_cents")?,
+                quantity: row.try_get("quantity")?,
+                line_total_cents: row.try_get("line_total_cents")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(order)
+}
