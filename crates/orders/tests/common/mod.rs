@@ -1,0 +1,492 @@
+//! A stack for orders tests: users, catalog and cart on 127.0.0.1 port 0 in
+//! one in-process registry, orders instances over one orders database, and
+//! a real tonic client.
+//!
+//! Orders find cart through a counting proxy, in a registry of their own
+//! (holding users and the proxy as `cart`): the proxy forwards every call to
+//! the real cart and counts order-removal deliveries per order, and taking
+//! it out of the registry makes cart unreachable for orders only.
+
+#![allow(dead_code)] // each test binary uses a different subset
+#![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_common::db::Db;
+use shop_discovery::{Instance, Registration, Registry};
+use shop_proto::orders::v1::order_service_client::OrderServiceClient;
+use shop_testkit::{Engine, TestDatabase};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// The service credential carts accept and orders present.
+pub const SERVICE_TOKEN: &str = "test-service-token";
+/// Longest wait for an asynchronous outcome (the relay).
+pub const WAIT: Duration = Duration::from_secs(15);
+
+fn loopback() -> HttpSettings {
+    HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+}
+
+/// A running service and how to stop it.
+pub struct Running {
+    pub base: String,
+    pub stop: CancellationToken,
+    pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Running {
+    /// Stops the service and waits until it has stopped.
+    pub async fn shutdown(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let result = task.await.expect("service task");
+            result.expect("service stopped cleanly");
+        }
+    }
+}
+
+/// Deliveries the proxy saw on cart's order-removal route.
+#[derive(Debug, Default, Clone)]
+pub struct Deliveries {
+    inner: Arc<Mutex<HashMap<String, Vec<bool>>>>,
+}
+
+impl Deliveries {
+    /// The `applied` answers cart gave for deliveries of `order`.
+    pub fn of(&self, order: &str) -> Vec<bool> {
+        self.inner
+            .lock()
+            .expect("lock")
+            .get(order)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record(&self, order: String, applied: bool) {
+        self.inner
+            .lock()
+            .expect("lock")
+            .entry(order)
+            .or_default()
+            .push(applied);
+    }
+}
+
+#[derive(Clone)]
+struct Proxy {
+    target: String,
+    client: reqwest::Client,
+    deliveries: Deliveries,
+}
+
+async fn forward(
+    State(proxy): State<Proxy>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut request = proxy
+        .client
+        .request(method, format!("{}{path}", proxy.target))
+        .body(body.clone());
+    for name in [
+        "authorization",
+        "content-type",
+        "accept",
+        "x-shop-service-token",
+    ] {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    let Ok(response) = request.send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let bytes = response.bytes().await.unwrap_or_default();
+    if path.ends_with("/order-removals") && status == 200 {
+        let sent: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let got: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        proxy.deliveries.record(
+            sent["order_id"].as_str().unwrap_or_default().to_owned(),
+            got["applied"].as_bool().unwrap_or_default(),
+        );
+    }
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        [("content-type", content_type)],
+        bytes,
+    )
+        .into_response()
+}
+
+/// users + catalog + cart, a cart proxy for orders, and the orders database.
+pub struct Stack {
+    pub registry: Registry,
+    pub orders_registry: Registry,
+    pub users: Running,
+    pub catalog: Running,
+    pub cart: Running,
+    pub proxy_addr: String,
+    proxy_registration: Mutex<Option<Registration>>,
+    _users_registration: Registration,
+    pub deliveries: Deliveries,
+    pub engine: Engine,
+    pub orders_url: String,
+    pub cart_url: String,
+    pub client: reqwest::Client,
+    _dbs: Vec<TestDatabase>,
+}
+
+/// Starts users, catalog, cart and the proxy; orders use `orders_db`.
+pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
+    if std::env::var_os("TEST_LOG").is_some() {
+        shop_common::telemetry::init();
+    }
+    let registry = Registry::in_process();
+    let users_db = TestDatabase::sqlite();
+    let catalog_db = TestDatabase::sqlite();
+    let cart_db = TestDatabase::sqlite();
+
+    let users = shop_users::Application::build_in(
+        shop_users::Settings {
+            http: loopback(),
+            database: DatabaseSettings::new(&users_db.url),
+            ..shop_users::Settings::default()
+        },
+        registry.clone(),
+    )
+    .await
+    .expect("users starts");
+    let users_addr = users.local_addr();
+    let users = run(users.port(), |stop| users.run_until_stopped(stop));
+
+    let catalog = shop_catalog::Application::build_in(
+        shop_catalog::Settings {
+            http: loopback(),
+            database: DatabaseSettings::new(&catalog_db.url),
+            ..shop_catalog::Settings::default()
+        },
+        registry.clone(),
+    )
+    .await
+    .expect("catalog starts");
+    let catalog = run(catalog.port(), |stop| catalog.run_until_stopped(stop));
+
+    let mut cart_settings = shop_cart::Settings {
+        http: loopback(),
+        database: DatabaseSettings::new(&cart_db.url),
+        ..shop_cart::Settings::default()
+    };
+    cart_settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
+    let cart = shop_cart::Application::build_in(cart_settings, registry.clone())
+        .await
+        .expect("cart starts");
+    let cart = run(cart.port(), |stop| cart.run_until_stopped(stop));
+
+    let deliveries = Deliveries::default();
+    let proxy = Proxy {
+        target: cart.base.clone(),
+        client: reqwest::Client::new(),
+        deliveries: deliveries.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy binds");
+    let proxy_addr = listener.local_addr().expect("addr").to_string();
+    let router = axum::Router::new().fallback(forward).with_state(proxy);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let orders_registry = Registry::in_process();
+    let users_registration = orders_registry
+        .register(Instance::new("users", "users-1", users_addr.to_string()))
+        .expect("users registered for orders");
+    let proxy_registration = orders_registry
+        .register(Instance::new("cart", "cart-proxy", proxy_addr.clone()))
+        .expect("proxy registered");
+
+    Stack {
+        registry,
+        orders_registry,
+        users,
+        catalog,
+        cart,
+        proxy_addr,
+        proxy_registration: Mutex::new(Some(proxy_registration)),
+        _users_registration: users_registration,
+        deliveries,
+        engine: orders_db.engine,
+        orders_url: orders_db.url.clone(),
+        cart_url: cart_db.url.clone(),
+        client: reqwest::Client::new(),
+        _dbs: vec![users_db, catalog_db, cart_db, orders_db],
+    }
+}
+
+fn run<F>(port: u16, start: impl FnOnce(CancellationToken) -> F) -> Running
+where
+    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(start(stop.clone()));
+    Running {
+        base: format!("http://127.0.0.1:{port}"),
+        stop,
+        task: Some(task),
+    }
+}
+
+/// A running orders instance and a client connected to it.
+pub struct Orders {
+    pub running: Running,
+    pub client: OrderServiceClient<Channel>,
+    pub channel: Channel,
+    pub admin: String,
+    pub id: String,
+}
+
+/// Settings of a test orders instance: fast relay rounds and retries.
+pub fn orders_settings(url: &str, relay: bool) -> shop_orders::Settings {
+    let mut settings = shop_orders::Settings {
+        http: loopback(),
+        database: DatabaseSettings::new(url),
+        ..shop_orders::Settings::default()
+    };
+    settings.grpc.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    settings.grpc.port = 0;
+    settings.grpc.drain_timeout_secs = 2;
+    settings.http.drain_timeout_secs = 2;
+    settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
+    settings.relay.enabled = relay;
+    settings.relay.poll_interval_ms = 50;
+    settings.relay.initial_backoff_ms = 20;
+    settings.relay.max_backoff_ms = 200;
+    settings.cart.breaker.open_ms = 100;
+    settings
+}
+
+impl Stack {
+    /// Starts an orders instance over the stack's orders database.
+    pub async fn spawn_orders(&self, relay: bool) -> Orders {
+        self.spawn_orders_with(orders_settings(&self.orders_url, relay))
+            .await
+    }
+
+    /// Starts an orders instance with `settings`.
+    pub async fn spawn_orders_with(&self, settings: shop_orders::Settings) -> Orders {
+        let app = shop_orders::Application::build_in(settings, self.orders_registry.clone())
+            .await
+            .expect("orders starts");
+        let port = app.port();
+        let admin = format!("http://127.0.0.1:{}", app.admin_port());
+        let id = app.instance_id().to_owned();
+        let running = run(port, |stop| app.run_until_stopped(stop));
+        let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("orders accepts gRPC connections");
+        Orders {
+            running,
+            client: OrderServiceClient::new(channel.clone()),
+            channel,
+            admin,
+            id,
+        }
+    }
+
+    /// Takes the cart proxy out of the orders' registry: cart is unreachable
+    /// for orders.
+    pub fn cart_down(&self) {
+        self.proxy_registration.lock().expect("lock").take();
+    }
+
+    /// Puts the cart proxy back.
+    pub fn cart_up(&self) {
+        let registration = self
+            .orders_registry
+            .register(Instance::new("cart", "cart-proxy", self.proxy_addr.clone()))
+            .expect("proxy registered");
+        *self.proxy_registration.lock().expect("lock") = Some(registration);
+    }
+
+    /// Registers and logs in a user; returns the access token.
+    pub async fn token(&self, username: &str) -> String {
+        let password = "correct horse battery";
+        let response = self
+            .client
+            .post(format!("{}/api/users", self.users.base))
+            .json(&json!({"username": username, "email": format!("{username}@example.com"), "password": password}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(response.status(), 201);
+        let session: Value = self
+            .client
+            .post(format!("{}/api/sessions", self.users.base))
+            .json(&json!({"login": username, "password": password}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        session["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Ids of the catalog's products, in list order.
+    pub async fn product_ids(&self) -> Vec<String> {
+        let page: Value = self
+            .client
+            .get(format!("{}/api/products?limit=100", self.catalog.base))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|p| p["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// Sets the quantity of `product` in the caller's cart.
+    pub async fn put_item(&self, token: &str, product: &str, quantity: i64) {
+        let response = self
+            .client
+            .put(format!("{}/api/cart/items/{product}", self.cart.base))
+            .bearer_auth(token)
+            .json(&json!({"quantity": quantity}))
+            .send()
+            .await
+            .expect("sent");
+        assert!(
+            response.status().is_success(),
+            "put item: {}",
+            response.status()
+        );
+    }
+
+    /// The caller's cart as JSON.
+    pub async fn cart_json(&self, token: &str) -> Value {
+        self.client
+            .get(format!("{}/api/cart", self.cart.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// (product, quantity) of the caller's cart, sorted.
+    pub async fn cart_lines(&self, token: &str) -> Vec<(String, i64)> {
+        let cart = self.cart_json(token).await;
+        let mut lines: Vec<(String, i64)> = cart["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|l| {
+                (
+                    l["product_id"].as_str().expect("id").to_owned(),
+                    l["quantity"].as_i64().expect("q"),
+                )
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Waits (bounded) until the caller's cart has `want` lines.
+    pub async fn wait_for_cart(&self, token: &str, want: &[(String, i64)]) {
+        let mut want = want.to_vec();
+        want.sort();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let lines = self.cart_lines(token).await;
+            if lines == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: cart is {lines:?}, expected {want:?}",
+                self.engine
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A connection to the orders database.
+    pub async fn orders_db(&self) -> Db {
+        Db::connect(&DatabaseSettings::new(&self.orders_url))
+            .await
+            .expect("orders database")
+    }
+
+    /// Waits (bounded) until `predicate` holds.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut predicate: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !predicate().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: timed out waiting for {what}",
+                self.engine
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// A request carrying `token` as a bearer token.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata value"),
+    );
+    request
+}
+
+/// Counts rows of `sql` (a `SELECT COUNT(*) AS n ...` with `$1` = `arg`).
+pub async fn count(db: &Db, sql: &str, arg: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .bind(arg)
+        .fetch_one(db.pool())
+        .await
+        .expect("count")
+        .try_get::<i64, _>("n")
+        .expect("n")
+}

@@ -1,0 +1,335 @@
+//! Placing orders: exactly once per key (sequential and concurrent), the
+//! cart cleared once through the relay, and recovery from crashes and an
+//! unreachable cart — on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{authed, count, spawn_stack};
+use futures::future::join_all;
+use shop_proto::orders::v1::PlaceOrderRequest;
+use tonic::Code;
+
+fn place(key: &str) -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        idempotency_key: key.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db).await;
+        let orders = stack.spawn_orders(true).await;
+        let token = stack.token("alice").await;
+        let products = stack.product_ids().await;
+        stack.put_item(&token, &products[0], 3).await;
+        stack.put_item(&token, &products[1], 1).await;
+
+        let calls = (0..20).map(|_| {
+            let mut client = orders.client.clone();
+            let request = authed(place("checkout-1"), &token);
+            async move { client.place_order(request).await }
+        });
+        let answers: Vec<_> = join_all(calls)
+            .await
+            .into_iter()
+            .map(|answer| answer.expect("placed").into_inner())
+            .collect();
+        let first = answers[0].order.clone().expect("order");
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.order.as_ref().map(|o| &o.id) == Some(&first.id)),
+            "{}: every caller gets the one order",
+            stack.engine
+        );
+        assert_eq!(
+            answers.iter().filter(|a| a.created).count(),
+            1,
+            "{}: exactly one call created it",
+            stack.engine
+        );
+        assert_eq!(first.lines.len(), 2);
+        assert_eq!(
+            first.total_cents,
+            first.lines.iter().map(|l| l.line_total_cents).sum::<i64>()
+        );
+        let db = stack.orders_db().await;
+        let user = first.user_id.clone();
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) AS n FROM orders WHERE user_id = $1",
+                &user
+            )
+            .await,
+            1,
+            "{}",
+            stack.engine
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) AS n FROM outbox WHERE user_id = $1",
+                &user
+            )
+            .await,
+            1,
+            "{}",
+            stack.engine
+        );
+
+        // The relay clears the ordered lines, once.
+        stack.wait_for_cart(&token, &[]).await;
+        stack
+            .eventually("the delivery to be marked", || async {
+                count(
+                    &db,
+                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL",
+                    &first.id,
+                )
+                .await
+                    == 1
+            })
+            .await;
+        assert_eq!(stack.deliveries.of(&first.id), [true]);
+
+        // Items added after the order stay; a repeat with another cart still
+        // returns the first order and creates nothing.
+        stack.put_item(&token, &products[2], 2).await;
+        let repeat = orders
+            .client
+            .clone()
+            .place_order(authed(place("checkout-1"), &token))
+            .await
+            .expect("repeat")
+            .into_inner();
+        assert!(!repeat.created);
+        assert_eq!(repeat.order.expect("order").id, first.id);
+        assert_eq!(
+            stack.cart_lines(&token).await,
+            [(products[2].clone(), 2)],
+            "{}",
+            stack.engine
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) AS n FROM orders WHERE user_id = $1",
+                &user
+            )
+            .await,
+            1
+        );
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_committed_order_is_delivered_after_a_restart_and_a_duplicate_delivery_changes_nothing() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db).await;
+        let token = stack.token("bob").await;
+        let products = stack.product_ids().await;
+        stack.put_item(&token, &products[0], 2).await;
+        stack.put_item(&token, &products[1], 1).await;
+
+        // Crash point: the order commits, the relay never runs, the process stops.
+        let mut first = stack.spawn_orders(false).await;
+        let order = first
+            .client
+            .place_order(authed(place("k-restart"), &token))
+            .await
+            .expect("placed")
+            .into_inner()
+            .order
+            .expect("order");
+        first.running.shutdown().await;
+        assert_eq!(stack.cart_lines(&token).await.len(), 2, "not delivered yet");
+        assert!(stack.deliveries.of(&order.id).is_empty());
+
+        // Added after the order: must survive the removal.
+        stack.put_item(&token, &products[2], 4).await;
+
+        // A new process over the same database delivers the row.
+        let second = stack.spawn_orders(true).await;
+        stack
+            .wait_for_cart(&token, &[(products[2].clone(), 4)])
+            .await;
+        assert_eq!(stack.deliveries.of(&order.id), [true]);
+        let version = stack.cart_json(&token).await["version"].clone();
+
+        // A duplicate delivery (the row reset, as after a crash between
+        // delivering and marking) reaches cart again and changes nothing.
+        let db = stack.orders_db().await;
+        stack
+            .eventually("the delivery to be marked", || async {
+                count(
+                    &db,
+                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL",
+                    &order.id,
+                )
+                .await
+                    == 1
+            })
+            .await;
+        sqlx::query("UPDATE outbox SET delivered_at = NULL WHERE order_id = $1")
+            .bind(&order.id)
+            .execute(db.pool())
+            .await
+            .expect("reset");
+        stack
+            .eventually("the duplicate delivery", || async {
+                stack.deliveries.of(&order.id).len() == 2
+            })
+            .await;
+        assert_eq!(stack.deliveries.of(&order.id), [true, false]);
+        assert_eq!(stack.cart_json(&token).await["version"], version);
+        assert_eq!(
+            stack.cart_lines(&token).await,
+            [(products[2].clone(), 4)],
+            "{}",
+            stack.engine
+        );
+        db.close().await;
+        drop(second);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db).await;
+        let token = stack.token("carol").await;
+        let products = stack.product_ids().await;
+        stack.put_item(&token, &products[0], 1).await;
+        let mut orders = stack.spawn_orders(true).await;
+        let db = stack.orders_db().await;
+
+        // Cart down while placing: UNAVAILABLE and no order row.
+        stack.cart_down();
+        let status = orders
+            .client
+            .clone()
+            .place_order(authed(place("k-down"), &token))
+            .await
+            .expect_err("cart is down");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(!status.message().contains("127.0.0.1"), "no internals leak");
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) AS n FROM orders WHERE idempotency_key = $1",
+                "k-down"
+            )
+            .await,
+            0
+        );
+        stack.cart_up();
+
+        // Cart down after the commit: the relay retries with backoff and
+        // delivers once cart is back.
+        let placed = orders
+            .client
+            .clone()
+            .place_order(authed(place("k-down"), &token))
+            .await
+            .expect("placed once cart is back")
+            .into_inner();
+        assert!(placed.created);
+        let order = placed.order.expect("order");
+        stack.wait_for_cart(&token, &[]).await;
+        orders.running.shutdown().await;
+
+        // The next order commits while no relay runs; then cart goes away
+        // and a relay starts.
+        stack.put_item(&token, &products[1], 2).await;
+        let mut placer = stack.spawn_orders(false).await;
+        let second = placer
+            .client
+            .place_order(authed(place("k-down-2"), &token))
+            .await
+            .expect("placed")
+            .into_inner()
+            .order
+            .expect("order");
+        placer.running.shutdown().await;
+        stack.cart_down();
+        let _relay = stack.spawn_orders(true).await;
+        stack
+            .eventually("failed attempts to be recorded", || async {
+                count(
+                    &db,
+                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND attempts >= 2 AND delivered_at IS NULL",
+                    &second.id,
+                )
+                .await
+                    == 1
+            })
+            .await;
+        assert_eq!(
+            stack.cart_lines(&token).await.len(),
+            1,
+            "not delivered while down"
+        );
+        stack.cart_up();
+        stack.wait_for_cart(&token, &[]).await;
+        assert_eq!(stack.deliveries.of(&second.id), [true]);
+        assert_eq!(stack.deliveries.of(&order.id), [true]);
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_with_relays_deliver_each_row_once() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db).await;
+        let a = stack.spawn_orders(true).await;
+        let b = stack.spawn_orders(true).await;
+        let products = stack.product_ids().await;
+        let mut placed = Vec::new();
+        for i in 0..6 {
+            let token = stack.token(&format!("buyer{i}")).await;
+            stack.put_item(&token, &products[i % 3], 1).await;
+            placed.push(token);
+        }
+        let calls = placed.iter().enumerate().map(|(i, token)| {
+            let mut client = if i % 2 == 0 {
+                a.client.clone()
+            } else {
+                b.client.clone()
+            };
+            let request = authed(place("once"), token);
+            async move { client.place_order(request).await }
+        });
+        let order_ids: Vec<String> = join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.expect("placed").into_inner().order.expect("order").id)
+            .collect();
+        for token in &placed {
+            stack.wait_for_cart(token, &[]).await;
+        }
+        let db = stack.orders_db().await;
+        stack
+            .eventually("every row to be marked delivered", || async {
+                count(
+                    &db,
+                    "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NOT NULL AND kind = $1",
+                    "cart.order_removal",
+                )
+                .await
+                    == 6
+            })
+            .await;
+        for id in &order_ids {
+            assert_eq!(
+                stack.deliveries.of(id),
+                [true],
+                "{}: order {id} delivered exactly once",
+                stack.engine
+            );
+        }
+        db.close().await;
+    }
+}
