@@ -1,0 +1,213 @@
+//! Building and running the gateway from [`Settings`]: the one way `main`,
+//! the all-in-one `shop` binary and the tests start it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use shop_common::auth::TokenVerifier;
+use shop_common::config::ConfigError;
+use shop_common::health::{self, Readiness};
+use shop_common::server::{self, BindError};
+use shop_discovery::{
+    BuildError, JwksSource, Registration, Registry, RegistryError, UpstreamClient,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Settings;
+use crate::config::LimitSettings;
+use crate::grpc::OrdersChannel;
+use crate::middleware::body_limit::BodyLimitLayer;
+use crate::middleware::cors;
+use crate::middleware::deadline::DeadlineLayer;
+use crate::middleware::header_limit::{HeaderLimitLayer, HeaderLimits};
+use crate::middleware::rate_limit::RateLimitLayer;
+use crate::middleware::shed::ShedLayer;
+use crate::middleware::trace_context::TraceContextLayer;
+use crate::middleware::uri_limit::UriLimitLayer;
+use crate::readiness::UpstreamReady;
+use crate::routes::{self, docs};
+use crate::state::{AppState, Shared, Upstream, Upstreams};
+
+/// The service name in discovery, logs and metrics.
+pub const SERVICE: &str = "gateway";
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The settings are inconsistent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The registry could not be reached or the instance not registered.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An upstream client could not be built from its settings.
+    #[error("upstreams.{upstream}: {source}")]
+    Upstream {
+        /// The upstream whose settings are at fault.
+        upstream: &'static str,
+        /// The cause.
+        #[source]
+        source: BuildError,
+    },
+}
+
+/// A gateway that is bound, registered and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    api: Router,
+    upstreams: Upstreams,
+    addr: SocketAddr,
+    registration: Registration,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds the gateway with the registry its settings name.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        settings.validate()?;
+        let registry = Registry::from_settings(&settings.registry).await?;
+        Self::build_in(settings, registry).await
+    }
+
+    /// Builds the gateway with `registry` (tests and the all-in-one binary
+    /// pass their own): validates the settings, builds one upstream client
+    /// per service, binds the listener (port 0 picks a free port) and
+    /// registers the instance as `gateway`.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
+        settings.validate()?;
+        let upstream = |which: Upstream, upstream_settings| {
+            UpstreamClient::new(which.service(), upstream_settings, &registry).map_err(|source| {
+                StartError::Upstream {
+                    upstream: which.service(),
+                    source,
+                }
+            })
+        };
+        let upstreams = Upstreams {
+            users: upstream(Upstream::Users, &settings.upstreams.users)?,
+            catalog: upstream(Upstream::Catalog, &settings.upstreams.catalog)?,
+            cart: upstream(Upstream::Cart, &settings.upstreams.cart)?,
+            orders: upstream(Upstream::Orders, &settings.upstreams.orders)?,
+        };
+        let verifier = TokenVerifier::with_source(
+            &settings.auth.issuer,
+            &settings.auth.audience,
+            Arc::new(JwksSource::new(upstreams.users.clone())),
+        );
+        let state = AppState::new(Shared {
+            orders: OrdersChannel::new(upstreams.orders.clone()).client(),
+            upstreams: upstreams.clone(),
+            body_limit: settings.limits.body_bytes,
+            trust_forwarded: settings.proxy.trust_forwarded_headers,
+        });
+        let api = routes::router(state, &verifier).merge(docs::swagger_ui());
+        let api = with_edge_layers(api, &settings);
+        let (listener, addr) = server::bind(&settings.http).await?;
+        let registration = settings.instance.register(&registry, SERVICE, addr)?;
+        Ok(Self {
+            listener,
+            api,
+            upstreams,
+            addr,
+            registration,
+            settings,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves until `stop` is cancelled: then deregisters at once, reports
+    /// not ready, and drains in-flight requests.
+    ///
+    /// # Errors
+    /// An I/O error from the listener.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let Self {
+            listener,
+            api,
+            upstreams,
+            addr,
+            registration,
+            settings,
+        } = self;
+        let readiness = Upstream::ALL
+            .into_iter()
+            .fold(Readiness::new(), |readiness, which| {
+                readiness.with_check(UpstreamReady::new(upstreams.get(which).clone()))
+            })
+            .with_stop(stop.clone());
+        let router = server::with_common_layers(api.merge(health::router(readiness)), SERVICE);
+        tracing::info!(service = SERVICE, %addr, "listening");
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            registration.deregister().await;
+        });
+        let result = server::serve(listener, router, stop, settings.http.drain_timeout()).await;
+        tracing::info!(service = SERVICE, "stopped");
+        result
+    }
+}
+
+/// The edge layers around the API routes; the probes are merged in later,
+/// outside them, so they are never shed, rate limited or timed out.
+///
+/// Outermost first: trace context (so even a refusal can be traced),
+/// CORS (so browsers can read refusals too, and preflights cost nothing
+/// more), the rate limit (cheapest refusal of an abusive client), load
+/// shedding, the URI and header limits, the deadline, and the body limit
+/// nearest the handler, whose body it wraps.
+fn with_edge_layers(api: Router, settings: &Settings) -> Router {
+    let LimitSettings {
+        body_bytes,
+        header_bytes,
+        header_count,
+        uri_bytes,
+        request_timeout_ms,
+        max_concurrent_requests,
+        shed_retry_after_secs,
+    } = settings.limits;
+    let mut api = api
+        .layer(BodyLimitLayer::new(body_bytes))
+        .layer(DeadlineLayer::new(Duration::from_millis(
+            request_timeout_ms,
+        )))
+        .layer(HeaderLimitLayer::new(HeaderLimits {
+            count: header_count,
+            bytes: header_bytes,
+        }))
+        .layer(UriLimitLayer::new(uri_bytes))
+        .layer(ShedLayer::new(
+            max_concurrent_requests,
+            shed_retry_after_secs,
+        ));
+    if let Some(limit) =
+        RateLimitLayer::new(&settings.rate_limit, settings.proxy.trust_forwarded_headers)
+    {
+        api = api.layer(limit);
+    }
+    if let Some(cors) = cors::layer(&settings.cors) {
+        api = api.layer(cors);
+    }
+    api.layer(TraceContextLayer)
+}

@@ -1,0 +1,35 @@
+//! The gateway: ferroshop's single public entry point.
+//!
+//! It forwards `/api/users*`, `/api/sessions`, `/api/products*`,
+//! `/api/cart*` and `/.well-known/jwks.json` unchanged to the owning
+//! service through discovery (one balanced, pooled upstream client per
+//! service), serves `/api/orders*` as a REST facade over the orders gRPC
+//! API, verifies bearer tokens at the edge, enforces the edge limits, and
+//! describes itself with an OpenAPI document and a docs page.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | [`Settings`] and their defaults (port 8080, limits, balancing per upstream) |
+//! | [`app`] | [`Application`]: build from settings, register as `gateway`, run until stopped |
+//! | [`routes`] | the route table, the router built from it, the orders facade, the docs routes |
+//! | [`forward`] | forwarding a request to an upstream, bodies streamed |
+//! | [`grpc`] | the orders gRPC client over the discovery balancer |
+//! | [`headers`] | hop-by-hop headers, `X-Forwarded-*` |
+//! | [`middleware`] | the edge layers: rate limit, shedding, size limits, deadline, auth, CORS, trace context |
+//! | [`readiness`] | `/readyz`: every upstream has a healthy instance |
+//! | [`state`] | the upstream clients handlers share |
+//! | [`openapi`] | the OpenAPI 3.1 document |
+
+pub mod app;
+pub mod config;
+pub mod forward;
+pub mod grpc;
+pub mod headers;
+pub mod middleware;
+pub mod openapi;
+pub mod readiness;
+pub mod routes;
+pub mod state;
+
+pub use app::Application;
+pub use config::Settings;

@@ -1,0 +1,496 @@
+//! `/api/orders*`: a REST facade over the orders gRPC API. Each handler
+//! turns the HTTP request into one gRPC call — the caller's bearer token,
+//! `x-request-id` and `traceparent` in its metadata, the request's deadline
+//! in its extensions — and the answer into JSON, or problem+json by the
+//! gRPC status.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use shop_common::auth::unauthorized;
+use shop_common::error::{ErrorChain, Problem};
+use shop_common::extract::{Path, Query};
+use shop_discovery::error::UPSTREAM_PROBLEM_TYPE;
+use shop_discovery::{CallError, Deadline, Idempotent};
+use shop_proto::orders::v1 as pb;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use utoipa::ToSchema;
+
+use crate::middleware::trace_context::TRACEPARENT;
+use crate::state::AppState;
+
+/// The header carrying the client's idempotency key of `POST /api/orders`.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Most orders per page.
+const MAX_PAGE: i32 = 100;
+
+/// An order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Order {
+    /// The order id (UUID v7).
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// The owner.
+    #[schema(format = Uuid)]
+    pub user_id: String,
+    /// `placed` or `cancelled`.
+    pub status: OrderStatus,
+    /// What was ordered, priced when the order was placed.
+    pub lines: Vec<OrderLine>,
+    /// Sum of the line totals.
+    pub total_cents: i64,
+    /// ISO 4217 code.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// When the order was placed (RFC 3339, UTC).
+    pub created_at: String,
+    /// When the order last changed (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// The state of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Placed; may still be cancelled.
+    Placed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// An order line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderLine {
+    /// The product.
+    #[schema(format = Uuid)]
+    pub product_id: String,
+    /// Its name when ordered.
+    pub name: String,
+    /// Its price when ordered.
+    pub unit_price_cents: i64,
+    /// How many.
+    pub quantity: i64,
+    /// `unit_price_cents × quantity`.
+    pub line_total_cents: i64,
+}
+
+/// One page of the caller's orders, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    /// The orders of this page.
+    pub items: Vec<Order>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The query of `GET /api/orders`; values stay text so a bad one is a 422
+/// naming it, and an unknown parameter is a 400.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// What a facade call carries from the HTTP request into gRPC: the
+/// headers to pass on (reference-counted copies) and the deadline.
+pub struct CallContext {
+    authorization: Option<HeaderValue>,
+    request_id: Option<HeaderValue>,
+    traceparent: Option<HeaderValue>,
+    deadline: Option<Deadline>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CallContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
+            request_id: parts.headers.get("x-request-id").cloned(),
+            traceparent: parts.headers.get(TRACEPARENT).cloned(),
+            deadline: parts.extensions.get::<Deadline>().copied(),
+        })
+    }
+}
+
+impl CallContext {
+    /// A gRPC request for `message` on behalf of this HTTP request.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        pass_on(metadata, "authorization", self.authorization.as_ref());
+        pass_on(metadata, "x-request-id", self.request_id.as_ref());
+        pass_on(metadata, "traceparent", self.traceparent.as_ref());
+        if let Some(deadline) = self.deadline {
+            request.extensions_mut().insert(deadline);
+        }
+        request
+    }
+}
+
+fn pass_on(metadata: &mut MetadataMap, key: &'static str, value: Option<&HeaderValue>) {
+    if let Some(value) = value
+        && let Ok(value) = AsciiMetadataValue::try_from(value.as_bytes())
+    {
+        metadata.insert(key, value);
+    }
+}
+
+/// Place an order from the caller's cart.
+///
+/// The `Idempotency-Key` header is required: a repeat with the same key
+/// returns the first order (200) and never places a second one.
+#[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "1–128 printable ASCII characters chosen by the client")),
+    responses(
+        (status = 201, description = "Placed", body = Order, headers(("Location" = String, description = "The order's URL"))),
+        (status = 200, description = "A repeat of an earlier request with the same key: the first order", body = Order),
+        (status = 400, description = "No Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart is empty", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Orders or cart unavailable", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn place_order(
+    State(state): State<AppState>,
+    call: CallContext,
+    key: IdempotencyKey,
+) -> Response {
+    let mut request = call.request(pb::PlaceOrderRequest {
+        idempotency_key: key.0,
+    });
+    // Same key, same order: safe to retry on another instance.
+    request.extensions_mut().insert(Idempotent);
+    let answer = match state.orders.clone().place_order(request).await {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => return status_problem(&status).into_response(),
+    };
+    let Some(order) = answer.order.and_then(|order| Order::try_from(order).ok()) else {
+        return bad_answer("PlaceOrder returned no valid order").into_response();
+    };
+    if answer.created {
+        let location = HeaderValue::try_from(format!("/api/orders/{}", order.id)).ok();
+        let mut response = (StatusCode::CREATED, Json(order)).into_response();
+        if let Some(location) = location {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    } else {
+        (StatusCode::OK, Json(order)).into_response()
+    }
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/api/orders", tag = "orders", security(("bearer" = [])),
+    params(
+        ("limit" = Option<i32>, Query, description = "Page size, 1–100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 400, description = "Unknown query parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    call: CallContext,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let page_size = match query.limit.as_deref().map(str::parse::<i32>) {
+        None => 0,
+        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+        Some(_) => {
+            return Problem::validation(
+                [(
+                    "limit".to_owned(),
+                    format!("must be a number from 1 to {MAX_PAGE}"),
+                )]
+                .into(),
+            )
+            .into_response();
+        }
+    };
+    let mut request = call.request(pb::ListOrdersRequest {
+        page_size,
+        page_token: query.cursor.unwrap_or_default(),
+    });
+    request.extensions_mut().insert(Idempotent);
+    let answer = match state.orders.clone().list_orders(request).await {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => return status_problem(&status).into_response(),
+    };
+    let items: Result<Vec<Order>, _> = answer.orders.into_iter().map(Order::try_from).collect();
+    let Ok(items) = items else {
+        return bad_answer("ListOrders returned an invalid order").into_response();
+    };
+    let next_cursor = Some(answer.next_page_token).filter(|token| !token.is_empty());
+    Json(OrderPage { items, next_cursor }).into_response()
+}
+
+/// One of the caller's orders; another user's order is 404.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Order id (UUID)")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of the caller", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed id", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    call: CallContext,
+    Path(id): Path<String>,
+) -> Response {
+    let mut request = call.request(pb::GetOrderRequest { order_id: id });
+    request.extensions_mut().insert(Idempotent);
+    order_response(state.orders.clone().get_order(request).await)
+}
+
+/// Cancel one of the caller's placed orders.
+#[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Order id (UUID)")),
+    responses(
+        (status = 200, description = "The cancelled order", body = Order),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of the caller", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not cancellable (already cancelled)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    call: CallContext,
+    Path(id): Path<String>,
+) -> Response {
+    let request = call.request(pb::CancelOrderRequest { order_id: id });
+    order_response(state.orders.clone().cancel_order(request).await)
+}
+
+fn order_response(answer: Result<tonic::Response<pb::Order>, tonic::Status>) -> Response {
+    match answer {
+        Ok(order) => match Order::try_from(order.into_inner()) {
+            Ok(order) => Json(order).into_response(),
+            Err(reason) => bad_answer(reason).into_response(),
+        },
+        Err(status) => status_problem(&status).into_response(),
+    }
+}
+
+/// The `Idempotency-Key` header; missing is 400, not printable ASCII 422.
+pub struct IdempotencyKey(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let value = parts.headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
+            Problem::with_detail(
+                StatusCode::BAD_REQUEST,
+                "the Idempotency-Key header is required: a value unique to this order, \
+                 sent again unchanged when retrying",
+            )
+        })?;
+        value.to_str().map(|key| Self(key.to_owned())).map_err(|_| {
+            Problem::validation(
+                [(
+                    "Idempotency-Key".to_owned(),
+                    "must be 1–128 printable ASCII characters".to_owned(),
+                )]
+                .into(),
+            )
+        })
+    }
+}
+
+impl TryFrom<pb::Order> for Order {
+    type Error = &'static str;
+
+    fn try_from(order: pb::Order) -> Result<Self, Self::Error> {
+        let status = match pb::OrderStatus::try_from(order.status) {
+            Ok(pb::OrderStatus::Placed) => OrderStatus::Placed,
+            Ok(pb::OrderStatus::Cancelled) => OrderStatus::Cancelled,
+            _ => return Err("an order without a valid status"),
+        };
+        Ok(Self {
+            id: order.id,
+            user_id: order.user_id,
+            status,
+            lines: order
+                .lines
+                .into_iter()
+                .map(|line| OrderLine {
+                    product_id: line.product_id,
+                    name: line.name,
+                    unit_price_cents: line.unit_price_cents,
+                    quantity: line.quantity,
+                    line_total_cents: line.line_total_cents,
+                })
+                .collect(),
+            total_cents: order.total_cents,
+            currency: order.currency,
+            created_at: rfc3339(order.created_at.as_ref()).ok_or("an order without created_at")?,
+            updated_at: rfc3339(order.updated_at.as_ref()).ok_or("an order without updated_at")?,
+        })
+    }
+}
+
+fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> Option<String> {
+    let timestamp = timestamp?;
+    let nanos = u32::try_from(timestamp.nanos).ok()?;
+    let at: DateTime<Utc> = DateTime::from_timestamp(timestamp.seconds, nanos)?;
+    Some(at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// 502 for an answer that does not fit the API; the reason goes to the log.
+fn bad_answer(reason: &str) -> Problem {
+    tracing::warn!(upstream = "orders", reason, "unexpected answer");
+    Problem::with_detail(
+        StatusCode::BAD_GATEWAY,
+        "a service needed for this request failed",
+    )
+    .kind(UPSTREAM_PROBLEM_TYPE, "Bad gateway")
+}
+
+/// The HTTP answer to a failed gRPC call.
+///
+/// Client errors pass the orders service's message on (it is written for
+/// clients); anything else gets a generic text, the status goes to the log.
+/// A call that never got an answer (no instance, breaker open, timeout)
+/// maps like any upstream call failure.
+pub fn status_problem(status: &tonic::Status) -> Problem {
+    if let Some(call) = call_error(status) {
+        tracing::warn!(upstream = "orders", error = %ErrorChain(call), "upstream call failed");
+        let problem = match call.status_code() {
+            StatusCode::GATEWAY_TIMEOUT => Problem::with_detail(
+                StatusCode::GATEWAY_TIMEOUT,
+                "a service needed for this request did not answer in time",
+            )
+            .kind(UPSTREAM_PROBLEM_TYPE, "Upstream timeout"),
+            StatusCode::SERVICE_UNAVAILABLE => unavailable(),
+            _ => Problem::with_detail(
+                StatusCode::BAD_GATEWAY,
+                "a service needed for this request failed",
+            )
+            .kind(UPSTREAM_PROBLEM_TYPE, "Bad gateway"),
+        };
+        return match call {
+            CallError::BreakerOpen { retry_after, .. } => {
+                problem.retry_after(retry_after.as_secs_f64().ceil() as u64)
+            }
+            CallError::NoInstance { .. } => problem.retry_after(1),
+            _ => problem,
+        };
+    }
+    let message = status.message();
+    match status.code() {
+        tonic::Code::NotFound => Problem::with_detail(StatusCode::NOT_FOUND, message),
+        tonic::Code::FailedPrecondition => Problem::with_detail(StatusCode::CONFLICT, message),
+        tonic::Code::InvalidArgument => {
+            Problem::with_detail(StatusCode::UNPROCESSABLE_ENTITY, message).kind(
+                shop_common::error::VALIDATION_TYPE,
+                "Your request parameters didn't validate",
+            )
+        }
+        tonic::Code::Unauthenticated => unauthorized("invalid or expired token"),
+        tonic::Code::Unavailable => {
+            tracing::warn!(upstream = "orders", %message, "orders unavailable");
+            unavailable().retry_after(1)
+        }
+        tonic::Code::DeadlineExceeded => Problem::with_detail(
+            StatusCode::GATEWAY_TIMEOUT,
+            "a service needed for this request did not answer in time",
+        )
+        .kind(UPSTREAM_PROBLEM_TYPE, "Upstream timeout"),
+        code => {
+            tracing::warn!(upstream = "orders", ?code, %message, "orders call failed");
+            Problem::with_detail(
+                StatusCode::BAD_GATEWAY,
+                "a service needed for this request failed",
+            )
+            .kind(UPSTREAM_PROBLEM_TYPE, "Bad gateway")
+        }
+    }
+}
+
+fn unavailable() -> Problem {
+    Problem::with_detail(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a service needed for this request is unavailable; try again later",
+    )
+    .kind(UPSTREAM_PROBLEM_TYPE, "Service unavailable")
+}
+
+fn call_error(status: &tonic::Status) -> Option<&CallError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(call) = err.downcast_ref::<CallError>() {
+            return Some(call);
+        }
+        source = err.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_map_to_http_statuses() {
+        for (code, status) in [
+            (tonic::Code::NotFound, 404),
+            (tonic::Code::FailedPrecondition, 409),
+            (tonic::Code::InvalidArgument, 422),
+            (tonic::Code::Unauthenticated, 401),
+            (tonic::Code::Unavailable, 503),
+            (tonic::Code::DeadlineExceeded, 504),
+            (tonic::Code::Internal, 502),
+            (tonic::Code::Unknown, 502),
+            (tonic::Code::PermissionDenied, 502),
+        ] {
+            let problem = status_problem(&tonic::Status::new(code, "db at 10.0.0.1 exploded"));
+            assert_eq!(problem.status, status, "{code:?}");
+            if status >= 500 {
+                assert!(!problem.to_string().contains("10.0.0.1"), "{problem}");
+            }
+        }
+    }
+
+    #[test]
+    fn orders_convert_with_rfc3339_times() {
+        let order = pb::Order {
+            id: "0190c9f0-0000-7000-8000-000000000001".to_owned(),
+            user_id: "u".to_owned(),
+            status: pb::OrderStatus::Cancelled as i32,
+            lines: vec![pb::OrderLine {
+                product_id: "p".to_owned(),
+                name: "Mug".to_owned(),
+                unit_price_cents: 450,
+                quantity: 2,
+                line_total_cents: 900,
+            }],
+            total_cents: 900,
+            currency: "EUR".to_owned(),
+            created_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            updated_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_001,
+                nanos: 500_000_000,
+            }),
+        };
+        let json = serde_json::to_value(Order::try_from(order).expect("valid")).expect("json");
+        assert_eq!(json["status"], "cancelled");
+        assert_eq!(json["created_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(json["updated_at"], "2023-11-14T22:13:21.500Z");
+        assert_eq!(json["lines"][0]["line_total_cents"], 900);
+        let unspecified = pb::Order::default();
+        assert!(Order::try_from(unspecified).is_err());
+    }
+}
