@@ -96,10 +96,21 @@ impl OrdersGrpc {
         if let Some(order) = self.store.find_by_key(caller.user_id, key).await? {
             return Ok((order, false));
         }
-        let cart = self.cart.cart(&caller.token, deadline).await?;
-        if cart.items.is_empty() {
-            return Err(Error::EmptyCart);
-        }
+        let cart = match self.cart.cart(&caller.token, deadline).await {
+            Ok(cart) if !cart.items.is_empty() => cart,
+            outcome => {
+                // A concurrent call with this key may have committed since
+                // the lookup, and its relay may already have emptied the
+                // cart (or cart went away since): that order is the answer.
+                if let Some(order) = self.store.find_by_key(caller.user_id, key).await? {
+                    return Ok((order, false));
+                }
+                return Err(match outcome {
+                    Ok(_) => Error::EmptyCart,
+                    Err(err) => err.into(),
+                });
+            }
+        };
         let now = shop_common::db::now_text();
         let order = Order {
             id: OrderId::new(),
