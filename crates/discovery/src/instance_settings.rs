@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Deserialize;
 
-use crate::{Instance, Registration, Registry, RegistryError};
+use crate::{Instance, Registration, Registry, RegistryError, Scheme};
 
 /// How this instance registers itself.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,11 +50,27 @@ impl InstanceSettings {
         service: &str,
         bound: SocketAddr,
     ) -> Result<Registration, RegistryError> {
+        self.register_with_scheme(registry, service, bound, Scheme::Http)
+    }
+
+    /// Like [`InstanceSettings::register`], for a listener speaking `scheme`
+    /// (gRPC services register their gRPC listener).
+    ///
+    /// # Errors
+    /// [`RegistryError`] when the instance is invalid or the backend refuses it.
+    pub fn register_with_scheme(
+        &self,
+        registry: &Registry,
+        service: &str,
+        bound: SocketAddr,
+        scheme: Scheme,
+    ) -> Result<Registration, RegistryError> {
         let id = self
             .id
             .clone()
             .unwrap_or_else(|| format!("{service}-{:08x}", rand::random::<u32>()));
         let mut instance = Instance::new(service, id, self.advertised(bound))
+            .with_scheme(scheme)
             .with_version(env!("CARGO_PKG_VERSION"));
         if let Some(weight) = self.weight {
             instance = instance.with_weight(weight);

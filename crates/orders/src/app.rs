@@ -14,7 +14,7 @@ use shop_common::auth::TokenVerifier;
 use shop_common::db::{Db, DbError};
 use shop_common::server::{self, BindError, Service};
 use shop_discovery::{
-    BuildError, Instance, JwksSource, Registration, Registry, RegistryError, Scheme, UpstreamClient,
+    BuildError, JwksSource, Registration, Registry, RegistryError, Scheme, UpstreamClient,
 };
 use shop_proto::orders::v1::order_service_server::OrderServiceServer;
 use tokio::net::TcpListener;
@@ -120,7 +120,10 @@ impl Application {
 
         let (grpc_listener, grpc_addr) = server::bind(&settings.grpc.listener()).await?;
         let (admin_listener, admin_addr) = server::bind(&settings.http).await?;
-        let registration = register(&settings, &registry, grpc_addr)?;
+        let registration =
+            settings
+                .instance
+                .register_with_scheme(&registry, SERVICE, grpc_addr, Scheme::Grpc)?;
         let relay = settings.relay.enabled.then(|| {
             Relay::new(
                 registration.instance().id.clone(),
@@ -269,30 +272,6 @@ impl Application {
         tracing::info!(service = SERVICE, "gRPC server stopped");
         grpc_result.and(admin_result)
     }
-}
-
-/// Registers the gRPC address (with scheme `grpc`) as an instance of
-/// `orders`; like `InstanceSettings::register`, which registers HTTP only.
-fn register(
-    settings: &Settings,
-    registry: &Registry,
-    bound: SocketAddr,
-) -> Result<Registration, RegistryError> {
-    let instance_settings = &settings.instance;
-    let id = instance_settings
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("{SERVICE}-{:08x}", rand::random::<u32>()));
-    let mut instance = Instance::new(SERVICE, id, instance_settings.advertised(bound))
-        .with_scheme(Scheme::Grpc)
-        .with_version(env!("CARGO_PKG_VERSION"));
-    if let Some(weight) = instance_settings.weight {
-        instance = instance.with_weight(weight);
-    }
-    if let Some(zone) = &instance_settings.zone {
-        instance = instance.with_zone(zone.clone());
-    }
-    registry.register(instance)
 }
 
 /// The gRPC service names whose health is reported: the server as a whole

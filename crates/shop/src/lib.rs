@@ -87,6 +87,8 @@ struct Running {
 pub struct Shop {
     /// Services grouped by the order they stop in: the edge first.
     tiers: Vec<Vec<Running>>,
+    /// Listeners that are not a service of their own (orders' admin port).
+    extra: Vec<(String, SocketAddr)>,
     registry: Registry,
     data_dir: PathBuf,
 }
@@ -167,8 +169,28 @@ impl Shop {
             ));
         }
 
+        let orders: shop_orders::Settings = load_scoped(
+            config,
+            "orders",
+            json!({
+                "http": {"host": host, "port": options.port(shop_orders::config::DEFAULT_ADMIN_PORT)},
+                "grpc": {"host": host, "port": options.port(shop_orders::config::DEFAULT_GRPC_PORT)},
+                "database": {"url": sqlite("orders")},
+                "internal": {"service_token": service_token},
+            }),
+        )?;
+        orders.validate()?;
+        let orders = shop_orders::Application::build_in(orders, registry.clone())
+            .await
+            .context("orders")?;
+        let orders_admin = orders.admin_addr();
+        let orders = spawn("orders", orders.local_addr(), |stop| {
+            orders.run_until_stopped(stop)
+        });
+
         Ok(Self {
-            tiers: vec![carts, vec![catalog, users]],
+            tiers: vec![vec![orders], carts, vec![catalog, users]],
+            extra: vec![("orders-admin".to_owned(), orders_admin)],
             registry,
             data_dir: options.data_dir.clone(),
         })
@@ -176,20 +198,20 @@ impl Shop {
 
     /// Where each service listens, edge first.
     pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
-        self.tiers
+        let services = self
+            .tiers
             .iter()
             .flatten()
-            .map(|running| (running.name.clone(), running.addr))
-            .collect()
+            .map(|running| (running.name.clone(), running.addr));
+        services.chain(self.extra.iter().cloned()).collect()
     }
 
-    /// The address of the named service (`users`, `cart-1`, …).
+    /// The address of the named listener (`users`, `cart-1`, `orders-admin`, …).
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.tiers
-            .iter()
-            .flatten()
-            .find(|running| running.name == name)
-            .map(|running| running.addr)
+        self.addresses()
+            .into_iter()
+            .find(|(candidate, _)| candidate == name)
+            .map(|(_, addr)| addr)
     }
 
     /// The registry the services found each other through.
@@ -202,7 +224,8 @@ impl Shop {
     pub fn banner(&self) -> String {
         let mut text = String::from("ferroshop is running (Ctrl-C stops it)\n\n");
         for (name, addr) in self.addresses() {
-            let _ = writeln!(text, "  {name:<10} http://{addr}");
+            let scheme = if name == "orders" { "grpc" } else { "http" };
+            let _ = writeln!(text, "  {name:<13} {scheme}://{addr}");
         }
         let _ = writeln!(text, "\n  data: {}", self.data_dir.display());
         if let Some(catalog) = self.addr("catalog") {

@@ -25,7 +25,7 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (shop, stop) = start(dir.path()).await;
     let client = reqwest::Client::new();
-    for service in ["users", "catalog", "cart-1", "cart-2"] {
+    for service in ["users", "catalog", "cart-1", "cart-2", "orders-admin"] {
         let ready = client
             .get(url(&shop, service, "/readyz"))
             .send()
@@ -38,7 +38,13 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
         banner.contains("cart-2") && banner.contains("curl"),
         "{banner}"
     );
-    for name in ["users.db", "catalog.db", "cart.db", "dev-signing-key.pem"] {
+    for name in [
+        "users.db",
+        "catalog.db",
+        "cart.db",
+        "orders.db",
+        "dev-signing-key.pem",
+    ] {
         assert!(dir.path().join(name).is_file(), "{name} created");
     }
 
