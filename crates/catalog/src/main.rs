@@ -13,12 +13,20 @@ struct Cli {
     /// TOML configuration file (also `SHOP_CONFIG`); `SHOP_` env vars override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Probe this service's `/readyz` on its configured port and exit 0 when
+    /// ready (container health checks; images have no curl).
+    #[arg(long)]
+    healthcheck: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shop_common::telemetry::init();
     let cli = Cli::parse();
+    if cli.healthcheck {
+        let bound = Settings::load(cli.config.as_deref()).map(|s| s.http.addr());
+        return shop_common::healthcheck::exit_code(bound).await;
+    }
+    shop_common::telemetry::init();
     let result = async {
         let app = Application::build(Settings::load(cli.config.as_deref())?).await?;
         app.run_until_stopped(shop_common::shutdown::on_signal())

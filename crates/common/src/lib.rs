@@ -6,6 +6,7 @@
 //! | [`telemetry`] | the tracing subscriber and the per-request log line |
 //! | [`metrics`] | the Prometheus recorder and the per-request counters and histogram |
 //! | [`health`] | `/healthz`, `/readyz` with named readiness checks, `/metrics` |
+//! | [`healthcheck`] | the `--healthcheck` probe containers run: `GET /readyz` on the service's own port |
 //! | [`shutdown`] | SIGINT/SIGTERM handling and the stop token services share |
 //! | [`server`] | serving a router on a bound listener with a bounded drain |
 //! | [`db`] | connecting to `sqlite:` or `postgres:` URLs and running migrations |
@@ -19,6 +20,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod healthcheck;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
