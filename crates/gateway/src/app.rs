@@ -87,6 +87,8 @@ impl Application {
     /// [`StartError`] naming what could not be set up.
     pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
         settings.validate()?;
+        // Install the shared recorder before any metric is registered.
+        shop_common::metrics::handle();
         let upstream = |which: Upstream, upstream_settings| {
             UpstreamClient::new(which.service(), upstream_settings, &registry).map_err(|source| {
                 StartError::Upstream {

@@ -170,7 +170,12 @@ pub fn router(state: AppState, verifier: &TokenVerifier) -> Router {
         };
         router = router.route(path, methods);
     }
-    router.with_state(state)
+    // Set here, before the edge layers wrap the routes, so that a 405 (and
+    // a CORS preflight, which no route lists) passes through those layers;
+    // one set later would replace the layered default.
+    router
+        .method_not_allowed_fallback(shop_common::error::method_not_allowed)
+        .with_state(state)
 }
 
 fn method_router(route: &Route) -> MethodRouter<AppState> {

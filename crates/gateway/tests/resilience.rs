@@ -1,0 +1,205 @@
+//! Resilience through the gateway: an instance leaving mid-run costs no
+//! request, a slow upstream is cut off at the deadline with 504, a dead
+//! one is answered with 503 quickly once its breaker opens.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    assert_problem, gateway_settings, register_dead, spawn_fake, spawn_fake_users, spawn_gateway,
+    spawn_stack_with,
+};
+use serde_json::{Value, json};
+use shop_discovery::{PolicySettings, Registry, Scheme};
+use shop_testkit::Engine;
+
+#[tokio::test]
+async fn stopping_a_cart_instance_mid_run_fails_no_request() {
+    let mut settings = gateway_settings();
+    // Round robin so that the instance stopped is sure to have had traffic.
+    settings.upstreams.cart.balance = PolicySettings::RoundRobin;
+    let mut stack = spawn_stack_with(Engine::Sqlite, 2, settings).await;
+    stack.wait_ready().await;
+    let products: Value = stack
+        .client
+        .get(stack.url("/api/products?limit=5"))
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<String> = products["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id").to_owned())
+        .collect();
+    let mut loops = Vec::new();
+    for user in 0..3 {
+        let token = stack.token(&format!("shopper{user}")).await;
+        let client = stack.client.clone();
+        let base = stack.gateway.base.clone();
+        let ids = ids.clone();
+        loops.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut failures = Vec::new();
+            let mut requests = 0;
+            let mut i = 0;
+            while started.elapsed() < Duration::from_millis(2_000) {
+                i += 1;
+                let product = &ids[i % ids.len()];
+                let put = client
+                    .put(format!("{base}/api/cart/items/{product}"))
+                    .bearer_auth(&token)
+                    .json(&json!({"quantity": 1 + i % 5}))
+                    .send()
+                    .await;
+                let get = client
+                    .get(format!("{base}/api/cart"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await;
+                requests += 2;
+                for (what, result) in [("PUT", put), ("GET", get)] {
+                    match result {
+                        Ok(response) if response.status() == 200 => {}
+                        Ok(response) => failures.push(format!(
+                            "{what} {}: {}",
+                            response.status(),
+                            response.text().await.unwrap_or_default()
+                        )),
+                        Err(err) => failures.push(format!("{what}: {err}")),
+                    }
+                }
+            }
+            (requests, failures)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut leaving = stack.carts.remove(0);
+    leaving.shutdown().await;
+    let mut total = 0;
+    for task in loops {
+        let (requests, failures) = task.await.expect("loop");
+        total += requests;
+        assert!(failures.is_empty(), "failed requests: {failures:?}");
+    }
+    assert!(total > 20, "the loops ran: {total} requests");
+}
+
+#[tokio::test]
+async fn a_slow_upstream_yields_504_within_the_deadline() {
+    let registry = Registry::in_process();
+    let _catalog = spawn_fake(&registry, "catalog", Duration::from_secs(30)).await;
+    let _users = spawn_fake_users(&registry).await;
+    let mut settings = gateway_settings();
+    settings.limits.request_timeout_ms = 1_000;
+    settings.upstreams.catalog.per_try_timeout_ms = 10_000;
+    settings.upstreams.catalog.deadline_ms = 10_000;
+    let gateway = spawn_gateway(&registry, settings).await;
+    let client = reqwest::Client::new();
+
+    let started = Instant::now();
+    let response = client
+        .get(format!("{}/api/products/slow", gateway.base))
+        .send()
+        .await
+        .expect("sent");
+    let body = assert_problem(response, 504, "request deadline").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cut off at the deadline, not after the upstream's 30 s"
+    );
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "no internals: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
+    let registry = Registry::in_process();
+    let users = spawn_fake_users(&registry).await;
+    let _catalog = register_dead(&registry, "catalog", Scheme::Http).await;
+    let _orders = register_dead(&registry, "orders", Scheme::Grpc).await;
+    let mut settings = gateway_settings();
+    for upstream in [
+        &mut settings.upstreams.catalog,
+        &mut settings.upstreams.orders,
+    ] {
+        // The breaker alone decides here.
+        upstream.health_check.enabled = false;
+        upstream.outlier.enabled = false;
+        upstream.breaker.consecutive_failures = 3;
+        upstream.breaker.open_ms = 30_000;
+    }
+    let gateway = spawn_gateway(&registry, settings).await;
+    let client = reqwest::Client::new();
+
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = client
+            .get(format!("{}/api/products", gateway.base))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status().as_u16();
+        statuses.push(status);
+        if status == 503 {
+            assert!(response.headers().contains_key("retry-after"));
+            let body = assert_problem(response, 503, "breaker open").await;
+            assert_eq!(body["type"], "/problems/upstream");
+            break;
+        }
+        assert_problem(response, 502, "connection refused").await;
+    }
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+    let started = Instant::now();
+    let response = client
+        .get(format!("{}/api/products", gateway.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an open breaker answers at once"
+    );
+
+    // The orders facade over gRPC maps the same way.
+    let token = users.token("0190c9f0-0000-7000-8000-000000000001");
+    let mut last = 0;
+    for _ in 0..10 {
+        let response = client
+            .get(format!("{}/api/orders", gateway.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent");
+        last = response.status().as_u16();
+        assert!(matches!(last, 502 | 503), "{last}");
+        assert_problem(response, last, "orders facade, dead instance").await;
+        if last == 503 {
+            break;
+        }
+    }
+    assert_eq!(last, 503, "the orders breaker opened too");
+
+    let metrics = client
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for series in [
+        "upstream_requests_total",
+        "upstream_breaker_state",
+        "upstream_request_duration_seconds",
+    ] {
+        assert!(metrics.contains(series), "{series} missing");
+    }
+}
