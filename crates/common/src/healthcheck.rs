@@ -177,7 +177,10 @@ mod tests {
     async fn a_503_is_not_ready() {
         let addr = serve("HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
         let err = probe(addr).await.expect_err("not ready");
-        assert!(matches!(err, ProbeError::NotReady { status: 503, .. }), "{err}");
+        assert!(
+            matches!(err, ProbeError::NotReady { status: 503, .. }),
+            "{err}"
+        );
         assert_eq!(exit_code(Ok::<_, String>(addr)).await, ExitCode::FAILURE);
     }
 
