@@ -1,0 +1,220 @@
+//! The compose file as the checks see it: per service, the environment its
+//! container gets (`env_file` entries, then `environment`, which wins), the
+//! secrets mounted under `/run/secrets/`, and its published ports.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::yaml::{self, scalar};
+use crate::{Error, Service};
+
+/// One service of the compose file.
+#[derive(Debug, Clone)]
+pub struct ComposeService {
+    /// Its name in the compose file (`cart-1`).
+    pub name: String,
+    /// The ferroshop service it runs (from `build.args.SERVICE` or the image).
+    pub service: Option<Service>,
+    /// The container's environment, in the order compose applies it.
+    pub env: Vec<(String, String)>,
+    /// Files mounted from compose `secrets:` (`/run/secrets/<name>`).
+    pub secret_files: Vec<String>,
+    /// `ports:` entries as written.
+    pub ports: Vec<String>,
+    /// Services it waits for, with their condition.
+    pub depends_on: Vec<(String, String)>,
+    /// Whether it has a health check.
+    pub healthcheck: bool,
+}
+
+/// Reads every service of `compose` (the file's text). `env_file` paths are
+/// resolved against `root` (the compose file's folder, or the folder
+/// `scripts/gen-secrets.sh --root` wrote to).
+///
+/// # Errors
+/// [`Error`] when the file is not a compose file or an env file is missing.
+pub fn services(compose: &str, root: &Path) -> Result<Vec<ComposeService>, Error> {
+    let docs = yaml::parse(compose)?;
+    let doc = docs
+        .first()
+        .ok_or_else(|| Error::Shape("empty compose file".into()))?;
+    let services = doc["services"]
+        .as_object()
+        .ok_or_else(|| Error::Shape("compose file has no services".into()))?;
+    services
+        .iter()
+        .map(|(name, spec)| service(name, spec, root))
+        .collect()
+}
+
+fn service(name: &str, spec: &Value, root: &Path) -> Result<ComposeService, Error> {
+    let service = spec["build"]["args"]["SERVICE"]
+        .as_str()
+        .or_else(|| spec["image"].as_str())
+        .and_then(Service::from_name_or_image);
+    let mut env = Vec::new();
+    for file in string_list(&spec["env_file"], "path") {
+        let path = root.join(&file);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        env.extend(parse_env_file(&text));
+    }
+    match &spec["environment"] {
+        Value::Object(map) => {
+            for (key, value) in map {
+                env.push((key.clone(), scalar(value).unwrap_or_default()));
+            }
+        }
+        Value::Array(list) => {
+            for item in list.iter().filter_map(Value::as_str) {
+                let (key, value) = item.split_once('=').unwrap_or((item, ""));
+                env.push((key.to_owned(), value.to_owned()));
+            }
+        }
+        _ => {}
+    }
+    let secret_files = string_list(&spec["secrets"], "source")
+        .into_iter()
+        .map(|name| format!("/run/secrets/{name}"))
+        .collect();
+    let depends_on = match &spec["depends_on"] {
+        Value::Object(map) => map
+            .iter()
+            .map(|(dep, how)| {
+                let condition = how["condition"].as_str().unwrap_or("service_started");
+                (dep.clone(), condition.to_owned())
+            })
+            .collect(),
+        Value::Array(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|dep| (dep.to_owned(), "service_started".to_owned()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(ComposeService {
+        name: name.to_owned(),
+        service,
+        env: last_wins(env),
+        secret_files,
+        ports: string_list(&spec["ports"], "published"),
+        depends_on,
+        healthcheck: spec["healthcheck"].is_object(),
+    })
+}
+
+/// A list of strings, or of objects whose `key` is the string (compose's
+/// long syntax).
+fn string_list(value: &Value, key: &str) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| scalar(item).or_else(|| scalar(&item[key])))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments skipped.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Keeps the last value of each key, in first-seen order.
+pub(crate) fn last_wins(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(env.len());
+    for (key, value) in env {
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => out.push((key, value)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_env_files_and_anchors_merge() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("cart.env"),
+            "# comment\nSHOP_DATABASE__URL=postgres://a\nSHOP_CURRENCY=USD\n",
+        )
+        .expect("write");
+        let compose = "\
+x-env: &env
+  SHOP_REGISTRY__BACKEND: etcd
+services:
+  cart-1:
+    build: {context: ., args: {SERVICE: cart}}
+    env_file: [cart.env]
+    environment:
+      <<: *env
+      SHOP_CURRENCY: EUR
+      SHOP_HTTP__PORT: 8083
+    secrets: [token]
+    depends_on: {users: {condition: service_healthy}}
+    healthcheck: {test: [CMD, x]}
+";
+        let services = services(compose, dir.path()).expect("parses");
+        let cart = &services[0];
+        assert_eq!(cart.service, Some(Service::Cart));
+        let get = |key: &str| {
+            cart.env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("SHOP_CURRENCY"), Some("EUR"));
+        assert_eq!(get("SHOP_DATABASE__URL"), Some("postgres://a"));
+        assert_eq!(get("SHOP_REGISTRY__BACKEND"), Some("etcd"));
+        assert_eq!(get("SHOP_HTTP__PORT"), Some("8083"));
+        assert_eq!(cart.secret_files, ["/run/secrets/token"]);
+        assert_eq!(
+            cart.depends_on,
+            [("users".to_owned(), "service_healthy".to_owned())]
+        );
+        assert!(cart.healthcheck);
+    }
+
+    #[test]
+    fn a_typo_in_a_compose_environment_fails_the_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let compose = "\
+services:
+  catalog:
+    image: ferroshop/catalog:0.1.0
+    environment:
+      SHOP_DATABASE__URL: postgres://c@postgres/catalog
+      SHOP_REGISTRY__BACKEND: etcd
+      SHOP_REGISTRY__ENDPOINTS: '[http://etcd:2379]'
+      SHOP_INSTANCE__ADVERTISE_ADDR: catalog:8082
+      SHOP_HTTP__PROT: '8082'
+";
+        let services = services(compose, dir.path()).expect("parses");
+        let catalog = &services[0];
+        let problems = crate::check(Service::Catalog, crate::Topology::Compose, &catalog.env)
+            .expect_err("SHOP_HTTP__PROT is a typo");
+        assert!(problems[0].contains("prot"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_missing_env_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err =
+            services("services:\n  a:\n    env_file: nope.env\n", dir.path()).expect_err("missing");
+        assert!(err.to_string().contains("nope.env"), "{err}");
+    }
+}

@@ -1,0 +1,375 @@
+//! Rendered Kubernetes manifests (`kubectl kustomize` output) as the checks
+//! see them: each workload container's environment, resolved through its
+//! ConfigMaps and Secrets the way the kubelet resolves it, the files mounted
+//! from them, and the Services.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::yaml::{self, scalar};
+use crate::{Error, Service};
+
+/// Stands in for values only known in a running pod (`fieldRef`).
+const FIELD_REF_PLACEHOLDER: &str = "10.0.0.1";
+
+/// The rendered objects.
+#[derive(Debug, Clone)]
+pub struct Manifests {
+    objects: Vec<Value>,
+}
+
+/// One container of a Deployment or StatefulSet.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// `Deployment/users`.
+    pub id: String,
+    /// The container's name.
+    pub container: String,
+    /// The ferroshop service it runs (from its image).
+    pub service: Option<Service>,
+    /// Its environment: `envFrom` sources in order, then `env` (which wins).
+    pub env: Vec<(String, String)>,
+    /// Every file path mounted from a Secret or ConfigMap volume.
+    pub files: Vec<String>,
+    /// The container ports by number.
+    pub ports: Vec<u16>,
+    /// The whole pod spec, for further checks.
+    pub pod: Value,
+    /// The whole container spec.
+    pub spec: Value,
+}
+
+/// A Service object.
+#[derive(Debug, Clone)]
+pub struct ServiceObject {
+    /// Its name.
+    pub name: String,
+    /// Whether it is headless (`clusterIP: None`).
+    pub headless: bool,
+    /// Its ports.
+    pub ports: Vec<u16>,
+    /// Its selector.
+    pub selector: BTreeMap<String, String>,
+}
+
+impl Manifests {
+    /// Parses a multi-document YAML stream.
+    ///
+    /// # Errors
+    /// [`Error::Yaml`] when it is not YAML.
+    pub fn parse(rendered: &str) -> Result<Self, Error> {
+        Ok(Self {
+            objects: yaml::parse(rendered)?,
+        })
+    }
+
+    /// Every object.
+    pub fn objects(&self) -> &[Value] {
+        &self.objects
+    }
+
+    /// The objects of one kind.
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.objects
+            .iter()
+            .filter(move |o| o["kind"].as_str() == Some(kind))
+    }
+
+    /// The object of `kind` named `name`.
+    pub fn get(&self, kind: &str, name: &str) -> Option<&Value> {
+        self.objects.iter().find(|o| {
+            o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name)
+        })
+    }
+
+    /// The key/value data of a ConfigMap or Secret (Secret `data` decoded).
+    fn data(&self, kind: &str, name: &str) -> Result<BTreeMap<String, String>, Error> {
+        let object = self
+            .get(kind, name)
+            .ok_or_else(|| Error::Shape(format!("{kind}/{name} is referenced but not rendered")))?;
+        let mut out = BTreeMap::new();
+        if let Some(data) = object["data"].as_object() {
+            for (key, value) in data {
+                let text = value.as_str().unwrap_or_default();
+                let text = if kind == "Secret" {
+                    // Long values may be wrapped over lines.
+                    let compact: String =
+                        text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(compact)
+                        .map_err(|err| Error::Shape(format!("Secret/{name} {key}: {err}")))?;
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    text.to_owned()
+                };
+                out.insert(key.clone(), text);
+            }
+        }
+        if let Some(data) = object["stringData"].as_object() {
+            for (key, value) in data {
+                out.insert(key.clone(), scalar(value).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every container of every Deployment and StatefulSet.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when a container refers to a ConfigMap or Secret (or
+    /// a key of one) that is not rendered.
+    pub fn workloads(&self) -> Result<Vec<Workload>, Error> {
+        let mut out = Vec::new();
+        for object in &self.objects {
+            let kind = object["kind"].as_str().unwrap_or_default();
+            if kind != "Deployment" && kind != "StatefulSet" {
+                continue;
+            }
+            let id = format!(
+                "{kind}/{}",
+                object["metadata"]["name"].as_str().unwrap_or("?")
+            );
+            let pod = &object["spec"]["template"]["spec"];
+            for container in pod["containers"].as_array().into_iter().flatten() {
+                out.push(self.workload(&id, pod, container)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn workload(&self, id: &str, pod: &Value, container: &Value) -> Result<Workload, Error> {
+        let mut env = Vec::new();
+        for source in container["envFrom"].as_array().into_iter().flatten() {
+            let prefix = source["prefix"].as_str().unwrap_or_default();
+            let (kind, reference) = if source["configMapRef"].is_object() {
+                ("ConfigMap", &source["configMapRef"])
+            } else {
+                ("Secret", &source["secretRef"])
+            };
+            let name = reference["name"].as_str().unwrap_or_default();
+            for (key, value) in self.data(kind, name)? {
+                env.push((format!("{prefix}{key}"), value));
+            }
+        }
+        for var in container["env"].as_array().into_iter().flatten() {
+            let name = var["name"].as_str().unwrap_or_default().to_owned();
+            let value = if let Some(value) = scalar(&var["value"]) {
+                value
+            } else if var["valueFrom"]["fieldRef"].is_object()
+                || var["valueFrom"]["resourceFieldRef"].is_object()
+            {
+                FIELD_REF_PLACEHOLDER.to_owned()
+            } else {
+                let (kind, reference) = if var["valueFrom"]["configMapKeyRef"].is_object() {
+                    ("ConfigMap", &var["valueFrom"]["configMapKeyRef"])
+                } else {
+                    ("Secret", &var["valueFrom"]["secretKeyRef"])
+                };
+                let source = reference["name"].as_str().unwrap_or_default();
+                let key = reference["key"].as_str().unwrap_or_default();
+                self.data(kind, source)?.remove(key).ok_or_else(|| {
+                    Error::Shape(format!(
+                        "{id}: {name} refers to missing {kind}/{source} key {key}"
+                    ))
+                })?
+            };
+            env.push((name, value));
+        }
+        let image = container["image"].as_str().unwrap_or_default();
+        Ok(Workload {
+            id: id.to_owned(),
+            container: container["name"].as_str().unwrap_or_default().to_owned(),
+            service: Service::from_name_or_image(image),
+            env: crate::compose::last_wins(env),
+            files: self.mounted_files(pod, container)?,
+            ports: container["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["containerPort"].as_u64())
+                .filter_map(|p| u16::try_from(p).ok())
+                .collect(),
+            pod: pod.clone(),
+            spec: container.clone(),
+        })
+    }
+
+    /// The paths of the files a container sees from Secret and ConfigMap volumes.
+    fn mounted_files(&self, pod: &Value, container: &Value) -> Result<Vec<String>, Error> {
+        let mut files = Vec::new();
+        for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+            let volume_name = mount["name"].as_str().unwrap_or_default();
+            let Some(volume) = pod["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == volume_name)
+            else {
+                continue;
+            };
+            let (kind, source, name_key) = if volume["secret"].is_object() {
+                ("Secret", &volume["secret"], "secretName")
+            } else if volume["configMap"].is_object() {
+                ("ConfigMap", &volume["configMap"], "name")
+            } else {
+                continue;
+            };
+            let name = source[name_key].as_str().unwrap_or_default();
+            let keys: Vec<(String, String)> = match source["items"].as_array() {
+                Some(items) => items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["key"].as_str().unwrap_or_default().to_owned(),
+                            i["path"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+                None => self
+                    .data(kind, name)?
+                    .into_keys()
+                    .map(|k| (k.clone(), k))
+                    .collect(),
+            };
+            let data = self.data(kind, name)?;
+            let mount_path = mount["mountPath"].as_str().unwrap_or_default();
+            let sub_path = mount["subPath"].as_str();
+            for (key, path) in keys {
+                if !data.contains_key(&key) {
+                    return Err(Error::Shape(format!(
+                        "volume {volume_name}: {kind}/{name} has no key {key}"
+                    )));
+                }
+                match sub_path {
+                    Some(sub) if sub == path => files.push(mount_path.to_owned()),
+                    Some(_) => {}
+                    None => files.push(format!("{}/{path}", mount_path.trim_end_matches('/'))),
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// Every Service.
+    pub fn services(&self) -> Vec<ServiceObject> {
+        self.of_kind("Service")
+            .map(|s| ServiceObject {
+                name: s["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                headless: s["spec"]["clusterIP"] == "None",
+                ports: s["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["port"].as_u64())
+                    .filter_map(|p| u16::try_from(p).ok())
+                    .collect(),
+                selector: s["spec"]["selector"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), scalar(v).unwrap_or_default()))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Topology, check};
+
+    const RENDERED: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: env-abc}
+data:
+  SHOP_REGISTRY__BACKEND: dns
+  SHOP_REGISTRY__SERVICES__CATALOG__HOST: catalog-headless
+  SHOP_REGISTRY__SERVICES__CATALOG__PORT: '8082'
+  SHOP_REGISTRY__SERVICES__USERS__HOST: users-headless
+  SHOP_REGISTRY__SERVICES__USERS__PORT: '8081'
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cart-xyz}
+data:
+  SHOP_DATABASE__URL: cG9zdGdyZXM6Ly9jYXJ0OnB3QHBvc3RncmVzOjU0MzIvY2FydA==
+  SHOP_INTERNAL__SERVICE_TOKEN: dG9rZW4=
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart}
+spec:
+  template:
+    spec:
+      containers:
+        - name: cart
+          image: ferroshop/cart:0.1.0
+          envFrom:
+            - configMapRef: {name: env-abc}
+            - secretRef: {name: cart-xyz}
+          env:
+            - {name: SHOP_CURRENCY, value: EUR}
+            - name: SHOP_INSTANCE__ADVERTISE_ADDR
+              valueFrom: {fieldRef: {fieldPath: status.podIP}}
+          ports: [{containerPort: 8083}]
+          volumeMounts: [{name: keys, mountPath: /etc/keys}]
+      volumes:
+        - name: keys
+          secret: {secretName: cart-xyz, items: [{key: SHOP_INTERNAL__SERVICE_TOKEN, path: token}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart-headless}
+spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
+";
+
+    #[test]
+    fn environment_resolves_through_config_maps_and_secrets() {
+        let manifests = Manifests::parse(RENDERED).expect("yaml");
+        let workloads = manifests.workloads().expect("resolves");
+        let cart = &workloads[0];
+        assert_eq!(cart.service, Some(Service::Cart));
+        assert_eq!(cart.files, ["/etc/keys/token"]);
+        assert_eq!(cart.ports, [8083]);
+        let loaded = check(Service::Cart, Topology::Kubernetes, &cart.env).expect("valid");
+        assert_eq!(loaded.service_token.as_deref(), Some("token"));
+        assert_eq!(
+            loaded.database_url.as_deref(),
+            Some("postgres://cart:pw@postgres:5432/cart")
+        );
+        let services = manifests.services();
+        assert!(services[0].headless);
+        assert_eq!(services[0].ports, [8083]);
+    }
+
+    #[test]
+    fn a_typo_in_a_config_map_fails_the_check() {
+        let typo = RENDERED.replace(
+            "SHOP_REGISTRY__SERVICES__USERS__PORT",
+            "SHOP_REGISTRY__SERVICES__USERS__POTR",
+        );
+        let manifests = Manifests::parse(&typo).expect("yaml");
+        let workloads = manifests.workloads().expect("resolves");
+        let problems =
+            check(Service::Cart, Topology::Kubernetes, &workloads[0].env).expect_err("typo");
+        assert!(problems[0].contains("potr"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_missing_config_map_is_an_error() {
+        let broken = RENDERED.replace(
+            "configMapRef: {name: env-abc}",
+            "configMapRef: {name: env-old}",
+        );
+        let manifests = Manifests::parse(&broken).expect("yaml");
+        let err = manifests.workloads().expect_err("dangling reference");
+        assert!(err.to_string().contains("ConfigMap/env-old"), "{err}");
+    }
+}

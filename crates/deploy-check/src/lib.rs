@@ -1,0 +1,492 @@
+//! Keeps the container deployments honest: the `SHOP_*` environment that
+//! `docker-compose.yml` and the rendered `k8s/` manifests give each service
+//! is loaded into that service's own `Settings`, exactly as the process
+//! would load it at start-up.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`yaml`] | YAML (with anchors and `<<` merges) as JSON values |
+//! | [`compose`] | each compose service's environment, secrets and ports |
+//! | [`k8s`] | each workload's environment and mounted files, and the Services |
+//!
+//! [`check`] is the heart: `deny_unknown_fields` makes a misspelt key an
+//! error, `validate()` rejects bad values, and a short list of rules per
+//! service and topology names what a deployment must set (a database URL,
+//! the registry backend and its names, the signing key, the internal token,
+//! an advertised address).
+
+pub mod compose;
+pub mod k8s;
+pub mod yaml;
+
+use secrecy::ExposeSecret;
+use shop_common::config::{self, ConfigError};
+use shop_discovery::{InstanceSettings, RegistrySettings, Scheme};
+
+/// Why a deployment file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The text is not YAML.
+    #[error("invalid YAML: {0}")]
+    Yaml(String),
+    /// A file it refers to could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The structure is not what compose or Kubernetes expects.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// A ferroshop service that runs in its own container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    /// `shop-users`.
+    Users,
+    /// `shop-catalog`.
+    Catalog,
+    /// `shop-cart`.
+    Cart,
+    /// `shop-orders`.
+    Orders,
+    /// `shop-gateway`.
+    Gateway,
+}
+
+/// Where the environment comes from; the topologies need different keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// docker compose: etcd discovery, advertised container names.
+    Compose,
+    /// Kubernetes: DNS discovery through headless Services.
+    Kubernetes,
+}
+
+impl Service {
+    /// Every service, in the order of the design's port table.
+    pub const ALL: [Self; 5] = [
+        Self::Gateway,
+        Self::Users,
+        Self::Catalog,
+        Self::Cart,
+        Self::Orders,
+    ];
+
+    /// The service name (discovery, images, build argument).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Catalog => "catalog",
+            Self::Cart => "cart",
+            Self::Orders => "orders",
+            Self::Gateway => "gateway",
+        }
+    }
+
+    /// The service a name (`users`) or an image (`ferroshop/users:0.1.0`,
+    /// `registry.example/ferroshop/users@sha256:…`) stands for.
+    pub fn from_name_or_image(text: &str) -> Option<Self> {
+        let text = text.split('@').next().unwrap_or(text);
+        let last = text.rsplit('/').next().unwrap_or(text);
+        let name = last.split(':').next().unwrap_or(last);
+        let name = name.strip_prefix("shop-").unwrap_or(name);
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The services this one calls, by their discovery names.
+    pub fn upstreams(self) -> &'static [&'static str] {
+        match self {
+            Self::Users | Self::Catalog => &[],
+            Self::Cart => &["catalog", "users"],
+            Self::Orders => &["cart", "users"],
+            Self::Gateway => &["users", "catalog", "cart", "orders"],
+        }
+    }
+
+    /// Whether it owns a database.
+    pub fn owns_database(self) -> bool {
+        !matches!(self, Self::Gateway)
+    }
+
+    /// Whether it needs the shared internal service token (cart checks it,
+    /// orders presents it).
+    pub fn needs_service_token(self) -> bool {
+        matches!(self, Self::Cart | Self::Orders)
+    }
+}
+
+/// What the checks learnt from one service's loaded settings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The service.
+    pub service: Service,
+    /// `database.url`, when it owns a database.
+    pub database_url: Option<String>,
+    /// The registry backend and its settings.
+    pub registry: RegistrySettings,
+    /// How the instance registers itself.
+    pub instance: InstanceSettings,
+    /// The HTTP port (the one `--healthcheck` and the probes use).
+    pub http_port: u16,
+    /// The port it registers: gRPC for orders, HTTP otherwise.
+    pub registered_port: u16,
+    /// The signing key file (users).
+    pub signing_key_file: Option<String>,
+    /// Whether a PEM signing key is set inline (users).
+    pub signing_key_pem: bool,
+    /// `internal.service_token` (cart, orders).
+    pub service_token: Option<String>,
+}
+
+fn load_as<T: serde::de::DeserializeOwned>(
+    env: &[(&str, &str)],
+    validate: impl FnOnce(&T) -> Result<(), ConfigError>,
+) -> Result<T, String> {
+    let settings: T = config::load_from("", env).map_err(|err| err.to_string())?;
+    validate(&settings).map_err(|err| err.to_string())?;
+    Ok(settings)
+}
+
+/// Loads `service`'s settings from `env` as the process would (defaults,
+/// then the `SHOP_*` pairs; other variables are ignored) and runs its
+/// `validate()`.
+///
+/// # Errors
+/// The configuration error the service would stop with at start-up: an
+/// unknown (misspelt) key, a malformed value, a failed validation.
+pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let loaded = match service {
+        Service::Users => {
+            let s: shop_users::Settings = load_as(&env, shop_users::Settings::validate)?;
+            Loaded {
+                service,
+                database_url: Some(s.database.url.expose_secret().to_owned()),
+                registry: s.registry,
+                instance: s.instance,
+                http_port: s.http.port,
+                registered_port: s.http.port,
+                signing_key_file: s
+                    .auth
+                    .signing_key_file
+                    .map(|p| p.to_string_lossy().into_owned()),
+                signing_key_pem: s.auth.signing_key_pem.is_some(),
+                service_token: None,
+            }
+        }
+        Service::Catalog => {
+            let s: shop_catalog::Settings = load_as(&env, |_| Ok(()))?;
+            Loaded {
+                service,
+                database_url: Some(s.database.url.expose_secret().to_owned()),
+                registry: s.registry,
+                instance: s.instance,
+                http_port: s.http.port,
+                registered_port: s.http.port,
+                signing_key_file: None,
+                signing_key_pem: false,
+                service_token: None,
+            }
+        }
+        Service::Cart => {
+            let s: shop_cart::Settings = load_as(&env, shop_cart::Settings::validate)?;
+            Loaded {
+                service,
+                database_url: Some(s.database.url.expose_secret().to_owned()),
+                registry: s.registry,
+                instance: s.instance,
+                http_port: s.http.port,
+                registered_port: s.http.port,
+                signing_key_file: None,
+                signing_key_pem: false,
+                service_token: s
+                    .internal
+                    .service_token
+                    .map(|t| t.expose_secret().to_owned()),
+            }
+        }
+        Service::Orders => {
+            let s: shop_orders::Settings = load_as(&env, shop_orders::Settings::validate)?;
+            Loaded {
+                service,
+                database_url: Some(s.database.url.expose_secret().to_owned()),
+                registry: s.registry,
+                instance: s.instance,
+                http_port: s.http.port,
+                registered_port: s.grpc.port,
+                signing_key_file: None,
+                signing_key_pem: false,
+                service_token: s
+                    .internal
+                    .service_token
+                    .map(|t| t.expose_secret().to_owned()),
+            }
+        }
+        Service::Gateway => {
+            let s: shop_gateway::Settings = load_as(&env, shop_gateway::Settings::validate)?;
+            Loaded {
+                service,
+                database_url: None,
+                registry: s.registry,
+                instance: s.instance,
+                http_port: s.http.port,
+                registered_port: s.http.port,
+                signing_key_file: None,
+                signing_key_pem: false,
+                service_token: None,
+            }
+        }
+    };
+    Ok(loaded)
+}
+
+/// Loads `service`'s settings from `env` and checks that everything a
+/// `topology` deployment needs is set. Returns every problem found, each a
+/// line naming the key.
+///
+/// # Errors
+/// The list of problems (never empty).
+pub fn check(
+    service: Service,
+    topology: Topology,
+    env: &[(String, String)],
+) -> Result<Loaded, Vec<String>> {
+    let loaded = load(service, env).map_err(|err| vec![err])?;
+    let mut problems = Vec::new();
+    if service.owns_database() {
+        match &loaded.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {}
+            _ => problems.push(
+                "SHOP_DATABASE__URL: must be set to the service's postgres:// database".to_owned(),
+            ),
+        }
+    }
+    if service == Service::Users && loaded.signing_key_file.is_none() && !loaded.signing_key_pem {
+        problems.push(
+            "SHOP_AUTH__SIGNING_KEY_FILE: must be set (without it every replica signs with a key of its own)"
+                .to_owned(),
+        );
+    }
+    if service.needs_service_token() && loaded.service_token.as_deref().is_none_or(str::is_empty) {
+        problems.push(
+            "SHOP_INTERNAL__SERVICE_TOKEN: must be set (orders clears carts with it)".to_owned(),
+        );
+    }
+    match (topology, &loaded.registry) {
+        (Topology::Compose, RegistrySettings::Etcd(etcd)) => {
+            check_etcd(etcd, &mut problems);
+            if loaded.instance.advertise_addr.is_none() {
+                problems.push(
+                    "SHOP_INSTANCE__ADVERTISE_ADDR: must be set to the container's host:port (the bound 0.0.0.0 is not reachable)"
+                        .to_owned(),
+                );
+            }
+        }
+        (Topology::Kubernetes, RegistrySettings::Dns(dns)) => {
+            for upstream in service.upstreams() {
+                match dns.services.get(*upstream) {
+                    None => problems.push(format!(
+                        "SHOP_REGISTRY__SERVICES__{}__HOST: must name {upstream}'s headless Service",
+                        upstream.to_ascii_uppercase()
+                    )),
+                    Some(target) => {
+                        if target.host.is_empty() || target.port == 0 {
+                            problems.push(format!(
+                                "SHOP_REGISTRY__SERVICES__{}: host and port must be set",
+                                upstream.to_ascii_uppercase()
+                            ));
+                        }
+                        let grpc = *upstream == "orders";
+                        if grpc != matches!(target.scheme, Scheme::Grpc) {
+                            problems.push(format!(
+                                "SHOP_REGISTRY__SERVICES__{}__SCHEME: must be {}",
+                                upstream.to_ascii_uppercase(),
+                                if grpc { "grpc" } else { "http" }
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        (Topology::Compose, _) => {
+            problems.push("SHOP_REGISTRY__BACKEND: must be etcd under docker compose".to_owned());
+        }
+        (Topology::Kubernetes, _) => {
+            problems.push("SHOP_REGISTRY__BACKEND: must be dns on Kubernetes".to_owned());
+        }
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(feature = "etcd")]
+fn check_etcd(etcd: &shop_discovery::registry::EtcdSettings, problems: &mut Vec<String>) {
+    if etcd.endpoints.is_empty() || etcd.endpoints.iter().any(|e| !e.starts_with("http")) {
+        problems.push(format!(
+            "SHOP_REGISTRY__ENDPOINTS: must list etcd URLs, got {:?}",
+            etcd.endpoints
+        ));
+    }
+}
+
+/// Without the `etcd` feature the etcd table is parsed loosely; only its
+/// presence is checked.
+#[cfg(not(feature = "etcd"))]
+fn check_etcd(etcd: &shop_discovery::registry::EtcdSettingsOrDisabled, problems: &mut Vec<String>) {
+    if !etcd.contains_key("endpoints") {
+        problems.push("SHOP_REGISTRY__ENDPOINTS: must list etcd URLs".to_owned());
+    }
+}
+
+/// The host and port of an advertised `host:port`.
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    Some((host, port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn compose_cart() -> Vec<(String, String)> {
+        env(&[
+            ("RUST_LOG", "info"),
+            ("SHOP_LOG_FORMAT", "json"),
+            ("SHOP_REGISTRY__BACKEND", "etcd"),
+            ("SHOP_REGISTRY__ENDPOINTS", "[http://etcd:2379]"),
+            ("SHOP_REGISTRY__LEASE_TTL_SECS", "10"),
+            ("SHOP_INSTANCE__ADVERTISE_ADDR", "cart-1:8083"),
+            (
+                "SHOP_DATABASE__URL",
+                "postgres://cart:pw@postgres:5432/cart",
+            ),
+            ("SHOP_INTERNAL__SERVICE_TOKEN", "t0ken"),
+        ])
+    }
+
+    #[test]
+    fn a_complete_compose_environment_passes() {
+        let loaded = check(Service::Cart, Topology::Compose, &compose_cart()).expect("valid");
+        assert_eq!(loaded.registered_port, 8083);
+        assert_eq!(loaded.service_token.as_deref(), Some("t0ken"));
+        #[cfg(feature = "etcd")]
+        match loaded.registry {
+            RegistrySettings::Etcd(etcd) => {
+                assert_eq!(etcd.endpoints, ["http://etcd:2379"]);
+                assert_eq!(etcd.lease_ttl_secs, 10);
+            }
+            other => panic!("expected etcd, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_misspelt_key_fails_with_its_name() {
+        let mut env = compose_cart();
+        env.push(("SHOP_DATABSE__URL".to_owned(), "postgres://x".to_owned()));
+        let problems = check(Service::Cart, Topology::Compose, &env).expect_err("typo");
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("databse"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_misspelt_nested_key_fails_too() {
+        let mut env = compose_cart();
+        env.push(("SHOP_INSTANCE__ADVERTISE_ADR".to_owned(), "x:1".to_owned()));
+        let problems = check(Service::Cart, Topology::Compose, &env).expect_err("typo");
+        assert!(problems[0].contains("advertise_adr"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_key_of_another_service_is_unknown() {
+        // The catalog has no auth settings: copying users' block would fail.
+        let env = env(&[
+            ("SHOP_DATABASE__URL", "postgres://c@postgres/catalog"),
+            ("SHOP_AUTH__SIGNING_KEY_FILE", "/k.pem"),
+        ]);
+        let problems = check(Service::Catalog, Topology::Compose, &env).expect_err("unknown");
+        assert!(problems[0].contains("auth"), "{problems:?}");
+    }
+
+    #[test]
+    fn missing_deployment_keys_are_each_named() {
+        let problems =
+            check(Service::Users, Topology::Compose, &env(&[])).expect_err("nothing set");
+        let all = problems.join("\n");
+        for key in [
+            "SHOP_DATABASE__URL",
+            "SHOP_AUTH__SIGNING_KEY_FILE",
+            "SHOP_REGISTRY__BACKEND",
+        ] {
+            assert!(all.contains(key), "{key} not named in {all}");
+        }
+        let mut cart = compose_cart();
+        cart.retain(|(k, _)| {
+            k != "SHOP_INSTANCE__ADVERTISE_ADDR" && k != "SHOP_INTERNAL__SERVICE_TOKEN"
+        });
+        let all = check(Service::Cart, Topology::Compose, &cart)
+            .expect_err("missing")
+            .join("\n");
+        assert!(all.contains("SHOP_INSTANCE__ADVERTISE_ADDR"), "{all}");
+        assert!(all.contains("SHOP_INTERNAL__SERVICE_TOKEN"), "{all}");
+    }
+
+    #[test]
+    fn kubernetes_needs_every_upstream_in_dns_with_grpc_for_orders() {
+        let base = [
+            ("SHOP_REGISTRY__BACKEND", "dns"),
+            ("SHOP_REGISTRY__SERVICES__USERS__HOST", "users-headless"),
+            ("SHOP_REGISTRY__SERVICES__USERS__PORT", "8081"),
+            ("SHOP_REGISTRY__SERVICES__CATALOG__HOST", "catalog-headless"),
+            ("SHOP_REGISTRY__SERVICES__CATALOG__PORT", "8082"),
+            ("SHOP_REGISTRY__SERVICES__CART__HOST", "cart-headless"),
+            ("SHOP_REGISTRY__SERVICES__CART__PORT", "8083"),
+            ("SHOP_REGISTRY__SERVICES__ORDERS__HOST", "orders-headless"),
+            ("SHOP_REGISTRY__SERVICES__ORDERS__PORT", "50051"),
+        ];
+        let problems =
+            check(Service::Gateway, Topology::Kubernetes, &env(&base)).expect_err("orders is gRPC");
+        assert!(problems[0].contains("ORDERS__SCHEME"), "{problems:?}");
+        let mut fixed = env(&base);
+        fixed.push((
+            "SHOP_REGISTRY__SERVICES__ORDERS__SCHEME".into(),
+            "grpc".into(),
+        ));
+        check(Service::Gateway, Topology::Kubernetes, &fixed).expect("complete");
+        let partial = env(&base[..3]);
+        let all = check(Service::Gateway, Topology::Kubernetes, &partial)
+            .expect_err("missing upstreams")
+            .join("\n");
+        assert!(all.contains("SHOP_REGISTRY__SERVICES__CART__HOST"), "{all}");
+    }
+
+    #[test]
+    fn images_and_names_map_to_services() {
+        assert_eq!(
+            Service::from_name_or_image("ferroshop/users:0.1.0"),
+            Some(Service::Users)
+        );
+        assert_eq!(
+            Service::from_name_or_image("reg.example:5000/ferroshop/cart@sha256:ab"),
+            Some(Service::Cart)
+        );
+        assert_eq!(
+            Service::from_name_or_image("shop-orders"),
+            Some(Service::Orders)
+        );
+        assert_eq!(Service::from_name_or_image("postgres:17-bookworm"), None);
+    }
+}
