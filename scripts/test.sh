@@ -145,6 +145,7 @@ main() {
     export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
     log "shellcheck scripts"
     shellcheck scripts/*.sh .ci/run
+    bash scripts/validate-deploy.sh
     log "cargo fmt --check"
     cargo fmt --all -- --check
     log "cargo clippy (default features)"

