@@ -152,6 +152,9 @@ main() {
     cargo clippy --workspace --all-targets -- -D warnings
     log "cargo clippy (all features)"
     cargo clippy --workspace --all-targets --all-features -- -D warnings
+    # The end-to-end tests start the service binaries as separate processes.
+    log "cargo build --bins (all features)"
+    cargo build --workspace --all-features --bins
     log "cargo test (PostgreSQL: $SHOP_TEST_POSTGRES_URL, etcd: $SHOP_TEST_ETCD_ENDPOINTS)"
     cargo test --workspace --all-features "$@"
     log "all checks passed"

@@ -188,8 +188,23 @@ impl Shop {
             orders.run_until_stopped(stop)
         });
 
+        let gateway: shop_gateway::Settings = load_scoped(
+            config,
+            "gateway",
+            json!({
+                "http": {"host": host, "port": if options.ephemeral_ports { 0 } else { options.port }},
+            }),
+        )?;
+        gateway.validate()?;
+        let gateway = shop_gateway::Application::build_in(gateway, registry.clone())
+            .await
+            .context("gateway")?;
+        let gateway = spawn("gateway", gateway.local_addr(), |stop| {
+            gateway.run_until_stopped(stop)
+        });
+
         Ok(Self {
-            tiers: vec![vec![orders], carts, vec![catalog, users]],
+            tiers: vec![vec![gateway], vec![orders], carts, vec![catalog, users]],
             extra: vec![("orders-admin".to_owned(), orders_admin)],
             registry,
             data_dir: options.data_dir.clone(),
@@ -228,10 +243,10 @@ impl Shop {
             let _ = writeln!(text, "  {name:<13} {scheme}://{addr}");
         }
         let _ = writeln!(text, "\n  data: {}", self.data_dir.display());
-        if let Some(catalog) = self.addr("catalog") {
+        if let Some(gateway) = self.addr("gateway") {
             let _ = write!(
                 text,
-                "\ntry:\n  curl -s http://{catalog}/api/products?limit=3\n"
+                "\ntry:\n  curl -s 'http://{gateway}/api/products?limit=3'\n  scripts/smoke.sh http://{gateway}\n  open http://{gateway}/docs in a browser\n"
             );
         }
         text

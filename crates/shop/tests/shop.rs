@@ -25,7 +25,14 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (shop, stop) = start(dir.path()).await;
     let client = reqwest::Client::new();
-    for service in ["users", "catalog", "cart-1", "cart-2", "orders-admin"] {
+    for service in [
+        "gateway",
+        "users",
+        "catalog",
+        "cart-1",
+        "cart-2",
+        "orders-admin",
+    ] {
         let ready = client
             .get(url(&shop, service, "/readyz"))
             .send()
@@ -152,4 +159,29 @@ async fn the_signing_key_survives_restarts_and_reset_empties_the_databases() {
         first_key,
         "--reset keeps the key"
     );
+}
+
+#[tokio::test]
+async fn the_smoke_script_passes_against_the_stack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (shop, stop) = start(dir.path()).await;
+    let gateway = format!("http://{}", shop.addr("gateway").expect("gateway"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/smoke.sh");
+    let output = tokio::process::Command::new("sh")
+        .arg(&script)
+        .arg(&gateway)
+        .output()
+        .await
+        .expect("sh runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "smoke.sh failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("smoke test passed"), "{stdout}");
+
+    let task = tokio::spawn(shop.run_until_stopped(stop.clone()));
+    stop.cancel();
+    task.await.expect("join").expect("clean stop");
 }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Runs ferroshop as separate local processes — gateway, users, catalog, two
+# carts and orders — finding each other through a local etcd, each with its
+# own SQLite database under ./data/dev. For people who want to see real
+# separate processes without containers. Ctrl-C stops everything.
+#
+# Usage: scripts/dev.sh [--release]
+# Needs etcd and protoc (installed with apt when missing and run as root).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PROFILE=debug
+CARGO_FLAGS=()
+if [ "${1:-}" = "--release" ]; then PROFILE=release; CARGO_FLAGS=(--release); fi
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+missing=()
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler libprotobuf-dev)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || die "please install: ${missing[*]}"
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+log "building the service binaries with etcd discovery"
+cargo build "${CARGO_FLAGS[@]}" --workspace --all-features --bins
+BIN="target/$PROFILE"
+
+DATA=./data/dev
+mkdir -p "$DATA"
+ETCD_CLIENT=${ETCD_PORT:-23791}
+ETCD_PEER=$((ETCD_CLIENT + 1))
+PIDS=()
+
+cleanup() {
+    set +e
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    log "stopped"
+}
+trap cleanup EXIT INT TERM
+
+log "starting etcd on 127.0.0.1:$ETCD_CLIENT (data in $DATA/etcd)"
+etcd --name ferroshop-dev --data-dir "$DATA/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT" --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
+    --initial-cluster "ferroshop-dev=http://127.0.0.1:$ETCD_PEER" >"$DATA/etcd.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 50); do
+    curl -fsS "http://127.0.0.1:$ETCD_CLIENT/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+KEY_ENV=()
+if [ ! -f "$DATA/signing-key.pem" ] && command -v openssl >/dev/null 2>&1; then
+    openssl genpkey -algorithm ed25519 -out "$DATA/signing-key.pem" 2>/dev/null
+    chmod 600 "$DATA/signing-key.pem"
+fi
+# Without a key file users generates a temporary key (tokens then end with it).
+[ -f "$DATA/signing-key.pem" ] && KEY_ENV=(SHOP_AUTH__SIGNING_KEY_FILE="$DATA/signing-key.pem")
+if [ ! -f "$DATA/service-token" ]; then
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DATA/service-token"
+fi
+SERVICE_TOKEN=$(cat "$DATA/service-token")
+
+export SHOP_REGISTRY__BACKEND=etcd
+export SHOP_REGISTRY__ENDPOINTS="[\"http://127.0.0.1:$ETCD_CLIENT\"]"
+export SHOP_HTTP__HOST=127.0.0.1
+
+# start NAME BINARY PORT [ENV=VALUE...]
+start() {
+    local name=$1 binary=$2 port=$3
+    shift 3
+    env SHOP_HTTP__PORT="$port" SHOP_INSTANCE__ID="$name" "$@" "$BIN/$binary" >"$DATA/$name.log" 2>&1 &
+    PIDS+=($!)
+    printf '  %-8s http://127.0.0.1:%s  (log %s)\n' "$name" "$port" "$DATA/$name.log"
+}
+
+log "starting the services"
+start users shop-users 8081 SHOP_DATABASE__URL="sqlite:$DATA/users.db" \
+    "${KEY_ENV[@]}" SHOP_LOGIN_LIMIT__TRUST_FORWARDED_FOR=true
+start catalog shop-catalog 8082 SHOP_DATABASE__URL="sqlite:$DATA/catalog.db"
+start cart-1 shop-cart 8083 SHOP_DATABASE__URL="sqlite:$DATA/cart.db" SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
+start cart-2 shop-cart 8085 SHOP_DATABASE__URL="sqlite:$DATA/cart.db" SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
+start orders shop-orders 8084 SHOP_DATABASE__URL="sqlite:$DATA/orders.db" SHOP_GRPC__HOST=127.0.0.1 \
+    SHOP_GRPC__PORT=50051 SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
+start gateway shop-gateway 8080
+
+for port in 8081 8082 8083 8085 8084 8080; do
+    ready=0
+    for _ in $(seq 1 100); do
+        if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=1; break; fi
+        sleep 0.1
+    done
+    [ "$ready" -eq 1 ] || die "the service on port $port did not become ready; see $DATA/*.log"
+done
+log "ready: gateway on http://127.0.0.1:8080 — try scripts/smoke.sh; Ctrl-C stops everything"
+wait
