@@ -121,7 +121,7 @@ impl Cluster {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let common = vec![
+        let common = [
             ("SHOP_REGISTRY__BACKEND", "etcd".to_owned()),
             ("SHOP_REGISTRY__ENDPOINTS", endpoints_env),
             ("SHOP_REGISTRY__PREFIX", prefix),
