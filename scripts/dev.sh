@@ -44,7 +44,8 @@ cleanup() {
     wait 2>/dev/null
     log "stopped"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 log "starting etcd on 127.0.0.1:$ETCD_CLIENT (data in $DATA/etcd)"
 etcd --name ferroshop-dev --data-dir "$DATA/etcd" \

@@ -20,7 +20,7 @@ STEP=0
 
 show() {
     if command -v jq >/dev/null 2>&1 && jq . "$BODY" >/dev/null 2>&1; then
-        jq -C . "$BODY" 2>/dev/null | head -n 40
+        if [ -t 1 ]; then jq -C . "$BODY"; else jq . "$BODY"; fi | head -n 40
     else
         head -c 2000 "$BODY"; echo
     fi

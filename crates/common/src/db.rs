@@ -21,6 +21,9 @@ use crate::health::ReadinessCheck;
 /// Milliseconds a SQLite connection waits on a locked database before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
+/// Extra tries of a SQLite migration that lost a race with another process.
+const SQLITE_MIGRATE_RETRIES: u32 = 5;
+
 /// Which SQL engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -107,7 +110,22 @@ impl Db {
     /// # Errors
     /// [`DbError::Migrate`] when a migration fails or the applied ones were changed.
     pub async fn migrate(&self, migrator: &Migrator) -> Result<(), DbError> {
-        migrator.run(&self.pool).await.map_err(DbError::Migrate)
+        // PostgreSQL serialises concurrent migrators with an advisory lock;
+        // sqlx takes no lock on SQLite, so two replicas starting together on
+        // one fresh file race and the loser fails (its migration rolls back
+        // whole). Retrying then finds the migration applied and skips it.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(err) if self.backend == Backend::Sqlite && attempt < SQLITE_MIGRATE_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(error = %err, attempt, "SQLite migration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(err) => return Err(DbError::Migrate(err)),
+            }
+        }
     }
 
     /// The connection pool, for store queries.

@@ -2,6 +2,7 @@
 //!
 //! | module | owns |
 //! | --- | --- |
+//! | [`cli`] | the `main` of every service binary: `--config`, `--healthcheck`, one-line failures |
 //! | [`config`] | layered settings: defaults, an optional TOML file, `SHOP_` environment variables |
 //! | [`telemetry`] | the tracing subscriber and the per-request log line |
 //! | [`metrics`] | the Prometheus recorder and the per-request counters and histogram |
@@ -15,6 +16,7 @@
 //! | [`auth`] | EdDSA token signing and verification, the JWKS document, the `AuthUser` extractor |
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;

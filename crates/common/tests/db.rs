@@ -112,3 +112,20 @@ async fn unreachable_and_unsupported_databases_fail_clearly() {
         .expect_err("unsupported");
     assert!(err.to_string().contains("database.url"), "{err}");
 }
+
+#[tokio::test]
+async fn replicas_migrating_one_fresh_database_at_once_all_start() {
+    for test_db in databases().await {
+        let connects = (0..8).map(|_| async {
+            let db = Db::connect(&DatabaseSettings::new(&test_db.url))
+                .await
+                .expect("connect");
+            db.migrate(&MIGRATOR).await.map(|()| db)
+        });
+        let results = futures::future::join_all(connects).await;
+        for result in results {
+            let db = result.unwrap_or_else(|err| panic!("{}: {err}", test_db.engine));
+            db.close().await;
+        }
+    }
+}

@@ -1,35 +1,28 @@
-//! `shop-orders`: the orders service as its own process.
+//! `shop-orders`: the orders service as its own process (its HTTP admin listener answers the probe).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use shop_common::cli::{Binary, run_service};
 use shop_orders::{Application, Settings};
 
-/// ferroshop orders service (gRPC): exactly-once order placement from the cart.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    /// TOML configuration file (also `SHOP_CONFIG`); `SHOP_` env vars override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
+const BINARY: Binary = Binary {
+    name: "shop-orders",
+    about: "ferroshop orders service: exactly-once order placement over gRPC",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shop_common::telemetry::init();
-    let cli = Cli::parse();
-    let result = async {
-        let app = Application::build(Settings::load(cli.config.as_deref())?).await?;
-        app.run_until_stopped(shop_common::shutdown::on_signal())
-            .await?;
-        anyhow::Ok(())
-    };
-    match result.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("shop-orders: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run_service(
+        BINARY,
+        Settings::load,
+        |settings| settings.http.addr(),
+        |settings| async move {
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(shop_common::shutdown::on_signal())
+                .await?;
+            Ok(())
+        },
+    )
+    .await
 }
