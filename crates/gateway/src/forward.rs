@@ -29,8 +29,12 @@ use crate::state::{AppState, Upstream};
 /// problem+json answer when no response could be had.
 pub async fn forward(state: &AppState, upstream: Upstream, request: Request) -> Response {
     let client = client_ip(&request, false);
+    let resolved = client_ip(&request, state.trust_forwarded);
     let (mut parts, body) = request.into_parts();
     headers::prepare_request(&mut parts.headers, client, state.trust_forwarded);
+    if let Ok(value) = http::HeaderValue::from_str(&resolved.to_string()) {
+        parts.headers.insert(headers::CLIENT_IP, value);
+    }
     let body = if replay_worthwhile(&parts.method) && !body.is_end_stream() {
         match Limited::new(body, state.body_limit).collect().await {
             Ok(collected) => RequestBody::full(collected.to_bytes()),

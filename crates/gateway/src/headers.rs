@@ -17,6 +17,10 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 /// The credential of internal service-to-service routes; never accepted
 /// from outside.
 pub const SERVICE_TOKEN: HeaderName = HeaderName::from_static("x-shop-service-token");
+/// The client address the gateway resolved (the peer, or the last
+/// `X-Forwarded-For` hop behind a trusted proxy), for services that key
+/// limits by client; always overwritten, so a client cannot set it.
+pub const CLIENT_IP: HeaderName = HeaderName::from_static("x-shop-client-ip");
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");

@@ -111,6 +111,7 @@ async fn forwarded_requests_carry_trace_ids_and_lose_hop_by_hop_headers() {
         .header("proxy-authorization", "Basic eA==")
         .header("x-forwarded-for", "198.51.100.9")
         .header("x-shop-service-token", "guess")
+        .header("x-shop-client-ip", "203.0.113.7")
         .send()
         .await
         .expect("sent");
@@ -132,6 +133,10 @@ async fn forwarded_requests_carry_trace_ids_and_lose_hop_by_hop_headers() {
     assert_eq!(
         headers["x-forwarded-for"], "127.0.0.1",
         "a client cannot claim an address"
+    );
+    assert_eq!(
+        headers["x-shop-client-ip"], "127.0.0.1",
+        "the resolved client address overwrites a client's claim"
     );
     assert_eq!(headers["x-forwarded-proto"], "http");
     assert_eq!(headers["x-request-id"], request_id);

@@ -210,3 +210,49 @@ async fn health_readiness_and_metrics_answer() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn behind_the_gateway_failures_count_per_resolved_client_address() {
+    let app = common::spawn_app_with(TestDatabase::sqlite(), |db| {
+        let mut settings = common::settings(db);
+        settings.login_limit.trust_forwarded_for = true;
+        settings
+    })
+    .await;
+    app.register("ivy", "ivy@example.com", "correct horse battery")
+        .await;
+    let attempt = |client_ip: &'static str, forwarded_for: &'static str| {
+        app.client
+            .post(app.url("/api/sessions"))
+            .header("x-shop-client-ip", client_ip)
+            .header("x-forwarded-for", forwarded_for)
+            .json(&serde_json::json!({"login": "ivy", "password": "wrong horse battery"}))
+            .send()
+    };
+    // A client rotating X-Forwarded-For gains nothing: the gateway's resolved address counts.
+    for (i, spoof) in ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4", "5.5.5.5"]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            attempt("198.51.100.1", spoof).await.expect("sent").status(),
+            401,
+            "attempt {i}"
+        );
+    }
+    assert_eq!(
+        attempt("198.51.100.1", "6.6.6.6")
+            .await
+            .expect("sent")
+            .status(),
+        429
+    );
+    assert_eq!(
+        attempt("198.51.100.2", "6.6.6.6")
+            .await
+            .expect("sent")
+            .status(),
+        401,
+        "another client is not limited"
+    );
+}

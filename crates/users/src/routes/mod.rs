@@ -41,22 +41,27 @@ impl FromRef<AppState> for TokenVerifier {
 }
 
 impl AppState {
-    /// The client's address: the peer, or the first `X-Forwarded-For` hop
-    /// when the service sits behind a trusted proxy.
+    /// The client's address: the peer, or — behind the gateway, when
+    /// `login_limit.trust_forwarded_for` is on — the address the gateway
+    /// resolved for the client and put in `x-shop-client-ip` (it overwrites
+    /// whatever a client sent there; `X-Forwarded-For` entries, by contrast,
+    /// may have been written by the client).
     pub fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         if self.trust_forwarded_for {
-            let forwarded = headers
-                .get("x-forwarded-for")
+            let resolved = headers
+                .get(CLIENT_IP_HEADER)
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.split(',').next())
-                .and_then(|first| first.trim().parse().ok());
-            if let Some(addr) = forwarded {
+                .and_then(|value| value.trim().parse().ok());
+            if let Some(addr) = resolved {
                 return addr;
             }
         }
         peer.ip()
     }
 }
+
+/// The header in which the gateway passes on the client address it resolved.
+pub const CLIENT_IP_HEADER: &str = "x-shop-client-ip";
 
 /// The service's API routes (health routes are added by the application).
 pub fn router(state: AppState) -> Router {
