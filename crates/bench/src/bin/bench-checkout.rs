@@ -1,0 +1,267 @@
+//! `bench-checkout`: the checkout load, through the gateway.
+//!
+//! `--users` simulated users register (or reuse their account), log in once,
+//! and then each loops for `--duration-secs`: put one product in the cart,
+//! place an order with a fresh `Idempotency-Key`. One line of `key=value`
+//! results is printed at the end for `scripts/bench.sh` to parse.
+//!
+//! Bounded on purpose: at most [`MAX_USERS`] users, [`MAX_DURATION_SECS`]
+//! seconds, and loopback addresses only — it is a benchmark, not a load
+//! testing tool to point at someone else's server.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use clap::Parser;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shop_bench::stats::Samples;
+
+/// Most simulated users.
+const MAX_USERS: usize = 512;
+/// Longest measured window.
+const MAX_DURATION_SECS: u64 = 60;
+/// Per-request timeout: a stuck request ends the iteration, not the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Password of every benchmark user (they exist only in a throwaway stack).
+const PASSWORD: &str = "bench password 1234";
+/// Registrations and logins at once: each costs an Argon2id hash (~19 MiB,
+/// tens of ms of CPU), and 32 at once overrun the gateway's 2 s per-try
+/// timeout to users on 2 cores.
+const LOGIN_CONCURRENCY: usize = 4;
+/// Attempts per registration or login before the run gives up.
+const LOGIN_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(about = "Checkout load through the ferroshop gateway")]
+struct Args {
+    /// The gateway's base URL (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: reqwest::Url,
+    /// Concurrent users.
+    #[arg(long, default_value_t = 32)]
+    users: usize,
+    /// Length of the measured window in seconds.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Seconds of load before the measured window (not counted).
+    #[arg(long, default_value_t = 1)]
+    warmup_secs: u64,
+    /// Prefix of the user names, so that runs against one database differ.
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+}
+
+/// What one user saw in the measured window.
+#[derive(Default)]
+struct Tally {
+    orders: Samples,
+    iterations: Samples,
+    errors: u64,
+    /// `POST /api/orders` answered 409 (empty cart): the outbox relay of
+    /// the previous order cleared the line just put back. Not counted in
+    /// `errors`: the system behaved as specified.
+    empty_carts: u64,
+    first_error: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(
+        (1..=MAX_USERS).contains(&args.users),
+        "--users must be 1..={MAX_USERS}"
+    );
+    ensure!(
+        (1..=MAX_DURATION_SECS).contains(&args.duration_secs)
+            && args.warmup_secs <= MAX_DURATION_SECS,
+        "--duration-secs must be 1..={MAX_DURATION_SECS}"
+    );
+    let host = args.base.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    ensure!(loopback, "--base must be a loopback address");
+
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(args.users)
+        .build()?;
+    let base = Arc::new(args.base.as_str().trim_end_matches('/').to_owned());
+
+    let product = first_product(&client, &base).await?;
+    let started = Instant::now();
+    let mut logins = tokio::task::JoinSet::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(LOGIN_CONCURRENCY));
+    for n in 0..args.users {
+        let (client, base, permits) = (client.clone(), base.clone(), permits.clone());
+        let name = format!("{}{n}", args.prefix);
+        logins.spawn(async move {
+            let _permit = permits.acquire().await?;
+            let mut attempt = 1;
+            loop {
+                match log_in(&client, &base, &name).await {
+                    Ok(token) => return Ok(token),
+                    Err(err) if attempt >= LOGIN_ATTEMPTS => return Err(err),
+                    Err(err) => eprintln!("bench-checkout: {name}: {err:#}; retrying"),
+                }
+                attempt += 1;
+            }
+        });
+    }
+    let mut tokens = Vec::with_capacity(args.users);
+    while let Some(token) = logins.join_next().await {
+        let token: anyhow::Result<String> = token?;
+        tokens.push(token?);
+    }
+    eprintln!(
+        "bench-checkout: {} users logged in in {:.1}s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let warmup_end = Instant::now() + Duration::from_secs(args.warmup_secs);
+    let end = warmup_end + Duration::from_secs(args.duration_secs);
+    let mut workers = tokio::task::JoinSet::new();
+    for token in tokens {
+        let (client, base, product) = (client.clone(), base.clone(), product.clone());
+        workers.spawn(async move { shop(&client, &base, &token, &product, warmup_end, end).await });
+    }
+    let mut total = Tally::default();
+    let mut empty_carts = 0;
+    while let Some(tally) = workers.join_next().await {
+        let tally = tally?;
+        total.orders.merge(tally.orders);
+        total.iterations.merge(tally.iterations);
+        total.errors += tally.errors;
+        empty_carts += tally.empty_carts;
+        if total.first_error.is_none() {
+            total.first_error = tally.first_error;
+        }
+    }
+    if let Some(error) = &total.first_error {
+        eprintln!("bench-checkout: first error: {error}");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let rate = total.orders.len() as f64 / args.duration_secs as f64;
+    println!(
+        "orders={} seconds={} orders_per_s={rate:.1} order_p50_ms={:.2} order_p99_ms={:.2} iteration_p99_ms={:.2} errors={} empty_cart_409={empty_carts}",
+        total.orders.len(),
+        args.duration_secs,
+        total.orders.quantile_ms(0.5),
+        total.orders.quantile_ms(0.99),
+        total.iterations.quantile_ms(0.99),
+        total.errors,
+    );
+    Ok(())
+}
+
+/// The id of the first product in the catalog.
+async fn first_product(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let page: Value = client
+        .get(format!("{base}/api/products?limit=1"))
+        .send()
+        .await
+        .context("GET /api/products")?
+        .error_for_status()?
+        .json()
+        .await?;
+    let items = page.get("items").unwrap_or(&page);
+    items
+        .as_array()
+        .and_then(|items| items.first())
+        .and_then(|item| item.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("the catalog lists no product")
+}
+
+/// Registers `name` (an existing account is fine) and returns its token.
+async fn log_in(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<String> {
+    let created = client
+        .post(format!("{base}/api/users"))
+        .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}))
+        .send()
+        .await
+        .context("POST /api/users")?;
+    if !(created.status() == StatusCode::CREATED || created.status() == StatusCode::CONFLICT) {
+        bail!("POST /api/users -> {}", created.status());
+    }
+    let session: Value = client
+        .post(format!("{base}/api/sessions"))
+        .json(&json!({"login": name, "password": PASSWORD}))
+        .send()
+        .await
+        .context("POST /api/sessions")?
+        .error_for_status()?
+        .json()
+        .await?;
+    session
+        .get("access_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("no access_token in the login response")
+}
+
+/// One user's loop: cart, order, until `end`; only what ends after
+/// `warmup_end` is counted.
+async fn shop(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    product: &str,
+    warmup_end: Instant,
+    end: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let auth = format!("Bearer {token}");
+    let item = format!("{base}/api/cart/items/{product}");
+    let orders = format!("{base}/api/orders");
+    while Instant::now() < end {
+        let begun = Instant::now();
+        let put = client
+            .put(&item)
+            .header("authorization", &auth)
+            .json(&json!({"quantity": 1}))
+            .send()
+            .await;
+        let ordered_at = Instant::now();
+        let outcome = match put {
+            Ok(response) if response.status().is_success() => client
+                .post(&orders)
+                .header("authorization", &auth)
+                .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+                .send()
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|response| match response.status() {
+                    StatusCode::CREATED => Ok(true),
+                    StatusCode::CONFLICT => Ok(false),
+                    status => Err(format!("POST /api/orders -> {status}")),
+                }),
+            Ok(response) => Err(format!("PUT /api/cart/items -> {}", response.status())),
+            Err(err) => Err(err.to_string()),
+        };
+        let done = Instant::now();
+        if done < warmup_end || done > end {
+            continue;
+        }
+        match outcome {
+            Ok(true) => {
+                tally.orders.record(done - ordered_at);
+                tally.iterations.record(done - begun);
+            }
+            Ok(false) => tally.empty_carts += 1,
+            Err(error) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(error);
+            }
+        }
+    }
+    tally
+}
