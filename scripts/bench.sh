@@ -423,12 +423,16 @@ if [ -z "${BENCH_SKIP_CRITERION:-}" ]; then
     log "criterion: cargo bench -p shop-discovery --bench pick -- --quick"
     CARGO_TARGET_DIR="$TARGET" cargo bench --quiet -p shop-discovery --bench pick -- --quick \
         >"$WORK/criterion.txt" 2>"$WORK/criterion.err" || { cat "$WORK/criterion.err" >&2; die "cargo bench failed"; }
+    # A name is on the line of its `time:` or, when long, on the line before.
     CRITERION=$(awk '
-        /^[^ ].*time:/ { name = $1; sub(/time:.*/, ""); line = $0 }
-        /time:/ { match($0, /\[.*\]/); t = substr($0, RSTART + 1, RLENGTH - 2); split(t, p, " ");
-                  if (name == "" || $1 == "time:") name = prev;
-                  printf "| `%s` | %s %s |\n", name, p[3], p[4]; name = "" }
-        { if ($0 !~ /time:/ && $0 ~ /^[a-z_0-9\/-]+$/) prev = $0 }' "$WORK/criterion.txt")
+        /time:/ {
+            if ($1 != "time:") name = $1
+            match($0, /\[[^]]*\]/)
+            split(substr($0, RSTART + 1, RLENGTH - 2), p, " ")
+            printf "| `%s` | %s %s |\n", name, p[3], p[4]
+            next
+        }
+        /^[a-z_0-9\/-]+$/ { name = $0 }' "$WORK/criterion.txt")
 fi
 
 # --- report ------------------------------------------------------------------------
