@@ -165,3 +165,29 @@ mod tests {
         );
     }
 }
+
+/// Asserts that `response` is an RFC 9457 problem+json answer with `status`
+/// (HTTP status, media type, the body's `status`, and a `type` and `title`)
+/// and returns its body; `context` names the case in a failure.
+///
+/// # Panics
+/// When any of that does not hold — that is the assertion.
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    context: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status, "{context}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{context}"
+    );
+    let body: serde_json::Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status, "{context}");
+    assert!(
+        body["title"].is_string() && body["type"].is_string(),
+        "{context}: {body}"
+    );
+    body
+}

@@ -210,15 +210,6 @@ pub fn user_id(token: &str) -> String {
     claims["sub"].as_str().expect("sub").to_owned()
 }
 
-/// Asserts a problem+json response with `status`; returns its body.
-pub async fn assert_problem(response: reqwest::Response, status: u16, context: &str) -> Value {
-    assert_eq!(response.status(), status, "{context}");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "{context}"
-    );
-    let body: Value = response.json().await.expect("problem body is JSON");
-    assert_eq!(body["status"], status, "{context}");
-    body
-}
+/// Asserts a problem+json response (shared by every crate's tests).
+#[allow(unused_imports)] // not every test binary checks problems
+pub use shop_testkit::assert_problem;
