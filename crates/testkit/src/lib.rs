@@ -148,24 +148,6 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_names_replace_the_path() {
-        assert_eq!(
-            with_database("postgres://u@h:1/postgres", "x"),
-            "postgres://u@h:1/x"
-        );
-        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-        assert_eq!(
-            with_database("postgres://u@h:1/p?sslmode=disable", "x"),
-            "postgres://u@h:1/x?sslmode=disable"
-        );
-    }
-}
-
 /// Asserts that `response` is an RFC 9457 problem+json answer with `status`
 /// (HTTP status, media type, the body's `status`, and a `type` and `title`)
 /// and returns its body; `context` names the case in a failure.
@@ -190,4 +172,22 @@ pub async fn assert_problem(
         "{context}: {body}"
     );
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_replace_the_path() {
+        assert_eq!(
+            with_database("postgres://u@h:1/postgres", "x"),
+            "postgres://u@h:1/x"
+        );
+        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+        assert_eq!(
+            with_database("postgres://u@h:1/p?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+    }
 }
