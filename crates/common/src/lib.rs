@@ -13,8 +13,10 @@
 //! | [`db`] | connecting to `sqlite:` or `postgres:` URLs and running migrations |
 //! | [`error`] | the RFC 9457 problem+json error body |
 //! | [`extract`] | request extractors whose rejections are problem+json |
+//! | [`alloc`] | the process-wide memory allocator (mimalloc) |
 //! | [`auth`] | EdDSA token signing and verification, the JWKS document, the `AuthUser` extractor |
 
+pub mod alloc;
 pub mod auth;
 pub mod cli;
 pub mod config;

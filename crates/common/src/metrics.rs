@@ -2,7 +2,8 @@
 //! in the all-in-one binary, told apart by the `service` label) and the
 //! request counter and latency histogram.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -53,21 +54,91 @@ pub fn render() -> String {
     handle().render()
 }
 
+/// Most (service, route, method, status) combinations whose handles are
+/// kept; beyond it (only reachable with made-up methods) requests are still
+/// recorded, through the registry's slower lookup.
+const MAX_CACHED_SERIES: usize = 1024;
+
+/// The handles of one request series.
+#[derive(Clone)]
+struct RequestSeries {
+    method: http::Method,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Handles by service and route, then a short list per (method, status):
+/// looking one up borrows the route, so recording a request allocates
+/// nothing once its series exists.
+#[derive(Default)]
+struct SeriesCache {
+    by_route: HashMap<&'static str, HashMap<String, Vec<RequestSeries>>>,
+    len: usize,
+}
+
+static SERIES: OnceLock<RwLock<SeriesCache>> = OnceLock::new();
+
 /// Records one served request.
 pub fn record_request(
     service: &'static str,
-    method: &str,
+    method: &http::Method,
     route: &str,
     status: u16,
     elapsed: Duration,
 ) {
+    let series = request_series(service, method, route, status);
+    series.requests.increment(1);
+    series.duration.record(elapsed.as_secs_f64());
+}
+
+/// The handles of a series: from the cache, or registered (and cached).
+fn request_series(
+    service: &'static str,
+    method: &http::Method,
+    route: &str,
+    status: u16,
+) -> RequestSeries {
+    let cache = SERIES.get_or_init(Default::default);
+    let find = |cache: &SeriesCache| {
+        cache
+            .by_route
+            .get(service)
+            .and_then(|routes| routes.get(route))
+            .and_then(|list| {
+                list.iter()
+                    .find(|series| series.status == status && series.method == method)
+                    .cloned()
+            })
+    };
+    if let Some(found) = cache.read().ok().as_deref().and_then(find) {
+        return found;
+    }
     handle();
     let labels = [
         ("service", service.to_owned()),
-        ("method", method.to_owned()),
+        ("method", method.as_str().to_owned()),
         ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
-    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+    let series = RequestSeries {
+        method: method.clone(),
+        status,
+        requests: metrics::counter!(HTTP_REQUESTS, &labels),
+        duration: metrics::histogram!(HTTP_REQUEST_DURATION, &labels),
+    };
+    if let Ok(mut cache) = cache.write()
+        && cache.len < MAX_CACHED_SERIES
+        && find(&cache).is_none()
+    {
+        cache.len += 1;
+        cache
+            .by_route
+            .entry(service)
+            .or_default()
+            .entry(route.to_owned())
+            .or_default()
+            .push(series.clone());
+    }
+    series
 }

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::middleware;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::HttpSettings;
@@ -107,9 +108,14 @@ pub fn with_common_layers(router: Router, service: &'static str) -> Router {
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(middleware::from_fn_with_state(service, telemetry::observe))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // One stack, applied once: each `Router::layer` call boxes every
+        // route again, and boxed routes are cloned per request.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn_with_state(service, telemetry::observe)),
+        )
 }
 
 /// Serves `router` on `listener` until `stop` is cancelled, then stops

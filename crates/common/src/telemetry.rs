@@ -57,24 +57,21 @@ pub async fn observe(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
+    // Clones share their text: nothing is copied on the request path.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let request_id = request.headers().get("x-request-id").cloned();
+    let request_id = request_id
+        .as_ref()
         .and_then(|value| value.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .unwrap_or("");
     let span = tracing::info_span!("request", service, %method, route, request_id);
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        if is_probe(&route) {
+        if is_probe(route) {
             tracing::debug!(status, latency_ms, "request");
         } else if status >= 500 {
             tracing::warn!(status, latency_ms, "request");
@@ -82,6 +79,6 @@ pub async fn observe(
             tracing::info!(status, latency_ms, "request");
         }
     });
-    metrics::record_request(service, method.as_str(), &route, status, elapsed);
+    metrics::record_request(service, &method, route, status, elapsed);
     response
 }
