@@ -6,8 +6,10 @@
 #
 #  1. proxy:     wrk against a minimal backend (crates/bench, bench-backend)
 #                directly, through shop-gateway (plain proxy, and with token
-#                verification), through nginx and through HAProxy, each
-#                keeping connections to the backend alive. Rounds alternate
+#                verification), through nginx, through HAProxy and through
+#                bench-hyper-proxy (a bare axum + hyper proxy: the floor of
+#                the gateway's HTTP stack), each keeping connections to the
+#                backend alive. Rounds alternate
 #                the contenders; the table shows the median of BENCH_RUNS.
 #  2. checkout:  bench-checkout (crates/bench) through the gateway of `shop`,
 #                on SQLite and on a throwaway PostgreSQL.
@@ -243,6 +245,14 @@ HAPROXY_PID=$!
 PIDS+=("$HAPROXY_PID")
 wait_ok "http://127.0.0.1:$HAPROXY_PORT/ping" || { cat "$WORK/haproxy.log" >&2; die "HAProxy did not start"; }
 
+HYPER_PORT=$(free_port)
+log "starting bench-hyper-proxy on 127.0.0.1:$HYPER_PORT (core $PROXY_CPU, 1 worker thread)"
+TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$BIN/bench-hyper-proxy" \
+    --listen "127.0.0.1:$HYPER_PORT" --backend "127.0.0.1:$BACKEND_PORT" >"$WORK/hyper-proxy.log" 2>&1 &
+HYPER_PID=$!
+PIDS+=("$HYPER_PID")
+wait_ok "http://127.0.0.1:$HYPER_PORT/ping" || { cat "$WORK/hyper-proxy.log" >&2; die "bench-hyper-proxy did not start"; }
+
 # The same request everywhere: the gateway routes /api/products/* to
 # "catalog", which is the backend; the backend answers any path.
 PATH_PLAIN=/api/products/0190a0c8-0000-7000-8000-000000000001
@@ -252,12 +262,13 @@ declare -A URL=(
     [gateway-auth]="http://127.0.0.1:$GATEWAY_PORT/api/cart"
     [nginx]="http://127.0.0.1:$NGINX_PORT$PATH_PLAIN"
     [haproxy]="http://127.0.0.1:$HAPROXY_PORT$PATH_PLAIN"
+    [hyper-proxy]="http://127.0.0.1:$HYPER_PORT$PATH_PLAIN"
 )
 declare -A PROC=(
     [direct]="$BACKEND_PID" [gateway]="$GATEWAY_PID" [gateway-auth]="$GATEWAY_PID"
-    [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID"
+    [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID" [hyper-proxy]="$HYPER_PID"
 )
-CONTENDERS=(direct gateway nginx haproxy gateway-auth)
+CONTENDERS=(direct gateway nginx haproxy hyper-proxy gateway-auth)
 for name in "${CONTENDERS[@]}"; do
     curl -fsS -o /dev/null -H "authorization: Bearer $TOKEN" "${URL[$name]}" || die "$name: ${URL[$name]} does not answer 200"
 done
@@ -310,7 +321,9 @@ ratio_median() {
 GW_NGINX=$(ratio_median gateway nginx)
 GW_HAPROXY=$(ratio_median gateway haproxy)
 
-for pid in "$GATEWAY_PID" "$NGINX_PID" "$HAPROXY_PID" "$USERS_PID"; do kill -TERM "$pid" 2>/dev/null || true; done
+GW_HYPER=$(ratio_median gateway hyper-proxy)
+
+for pid in "$GATEWAY_PID" "$NGINX_PID" "$HAPROXY_PID" "$HYPER_PID" "$USERS_PID"; do kill -TERM "$pid" 2>/dev/null || true; done
 
 # --- 2 and 3. shop: start-up, footprint, checkout ------------------------------
 
@@ -454,8 +467,8 @@ RESULTS="$OUT_DIR/results.md"
             "${ERR[$name]}" "$(mib "${IDLE_RSS[$name]}")" "$(mib "${PEAK_RSS[$name]}")"
     done
     echo
-    echo "gateway / nginx requests/s: **$GW_NGINX** (median of per-round ratios); gateway / HAProxy: **$GW_HAPROXY**."
-    echo "\`direct\` is wrk straight to the backend (both on core $CLIENT_CPU); \`gateway-auth\` is \`GET /api/cart\` with a bearer token the gateway verifies."
+    echo "gateway / nginx requests/s: **$GW_NGINX** (median of per-round ratios); gateway / HAProxy: **$GW_HAPROXY**; gateway / bare hyper proxy: **$GW_HYPER**."
+    echo "\`direct\` is wrk straight to the backend (both on core $CLIENT_CPU); \`hyper-proxy\` is \`bench-hyper-proxy\`, the least an axum + hyper proxy does (no middleware); \`gateway-auth\` is \`GET /api/cart\` with a bearer token the gateway verifies."
     echo
     echo "### Checkout (through the gateway of \`shop\`, $USERS users, unpinned)"
     echo
