@@ -9,7 +9,7 @@
 
 use shop_common::db::{self, Db};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::domain::{ProductId, Quantity};
@@ -54,39 +54,37 @@ impl CartStore {
 
     /// The items and version of `user`'s cart.
     ///
+    /// One statement, so one round trip, and one consistent snapshot on
+    /// both databases (a statement never sees half of another's commit).
+    ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn get(&self, user: Uuid) -> Result<StoredCart, StoreError> {
-        let user = user.to_string();
-        let mut tx = self.db.pool().begin().await?;
         let rows = sqlx::query(
-            "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY product_id",
+            "SELECT version, NULL AS product_id, NULL AS quantity FROM carts WHERE user_id = $1 \
+             UNION ALL \
+             SELECT NULL, product_id, quantity FROM cart_items WHERE user_id = $1",
         )
-        .bind(&user)
-        .fetch_all(&mut *tx)
+        .bind(user.to_string())
+        .fetch_all(self.db.pool())
         .await?;
-        let version = sqlx::query("SELECT version FROM carts WHERE user_id = $1")
-            .bind(&user)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get::<i64, _>("version"))
-            .transpose()?
-            .unwrap_or(0);
-        tx.commit().await?;
-        let lines = rows
-            .iter()
-            .map(|row| {
-                let id: String = row.try_get("product_id")?;
-                let id = Uuid::parse_str(&id).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-                Ok((ProductId(id), row.try_get::<i64, _>("quantity")?))
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(StoredCart { lines, version })
+        let mut cart = StoredCart::default();
+        for row in &rows {
+            match row.try_get::<Option<i64>, _>("version")? {
+                Some(version) => cart.version = version,
+                None => cart
+                    .lines
+                    .push(line(row.try_get("product_id")?, row.try_get("quantity")?)?),
+            }
+        }
+        cart.lines.sort_unstable_by_key(|(id, _)| *id);
+        Ok(cart)
     }
 
     /// Sets the quantity of `product`; setting the quantity it already has
     /// changes nothing (PUT is idempotent, and the version only moves on a
-    /// real change). Returns the cart's version afterwards.
+    /// real change). Returns the cart as this change left it, read in the
+    /// same transaction.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -95,10 +93,10 @@ impl CartStore {
         user: Uuid,
         product: ProductId,
         quantity: Quantity,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<StoredCart, StoreError> {
         let user = user.to_string();
         let now = db::now_text();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
             "INSERT INTO cart_items (user_id, product_id, quantity, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id, product_id) DO UPDATE \
@@ -113,8 +111,17 @@ impl CartStore {
         .await?
         .rows_affected();
         let version = finish_change(&mut tx, &user, &now, changed > 0).await?;
+        let lines = sqlx::query(
+            "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY product_id",
+        )
+        .bind(&user)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| line(row.try_get("product_id")?, row.try_get("quantity")?))
+        .collect::<Result<_, _>>()?;
         tx.commit().await?;
-        Ok(version)
+        Ok(StoredCart { lines, version })
     }
 
     /// Removes `product` from the cart; returns the version afterwards.
@@ -124,7 +131,7 @@ impl CartStore {
     pub async fn remove_item(&self, user: Uuid, product: ProductId) -> Result<i64, StoreError> {
         let user = user.to_string();
         let now = db::now_text();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let removed = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2")
             .bind(&user)
             .bind(product.to_string())
@@ -143,7 +150,7 @@ impl CartStore {
     pub async fn clear(&self, user: Uuid) -> Result<i64, StoreError> {
         let user = user.to_string();
         let now = db::now_text();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let removed = sqlx::query("DELETE FROM cart_items WHERE user_id = $1")
             .bind(&user)
             .execute(&mut *tx)
@@ -171,7 +178,7 @@ impl CartStore {
     ) -> Result<(bool, i64), StoreError> {
         let user = user.to_string();
         let now = db::now_text();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let first = sqlx::query(
             "INSERT INTO applied_orders (order_id, user_id, applied_at) VALUES ($1, $2, $3) \
              ON CONFLICT (order_id) DO NOTHING",
@@ -215,9 +222,15 @@ impl CartStore {
     }
 }
 
+/// One stored line from its columns.
+fn line(product_id: String, quantity: i64) -> Result<(ProductId, i64), sqlx::Error> {
+    let id = Uuid::parse_str(&product_id).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+    Ok((ProductId(id), quantity))
+}
+
 /// Bumps the cart's version when something changed; returns the version.
 async fn finish_change(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     user: &str,
     now: &str,
     changed: bool,
@@ -230,12 +243,12 @@ async fn finish_change(
         )
         .bind(user)
         .bind(now)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?
     } else {
         match sqlx::query("SELECT version FROM carts WHERE user_id = $1")
             .bind(user)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?
         {
             Some(row) => row,

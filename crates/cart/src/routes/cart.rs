@@ -49,14 +49,37 @@ async fn put_cart_item(
         .ok_or_else(|| "is required".to_owned())
         .and_then(Quantity::parse)
         .map_err(|message| Error::Validation(BTreeMap::from([("quantity".to_owned(), message)])))?;
-    if state.catalog.product(product_id).await?.is_none() {
+    // One catalog call both proves the product exists and prices the lines
+    // already in the cart; only a line another request added meanwhile
+    // needs a second one.
+    let stored = state.store.get(caller.user_id).await?;
+    let mut ids: Vec<ProductId> = stored.lines.iter().map(|(id, _)| *id).collect();
+    if !ids.contains(&product_id) {
+        ids.push(product_id);
+    }
+    let mut products = state.catalog.products(&ids).await?;
+    if !products.contains_key(&product_id) {
         return Err(Error::UnknownProduct(product_id));
     }
-    state
+    let updated = state
         .store
         .set_quantity(caller.user_id, product_id, quantity)
         .await?;
-    priced_cart(&state, caller.user_id).await.map(Json)
+    let unpriced: Vec<ProductId> = updated
+        .lines
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !products.contains_key(id))
+        .collect();
+    if !unpriced.is_empty() {
+        products.extend(state.catalog.products(&unpriced).await?);
+    }
+    Ok(Json(Cart::price(
+        &updated.lines,
+        &products,
+        updated.version,
+        &state.currency,
+    )?))
 }
 
 async fn delete_cart_item(
