@@ -18,7 +18,6 @@ use shop_discovery::{
 };
 use shop_proto::orders::v1::order_service_server::OrderServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -64,7 +63,6 @@ pub struct Application {
     probe_db: Db,
     service: OrdersGrpc,
     relay: Option<Relay>,
-    relay_wake: Arc<Notify>,
     registration: Registration,
     settings: Settings,
 }
@@ -110,13 +108,6 @@ impl Application {
             );
         }
         let store = OrderStore::new(db.clone());
-        let relay_wake = Arc::new(Notify::new());
-        let service = OrdersGrpc::new(
-            store.clone(),
-            cart.clone(),
-            verifier,
-            Arc::clone(&relay_wake),
-        );
 
         let (grpc_listener, grpc_addr) = server::bind(&settings.grpc.listener()).await?;
         let (admin_listener, admin_addr) = server::bind(&settings.http).await?;
@@ -127,12 +118,13 @@ impl Application {
         let relay = settings.relay.enabled.then(|| {
             Relay::new(
                 registration.instance().id.clone(),
-                store,
-                cart,
+                store.clone(),
+                cart.clone(),
                 settings.internal.service_token.clone(),
                 settings.relay.clone(),
             )
         });
+        let service = OrdersGrpc::new(store, cart, verifier, relay.clone());
         Ok(Self {
             grpc_listener,
             grpc_addr,
@@ -142,7 +134,6 @@ impl Application {
             probe_db,
             service,
             relay,
-            relay_wake,
             registration,
             settings,
         })
@@ -190,7 +181,6 @@ impl Application {
             probe_db,
             service,
             relay,
-            relay_wake,
             registration,
             settings,
             ..
@@ -216,7 +206,7 @@ impl Application {
             .build_v1alpha()
             .map_err(std::io::Error::other)?;
 
-        let relay_task = relay.map(|relay| tokio::spawn(relay.run(relay_wake, stop.clone())));
+        let relay_task = relay.map(|relay| tokio::spawn(relay.run(stop.clone())));
 
         let shutdown = {
             let stop = stop.clone();

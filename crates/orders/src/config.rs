@@ -99,13 +99,15 @@ pub struct InternalSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelaySettings {
-    /// Run the relay in this instance (default true). With several replicas
-    /// every relay may run: rows are claimed with a lease.
+    /// Run the relay in this instance (default true): it delivers the cart
+    /// removal of each order this instance places before answering, and
+    /// polls for rows to retry. With several replicas every relay may run:
+    /// rows are claimed with a lease.
     pub enabled: bool,
-    /// Milliseconds between polls when nothing wakes the relay (default
-    /// 1000); a committed order wakes it at once.
+    /// Milliseconds between polls for due rows (default 1000): retries, and
+    /// rows whose placing instance stopped or runs no relay.
     pub poll_interval_ms: u64,
-    /// Most rows claimed per round (default 32).
+    /// Most rows claimed per round, all delivered at once (default 32).
     pub batch_size: u32,
     /// Milliseconds a claim is held before another relay may take the row
     /// over (default 30000); must exceed the cart call's deadline.

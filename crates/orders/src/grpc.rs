@@ -2,14 +2,12 @@
 //! `authorization` metadata, parses requests into domain values, and runs
 //! placement, lookups and cancellation against the store and the cart.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use shop_common::auth::TokenVerifier;
 use shop_discovery::Deadline;
 use shop_proto::orders::v1 as pb;
 use shop_proto::orders::v1::order_service_server::OrderService;
-use tokio::sync::Notify;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -17,6 +15,7 @@ use uuid::Uuid;
 use crate::cart::{CartClient, OrderRemoval, RemovalLine};
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, PageSize, PageToken};
 use crate::error::{Error, Result};
+use crate::relay::Relay;
 use crate::store::{Cancelled, Inserted, NewOrder, OrderStore, StoreError};
 
 /// Time kept back from a caller's `grpc-timeout` when calling cart, so the
@@ -39,23 +38,25 @@ pub struct OrdersGrpc {
     store: OrderStore,
     cart: CartClient,
     verifier: TokenVerifier,
-    relay_wake: Arc<Notify>,
+    relay: Option<Relay>,
 }
 
 impl OrdersGrpc {
-    /// The service over its store and clients; `relay_wake` is notified
-    /// after each committed order so the relay clears the cart at once.
+    /// The service over its store and clients. With a `relay`, each placed
+    /// order's cart removal is claimed in the order's transaction and
+    /// delivered before the order is answered; without one (relay
+    /// disabled), the rows wait for another instance's relay.
     pub fn new(
         store: OrderStore,
         cart: CartClient,
         verifier: TokenVerifier,
-        relay_wake: Arc<Notify>,
+        relay: Option<Relay>,
     ) -> Self {
         Self {
             store,
             cart,
             verifier,
-            relay_wake,
+            relay,
         }
     }
 
@@ -149,10 +150,14 @@ impl OrdersGrpc {
             order,
             key: key.clone(),
             outbox_payload,
+            outbox_id: Uuid::now_v7().to_string(),
+            claim: self.relay.as_ref().map(Relay::claim_new),
         };
         match self.store.insert(&new).await? {
             Inserted::Created => {
-                self.relay_wake.notify_one();
+                if let Some(relay) = &self.relay {
+                    relay.deliver_placed(&new.outbox_row()).await;
+                }
                 tracing::info!(order_id = %new.order.id, user_id = %caller.user_id, total_cents = new.order.total_cents, "order placed");
                 Ok((new.order, true))
             }

@@ -1,11 +1,15 @@
 //! The outbox relay: delivers committed outbox rows to cart at least once.
 //!
-//! Each round claims a batch of due rows with a lease (so replicas never
-//! work on one row at the same time), delivers them one by one, and marks
-//! each delivered or schedules its retry with exponential backoff. Cart's
-//! receiver is idempotent by order id, so a repeat after a crash between
-//! delivering and marking changes nothing. A committed order wakes the relay
-//! at once; otherwise it polls.
+//! The instance that places an order writes its outbox row already claimed
+//! (leased to its own relay) in the order's transaction and delivers it
+//! before answering, so the buyer's cart is empty by the time the order is
+//! confirmed. Rounds deliver everything else: each claims a batch of due
+//! rows with a lease (so replicas never work on one row at the same time),
+//! delivers them concurrently, marks the delivered ones in one statement
+//! and schedules each failed one's retry with exponential backoff. A row
+//! whose placing instance died mid-delivery is due again when its lease
+//! runs out. Cart's receiver is idempotent by order id, so a repeat after
+//! a crash between delivering and marking changes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +17,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 use shop_common::db;
 use shop_common::error::ErrorChain;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cart::CartClient;
 use crate::config::RelaySettings;
-use crate::store::{KIND_CART_REMOVAL, OrderStore, OutboxRow, StoreError};
+use crate::store::{Claim, KIND_CART_REMOVAL, OrderStore, OutboxRow, StoreError};
 
 /// Pause after a round that failed on the database itself.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -67,9 +70,31 @@ impl Relay {
         &self.id
     }
 
+    /// A lease on a row this relay is about to write and deliver itself
+    /// ([`Relay::deliver_placed`]).
+    pub fn claim_new(&self) -> Claim {
+        Claim {
+            relay: self.id.to_string(),
+            lease_until: db::timestamp_text(later(chrono::Utc::now(), self.settings.lease())),
+        }
+    }
+
+    /// Delivers the outbox row of an order this instance just committed,
+    /// claimed by [`Relay::claim_new`]: the buyer's cart is cleared before
+    /// the order is answered, so the next request already sees it. A
+    /// failed delivery is scheduled for a retry like any other; a crash
+    /// before this leaves the row to whichever relay finds its lease over.
+    pub async fn deliver_placed(&self, row: &OutboxRow) {
+        if self.deliver(row).await {
+            self.mark_delivered(&[row.id.as_str()]).await;
+        }
+    }
+
     /// Runs rounds until `stop` is cancelled: after a full batch at once,
-    /// otherwise when `wake` is notified or the poll interval passes.
-    pub async fn run(self, wake: Arc<Notify>, stop: CancellationToken) {
+    /// otherwise after the poll interval. Most rows never reach a round:
+    /// the instance that placed the order delivers it; rounds pick up
+    /// retries and rows whose placing instance stopped.
+    pub async fn run(self, stop: CancellationToken) {
         tracing::info!(relay = %self.id, "outbox relay started");
         loop {
             let pause = match self.round(&stop).await {
@@ -87,14 +112,14 @@ impl Relay {
             }
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
             }
         }
         tracing::info!(relay = %self.id, "outbox relay stopped");
     }
 
-    /// Claims one batch and delivers it. Rows not yet tried when `stop` is
+    /// Claims one batch and delivers its rows concurrently, then marks the
+    /// delivered ones in one statement. Rows not yet tried when `stop` is
     /// cancelled are released for the next relay.
     ///
     /// # Errors
@@ -115,23 +140,49 @@ impl Relay {
             claimed: rows.len(),
             ..Round::default()
         };
-        for row in rows {
+        let outcomes = futures::future::join_all(rows.iter().map(|row| async move {
             if stop.is_cancelled() {
                 if let Err(err) = self.store.release(&row.id, &self.id).await {
                     tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot release an outbox row; its lease will run out");
                 }
-                continue;
+                return None;
             }
-            if self.deliver(&row).await {
-                round.delivered += 1;
-            } else {
-                round.failed += 1;
+            Some(self.deliver(row).await)
+        }))
+        .await;
+        let mut delivered = Vec::with_capacity(rows.len());
+        for (row, outcome) in rows.iter().zip(outcomes) {
+            match outcome {
+                Some(true) => delivered.push(row.id.as_str()),
+                Some(false) => round.failed += 1,
+                None => {}
             }
         }
+        round.delivered = delivered.len();
+        self.mark_delivered(&delivered).await;
         Ok(round)
     }
 
-    /// Delivers one row and records the outcome; true when delivered.
+    /// Marks delivered rows, in one statement.
+    async fn mark_delivered(&self, delivered: &[&str]) {
+        match self.store.mark_delivered(delivered, &self.id).await {
+            Ok(marked) if marked.len() < delivered.len() => {
+                tracing::warn!(
+                    lost = delivered.len() - marked.len(),
+                    "claims lost before marking delivered (lease ran out); the repeats are harmless"
+                );
+            }
+            Ok(_) => {}
+            // Delivered but not marked: they will be delivered again, which
+            // cart ignores.
+            Err(err) => {
+                tracing::warn!(rows = delivered.len(), error = %ErrorChain(&err), "cannot mark outbox rows delivered");
+            }
+        }
+    }
+
+    /// Delivers one row; true when delivered. A failure is recorded at
+    /// once with its next attempt time; a success is marked by the round.
     async fn deliver(&self, row: &OutboxRow) -> bool {
         let outcome = match row.kind.as_str() {
             KIND_CART_REMOVAL => self
@@ -148,17 +199,6 @@ impl Relay {
         match outcome {
             Ok(removed) => {
                 tracing::info!(order_id = %row.order_id, applied = removed.applied, "order lines removed from the cart");
-                match self.store.mark_delivered(&row.id, &self.id).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(outbox_id = %row.id, "claim lost before marking delivered (lease ran out); the repeat is harmless");
-                    }
-                    Err(err) => {
-                        // Delivered but not marked: it will be delivered
-                        // again, which cart ignores.
-                        tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot mark an outbox row delivered");
-                    }
-                }
                 true
             }
             Err(error) => {

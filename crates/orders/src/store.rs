@@ -30,6 +30,35 @@ pub struct NewOrder {
     pub key: IdempotencyKey,
     /// The JSON body the relay sends to cart.
     pub outbox_payload: String,
+    /// The outbox row's id (UUID v7).
+    pub outbox_id: String,
+    /// When set, the outbox row is written already claimed by this relay
+    /// until `lease_until`: the placing instance delivers it itself right
+    /// after the commit, and other relays leave it alone meanwhile.
+    pub claim: Option<Claim>,
+}
+
+/// A relay's lease on an outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The relay id, as in `outbox.claimed_by`.
+    pub relay: String,
+    /// The lease end (a [`db::timestamp_text`]).
+    pub lease_until: String,
+}
+
+impl NewOrder {
+    /// The outbox row as a relay delivers it.
+    pub fn outbox_row(&self) -> OutboxRow {
+        OutboxRow {
+            id: self.outbox_id.clone(),
+            kind: KIND_CART_REMOVAL.to_owned(),
+            user_id: self.order.user_id.to_string(),
+            order_id: self.order.id.to_string(),
+            payload: self.outbox_payload.clone(),
+            attempts: 0,
+        }
+    }
 }
 
 /// What [`OrderStore::insert`] did.
@@ -98,14 +127,25 @@ impl OrderStore {
         user: Uuid,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        let mut tx = self.db.pool().begin().await?;
-        let row = sqlx::query(&format!(
+        let query = format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"
-        ))
-        .bind(user.to_string())
-        .bind(key.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+        );
+        // Most keys are new: one statement, no transaction, answers that.
+        let seen = sqlx::query(&query)
+            .bind(user.to_string())
+            .bind(key.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        if seen.is_none() {
+            return Ok(None);
+        }
+        // A repeat: the head and its lines from one transaction.
+        let mut tx = self.db.pool().begin().await?;
+        let row = sqlx::query(&query)
+            .bind(user.to_string())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         let order = match row {
             Some(row) => Some(load_lines(&mut tx, order_head(&row)?).await?),
             None => None,
@@ -125,7 +165,7 @@ impl OrderStore {
         let order = &new.order;
         let order_id = order.id.to_string();
         let user = order.user_id.to_string();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents, currency, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -163,15 +203,17 @@ impl OrderStore {
             .await?;
         }
         sqlx::query(
-            "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+            "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8)",
         )
-        .bind(Uuid::now_v7().to_string())
+        .bind(&new.outbox_id)
         .bind(KIND_CART_REMOVAL)
         .bind(&user)
         .bind(&order_id)
         .bind(&new.outbox_payload)
         .bind(&order.created_at)
+        .bind(new.claim.as_ref().map(|claim| claim.relay.as_str()))
+        .bind(new.claim.as_ref().map(|claim| claim.lease_until.as_str()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -272,15 +314,15 @@ impl OrderStore {
         lease_until: &str,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut tx = self.db.pool().begin().await?;
+        // One statement is atomic on its own: no transaction around it.
+        let _turn = self.db.write_turn().await;
         let rows = sqlx::query(claim_statement(self.db.backend()))
             .bind(relay)
             .bind(lease_until)
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+            .fetch_all(self.db.pool())
             .await?;
-        tx.commit().await?;
         let mut claimed = rows
             .iter()
             .map(|row| {
@@ -299,23 +341,39 @@ impl OrderStore {
         Ok(claimed)
     }
 
-    /// Marks a row this relay claimed as delivered. Returns false when the
-    /// claim had been lost (the lease ran out and another relay took it).
+    /// Marks rows this relay claimed as delivered, in one statement.
+    /// Returns the ids it marked; an id missing from them had its claim
+    /// lost (the lease ran out and another relay took it).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn mark_delivered(&self, id: &str, relay: &str) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
+    pub async fn mark_delivered(
+        &self,
+        ids: &[&str],
+        relay: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (0..ids.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statement = format!(
             "UPDATE outbox SET delivered_at = $1, claimed_by = NULL, lease_until = NULL, last_error = NULL \
-             WHERE id = $2 AND claimed_by = $3 AND delivered_at IS NULL",
-        )
-        .bind(db::now_text())
-        .bind(id)
-        .bind(relay)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected();
-        Ok(changed == 1)
+             WHERE claimed_by = $2 AND delivered_at IS NULL AND id IN ({placeholders}) \
+             RETURNING id"
+        );
+        let mut query = sqlx::query(&statement).bind(db::now_text()).bind(relay);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let _turn = self.db.write_turn().await;
+        let rows = query.fetch_all(self.db.pool()).await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     /// Records a failed delivery of a row this relay claimed and releases it

@@ -333,3 +333,54 @@ async fn two_instances_with_relays_deliver_each_row_once() {
         db.close().await;
     }
 }
+
+#[tokio::test]
+async fn the_placing_instance_clears_the_cart_before_it_answers() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db).await;
+        let token = stack.token("dora").await;
+        let products = stack.product_ids().await;
+        stack.put_item(&token, &products[0], 2).await;
+        let orders = stack.spawn_orders(true).await;
+        let order = orders
+            .client
+            .clone()
+            .place_order(authed(place("k-handoff"), &token))
+            .await
+            .expect("placed")
+            .into_inner()
+            .order
+            .expect("order");
+        // No waiting: the answer comes after the removal and its mark.
+        assert_eq!(
+            stack.cart_lines(&token).await,
+            Vec::<(String, i64)>::new(),
+            "{}",
+            stack.engine
+        );
+        assert_eq!(stack.deliveries.of(&order.id), [true]);
+        let db = stack.orders_db().await;
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL AND claimed_by IS NULL",
+                &order.id
+            )
+            .await,
+            1
+        );
+        // The same quantity put again at once is not undone by a late
+        // removal: the next order gets it.
+        stack.put_item(&token, &products[0], 2).await;
+        let second = orders
+            .client
+            .clone()
+            .place_order(authed(place("k-handoff-2"), &token))
+            .await
+            .expect("placed")
+            .into_inner();
+        assert!(second.created);
+        assert_eq!(second.order.expect("order").lines.len(), 1);
+        db.close().await;
+    }
+}
