@@ -413,7 +413,7 @@ run_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-sync
     || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
 run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 30 \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
-    start >/dev/null || die "PostgreSQL did not start"
+    start >/dev/null || { tail -n 20 "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
 PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT"
 for db in users catalog cart orders; do
