@@ -8,8 +8,8 @@
 # $DB_PASSWORDS_DIR/<service>-db-password (compose: secrets under /run/secrets;
 # Kubernetes: the ferroshop-postgres Secret mounted as files).
 #
-# The same file is k8s/base/postgres/init.sh (kustomize reads only files
-# below k8s/); the deploy-config test fails when the two differ.
+# One file for both stacks: kustomize packs it into a ConfigMap (it reads
+# only files below k8s/), docker-compose.yml mounts it from here.
 set -euo pipefail
 
 DB_PASSWORDS_DIR="${DB_PASSWORDS_DIR:-/run/secrets}"
