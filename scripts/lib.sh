@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Shared helpers of the bash scripts (test.sh, validate-deploy.sh, bench.sh,
+# dev.sh); each sources it after `cd`-ing to the repository root:
+#
+#   # shellcheck source=scripts/lib.sh
+#   . scripts/lib.sh
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# as_root CMD...: runs CMD as root (directly, or through sudo).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else die "need root to run: $* (install it yourself, or run as root)"
+    fi
+}
+
+# apt_install PACKAGE...: installs Debian packages (apt-get update once).
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "missing $*, and this is not a Debian-like system: install them and retry"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "installing $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# pg_bindir: the newest installed PostgreSQL server's bin directory.
+pg_bindir() {
+    local dir
+    dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] && printf '%s\n' "$dir"
+}
+
+# run_pg CMD...: PostgreSQL refuses to run as root: as root, run CMD as the
+# `postgres` user.
+run_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port: a loopback port nothing listens on (30000-49999).
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$(( (RANDOM % 20000) + 30000 ))
+        if ! port_in_use "$port"; then printf '%s\n' "$port"; return 0; fi
+    done
+    die "no free port found"
+}
