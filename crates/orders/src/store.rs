@@ -5,7 +5,7 @@
 use shop_common::db::{self, Backend, Db};
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
@@ -127,31 +127,20 @@ impl OrderStore {
         user: Uuid,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        let query = format!(
+        // No transaction: the lines commit with their order, so once the
+        // head is visible they are too. Most keys are new: one statement.
+        let mut conn = self.db.pool().acquire().await?;
+        let row = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"
-        );
-        // Most keys are new: one statement, no transaction, answers that.
-        let seen = sqlx::query(&query)
-            .bind(user.to_string())
-            .bind(key.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
-        if seen.is_none() {
-            return Ok(None);
+        ))
+        .bind(user.to_string())
+        .bind(key.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(load_lines(&mut conn, order_head(&row)?).await?)),
+            None => Ok(None),
         }
-        // A repeat: the head and its lines from one transaction.
-        let mut tx = self.db.pool().begin().await?;
-        let row = sqlx::query(&query)
-            .bind(user.to_string())
-            .bind(key.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let order = match row {
-            Some(row) => Some(load_lines(&mut tx, order_head(&row)?).await?),
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(order)
     }
 
     /// Inserts the order, its lines and its outbox row in one transaction.
@@ -489,13 +478,13 @@ fn order_head(row: &AnyRow) -> Result<Order, sqlx::Error> {
     })
 }
 
-async fn load_lines(tx: &mut Transaction<'_, Any>, mut order: Order) -> Result<Order, sqlx::Error> {
+async fn load_lines(conn: &mut AnyConnection, mut order: Order) -> Result<Order, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT product_id, name, unit_price_cents, quantity, line_total_cents \
          FROM order_lines WHERE order_id = $1 ORDER BY line_no",
     )
     .bind(order.id.to_string())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     order.lines = rows
         .iter()
