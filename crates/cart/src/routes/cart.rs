@@ -2,7 +2,7 @@
 //! `DELETE /api/cart/items/{product_id}`, `DELETE /api/cart`.
 //! The caller's token names the cart; no route takes a user id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +14,8 @@ use shop_common::extract::{self, Path};
 use uuid::Uuid;
 
 use super::AppState;
-use crate::domain::{Cart, ProductId, Quantity};
+use crate::domain::{Cart, CatalogProduct, ProductId, Quantity};
+use crate::store::StoredCart;
 use crate::{Error, Result};
 
 pub(super) fn router() -> Router<AppState> {
@@ -57,7 +58,7 @@ async fn put_cart_item(
     if !ids.contains(&product_id) {
         ids.push(product_id);
     }
-    let mut products = state.catalog.products(&ids).await?;
+    let products = state.catalog.products(&ids).await?;
     if !products.contains_key(&product_id) {
         return Err(Error::UnknownProduct(product_id));
     }
@@ -65,21 +66,7 @@ async fn put_cart_item(
         .store
         .set_quantity(caller.user_id, product_id, quantity)
         .await?;
-    let unpriced: Vec<ProductId> = updated
-        .lines
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !products.contains_key(id))
-        .collect();
-    if !unpriced.is_empty() {
-        products.extend(state.catalog.products(&unpriced).await?);
-    }
-    Ok(Json(Cart::price(
-        &updated.lines,
-        &products,
-        updated.version,
-        &state.currency,
-    )?))
+    price(&state, &updated, products).await.map(Json)
 }
 
 async fn delete_cart_item(
@@ -102,15 +89,28 @@ async fn delete_cart(State(state): State<AppState>, caller: AuthUser) -> Result<
 /// The stored cart, priced by the catalog now: never a stored or client price.
 async fn priced_cart(state: &AppState, user: Uuid) -> Result<Cart> {
     let stored = state.store.get(user).await?;
-    let ids: Vec<ProductId> = stored.lines.iter().map(|(id, _)| *id).collect();
-    let products = if ids.is_empty() {
-        Default::default()
-    } else {
-        state.catalog.products(&ids).await?
-    };
+    price(state, &stored, HashMap::new()).await
+}
+
+/// Prices `stored` with `known` products, asking the catalog (one batch
+/// call) only for the lines `known` lacks.
+async fn price(
+    state: &AppState,
+    stored: &StoredCart,
+    mut known: HashMap<ProductId, CatalogProduct>,
+) -> Result<Cart> {
+    let unknown: Vec<ProductId> = stored
+        .lines
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !known.contains_key(id))
+        .collect();
+    if !unknown.is_empty() {
+        known.extend(state.catalog.products(&unknown).await?);
+    }
     Ok(Cart::price(
         &stored.lines,
-        &products,
+        &known,
         stored.version,
         &state.currency,
     )?)
