@@ -83,8 +83,13 @@ impl CartStore {
 
     /// Sets the quantity of `product`; setting the quantity it already has
     /// changes nothing (PUT is idempotent, and the version only moves on a
-    /// real change). Returns the cart as this change left it, read in the
-    /// same transaction.
+    /// real change). Returns the cart as this change left it.
+    ///
+    /// `seen` is the cart as the caller read it before: when the version
+    /// shows that no other change came in between (it moved by exactly this
+    /// change, or not at all), the result is `seen` with this change
+    /// applied, and the lines are not read again; otherwise they are read
+    /// in the same transaction.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -93,6 +98,7 @@ impl CartStore {
         user: Uuid,
         product: ProductId,
         quantity: Quantity,
+        seen: &StoredCart,
     ) -> Result<StoredCart, StoreError> {
         let user = user.to_string();
         let now = db::now_text();
@@ -109,17 +115,28 @@ impl CartStore {
         .bind(&now)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
-        let version = finish_change(&mut tx, &user, &now, changed > 0).await?;
-        let lines = sqlx::query(
-            "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY product_id",
-        )
-        .bind(&user)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| line(row.try_get("product_id")?, row.try_get("quantity")?))
-        .collect::<Result<_, _>>()?;
+        .rows_affected()
+            > 0;
+        let version = finish_change(&mut tx, &user, &now, changed).await?;
+        let expected = if changed { seen.version + 1 } else { seen.version };
+        let lines = if version == expected {
+            let mut lines = seen.lines.clone();
+            match lines.binary_search_by_key(&product, |(id, _)| *id) {
+                Ok(at) => lines[at].1 = quantity.get(),
+                Err(at) => lines.insert(at, (product, quantity.get())),
+            }
+            lines
+        } else {
+            sqlx::query(
+                "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY product_id",
+            )
+            .bind(&user)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| line(row.try_get("product_id")?, row.try_get("quantity")?))
+            .collect::<Result<_, _>>()?
+        };
         tx.commit().await?;
         Ok(StoredCart { lines, version })
     }
@@ -194,7 +211,7 @@ impl CartStore {
         if first {
             for line in lines {
                 let product = line.product_id.to_string();
-                changed += sqlx::query(
+                let deleted = sqlx::query(
                     "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2 AND quantity <= $3",
                 )
                 .bind(&user)
@@ -203,6 +220,11 @@ impl CartStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                changed += deleted;
+                if deleted > 0 {
+                    // The line is gone: nothing is left to subtract from.
+                    continue;
+                }
                 changed += sqlx::query(
                     "UPDATE cart_items SET quantity = quantity - $3, updated_at = $4 \
                      WHERE user_id = $1 AND product_id = $2 AND quantity > $3",

@@ -64,7 +64,7 @@ async fn put_cart_item(
     }
     let updated = state
         .store
-        .set_quantity(caller.user_id, product_id, quantity)
+        .set_quantity(caller.user_id, product_id, quantity, &stored)
         .await?;
     price(&state, &updated, products).await.map(Json)
 }
