@@ -74,11 +74,10 @@ impl Application {
     pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
         let db = Db::connect(&settings.database).await?;
         db.migrate(&MIGRATOR).await?;
-        let catalog = CatalogClient::new(UpstreamClient::new(
-            "catalog",
-            &settings.catalog,
-            &registry,
-        )?);
+        let catalog = CatalogClient::new(
+            UpstreamClient::new("catalog", &settings.catalog, &registry)?,
+            &settings.catalog_cache,
+        );
         let users = UpstreamClient::new("users", &settings.users, &registry)?;
         let verifier = TokenVerifier::with_source(
             &settings.auth.issuer,

@@ -1,13 +1,16 @@
 //! The catalog client: product names and prices, read through discovery
-//! (balancing, deadlines, retries and the breaker are the upstream client's).
+//! (balancing, deadlines, retries and the breaker are the upstream client's)
+//! and kept for a short while (see [`CatalogCacheSettings`]).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use shop_discovery::{CallError, RequestBody, UpstreamClient};
 
+use crate::config::CatalogCacheSettings;
 use crate::domain::{CatalogProduct, ProductId};
 
 /// The catalog's batch lookup takes at most this many ids per request.
@@ -35,15 +38,26 @@ struct Page {
 #[derive(Clone, Debug)]
 pub struct CatalogClient {
     upstream: UpstreamClient,
+    /// Products read recently; `None` when the cache is off.
+    cache: Option<moka::sync::Cache<ProductId, CatalogProduct>>,
 }
 
 impl CatalogClient {
-    /// A client over an upstream client for the `catalog` service.
-    pub fn new(upstream: UpstreamClient) -> Self {
-        Self { upstream }
+    /// A client over an upstream client for the `catalog` service, keeping
+    /// products as `cache` says.
+    pub fn new(upstream: UpstreamClient, cache: &CatalogCacheSettings) -> Self {
+        let cache = (cache.ttl_ms > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(cache.capacity)
+                .time_to_live(Duration::from_millis(cache.ttl_ms))
+                .build()
+        });
+        Self { upstream, cache }
     }
 
-    /// The products among `ids` that the catalog knows, by id.
+    /// The products among `ids` that the catalog knows, by id: those read
+    /// within the cache's time to live from the cache, the rest from the
+    /// catalog.
     ///
     /// # Errors
     /// [`CatalogError`] when the catalog cannot be reached or answers badly.
@@ -52,7 +66,16 @@ impl CatalogClient {
         ids: &[ProductId],
     ) -> Result<HashMap<ProductId, CatalogProduct>, CatalogError> {
         let mut found = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH) {
+        let mut missing = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.cache.as_ref().and_then(|cache| cache.get(id)) {
+                Some(product) => {
+                    found.insert(*id, product);
+                }
+                None => missing.push(*id),
+            }
+        }
+        for chunk in missing.chunks(BATCH) {
             let list = chunk
                 .iter()
                 .map(ToString::to_string)
@@ -70,7 +93,12 @@ impl CatalogClient {
             }
             let page: Page = serde_json::from_slice(&body)
                 .map_err(|err| CatalogError::Response(err.to_string()))?;
-            found.extend(page.items.into_iter().map(|product| (product.id, product)));
+            for product in page.items {
+                if let Some(cache) = &self.cache {
+                    cache.insert(product.id, product.clone());
+                }
+                found.insert(product.id, product);
+            }
         }
         Ok(found)
     }

@@ -32,6 +32,8 @@ pub struct Settings {
     pub instance: shop_discovery::InstanceSettings,
     /// Calls to the catalog service.
     pub catalog: UpstreamSettings,
+    /// How long products read from the catalog are reused.
+    pub catalog_cache: CatalogCacheSettings,
     /// Calls to the users service (for its JWKS).
     pub users: UpstreamSettings,
     /// Currency reported for an empty cart (ISO 4217).
@@ -47,6 +49,35 @@ pub struct InternalSettings {
     pub service_token: Option<SecretString>,
 }
 
+/// The cart's copy of products it read from the catalog (names, prices).
+///
+/// The catalog is read-only over its API (products change by migration or
+/// by an operator), so a product read a moment ago is as good as a fresh
+/// one: under load this spares most catalog calls of pricing a cart. A
+/// change in the catalog shows in carts (and so in new orders) at most
+/// `ttl_ms` later. Products the catalog does not know are never kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogCacheSettings {
+    /// How long a product is reused, in milliseconds; 0 asks the catalog
+    /// on every read (default 1000, at most one hour).
+    pub ttl_ms: u64,
+    /// Most products kept (default 10000).
+    pub capacity: u64,
+}
+
+/// Longest accepted `catalog_cache.ttl_ms`: one hour.
+const MAX_CATALOG_CACHE_TTL_MS: u64 = 3_600_000;
+
+impl Default for CatalogCacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl_ms: 1000,
+            capacity: 10_000,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -57,6 +88,7 @@ impl Default for Settings {
             registry: RegistrySettings::default(),
             instance: shop_discovery::InstanceSettings::default(),
             catalog: UpstreamSettings::default(),
+            catalog_cache: CatalogCacheSettings::default(),
             users: UpstreamSettings::default(),
             currency: "EUR".to_owned(),
         }
@@ -86,6 +118,43 @@ impl Settings {
                 "must be a three-letter ISO 4217 code such as EUR",
             ));
         }
+        if self.catalog_cache.ttl_ms > MAX_CATALOG_CACHE_TTL_MS {
+            return Err(ConfigError::invalid(
+                "catalog_cache.ttl_ms",
+                "must be at most 3600000 (one hour)",
+            ));
+        }
+        if self.catalog_cache.ttl_ms > 0 && self.catalog_cache.capacity == 0 {
+            return Err(ConfigError::invalid(
+                "catalog_cache.capacity",
+                "must be at least 1 (set catalog_cache.ttl_ms = 0 to turn the cache off)",
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_cache_is_bounded_or_off() {
+        let mut settings = Settings::default();
+        assert!(settings.validate().is_ok(), "the defaults are valid");
+        settings.catalog_cache.ttl_ms = MAX_CATALOG_CACHE_TTL_MS + 1;
+        let err = settings.validate().expect_err("over an hour");
+        assert!(err.to_string().contains("catalog_cache.ttl_ms"), "{err}");
+        settings.catalog_cache = CatalogCacheSettings {
+            ttl_ms: 1000,
+            capacity: 0,
+        };
+        let err = settings.validate().expect_err("no room");
+        assert!(err.to_string().contains("catalog_cache.capacity"), "{err}");
+        settings.catalog_cache.ttl_ms = 0;
+        assert!(
+            settings.validate().is_ok(),
+            "a cache that is off needs no room"
+        );
     }
 }

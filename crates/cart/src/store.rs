@@ -118,7 +118,11 @@ impl CartStore {
         .rows_affected()
             > 0;
         let version = finish_change(&mut tx, &user, &now, changed).await?;
-        let expected = if changed { seen.version + 1 } else { seen.version };
+        let expected = if changed {
+            seen.version + 1
+        } else {
+            seen.version
+        };
         let lines = if version == expected {
             let mut lines = seen.lines.clone();
             match lines.binary_search_by_key(&product, |(id, _)| *id) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_problem, spawn_stack};
+use common::{assert_problem, spawn_stack, spawn_stack_with};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -336,16 +336,32 @@ async fn concurrent_updates_lose_nothing() {
             let base = &stack.carts[i % 2].base;
             stack.put_item(base, &token, id, json!({"quantity": i + 1}))
         });
-        let statuses: Vec<u16> = join_all(puts)
-            .await
-            .iter()
-            .map(|r| r.status().as_u16())
-            .collect();
+        let responses = join_all(puts).await;
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
         assert!(
             statuses.iter().all(|&s| s == 200),
             "{}: {statuses:?}",
             stack.engine
         );
+        // Each answer is the cart as that change left it: its own line, and
+        // (every change adding one new line) as many lines as its version.
+        for (i, response) in responses.into_iter().enumerate() {
+            let answered: Value = response.json().await.expect("json");
+            let items = answered["items"].as_array().expect("items");
+            assert!(
+                items
+                    .iter()
+                    .any(|l| l["product_id"] == ids[i].as_str() && l["quantity"] == i + 1),
+                "{}: the answer holds its own change: {answered}",
+                stack.engine
+            );
+            assert_eq!(
+                answered["version"].as_u64(),
+                Some(items.len() as u64),
+                "{}: {answered}",
+                stack.engine
+            );
+        }
         let cart: Value = stack
             .get_cart(&stack.carts[1].base, &token)
             .await
@@ -393,7 +409,10 @@ async fn concurrent_updates_lose_nothing() {
 
 #[tokio::test]
 async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
-    let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
+    let stack = spawn_stack_with(shop_testkit::TestDatabase::sqlite(), 1, |settings| {
+        settings.catalog_cache.ttl_ms = 0;
+    })
+    .await;
     let token = stack.token("dave").await;
     let product = stack.products().await[0]["id"]
         .as_str()
@@ -402,9 +421,7 @@ async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
     stack
         .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
         .await;
-    stack.catalog.stop.cancel();
-    // Deregistration is immediate; give the drain a moment to close the listener.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop_catalog(&stack).await;
     let problem = assert_problem(
         stack.get_cart(stack.cart(), &token).await,
         503,
@@ -423,4 +440,84 @@ async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
         "catalog gone",
     )
     .await;
+}
+
+#[tokio::test]
+async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
+    // A long time to live: what was read stays for the whole test.
+    let stack = spawn_stack_with(shop_testkit::TestDatabase::sqlite(), 1, |settings| {
+        settings.catalog_cache.ttl_ms = 600_000;
+    })
+    .await;
+    let token = stack.token("erin").await;
+    let products = stack.products().await;
+    let (read, unread) = (
+        products[0]["id"].as_str().expect("id"),
+        products[1]["id"].as_str().expect("id"),
+    );
+    let before: Value = stack
+        .put_item(stack.cart(), &token, read, json!({"quantity": 2}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    stop_catalog(&stack).await;
+
+    // The product read a moment ago prices the cart and is accepted again.
+    let cart = stack.get_cart(stack.cart(), &token).await;
+    assert_eq!(cart.status(), 200);
+    let cart: Value = cart.json().await.expect("json");
+    assert_eq!(cart["items"], before["items"], "the same names and prices");
+    let put = stack
+        .put_item(stack.cart(), &token, read, json!({"quantity": 3}))
+        .await;
+    assert_eq!(put.status(), 200);
+    let put: Value = put.json().await.expect("json");
+    assert_eq!(put["items"][0]["quantity"], 3);
+    assert_eq!(
+        put["items"][0]["unit_price_cents"],
+        before["items"][0]["unit_price_cents"]
+    );
+
+    // A product never read is not guessed.
+    assert_problem(
+        stack
+            .put_item(stack.cart(), &token, unread, json!({"quantity": 1}))
+            .await,
+        503,
+        "never read",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cached_product_is_asked_for_again_once_its_ttl_ends() {
+    let stack = spawn_stack_with(shop_testkit::TestDatabase::sqlite(), 1, |settings| {
+        settings.catalog_cache.ttl_ms = 50;
+    })
+    .await;
+    let token = stack.token("frank").await;
+    let product = stack.products().await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let put = stack
+        .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
+        .await;
+    assert_eq!(put.status(), 200);
+    stop_catalog(&stack).await;
+    // stop_catalog waited well past the 50 ms time to live.
+    assert_problem(
+        stack.get_cart(stack.cart(), &token).await,
+        503,
+        "entry expired",
+    )
+    .await;
+}
+
+/// Stops the catalog and waits until it is gone.
+async fn stop_catalog(stack: &common::Stack) {
+    stack.catalog.stop.cancel();
+    // Deregistration is immediate; give the drain a moment to close the listener.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }

@@ -42,8 +42,18 @@ pub struct Stack {
     _dbs: Vec<TestDatabase>,
 }
 
-/// Starts a stack whose cart database is `cart_db`.
+/// Starts a stack whose cart database is `cart_db`, carts with defaults.
 pub async fn spawn_stack(cart_db: TestDatabase, carts: usize) -> Stack {
+    spawn_stack_with(cart_db, carts, |_| {}).await
+}
+
+/// Starts a stack whose cart database is `cart_db`; `configure` adjusts each
+/// cart's settings.
+pub async fn spawn_stack_with(
+    cart_db: TestDatabase,
+    carts: usize,
+    configure: impl Fn(&mut shop_cart::Settings),
+) -> Stack {
     if std::env::var_os("TEST_LOG").is_some() {
         shop_common::telemetry::init();
     }
@@ -73,7 +83,7 @@ pub async fn spawn_stack(cart_db: TestDatabase, carts: usize) -> Stack {
 
     let mut running = Vec::new();
     for _ in 0..carts {
-        running.push(spawn_cart(&registry, &cart_db.url).await);
+        running.push(spawn_cart(&registry, &cart_db.url, &configure).await);
     }
     Stack {
         registry,
@@ -87,13 +97,18 @@ pub async fn spawn_stack(cart_db: TestDatabase, carts: usize) -> Stack {
 }
 
 /// Starts one more cart instance over the database at `url`.
-pub async fn spawn_cart(registry: &Registry, url: &str) -> Running {
+async fn spawn_cart(
+    registry: &Registry,
+    url: &str,
+    configure: impl Fn(&mut shop_cart::Settings),
+) -> Running {
     let mut settings = shop_cart::Settings {
         http: loopback(),
         database: DatabaseSettings::new(url),
         ..shop_cart::Settings::default()
     };
     settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
+    configure(&mut settings);
     let cart = shop_cart::Application::build_in(settings, registry.clone())
         .await
         .expect("cart starts");
