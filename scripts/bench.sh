@@ -352,6 +352,8 @@ checkout() {
         [ "$rss" -gt "$peak" ] && peak=$rss
         wait "$pid" || { cat "$out.err" >&2; die "bench-checkout ($name) failed"; }
         log "  $name round $round: $(cat "$out")"
+        # An error is a finding: show what it was.
+        grep -h 'first error' "$out.err" >&2 || true
         rates+="$(sed -n 's/.*orders_per_s=\([0-9.]*\).*/\1/p' "$out")"$'\n'
         p99s+="$(sed -n 's/.*order_p99_ms=\([0-9.]*\).*/\1/p' "$out")"$'\n'
         errs=$((errs + $(sed -n 's/.*errors=\([0-9]*\).*/\1/p' "$out")))

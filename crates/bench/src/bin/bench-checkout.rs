@@ -232,20 +232,22 @@ async fn shop(
             .await;
         let ordered_at = Instant::now();
         let outcome = match put {
-            Ok(response) if response.status().is_success() => client
-                .post(&orders)
-                .header("authorization", &auth)
-                .header("idempotency-key", uuid::Uuid::now_v7().to_string())
-                .send()
-                .await
-                .map_err(|err| err.to_string())
-                .and_then(|response| match response.status() {
-                    StatusCode::CREATED => Ok(true),
-                    StatusCode::CONFLICT => Ok(false),
-                    status => Err(format!("POST /api/orders -> {status}")),
-                }),
-            Ok(response) => Err(format!("PUT /api/cart/items -> {}", response.status())),
-            Err(err) => Err(err.to_string()),
+            Ok(response) if response.status().is_success() => {
+                match client
+                    .post(&orders)
+                    .header("authorization", &auth)
+                    .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status() == StatusCode::CREATED => Ok(true),
+                    Ok(response) if response.status() == StatusCode::CONFLICT => Ok(false),
+                    Ok(response) => Err(failure("POST /api/orders", response).await),
+                    Err(err) => Err(format!("POST /api/orders: {err}")),
+                }
+            }
+            Ok(response) => Err(failure("PUT /api/cart/items", response).await),
+            Err(err) => Err(format!("PUT /api/cart/items: {err}")),
         };
         let done = Instant::now();
         if done < warmup_end || done > end {
@@ -264,4 +266,15 @@ async fn shop(
         }
     }
     tally
+}
+
+/// "`what` -> status: body" of a failed call, the body cut at 300 bytes.
+async fn failure(what: &str, response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let cut = body
+        .char_indices()
+        .nth(300)
+        .map_or(body.as_str(), |(at, _)| &body[..at]);
+    format!("{what} -> {status}: {cut}")
 }
