@@ -102,14 +102,6 @@ impl CatalogClient {
         }
         Ok(found)
     }
-
-    /// One product, or `None` when the catalog does not know it.
-    ///
-    /// # Errors
-    /// As [`CatalogClient::products`].
-    pub async fn product(&self, id: ProductId) -> Result<Option<CatalogProduct>, CatalogError> {
-        Ok(self.products(&[id]).await?.remove(&id))
-    }
 }
 
 async fn read_body<B>(body: B) -> Result<Bytes, CatalogError>

@@ -272,7 +272,6 @@ fn backend_of(url: &str) -> Result<Backend, DbError> {
     }
 }
 
-/// Creates the directory of a SQLite file and asks sqlx to create the file.
 /// The write turn of one SQLite database, shared by every [`Db`] of this
 /// process on it (the all-in-one binary runs two cart replicas on one
 /// file). Keyed by the prepared URL; the few entries live as long as the
@@ -286,6 +285,7 @@ fn write_turn_of(url: &str) -> Arc<Mutex<()>> {
     Arc::clone(turns.entry(url.to_owned()).or_default())
 }
 
+/// Creates the directory of a SQLite file and asks sqlx to create the file.
 fn prepare_sqlite(url: &str) -> Result<String, DbError> {
     let rest = url.trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
