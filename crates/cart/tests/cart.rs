@@ -138,10 +138,7 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
 async fn bad_input_gets_the_right_4xx() {
     let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
     let token = stack.token("bob").await;
-    let product = stack.products().await[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let product = stack.product_ids().await.remove(0);
     for (body, why) in [
         (json!({"quantity": 0}), "zero"),
         (json!({"quantity": 100}), "over 99"),
@@ -256,10 +253,7 @@ async fn users_never_see_or_change_each_others_carts() {
     let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
     let alice = stack.token("alice").await;
     let mallory = stack.token("mallory").await;
-    let product = stack.products().await[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let product = stack.product_ids().await.remove(0);
     stack
         .put_item(stack.cart(), &alice, &product, json!({"quantity": 5}))
         .await;
@@ -325,12 +319,7 @@ async fn concurrent_updates_lose_nothing() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db, 2).await;
         let token = stack.token("carol").await;
-        let products = stack.products().await;
-        let ids: Vec<String> = products
-            .iter()
-            .take(12)
-            .map(|p| p["id"].as_str().expect("id").to_owned())
-            .collect();
+        let ids: Vec<String> = stack.product_ids().await.into_iter().take(12).collect();
         // Different items of one cart, through two replicas at once.
         let puts = ids.iter().enumerate().map(|(i, id)| {
             let base = &stack.carts[i % 2].base;
@@ -414,14 +403,11 @@ async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
     })
     .await;
     let token = stack.token("dave").await;
-    let product = stack.products().await[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let product = stack.product_ids().await.remove(0);
     stack
         .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
         .await;
-    stop_catalog(&stack).await;
+    stack.stop_catalog().await;
     let problem = assert_problem(
         stack.get_cart(stack.cart(), &token).await,
         503,
@@ -450,18 +436,15 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
     })
     .await;
     let token = stack.token("erin").await;
-    let products = stack.products().await;
-    let (read, unread) = (
-        products[0]["id"].as_str().expect("id"),
-        products[1]["id"].as_str().expect("id"),
-    );
+    let ids = stack.product_ids().await;
+    let (read, unread) = (&ids[0], &ids[1]);
     let before: Value = stack
         .put_item(stack.cart(), &token, read, json!({"quantity": 2}))
         .await
         .json()
         .await
         .expect("json");
-    stop_catalog(&stack).await;
+    stack.stop_catalog().await;
 
     // The product read a moment ago prices the cart and is accepted again.
     let cart = stack.get_cart(stack.cart(), &token).await;
@@ -497,15 +480,12 @@ async fn a_cached_product_is_asked_for_again_once_its_ttl_ends() {
     })
     .await;
     let token = stack.token("frank").await;
-    let product = stack.products().await[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let product = stack.product_ids().await.remove(0);
     let put = stack
         .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
         .await;
     assert_eq!(put.status(), 200);
-    stop_catalog(&stack).await;
+    stack.stop_catalog().await;
     // stop_catalog waited well past the 50 ms time to live.
     assert_problem(
         stack.get_cart(stack.cart(), &token).await,
@@ -513,11 +493,4 @@ async fn a_cached_product_is_asked_for_again_once_its_ttl_ends() {
         "entry expired",
     )
     .await;
-}
-
-/// Stops the catalog and waits until it is gone.
-async fn stop_catalog(stack: &common::Stack) {
-    stack.catalog.stop.cancel();
-    // Deregistration is immediate; give the drain a moment to close the listener.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }

@@ -13,8 +13,8 @@ async fn removal_subtracts_ordered_lines_once() {
         let stack = spawn_stack(db, 1).await;
         let token = stack.token("erin").await;
         let user = user_id(&token);
-        let products = stack.products().await;
-        let id = |i: usize| products[i]["id"].as_str().expect("id").to_owned();
+        let ids = stack.product_ids().await;
+        let id = |i: usize| ids[i].clone();
         stack
             .put_item(stack.cart(), &token, &id(0), json!({"quantity": 3}))
             .await;
@@ -85,10 +85,7 @@ async fn concurrent_repeats_apply_once() {
         let stack = spawn_stack(db, 2).await;
         let token = stack.token("fred").await;
         let user = user_id(&token);
-        let product = stack.products().await[0]["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let product = stack.product_ids().await.remove(0);
         stack
             .put_item(stack.cart(), &token, &product, json!({"quantity": 10}))
             .await;

@@ -3,18 +3,10 @@
 
 mod common;
 
-use common::{authed, spawn_stack};
+use common::{authed, place, spawn_stack};
 use futures::StreamExt;
-use shop_proto::orders::v1::{
-    CancelOrderRequest, GetOrderRequest, ListOrdersRequest, OrderStatus, PlaceOrderRequest,
-};
+use shop_proto::orders::v1::{CancelOrderRequest, GetOrderRequest, ListOrdersRequest, OrderStatus};
 use tonic::Code;
-
-fn place(key: &str) -> PlaceOrderRequest {
-    PlaceOrderRequest {
-        idempotency_key: key.to_owned(),
-    }
-}
 
 fn get(id: &str) -> GetOrderRequest {
     GetOrderRequest {

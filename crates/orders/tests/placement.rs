@@ -4,16 +4,9 @@
 
 mod common;
 
-use common::{authed, count, spawn_stack};
+use common::{count, spawn_stack};
 use futures::future::join_all;
-use shop_proto::orders::v1::PlaceOrderRequest;
 use tonic::Code;
-
-fn place(key: &str) -> PlaceOrderRequest {
-    PlaceOrderRequest {
-        idempotency_key: key.to_owned(),
-    }
-}
 
 #[tokio::test]
 async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once() {
@@ -25,15 +18,11 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
         stack.put_item(&token, &products[0], 3).await;
         stack.put_item(&token, &products[1], 1).await;
 
-        let calls = (0..20).map(|_| {
-            let mut client = orders.client.clone();
-            let request = authed(place("checkout-1"), &token);
-            async move { client.place_order(request).await }
-        });
+        let calls = (0..20).map(|_| orders.place(&token, "checkout-1"));
         let answers: Vec<_> = join_all(calls)
             .await
             .into_iter()
-            .map(|answer| answer.expect("placed").into_inner())
+            .map(|answer| answer.expect("placed"))
             .collect();
         let first = answers[0].order.clone().expect("order");
         assert!(
@@ -97,13 +86,7 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
         // Items added after the order stay; a repeat with another cart still
         // returns the first order and creates nothing.
         stack.put_item(&token, &products[2], 2).await;
-        let repeat = orders
-            .client
-            .clone()
-            .place_order(authed(place("checkout-1"), &token))
-            .await
-            .expect("repeat")
-            .into_inner();
+        let repeat = orders.place(&token, "checkout-1").await.expect("repeat");
         assert!(!repeat.created);
         assert_eq!(repeat.order.expect("order").id, first.id);
         assert_eq!(
@@ -137,11 +120,9 @@ async fn a_committed_order_is_delivered_after_a_restart_and_a_duplicate_delivery
         // Crash point: the order commits, the relay never runs, the process stops.
         let mut first = stack.spawn_orders(false).await;
         let order = first
-            .client
-            .place_order(authed(place("k-restart"), &token))
+            .place(&token, "k-restart")
             .await
             .expect("placed")
-            .into_inner()
             .order
             .expect("order");
         first.running.shutdown().await;
@@ -209,9 +190,7 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
         // Cart down while placing: UNAVAILABLE and no order row.
         stack.cart_down();
         let status = orders
-            .client
-            .clone()
-            .place_order(authed(place("k-down"), &token))
+            .place(&token, "k-down")
             .await
             .expect_err("cart is down");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -230,12 +209,9 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
         // Cart down after the commit: the relay retries with backoff and
         // delivers once cart is back.
         let placed = orders
-            .client
-            .clone()
-            .place_order(authed(place("k-down"), &token))
+            .place(&token, "k-down")
             .await
-            .expect("placed once cart is back")
-            .into_inner();
+            .expect("placed once cart is back");
         assert!(placed.created);
         let order = placed.order.expect("order");
         stack.wait_for_cart(&token, &[]).await;
@@ -246,11 +222,9 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
         stack.put_item(&token, &products[1], 2).await;
         let mut placer = stack.spawn_orders(false).await;
         let second = placer
-            .client
-            .place_order(authed(place("k-down-2"), &token))
+            .place(&token, "k-down-2")
             .await
             .expect("placed")
-            .into_inner()
             .order
             .expect("order");
         placer.running.shutdown().await;
@@ -293,19 +267,14 @@ async fn two_instances_with_relays_deliver_each_row_once() {
             stack.put_item(&token, &products[i % 3], 1).await;
             placed.push(token);
         }
-        let calls = placed.iter().enumerate().map(|(i, token)| {
-            let mut client = if i % 2 == 0 {
-                a.client.clone()
-            } else {
-                b.client.clone()
-            };
-            let request = authed(place("once"), token);
-            async move { client.place_order(request).await }
-        });
+        let calls = placed
+            .iter()
+            .enumerate()
+            .map(|(i, token)| if i % 2 == 0 { &a } else { &b }.place(token, "once"));
         let order_ids: Vec<String> = join_all(calls)
             .await
             .into_iter()
-            .map(|r| r.expect("placed").into_inner().order.expect("order").id)
+            .map(|r| r.expect("placed").order.expect("order").id)
             .collect();
         for token in &placed {
             stack.wait_for_cart(token, &[]).await;
@@ -343,12 +312,9 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
         stack.put_item(&token, &products[0], 2).await;
         let orders = stack.spawn_orders(true).await;
         let order = orders
-            .client
-            .clone()
-            .place_order(authed(place("k-handoff"), &token))
+            .place(&token, "k-handoff")
             .await
             .expect("placed")
-            .into_inner()
             .order
             .expect("order");
         // No waiting: the answer comes after the removal and its mark.
@@ -372,13 +338,7 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
         // The same quantity put again at once is not undone by a late
         // removal: the next order gets it.
         stack.put_item(&token, &products[0], 2).await;
-        let second = orders
-            .client
-            .clone()
-            .place_order(authed(place("k-handoff-2"), &token))
-            .await
-            .expect("placed")
-            .into_inner();
+        let second = orders.place(&token, "k-handoff-2").await.expect("placed");
         assert!(second.created);
         assert_eq!(second.order.expect("order").lines.len(), 1);
         db.close().await;

@@ -166,6 +166,22 @@ impl Stack {
         page["items"].as_array().expect("items").clone()
     }
 
+    /// The ids of every product in the catalog, in list order.
+    pub async fn product_ids(&self) -> Vec<String> {
+        self.products()
+            .await
+            .iter()
+            .map(|product| product["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// Stops the catalog and waits until it is gone.
+    pub async fn stop_catalog(&self) {
+        self.catalog.stop.cancel();
+        // Deregistration is immediate; give the drain a moment to close the listener.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     /// The first cart instance's base URL.
     pub fn cart(&self) -> &str {
         &self.carts[0].base

@@ -24,6 +24,7 @@ use shop_common::config::{DatabaseSettings, HttpSettings};
 use shop_common::db::Db;
 use shop_discovery::{Instance, Registration, Registry};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
+use shop_proto::orders::v1::{PlaceOrderRequest, PlaceOrderResponse};
 use shop_testkit::{Engine, TestDatabase};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -267,6 +268,24 @@ pub struct Orders {
     pub channel: Channel,
     pub admin: String,
     pub id: String,
+}
+
+impl Orders {
+    /// Places `token`'s cart under the idempotency `key`.
+    pub async fn place(&self, token: &str, key: &str) -> Result<PlaceOrderResponse, tonic::Status> {
+        self.client
+            .clone()
+            .place_order(authed(place(key), token))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// A `PlaceOrder` request with the idempotency `key`.
+pub fn place(key: &str) -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        idempotency_key: key.to_owned(),
+    }
 }
 
 /// Settings of a test orders instance: fast relay rounds and retries.
