@@ -27,7 +27,7 @@ use tonic_health::server::HealthReporter;
 use crate::Settings;
 use crate::cart::CartClient;
 use crate::grpc::OrdersGrpc;
-use crate::relay::Relay;
+use crate::relay::{Acknowledger, Relay};
 use crate::store::{MIGRATOR, OrderStore};
 
 /// The service name in discovery, logs and metrics.
@@ -62,7 +62,7 @@ pub struct Application {
     db: Db,
     probe_db: Db,
     service: OrdersGrpc,
-    relay: Option<Relay>,
+    relay: Option<(Relay, Acknowledger)>,
     registration: Registration,
     settings: Settings,
 }
@@ -124,7 +124,12 @@ impl Application {
                 settings.relay.clone(),
             )
         });
-        let service = OrdersGrpc::new(store, cart, verifier, relay.clone());
+        let service = OrdersGrpc::new(
+            store,
+            cart,
+            verifier,
+            relay.as_ref().map(|(relay, _)| relay.clone()),
+        );
         Ok(Self {
             grpc_listener,
             grpc_addr,
@@ -168,7 +173,8 @@ impl Application {
     /// reports NOT_SERVING (callers stop picking this instance), stops
     /// accepting gRPC calls and drains in-flight ones (bounded by
     /// `grpc.drain_timeout_secs`), stops the relay (rows it had claimed but
-    /// not tried are released), and closes the database.
+    /// not tried are released), marks the deliveries of the drained calls,
+    /// and closes the database.
     ///
     /// # Errors
     /// An I/O error from a listener, or the gRPC server's error.
@@ -206,7 +212,16 @@ impl Application {
             .build_v1alpha()
             .map_err(std::io::Error::other)?;
 
-        let relay_task = relay.map(|relay| tokio::spawn(relay.run(stop.clone())));
+        // The acknowledger outlives the gRPC drain: drained calls still
+        // deliver and report.
+        let acks_stop = CancellationToken::new();
+        let (relay_task, acks_task) = match relay {
+            Some((relay, acknowledger)) => (
+                Some(tokio::spawn(relay.run(stop.clone()))),
+                Some(tokio::spawn(acknowledger.run(acks_stop.clone()))),
+            ),
+            None => (None, None),
+        };
 
         let shutdown = {
             let stop = stop.clone();
@@ -256,6 +271,12 @@ impl Application {
             && let Err(err) = task.await
         {
             tracing::error!(error = %err, "outbox relay task failed");
+        }
+        acks_stop.cancel();
+        if let Some(task) = acks_task
+            && let Err(err) = task.await
+        {
+            tracing::error!(error = %err, "outbox acknowledger task failed");
         }
         health_task.abort();
         db.close().await;

@@ -107,7 +107,8 @@ pub struct RelaySettings {
     /// Milliseconds between polls for due rows (default 1000): retries, and
     /// rows whose placing instance stopped or runs no relay.
     pub poll_interval_ms: u64,
-    /// Most rows claimed per round, all delivered at once (default 32).
+    /// Most rows claimed per round, all delivered at once; also the most
+    /// hand-off deliveries marked in one statement (default 32).
     pub batch_size: u32,
     /// Milliseconds a claim is held before another relay may take the row
     /// over (default 30000); must exceed the cart call's deadline.

@@ -3,7 +3,9 @@
 //! The instance that places an order writes its outbox row already claimed
 //! (leased to its own relay) in the order's transaction and delivers it
 //! before answering, so the buyer's cart is empty by the time the order is
-//! confirmed. Rounds deliver everything else: each claims a batch of due
+//! confirmed. Those deliveries are marked by an [`Acknowledger`], many rows
+//! per statement: the placing call does not wait for its mark. Rounds
+//! deliver everything else: each claims a batch of due
 //! rows with a lease (so replicas never work on one row at the same time),
 //! delivers them concurrently, marks the delivered ones in one statement
 //! and schedules each failed one's retry with exponential backoff. A row
@@ -17,6 +19,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use shop_common::db;
 use shop_common::error::ErrorChain;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cart::CartClient;
@@ -45,24 +48,34 @@ pub struct Relay {
     cart: CartClient,
     service_token: Option<SecretString>,
     settings: RelaySettings,
+    acks: mpsc::UnboundedSender<String>,
 }
 
 impl Relay {
-    /// A relay named `id` (unique among replicas: it marks claims).
+    /// A relay named `id` (unique among replicas: it marks claims), and the
+    /// [`Acknowledger`] that marks what [`Relay::deliver_placed`] delivers:
+    /// run it beside the relay for as long as orders may be placed.
     pub fn new(
         id: impl Into<Arc<str>>,
         store: OrderStore,
         cart: CartClient,
         service_token: Option<SecretString>,
         settings: RelaySettings,
-    ) -> Self {
-        Self {
+    ) -> (Self, Acknowledger) {
+        let (acks, received) = mpsc::unbounded_channel();
+        let relay = Self {
             id: id.into(),
             store,
             cart,
             service_token,
             settings,
-        }
+            acks,
+        };
+        let acknowledger = Acknowledger {
+            relay: relay.clone(),
+            received,
+        };
+        (relay, acknowledger)
     }
 
     /// This relay's id, as written to `outbox.claimed_by`.
@@ -81,12 +94,14 @@ impl Relay {
 
     /// Delivers the outbox row of an order this instance just committed,
     /// claimed by [`Relay::claim_new`]: the buyer's cart is cleared before
-    /// the order is answered, so the next request already sees it. A
-    /// failed delivery is scheduled for a retry like any other; a crash
-    /// before this leaves the row to whichever relay finds its lease over.
+    /// the order is answered, so the next request already sees it. The
+    /// mark is left to the [`Acknowledger`]. A failed delivery is scheduled
+    /// for a retry like any other; a crash before the delivery or its mark
+    /// leaves the row to whichever relay finds its lease over (a repeated
+    /// delivery changes nothing).
     pub async fn deliver_placed(&self, row: &OutboxRow) {
-        if self.deliver(row).await {
-            self.mark_delivered(&[row.id.as_str()]).await;
+        if self.deliver(row).await && self.acks.send(row.id.clone()).is_err() {
+            tracing::warn!(outbox_id = %row.id, "the acknowledger has stopped; the delivery will be repeated once its lease runs out");
         }
     }
 
@@ -216,6 +231,50 @@ impl Relay {
                 false
             }
         }
+    }
+}
+
+/// Marks the rows [`Relay::deliver_placed`] delivered, up to
+/// `relay.batch_size` per statement: while one batch is written the next
+/// gathers, so under load an order costs a fraction of a statement, and
+/// when idle a mark waits for nothing.
+pub struct Acknowledger {
+    relay: Relay,
+    received: mpsc::UnboundedReceiver<String>,
+}
+
+impl Acknowledger {
+    /// Marks deliveries as they come until `stop` is cancelled, then marks
+    /// those already reported and returns. Cancel `stop` once no more
+    /// orders are placed (after the gRPC drain); a delivery reported later
+    /// is not marked and is repeated when its lease runs out.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let limit = usize::try_from(self.relay.settings.batch_size)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let mut batch = Vec::with_capacity(limit);
+        loop {
+            let stopping = tokio::select! {
+                biased;
+                () = stop.cancelled() => true,
+                received = self.received.recv_many(&mut batch, limit) => received == 0,
+            };
+            if stopping {
+                break;
+            }
+            self.mark(&mut batch).await;
+        }
+        self.received.close();
+        while self.received.recv_many(&mut batch, limit).await > 0 {
+            self.mark(&mut batch).await;
+        }
+    }
+
+    /// Marks `batch` in one statement and empties it.
+    async fn mark(&self, batch: &mut Vec<String>) {
+        let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
+        self.relay.mark_delivered(&ids).await;
+        batch.clear();
     }
 }
 

@@ -5,7 +5,7 @@
 use shop_common::db::{self, Backend, Db};
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
@@ -269,7 +269,7 @@ impl OrderStore {
     /// [`StoreError`] when the database fails.
     pub async fn cancel(&self, user: Uuid, id: OrderId) -> Result<Cancelled, StoreError> {
         let now = db::now_text();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE orders SET status = $1, updated_at = $2 \
              WHERE id = $3 AND user_id = $4 AND status = $5",
@@ -377,6 +377,7 @@ impl OrderStore {
         next_attempt_at: &str,
         error: &str,
     ) -> Result<(), StoreError> {
+        let _turn = self.db.write_turn().await;
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
              claimed_by = NULL, lease_until = NULL \
@@ -396,6 +397,7 @@ impl OrderStore {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn release(&self, id: &str, relay: &str) -> Result<(), StoreError> {
+        let _turn = self.db.write_turn().await;
         sqlx::query(
             "UPDATE outbox SET claimed_by = NULL, lease_until = NULL \
              WHERE id = $1 AND claimed_by = $2 AND delivered_at IS NULL",
@@ -438,7 +440,7 @@ fn claim_statement(backend: Backend) -> &'static str {
 }
 
 async fn fetch_order(
-    tx: &mut Transaction<'_, Any>,
+    conn: &mut AnyConnection,
     user: Uuid,
     id: OrderId,
 ) -> Result<Option<Order>, sqlx::Error> {
@@ -447,10 +449,10 @@ async fn fetch_order(
     ))
     .bind(id.to_string())
     .bind(user.to_string())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some(row) => Ok(Some(load_lines(tx, order_head(&row)?).await?)),
+        Some(row) => Ok(Some(load_lines(conn, order_head(&row)?).await?)),
         None => Ok(None),
     }
 }

@@ -4,8 +4,15 @@
 
 mod common;
 
-use common::{count, spawn_stack};
+use common::{SERVICE_TOKEN, count, spawn_stack};
 use futures::future::join_all;
+use shop_common::db;
+use shop_discovery::{UpstreamClient, UpstreamSettings};
+use shop_orders::cart::CartClient;
+use shop_orders::config::RelaySettings;
+use shop_orders::relay::Relay;
+use shop_orders::store::OrderStore;
+use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 #[tokio::test]
@@ -317,7 +324,8 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
             .expect("placed")
             .order
             .expect("order");
-        // No waiting: the answer comes after the removal and its mark.
+        // No waiting: the answer comes after the removal. Its mark follows
+        // from the acknowledger, without another delivery.
         assert_eq!(
             stack.cart_lines(&token).await,
             Vec::<(String, i64)>::new(),
@@ -326,15 +334,18 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
         );
         assert_eq!(stack.deliveries.of(&order.id), [true]);
         let db = stack.orders_db().await;
-        assert_eq!(
-            count(
-                &db,
-                "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL AND claimed_by IS NULL",
-                &order.id
-            )
-            .await,
-            1
-        );
+        stack
+            .eventually("the delivery to be marked", || async {
+                count(
+                    &db,
+                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL AND claimed_by IS NULL",
+                    &order.id,
+                )
+                .await
+                    == 1
+            })
+            .await;
+        assert_eq!(stack.deliveries.of(&order.id), [true]);
         // The same quantity put again at once is not undone by a late
         // removal: the next order gets it.
         stack.put_item(&token, &products[0], 2).await;
@@ -342,5 +353,72 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
         assert!(second.created);
         assert_eq!(second.order.expect("order").lines.len(), 1);
         db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn deliveries_reported_before_the_acknowledger_stops_are_all_marked() {
+    for db in shop_testkit::databases().await {
+        let stack = spawn_stack(db).await;
+        // Orders placed without a relay: their rows wait, unclaimed.
+        let orders = stack.spawn_orders(false).await;
+        let products = stack.product_ids().await;
+        for i in 0..5 {
+            let token = stack.token(&format!("acked{i}")).await;
+            stack.put_item(&token, &products[i % 3], 1).await;
+            orders.place(&token, "k").await.expect("placed");
+        }
+        let store = OrderStore::new(stack.orders_db().await);
+        let cart = CartClient::new(
+            UpstreamClient::new("cart", &UpstreamSettings::default(), &stack.orders_registry)
+                .expect("cart client"),
+        );
+        let (relay, acknowledger) = Relay::new(
+            "acking-relay",
+            store.clone(),
+            cart,
+            Some(SERVICE_TOKEN.to_owned().into()),
+            RelaySettings::default(),
+        );
+        let now = chrono::Utc::now();
+        let rows = store
+            .claim(
+                relay.id(),
+                &db::timestamp_text(now),
+                &db::timestamp_text(now + chrono::Duration::minutes(5)),
+                32,
+            )
+            .await
+            .expect("claimed");
+        assert_eq!(rows.len(), 5, "{}", stack.engine);
+        // Delivered and reported while no acknowledger runs; it starts
+        // already told to stop, so only its last pass can mark them.
+        for row in &rows {
+            relay.deliver_placed(row).await;
+        }
+        let stop = CancellationToken::new();
+        stop.cancel();
+        acknowledger.run(stop).await;
+        assert_eq!(
+            count(
+                store.db(),
+                "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NOT NULL AND claimed_by IS NULL AND kind = $1",
+                "cart.order_removal",
+            )
+            .await,
+            5,
+            "{}: every reported delivery marked",
+            stack.engine
+        );
+        for row in &rows {
+            assert_eq!(
+                stack.deliveries.of(&row.order_id),
+                [true],
+                "{}: order {} delivered exactly once",
+                stack.engine,
+                row.order_id
+            );
+        }
+        store.db().close().await;
     }
 }

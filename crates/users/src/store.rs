@@ -65,6 +65,7 @@ impl UserStore {
             email: email.as_str().to_owned(),
             created_at: db::now_text(),
         };
+        let _turn = self.db.write_turn().await;
         let result = sqlx::query(
             "INSERT INTO users (id, username, email, email_key, password_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
