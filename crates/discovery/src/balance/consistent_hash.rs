@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use super::least_outstanding::LeastOutstanding;
 use super::{ConsistentHashSettings, Endpoint, HashKey, stable_hash};
 
 /// The ring: sorted (hash, endpoint index) points.
@@ -67,10 +68,51 @@ impl Ring {
         let hash = key.map_or_else(|| rand::rng().random(), |key| key.0);
         let start = self.points.partition_point(|&(point, _)| point < hash);
         let len = self.points.len();
-        // Some available endpoint is below capacity (the loads sum to less
-        // than count × capacity), so this walk finds one.
+        // With the loads as counted above, some available endpoint is below
+        // capacity (they sum to less than count × capacity). But other
+        // threads start and finish requests while this walks, so every
+        // endpoint may be at capacity by the time it is looked at: then the
+        // least loaded available one takes the request, never nobody.
         (0..len)
             .map(|step| self.points[(start + step) % len].1 as usize)
             .find(|&index| available(index) && endpoints[index].in_flight() < capacity)
+            .or_else(|| LeastOutstanding.pick(endpoints, available))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::Instance;
+    use crate::balance::Balancer;
+
+    #[test]
+    fn a_pick_finds_an_endpoint_when_loads_rise_during_its_walk() {
+        let balancer = Balancer::with_instances(
+            crate::PolicySettings::ConsistentHash(ConsistentHashSettings::default()),
+            &[
+                Instance::new("svc", "a", "127.0.0.1:1"),
+                Instance::new("svc", "b", "127.0.0.1:2"),
+            ],
+        );
+        let endpoints = balancer.endpoints();
+        let ring = Ring::new(&endpoints, &ConsistentHashSettings::default());
+        // The first pass counts both idle (capacity 1); before the walk
+        // looks, other requests start on both.
+        let held = std::cell::RefCell::new(Vec::new());
+        let calls = Cell::new(0);
+        let available = |_: usize| {
+            calls.set(calls.get() + 1);
+            if calls.get() == endpoints.len() + 1 {
+                held.borrow_mut()
+                    .extend(endpoints.iter().map(|endpoint| endpoint.start()));
+            }
+            true
+        };
+        let picked = ring.pick(&endpoints, Some(HashKey::new("user-1")), &available);
+        assert!(picked.is_some(), "an available endpoint was there to pick");
+        assert_eq!(held.borrow().len(), 2, "the loads did rise mid-pick");
     }
 }
