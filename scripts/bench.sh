@@ -12,7 +12,8 @@
 #                backend alive. Rounds alternate
 #                the contenders; the table shows the median of BENCH_RUNS.
 #  2. checkout:  bench-checkout (crates/bench) through the gateway of `shop`,
-#                on SQLite and on a throwaway PostgreSQL.
+#                on SQLite and on a throwaway PostgreSQL (over its Unix
+#                socket, then over TCP loopback).
 #  3. footprint: VmRSS of each process idle and under load; time from
 #                starting `shop` to every service's /readyz answering 200.
 #  4. criterion: the balancer pick benchmark of shop-discovery, --quick.
@@ -393,18 +394,34 @@ run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 30 \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
     start >/dev/null || { tail -n 20 "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
 PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
-PG_URL="postgres://postgres@127.0.0.1:$PG_PORT"
-for db in users catalog cart orders; do
-    run_pg "$PG_BIN/createdb" -h "$PG_DATA" -p "$PG_PORT" -U postgres "bench_$db"
-done
-log "checkout on PostgreSQL: $USERS users, ${DURATION}s x $RUNS"
-start_shop postgres \
-    SHOP_USERS__DATABASE__URL="$PG_URL/bench_users" SHOP_CATALOG__DATABASE__URL="$PG_URL/bench_catalog" \
-    SHOP_CART__DATABASE__URL="$PG_URL/bench_cart" SHOP_ORDERS__DATABASE__URL="$PG_URL/bench_orders"
+# pg_urls PREFIX TRANSPORT: the four database URLs as shop's env settings,
+# over PostgreSQL's Unix socket (what a database on the same machine is
+# reached by) or over TCP loopback (as across containers).
+pg_urls() {
+    local db service
+    for service in users catalog cart orders; do
+        db="$1_$service"
+        run_pg "$PG_BIN/createdb" -h "$PG_DATA" -p "$PG_PORT" -U postgres "$db"
+        if [ "$2" = socket ]; then
+            printf 'SHOP_%s__DATABASE__URL=postgres://postgres@localhost/%s?host=%s&port=%s\n' \
+                "${service^^}" "$db" "$PG_DATA" "$PG_PORT"
+        else
+            printf 'SHOP_%s__DATABASE__URL=postgres://postgres@127.0.0.1:%s/%s\n' "${service^^}" "$PG_PORT" "$db"
+        fi
+    done
+}
+log "checkout on PostgreSQL (Unix socket): $USERS users, ${DURATION}s x $RUNS"
+mapfile -t PG_ENV < <(pg_urls bench socket)
+start_shop postgres "${PG_ENV[@]}"
 PG_READY_MS=$READY_MS
 PG_IDLE_SERVER=$(rss_kib "$PG_PID")
 checkout postgres "$SHOP_PID"
 PG_LOAD_SERVER=$(rss_kib "$PG_PID")
+stop_shop
+log "checkout on PostgreSQL (TCP loopback): $USERS users, ${DURATION}s x $RUNS"
+mapfile -t PG_ENV < <(pg_urls benchtcp tcp)
+start_shop postgres-tcp "${PG_ENV[@]}"
+checkout postgres-tcp "$SHOP_PID"
 stop_shop
 
 # --- 4. criterion ----------------------------------------------------------------
@@ -452,12 +469,12 @@ RESULTS="$OUT_DIR/results.md"
     echo
     echo "| store | orders/s | order p99 ms | errors | shop RSS idle MiB | shop RSS under load MiB |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    for name in sqlite postgres; do
+    for name in sqlite postgres postgres-tcp; do
         printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" "${CK_P99[$name]}" "${CK_ERR[$name]}" \
             "$(mib "${CK_IDLE[$name]}")" "$(mib "${CK_LOAD[$name]}")"
     done
     echo
-    echo "PostgreSQL server processes: $(mib "$PG_IDLE_SERVER") MiB idle, $(mib "$PG_LOAD_SERVER") MiB after the load."
+    echo "\`postgres\` reaches PostgreSQL over its Unix socket, \`postgres-tcp\` over TCP loopback (fresh databases each). PostgreSQL server processes: $(mib "$PG_IDLE_SERVER") MiB idle, $(mib "$PG_LOAD_SERVER") MiB after the load."
     echo
     echo "### Start-up"
     echo
