@@ -1,9 +1,7 @@
 //! The `products` table. One set of portable queries serves SQLite and
 //! PostgreSQL; every read is a single query.
 
-use std::fmt::Write as _;
-
-use shop_common::db::Db;
+use shop_common::db::{self, Db};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
@@ -102,12 +100,10 @@ impl CatalogStore {
         let ids = ids.as_slice();
         // Only the count of placeholders comes from the request (at most
         // `MAX_IDS`); the ids themselves are bound, never spliced in.
-        let mut sql = format!("SELECT {COLUMNS} FROM products WHERE id IN (");
-        for n in 1..=ids.len() {
-            let separator = if n == 1 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${n}");
-        }
-        sql.push_str(") ORDER BY id");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM products WHERE id IN ({}) ORDER BY id",
+            db::placeholders(1, ids.len())
+        );
         let mut query = sqlx::query(&sql);
         for id in ids {
             query = query.bind(id.to_string());

@@ -328,6 +328,31 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     }))
 }
 
+/// `count` numbered placeholders from `$first` on, comma-separated
+/// (`$3, $4, $5`): for an `IN (…)` list or one row of `VALUES`, so that a
+/// statement with a variable number of values still binds every value.
+/// The same text serves both databases.
+pub fn placeholders(first: usize, count: usize) -> String {
+    let mut text = String::with_capacity(count * 5);
+    for n in first..first + count {
+        if n > first {
+            text.push_str(", ");
+        }
+        text.push('$');
+        text.push_str(&n.to_string());
+    }
+    text
+}
+
+/// `rows` parenthesised rows of `columns` placeholders each, numbered from
+/// `$1`, for a multi-row `INSERT … VALUES`: `($1, $2), ($3, $4)`.
+pub fn placeholder_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(1 + row * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The current time as stored in the database: RFC 3339 UTC with
 /// milliseconds, fixed width so that text order is time order.
 pub fn now_text() -> String {
@@ -342,6 +367,15 @@ pub fn timestamp_text(at: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_number_every_value_once() {
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
+        assert_eq!(placeholders(1, 1), "$1");
+        assert_eq!(placeholders(1, 0), "");
+        assert_eq!(placeholder_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholder_rows(1, 1), "($1)");
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode() {

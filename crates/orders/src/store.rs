@@ -10,6 +10,10 @@ use uuid::Uuid;
 
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
 
+/// Order lines per `INSERT`: 7 values each, far below the bound
+/// parameters either database takes in one statement.
+const LINES_PER_INSERT: usize = 500;
+
 /// The orders service's migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/orders");
 
@@ -176,20 +180,27 @@ impl OrderStore {
             }
             return Err(err.into());
         }
-        for (line_no, line) in (0_i64..).zip(&order.lines) {
-            sqlx::query(
+        // All lines in one statement (a cart rarely holds more than a
+        // chunk), numbered in cart order.
+        let mut line_numbers = 0_i64..;
+        for chunk in order.lines.chunks(LINES_PER_INSERT) {
+            let statement = format!(
                 "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, quantity, line_total_cents) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&order_id)
-            .bind(line_no)
-            .bind(line.product_id.to_string())
-            .bind(&line.name)
-            .bind(line.unit_price_cents)
-            .bind(line.quantity)
-            .bind(line.line_total_cents)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {}",
+                db::placeholder_rows(chunk.len(), 7)
+            );
+            let mut query = sqlx::query(&statement);
+            for (line_no, line) in line_numbers.by_ref().zip(chunk) {
+                query = query
+                    .bind(&order_id)
+                    .bind(line_no)
+                    .bind(line.product_id.to_string())
+                    .bind(&line.name)
+                    .bind(line.unit_price_cents)
+                    .bind(line.quantity)
+                    .bind(line.line_total_cents);
+            }
+            query.execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until) \
@@ -344,10 +355,7 @@ impl OrderStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (0..ids.len())
-            .map(|i| format!("${}", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = db::placeholders(3, ids.len());
         let statement = format!(
             "UPDATE outbox SET delivered_at = $1, claimed_by = NULL, lease_until = NULL, last_error = NULL \
              WHERE claimed_by = $2 AND delivered_at IS NULL AND id IN ({placeholders}) \
