@@ -34,12 +34,33 @@ struct Page {
     items: Vec<CatalogProduct>,
 }
 
+/// Products looked up in cart's catalog cache, by `result`: `hit` (kept
+/// from an earlier read) or `miss` (asked of the catalog). Absent when the
+/// cache is off.
+pub const CATALOG_CACHE_LOOKUPS: &str = "cart_catalog_cache_lookups_total";
+
 /// Reads products from the catalog service.
 #[derive(Clone, Debug)]
 pub struct CatalogClient {
     upstream: UpstreamClient,
     /// Products read recently; `None` when the cache is off.
-    cache: Option<moka::sync::Cache<ProductId, CatalogProduct>>,
+    cache: Option<ProductCache>,
+}
+
+/// The products kept, and the counters of their lookups.
+#[derive(Clone)]
+struct ProductCache {
+    products: moka::sync::Cache<ProductId, CatalogProduct>,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+}
+
+impl std::fmt::Debug for ProductCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProductCache")
+            .field("products", &self.products)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CatalogClient {
@@ -47,10 +68,16 @@ impl CatalogClient {
     /// products as `cache` says.
     pub fn new(upstream: UpstreamClient, cache: &CatalogCacheSettings) -> Self {
         let cache = (cache.ttl_ms > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(cache.capacity)
-                .time_to_live(Duration::from_millis(cache.ttl_ms))
-                .build()
+            // Handles taken before the recorder exists would record nothing.
+            shop_common::metrics::handle();
+            ProductCache {
+                products: moka::sync::Cache::builder()
+                    .max_capacity(cache.capacity)
+                    .time_to_live(Duration::from_millis(cache.ttl_ms))
+                    .build(),
+                hits: metrics::counter!(CATALOG_CACHE_LOOKUPS, "result" => "hit"),
+                misses: metrics::counter!(CATALOG_CACHE_LOOKUPS, "result" => "miss"),
+            }
         });
         Self { upstream, cache }
     }
@@ -68,12 +95,16 @@ impl CatalogClient {
         let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.cache.as_ref().and_then(|cache| cache.get(id)) {
+            match self.cache.as_ref().and_then(|cache| cache.products.get(id)) {
                 Some(product) => {
                     found.insert(*id, product);
                 }
                 None => missing.push(*id),
             }
+        }
+        if let Some(cache) = &self.cache {
+            cache.hits.increment(found.len() as u64);
+            cache.misses.increment(missing.len() as u64);
         }
         for chunk in missing.chunks(BATCH) {
             let list = chunk
@@ -95,7 +126,7 @@ impl CatalogClient {
                 .map_err(|err| CatalogError::Response(err.to_string()))?;
             for product in page.items {
                 if let Some(cache) = &self.cache {
-                    cache.insert(product.id, product.clone());
+                    cache.products.insert(product.id, product.clone());
                 }
                 found.insert(product.id, product);
             }

@@ -445,6 +445,10 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
         .await
         .expect("json");
     stack.stop_catalog().await;
+    let (hits, misses) = (
+        stack.cache_lookups("hit").await,
+        stack.cache_lookups("miss").await,
+    );
 
     // The product read a moment ago prices the cart and is accepted again.
     let cart = stack.get_cart(stack.cart(), &token).await;
@@ -471,6 +475,11 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
         "never read",
     )
     .await;
+
+    // The GET and the PUT found the product kept; the last PUT missed it.
+    // (Other tests of this binary share the process's counters: at least.)
+    assert!(stack.cache_lookups("hit").await >= hits + 2.0);
+    assert!(stack.cache_lookups("miss").await >= misses + 1.0);
 }
 
 #[tokio::test]

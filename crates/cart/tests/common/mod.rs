@@ -187,6 +187,27 @@ impl Stack {
         &self.carts[0].base
     }
 
+    /// The cart's `cart_catalog_cache_lookups_total{result}` from `/metrics`.
+    pub async fn cache_lookups(&self, result: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.cart()))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let label = format!(r#"result="{result}""#);
+        text.lines()
+            .find(|line| {
+                line.starts_with("cart_catalog_cache_lookups_total{") && line.contains(&label)
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no cache {result} counter in:\n{text}"))
+    }
+
     pub async fn get_cart(&self, base: &str, token: &str) -> reqwest::Response {
         self.client
             .get(format!("{base}/api/cart"))
