@@ -278,18 +278,6 @@ pub fn generate_signing_key_pem() -> Result<String, TokenError> {
     ))
 }
 
-/// A read guard that survives a poisoned lock: a panic elsewhere cannot leave
-/// these maps half-updated (every write replaces or inserts whole values).
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Checks access tokens against a set of public keys (by `kid`), the expected
 /// issuer and audience, and the EdDSA algorithm only. Cheap to clone; keys can
 /// be replaced while requests are being verified (JWKS refresh).
@@ -306,15 +294,16 @@ struct VerifierInner {
     /// requests with an unknown `kid` cause one fetch, not one each.
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
     /// Claims of tokens already verified, by SHA-256 of the token.
-    verified: RwLock<HashMap<[u8; 32], Claims>>,
+    verified: moka::sync::Cache<[u8; 32], Claims>,
 }
 
 /// Most verified tokens remembered. A token comes back on every request of
 /// a session, and again at every service on its path; remembering it turns
 /// an Ed25519 verification (~90 µs measured in docs/benchmarks.md) into a
 /// hash lookup. Only tokens that verified are remembered, their expiry is
-/// checked on every hit, and the memory emptied whenever the keys change.
-const VERIFIED_CAPACITY: usize = 10_000;
+/// checked on every hit, and the memory emptied whenever the keys change;
+/// beyond the capacity the least used are forgotten first.
+const VERIFIED_CAPACITY: u64 = 10_000;
 
 /// Where a verifier fetches the current public keys: the users service's
 /// JWKS, reached through discovery.
@@ -358,7 +347,7 @@ impl TokenVerifier {
                 validation,
                 source,
                 last_refresh: tokio::sync::Mutex::new(None),
-                verified: RwLock::new(HashMap::new()),
+                verified: moka::sync::Cache::new(VERIFIED_CAPACITY),
             }),
         }
     }
@@ -429,7 +418,7 @@ impl TokenVerifier {
             Err(poisoned) => *poisoned.into_inner() = keys,
         }
         // A token signed by a key that was just removed must stop verifying.
-        write(&self.inner.verified).clear();
+        self.inner.verified.invalidate_all();
         count
     }
 
@@ -445,27 +434,19 @@ impl TokenVerifier {
             return Ok(claims);
         }
         let claims = self.verify_signature(token)?;
-        self.remember(digest, &claims, now);
+        self.remember(digest, &claims);
         Ok(claims)
     }
 
     /// The remembered claims of the token with this digest, while unexpired
     /// by the same rule (and leeway) as a full verification.
     fn remembered(&self, digest: &[u8; 32], now: u64) -> Option<Claims> {
-        let verified = read(&self.inner.verified);
-        let claims = verified.get(digest)?;
-        (claims.exp.saturating_add(LEEWAY_SECS) >= now).then(|| claims.clone())
+        let claims = self.inner.verified.get(digest)?;
+        (claims.exp.saturating_add(LEEWAY_SECS) >= now).then_some(claims)
     }
 
-    fn remember(&self, digest: [u8; 32], claims: &Claims, now: u64) {
-        let mut verified = write(&self.inner.verified);
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.retain(|_, claims| claims.exp.saturating_add(LEEWAY_SECS) >= now);
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-        }
-        verified.insert(digest, claims.clone());
+    fn remember(&self, digest: [u8; 32], claims: &Claims) {
+        self.inner.verified.insert(digest, claims.clone());
     }
 
     fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
@@ -737,7 +718,8 @@ mod tests {
                 "a bad token fails every time"
             );
         }
-        assert_eq!(read(&verifier.inner.verified).len(), 0);
+        let digest: [u8; 32] = Sha256::digest(forged.as_bytes()).into();
+        assert!(!verifier.inner.verified.contains_key(&digest));
     }
 
     #[test]
