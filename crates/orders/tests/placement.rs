@@ -77,17 +77,7 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
 
         // The relay clears the ordered lines, once.
         stack.wait_for_cart(&token, &[]).await;
-        stack
-            .eventually("the delivery to be marked", || async {
-                count(
-                    &db,
-                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL",
-                    &first.id,
-                )
-                .await
-                    == 1
-            })
-            .await;
+        stack.wait_marked(&db, &first.id).await;
         assert_eq!(stack.deliveries.of(&first.id), [true]);
 
         // Items added after the order stay; a repeat with another cart still
@@ -150,17 +140,7 @@ async fn a_committed_order_is_delivered_after_a_restart_and_a_duplicate_delivery
         // A duplicate delivery (the row reset, as after a crash between
         // delivering and marking) reaches cart again and changes nothing.
         let db = stack.orders_db().await;
-        stack
-            .eventually("the delivery to be marked", || async {
-                count(
-                    &db,
-                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL",
-                    &order.id,
-                )
-                .await
-                    == 1
-            })
-            .await;
+        stack.wait_marked(&db, &order.id).await;
         sqlx::query("UPDATE outbox SET delivered_at = NULL WHERE order_id = $1")
             .bind(&order.id)
             .execute(db.pool())
@@ -334,17 +314,7 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
         );
         assert_eq!(stack.deliveries.of(&order.id), [true]);
         let db = stack.orders_db().await;
-        stack
-            .eventually("the delivery to be marked", || async {
-                count(
-                    &db,
-                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL AND claimed_by IS NULL",
-                    &order.id,
-                )
-                .await
-                    == 1
-            })
-            .await;
+        stack.wait_marked(&db, &order.id).await;
         assert_eq!(stack.deliveries.of(&order.id), [true]);
         // The same quantity put again at once is not undone by a late
         // removal: the next order gets it.

@@ -470,6 +470,21 @@ impl Stack {
             .expect("orders database")
     }
 
+    /// Waits (bounded) until order `order_id`'s outbox row is marked
+    /// delivered and its claim released.
+    pub async fn wait_marked(&self, db: &Db, order_id: &str) {
+        self.eventually("the delivery to be marked", || async {
+            count(
+                db,
+                "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL AND claimed_by IS NULL",
+                order_id,
+            )
+            .await
+                == 1
+        })
+        .await;
+    }
+
     /// Waits (bounded) until `predicate` holds.
     pub async fn eventually<F, Fut>(&self, what: &str, mut predicate: F)
     where
