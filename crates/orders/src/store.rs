@@ -190,7 +190,8 @@ impl OrderStore {
                 db::placeholder_rows(chunk.len(), 7)
             );
             let mut query = sqlx::query(&statement);
-            for (line_no, line) in line_numbers.by_ref().zip(chunk) {
+            // The chunk leads the zip: at its end no number is taken.
+            for (line, line_no) in chunk.iter().zip(line_numbers.by_ref()) {
                 query = query
                     .bind(&order_id)
                     .bind(line_no)

@@ -61,6 +61,20 @@ async fn an_order_with_more_lines_than_one_insert_takes_keeps_them_all_in_order(
             "{}: every line, in cart order",
             database.engine
         );
+        // Numbered 0..n without gaps across the statements.
+        let (count, first, last): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(line_no), MAX(line_no) FROM order_lines WHERE order_id = $1",
+        )
+        .bind(order.id.to_string())
+        .fetch_one(db.pool())
+        .await
+        .expect("line numbers");
+        assert_eq!(
+            (count, first, last),
+            (1_201, 0, 1_200),
+            "{}",
+            database.engine
+        );
         db.close().await;
     }
 }
