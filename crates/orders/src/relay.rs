@@ -63,17 +63,22 @@ impl Relay {
         settings: RelaySettings,
     ) -> (Self, Acknowledger) {
         let (acks, received) = mpsc::unbounded_channel();
+        let id: Arc<str> = id.into();
+        let acknowledger = Acknowledger {
+            relay: Arc::clone(&id),
+            store: store.clone(),
+            limit: usize::try_from(settings.batch_size)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            received,
+        };
         let relay = Self {
-            id: id.into(),
+            id,
             store,
             cart,
             service_token,
             settings,
             acks,
-        };
-        let acknowledger = Acknowledger {
-            relay: relay.clone(),
-            received,
         };
         (relay, acknowledger)
     }
@@ -174,26 +179,8 @@ impl Relay {
             }
         }
         round.delivered = delivered.len();
-        self.mark_delivered(&delivered).await;
+        mark_delivered(&self.store, &self.id, &delivered).await;
         Ok(round)
-    }
-
-    /// Marks delivered rows, in one statement.
-    async fn mark_delivered(&self, delivered: &[&str]) {
-        match self.store.mark_delivered(delivered, &self.id).await {
-            Ok(marked) if marked.len() < delivered.len() => {
-                tracing::warn!(
-                    lost = delivered.len() - marked.len(),
-                    "claims lost before marking delivered (lease ran out); the repeats are harmless"
-                );
-            }
-            Ok(_) => {}
-            // Delivered but not marked: they will be delivered again, which
-            // cart ignores.
-            Err(err) => {
-                tracing::warn!(rows = delivered.len(), error = %ErrorChain(&err), "cannot mark outbox rows delivered");
-            }
-        }
     }
 
     /// Delivers one row; true when delivered. A failure is recorded at
@@ -234,24 +221,45 @@ impl Relay {
     }
 }
 
+/// Marks rows `relay` delivered, in one statement.
+async fn mark_delivered(store: &OrderStore, relay: &str, delivered: &[&str]) {
+    match store.mark_delivered(delivered, relay).await {
+        Ok(marked) if marked.len() < delivered.len() => {
+            tracing::warn!(
+                lost = delivered.len() - marked.len(),
+                "claims lost before marking delivered (lease ran out); the repeats are harmless"
+            );
+        }
+        Ok(_) => {}
+        // Delivered but not marked: they will be delivered again, which
+        // cart ignores.
+        Err(err) => {
+            tracing::warn!(rows = delivered.len(), error = %ErrorChain(&err), "cannot mark outbox rows delivered");
+        }
+    }
+}
+
 /// Marks the rows [`Relay::deliver_placed`] delivered, up to
 /// `relay.batch_size` per statement: while one batch is written the next
 /// gathers, so under load an order costs a fraction of a statement, and
 /// when idle a mark waits for nothing.
 pub struct Acknowledger {
-    relay: Relay,
+    /// The relay whose claims it marks.
+    relay: Arc<str>,
+    store: OrderStore,
+    /// Most rows per statement.
+    limit: usize,
     received: mpsc::UnboundedReceiver<String>,
 }
 
 impl Acknowledger {
-    /// Marks deliveries as they come until `stop` is cancelled, then marks
-    /// those already reported and returns. Cancel `stop` once no more
-    /// orders are placed (after the gRPC drain); a delivery reported later
-    /// is not marked and is repeated when its lease runs out.
+    /// Marks deliveries as they come until `stop` is cancelled (or every
+    /// [`Relay`] is gone), then marks those already reported and returns.
+    /// Cancel `stop` once no more orders are placed (after the gRPC drain);
+    /// a delivery reported later is not marked and is repeated when its
+    /// lease runs out.
     pub async fn run(mut self, stop: CancellationToken) {
-        let limit = usize::try_from(self.relay.settings.batch_size)
-            .unwrap_or(usize::MAX)
-            .max(1);
+        let limit = self.limit;
         let mut batch = Vec::with_capacity(limit);
         loop {
             let stopping = tokio::select! {
@@ -273,7 +281,7 @@ impl Acknowledger {
     /// Marks `batch` in one statement and empties it.
     async fn mark(&self, batch: &mut Vec<String>) {
         let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
-        self.relay.mark_delivered(&ids).await;
+        mark_delivered(&self.store, &self.relay, &ids).await;
         batch.clear();
     }
 }
