@@ -278,37 +278,3 @@ fn consistent_hashing_bounds_every_load_by_c_times_the_average() {
     );
     drop(held);
 }
-
-#[test]
-fn consistent_hashing_always_picks_while_loads_change_under_it() {
-    // Loads move between a pick's reading of the total and its walk of the
-    // ring when other threads start and finish requests; a pick must still
-    // find an endpoint while any is available.
-    let balancer = Balancer::with_instances(
-        PolicySettings::ConsistentHash(ConsistentHashSettings::default()),
-        &instances(2),
-    );
-    let misses = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for thread in 0..4u64 {
-            let (balancer, misses) = (&balancer, &misses);
-            scope.spawn(move || {
-                let mut held = std::collections::VecDeque::new();
-                for i in 0..100_000u64 {
-                    let key = Some(HashKey::new((thread * 1_000_003 + i).to_be_bytes()));
-                    match balancer.pick(&PickRequest { key, exclude: &[] }) {
-                        Some(in_flight) => held.push_back(in_flight),
-                        None => {
-                            misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                    // Each thread keeps up to 8 requests in flight.
-                    if held.len() > 8 {
-                        held.pop_front();
-                    }
-                }
-            });
-        }
-    });
-    assert_eq!(misses.into_inner(), 0, "picks that found no endpoint");
-}
