@@ -394,14 +394,22 @@ run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 30 \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
     start >/dev/null || { tail -n 20 "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
 PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
+SERVICES=(users catalog cart orders)
+# create_dbs PREFIX: one fresh database per service (in this shell, so that
+# a failure stops the script).
+create_dbs() {
+    local service
+    for service in "${SERVICES[@]}"; do
+        run_pg "$PG_BIN/createdb" -h "$PG_DATA" -p "$PG_PORT" -U postgres "$1_$service"
+    done
+}
 # pg_urls PREFIX TRANSPORT: the four database URLs as shop's env settings,
 # over PostgreSQL's Unix socket (what a database on the same machine is
 # reached by) or over TCP loopback (as across containers).
 pg_urls() {
     local db service
-    for service in users catalog cart orders; do
+    for service in "${SERVICES[@]}"; do
         db="$1_$service"
-        run_pg "$PG_BIN/createdb" -h "$PG_DATA" -p "$PG_PORT" -U postgres "$db"
         if [ "$2" = socket ]; then
             printf 'SHOP_%s__DATABASE__URL=postgres://postgres@localhost/%s?host=%s&port=%s\n' \
                 "${service^^}" "$db" "$PG_DATA" "$PG_PORT"
@@ -411,6 +419,7 @@ pg_urls() {
     done
 }
 log "checkout on PostgreSQL (Unix socket): $USERS users, ${DURATION}s x $RUNS"
+create_dbs bench
 mapfile -t PG_ENV < <(pg_urls bench socket)
 start_shop postgres "${PG_ENV[@]}"
 PG_READY_MS=$READY_MS
@@ -419,6 +428,7 @@ checkout postgres "$SHOP_PID"
 PG_LOAD_SERVER=$(rss_kib "$PG_PID")
 stop_shop
 log "checkout on PostgreSQL (TCP loopback): $USERS users, ${DURATION}s x $RUNS"
+create_dbs benchtcp
 mapfile -t PG_ENV < <(pg_urls benchtcp tcp)
 start_shop postgres-tcp "${PG_ENV[@]}"
 checkout postgres-tcp "$SHOP_PID"
@@ -474,7 +484,7 @@ RESULTS="$OUT_DIR/results.md"
             "$(mib "${CK_IDLE[$name]}")" "$(mib "${CK_LOAD[$name]}")"
     done
     echo
-    echo "\`postgres\` reaches PostgreSQL over its Unix socket, \`postgres-tcp\` over TCP loopback (fresh databases each). PostgreSQL server processes: $(mib "$PG_IDLE_SERVER") MiB idle, $(mib "$PG_LOAD_SERVER") MiB after the load."
+    echo "\`postgres\` reaches PostgreSQL over its Unix socket, \`postgres-tcp\` over TCP loopback (fresh databases each). PostgreSQL server processes (around the socket runs): $(mib "$PG_IDLE_SERVER") MiB idle, $(mib "$PG_LOAD_SERVER") MiB after the load."
     echo
     echo "### Start-up"
     echo
