@@ -47,9 +47,18 @@ pub async fn spawn_stack(cart_db: TestDatabase, carts: usize) -> Stack {
     spawn_stack_with(cart_db, carts, |_| {}).await
 }
 
+/// Starts users, catalog and one cart on SQLite whose catalog cache keeps
+/// products for `ttl_ms` (0: off).
+pub async fn spawn_with_catalog_cache(ttl_ms: u64) -> Stack {
+    spawn_stack_with(TestDatabase::sqlite(), 1, |settings| {
+        settings.catalog_cache.ttl_ms = ttl_ms;
+    })
+    .await
+}
+
 /// Starts a stack whose cart database is `cart_db`; `configure` adjusts each
 /// cart's settings.
-pub async fn spawn_stack_with(
+async fn spawn_stack_with(
     cart_db: TestDatabase,
     carts: usize,
     configure: impl Fn(&mut shop_cart::Settings),
@@ -175,11 +184,18 @@ impl Stack {
             .collect()
     }
 
-    /// Stops the catalog and waits until it is gone.
+    /// Stops the catalog and waits (bounded) until its listener refuses
+    /// connections; deregistration is immediate.
     pub async fn stop_catalog(&self) {
         self.catalog.stop.cancel();
-        // Deregistration is immediate; give the drain a moment to close the listener.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let addr = self.catalog.base.trim_start_matches("http://");
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the catalog at {addr} still accepts connections after 5 s");
     }
 
     /// The first cart instance's base URL.
