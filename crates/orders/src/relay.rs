@@ -184,7 +184,8 @@ impl Relay {
     }
 
     /// Delivers one row; true when delivered. A failure is recorded at
-    /// once with its next attempt time; a success is marked by the round.
+    /// once with its next attempt time; a success is marked by the caller
+    /// (the round, or the acknowledger for a hand-off).
     async fn deliver(&self, row: &OutboxRow) -> bool {
         let outcome = match row.kind.as_str() {
             KIND_CART_REMOVAL => self
