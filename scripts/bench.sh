@@ -78,9 +78,7 @@ cleanup() {
     set +e
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-    if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-        run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
-    fi
+    stop_throwaway_pg "$PG_DATA"
     rm -rf "$WORK"
     exit "$status"
 }
@@ -382,17 +380,7 @@ stop_shop
 log "starting a throwaway PostgreSQL"
 PG_DATA="$WORK/pg"
 PG_PORT=$(free_port)
-mkdir -p "$PG_DATA"
-if [ "$(id -u)" -eq 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --home-dir "$WORK" postgres
-    chown postgres "$PG_DATA"
-fi
-chmod 700 "$PG_DATA"
-run_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-sync >"$WORK/initdb.log" 2>&1 \
-    || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 30 \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
-    start >/dev/null || { tail -n 20 "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
+start_throwaway_pg "$PG_DATA" "$PG_PORT"
 PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
 SERVICES=(users catalog cart orders)
 # create_dbs PREFIX: one fresh database per service (in this shell, so that

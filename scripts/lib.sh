@@ -53,3 +53,30 @@ free_port() {
     done
     die "no free port found"
 }
+
+# start_throwaway_pg DATA_DIR PORT: a disposable PostgreSQL server from
+# $PG_BIN on 127.0.0.1:PORT, its Unix socket in DATA_DIR, trust
+# authentication for the superuser `postgres`, and no durability (fsync off):
+# for tests and benchmarks only. Logs go next to DATA_DIR.
+start_throwaway_pg() {
+    local data=$1 port=$2 parent
+    parent=$(dirname "$data")
+    mkdir -p "$data"
+    if [ "$(id -u)" -eq 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --home-dir "$parent" postgres
+        chown postgres "$data"
+    fi
+    chmod 700 "$data"
+    run_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-sync >"$parent/initdb.log" 2>&1 \
+        || { cat "$parent/initdb.log" >&2; die "initdb failed"; }
+    run_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 30 \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $data -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+        start >/dev/null || { tail -n 50 "$data/server.log" >&2; die "PostgreSQL did not start"; }
+}
+
+# stop_throwaway_pg DATA_DIR: stops that server at once, if it runs.
+stop_throwaway_pg() {
+    if [ -n "$1" ] && [ -f "$1/postmaster.pid" ]; then
+        run_pg "$PG_BIN/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1
+    fi
+}

@@ -41,9 +41,7 @@ cleanup() {
     local status=$?
     set +e
     if [ -n "$ETCD_PID" ]; then kill "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; fi
-    if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-        run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
-    fi
+    stop_throwaway_pg "$PG_DATA"
     if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
     exit "$status"
 }
@@ -54,18 +52,8 @@ start_postgres() {
     PG_DATA="$WORK/pg"
     local port
     port=$(free_port)
-    mkdir -p "$PG_DATA"
-    if [ "$(id -u)" -eq 0 ]; then
-        id postgres >/dev/null 2>&1 || useradd --system --home-dir "$WORK" postgres
-        chown postgres "$PG_DATA"
-    fi
-    chmod 700 "$PG_DATA"
     log "starting PostgreSQL on 127.0.0.1:$port"
-    run_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-sync >"$WORK/initdb.log" 2>&1 \
-        || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-    run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 30 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
-        start >/dev/null || { cat "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
+    start_throwaway_pg "$PG_DATA" "$port"
     export SHOP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
 
