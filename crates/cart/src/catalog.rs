@@ -1,8 +1,13 @@
 //! The catalog client: product names and prices, read through discovery
 //! (balancing, deadlines, retries and the breaker are the upstream client's)
 //! and kept for a short while (see [`CatalogCacheSettings`]).
+//!
+//! With the cache on, concurrent lookups of a product that is not kept
+//! share one read: when its entry expires under load, the catalog is asked
+//! once, not once per waiting request.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,15 +23,31 @@ const BATCH: usize = 100;
 /// Largest catalog response read; 100 products are far below it.
 const MAX_RESPONSE: usize = 1024 * 1024;
 
-/// Why the catalog could not answer.
-#[derive(Debug, thiserror::Error)]
+/// Why the catalog could not answer. Cheap to clone: one failed read
+/// answers every request that waited on it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CatalogError {
     /// The call failed: no instance, timeout, breaker open, connection error.
     #[error(transparent)]
-    Call(#[from] CallError),
+    Call(Arc<CallError>),
     /// The catalog answered with an unexpected status or body.
     #[error("unexpected catalog response: {0}")]
     Response(String),
+}
+
+impl From<CallError> for CatalogError {
+    fn from(err: CallError) -> Self {
+        Self::Call(Arc::new(err))
+    }
+}
+
+/// Why a product's lookup brought nothing to keep.
+#[derive(Debug)]
+enum NotKept {
+    /// The catalog does not know the product (never kept).
+    Unknown,
+    /// The catalog could not be read.
+    Failed(CatalogError),
 }
 
 #[derive(serde::Deserialize)]
@@ -35,7 +56,8 @@ struct Page {
 }
 
 /// Products looked up in cart's catalog cache, by `result`: `hit` (kept
-/// from an earlier read) or `miss` (asked of the catalog). Absent when the
+/// from an earlier read) or `miss` (not kept: read from the catalog by this
+/// request or by another it waited on). Absent when the
 /// cache is off.
 pub const CATALOG_CACHE_LOOKUPS: &str = "cart_catalog_cache_lookups_total";
 
@@ -50,7 +72,7 @@ pub struct CatalogClient {
 /// The products kept, and the counters of their lookups.
 #[derive(Clone)]
 struct ProductCache {
-    products: moka::sync::Cache<ProductId, CatalogProduct>,
+    products: moka::future::Cache<ProductId, CatalogProduct>,
     hits: metrics::Counter,
     misses: metrics::Counter,
 }
@@ -71,7 +93,7 @@ impl CatalogClient {
             // Handles taken before the recorder exists would record nothing.
             shop_common::metrics::handle();
             ProductCache {
-                products: moka::sync::Cache::builder()
+                products: moka::future::Cache::builder()
                     .max_capacity(cache.capacity)
                     .time_to_live(Duration::from_millis(cache.ttl_ms))
                     .build(),
@@ -84,7 +106,10 @@ impl CatalogClient {
 
     /// The products among `ids` that the catalog knows, by id: those read
     /// within the cache's time to live from the cache, the rest from the
-    /// catalog.
+    /// catalog in one request per 100 ids.
+    ///
+    /// A product another request is already reading is not asked for again:
+    /// this one waits for that read (and shares its failure, if it fails).
     ///
     /// # Errors
     /// [`CatalogError`] when the catalog cannot be reached or answers badly.
@@ -92,21 +117,54 @@ impl CatalogClient {
         &self,
         ids: &[ProductId],
     ) -> Result<HashMap<ProductId, CatalogProduct>, CatalogError> {
+        let Some(cache) = &self.cache else {
+            return self.fetch(ids).await;
+        };
         let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.cache.as_ref().and_then(|cache| cache.products.get(id)) {
+            match cache.products.get(id).await {
                 Some(product) => {
                     found.insert(*id, product);
                 }
                 None => missing.push(*id),
             }
         }
-        if let Some(cache) = &self.cache {
-            cache.hits.increment(found.len() as u64);
-            cache.misses.increment(missing.len() as u64);
+        cache.hits.increment(found.len() as u64);
+        cache.misses.increment(missing.len() as u64);
+        // This call reads all its missing products at most once, on the
+        // first of them whose read no other request has started; the
+        // products read for that one are there for the others.
+        let read = tokio::sync::OnceCell::new();
+        for &id in &missing {
+            let lookup = cache.products.try_get_with(id, async {
+                let products = read
+                    .get_or_init(|| self.fetch(&missing))
+                    .await
+                    .as_ref()
+                    .map_err(|err| NotKept::Failed(err.clone()))?;
+                products.get(&id).cloned().ok_or(NotKept::Unknown)
+            });
+            match lookup.await {
+                Ok(product) => {
+                    found.insert(id, product);
+                }
+                Err(not_kept) => match &*not_kept {
+                    NotKept::Unknown => {}
+                    NotKept::Failed(err) => return Err(err.clone()),
+                },
+            }
         }
-        for chunk in missing.chunks(BATCH) {
+        Ok(found)
+    }
+
+    /// Reads `ids` from the catalog, 100 per request; unknown ids are absent.
+    async fn fetch(
+        &self,
+        ids: &[ProductId],
+    ) -> Result<HashMap<ProductId, CatalogProduct>, CatalogError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
             let list = chunk
                 .iter()
                 .map(ToString::to_string)
@@ -124,12 +182,7 @@ impl CatalogClient {
             }
             let page: Page = serde_json::from_slice(&body)
                 .map_err(|err| CatalogError::Response(err.to_string()))?;
-            for product in page.items {
-                if let Some(cache) = &self.cache {
-                    cache.products.insert(product.id, product.clone());
-                }
-                found.insert(product.id, product);
-            }
+            found.extend(page.items.into_iter().map(|product| (product.id, product)));
         }
         Ok(found)
     }

@@ -59,7 +59,7 @@ impl IntoResponse for Error {
                 Problem::with_detail(status, format!("the catalog has no product {id}"))
                     .kind("/problems/unknown-product", "Unknown product")
             }
-            Self::Catalog(CatalogError::Call(err)) => Problem::from(err),
+            Self::Catalog(CatalogError::Call(err)) => Problem::from(&*err),
             Self::Catalog(ref err @ CatalogError::Response(_)) => {
                 tracing::warn!(error = %err, "catalog answered badly");
                 Problem::with_detail(status, "the catalog answered badly; try again later")

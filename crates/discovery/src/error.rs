@@ -107,11 +107,19 @@ impl CallError {
 
 impl From<CallError> for Problem {
     fn from(err: CallError) -> Self {
+        Self::from(&err)
+    }
+}
+
+/// For an error several callers share (one failed lookup that concurrent
+/// requests waited on).
+impl From<&CallError> for Problem {
+    fn from(err: &CallError) -> Self {
         if matches!(err, CallError::InvalidRequest { .. }) {
-            return Problem::internal(&err);
+            return Problem::internal(err);
         }
         // The cause names instances and addresses: log it, never send it.
-        tracing::warn!(upstream = err.upstream(), error = %ErrorChain(&err), "upstream call failed");
+        tracing::warn!(upstream = err.upstream(), error = %ErrorChain(err), "upstream call failed");
         let status = err.status_code();
         let (title, detail) = match status {
             StatusCode::GATEWAY_TIMEOUT => (

@@ -205,6 +205,13 @@ impl Stack {
 
     /// The cart's `cart_catalog_cache_lookups_total{result}` from `/metrics`.
     pub async fn cache_lookups(&self, result: &str) -> f64 {
+        self.counter("cart_catalog_cache_lookups_total", &[("result", result)])
+            .await
+    }
+
+    /// The value of the first cart counter `name` whose labels include all
+    /// of `labels`, from `/metrics`; panics when there is none.
+    pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self
             .client
             .get(format!("{}/metrics", self.cart()))
@@ -214,14 +221,19 @@ impl Stack {
             .text()
             .await
             .expect("text");
-        let label = format!(r#"result="{result}""#);
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!(r#"{key}="{value}""#))
+            .collect();
         text.lines()
             .find(|line| {
-                line.starts_with("cart_catalog_cache_lookups_total{") && line.contains(&label)
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{'))
+                    && labels.iter().all(|label| line.contains(label.as_str()))
             })
             .and_then(|line| line.rsplit(' ').next())
             .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("no cache {result} counter in:\n{text}"))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
     }
 
     pub async fn get_cart(&self, base: &str, token: &str) -> reqwest::Response {
