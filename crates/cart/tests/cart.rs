@@ -399,11 +399,7 @@ async fn concurrent_updates_lose_nothing() {
 #[tokio::test]
 async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
     let stack = spawn_with_catalog_cache(0).await;
-    let token = stack.token("dave").await;
-    let product = stack.product_ids().await.remove(0);
-    stack
-        .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
-        .await;
+    let (token, product) = stack.shopper_with_one_item("dave").await;
     stack.stop_catalog().await;
     let problem = assert_problem(
         stack.get_cart(stack.cart(), &token).await,
@@ -479,12 +475,7 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
 #[tokio::test]
 async fn a_cached_product_is_asked_for_again_once_its_ttl_ends() {
     let stack = spawn_with_catalog_cache(50).await;
-    let token = stack.token("frank").await;
-    let product = stack.product_ids().await.remove(0);
-    let put = stack
-        .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
-        .await;
-    assert_eq!(put.status(), 200);
+    let (token, _) = stack.shopper_with_one_item("frank").await;
     stack.stop_catalog().await;
     // Well past the 50 ms time to live.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::spawn_with_catalog_cache;
-use serde_json::json;
 
 /// The catalog cache's time to live here: long enough that the burst below
 /// ends within it on a slow machine, short enough to wait out.
@@ -16,12 +15,7 @@ const TTL: Duration = Duration::from_millis(1_500);
 #[tokio::test]
 async fn concurrent_requests_missing_the_same_product_read_the_catalog_once() {
     let stack = spawn_with_catalog_cache(TTL.as_millis() as u64).await;
-    let token = stack.token("grace").await;
-    let product = stack.product_ids().await.remove(0);
-    let put = stack
-        .put_item(stack.cart(), &token, &product, json!({"quantity": 1}))
-        .await;
-    assert_eq!(put.status(), 200);
+    let (token, _) = stack.shopper_with_one_item("grace").await;
     // The entry the PUT left expires.
     tokio::time::sleep(TTL + Duration::from_millis(200)).await;
     let reads = || {

@@ -161,6 +161,18 @@ impl Stack {
         session["access_token"].as_str().expect("token").to_owned()
     }
 
+    /// Registers `username` and puts one of the catalog's first product in
+    /// the first cart (checked to succeed); returns the token and product.
+    pub async fn shopper_with_one_item(&self, username: &str) -> (String, String) {
+        let token = self.token(username).await;
+        let product = self.product_ids().await.remove(0);
+        let put = self
+            .put_item(self.cart(), &token, &product, json!({"quantity": 1}))
+            .await;
+        assert_eq!(put.status(), 200, "putting the first item");
+        (token, product)
+    }
+
     /// Every product in the catalog, in list order.
     pub async fn products(&self) -> Vec<Value> {
         let page: Value = self
