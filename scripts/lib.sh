@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared helpers of the bash scripts (test.sh, validate-deploy.sh, bench.sh,
-# dev.sh); each sources it after `cd`-ing to the repository root:
+# dev.sh, images.sh, compose-e2e.sh); each sources it after `cd`-ing to the repository root:
 #
 #   # shellcheck source=scripts/lib.sh
 #   . scripts/lib.sh
@@ -44,14 +44,25 @@ run_pg() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# free_port: a loopback port nothing listens on (30000-49999).
+# free_port: a loopback port nothing listens on, outside the kernel's
+# ephemeral range (net.ipv4.ip_local_port_range): a port in that range can be
+# taken at any moment by an outgoing connection's local end, so a server
+# started there later may find it in use. Ports below 10000 are left alone.
 free_port() {
-    local port
+    local low=32768 high=60999 from to port
+    if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+        read -r low high </proc/sys/net/ipv4/ip_local_port_range
+    fi
+    # The wider of the two gaps around the ephemeral range.
+    if [ $((low - 10000)) -ge $((65535 - high)) ]; then from=10000 to=$((low - 1))
+    else from=$((high + 1)) to=65535
+    fi
+    [ "$to" -gt "$from" ] || die "no port range outside the ephemeral range $low-$high"
     for _ in $(seq 1 200); do
-        port=$(( (RANDOM % 20000) + 30000 ))
+        port=$(( from + (RANDOM * 32768 + RANDOM) % (to - from + 1) ))
         if ! port_in_use "$port"; then printf '%s\n' "$port"; return 0; fi
     done
-    die "no free port found"
+    die "no free port found in $from-$to"
 }
 
 # start_throwaway_pg DATA_DIR PORT: a disposable PostgreSQL server from
@@ -78,5 +89,31 @@ start_throwaway_pg() {
 stop_throwaway_pg() {
     if [ -n "$1" ] && [ -f "$1/postmaster.pid" ]; then
         run_pg "$PG_BIN/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1
+    fi
+}
+
+# workspace_version: the `version` of [workspace.package] in Cargo.toml (the
+# tag of every service image).
+workspace_version() {
+    sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1
+}
+
+# phase NAME CMD...: runs CMD, then logs how long the phase took.
+phase() {
+    local name=$1 start status=0
+    shift
+    start=$(date +%s)
+    log "$name"
+    "$@" || status=$?
+    log "$name: $(( $(date +%s) - start )) s$([ "$status" -eq 0 ] || printf ' (failed, exit %s)' "$status")"
+    return "$status"
+}
+
+# compose ARGS...: the Compose tool, as the `docker compose` plugin or the
+# standalone `docker-compose`, whichever this machine has.
+compose() {
+    if docker compose version >/dev/null 2>&1; then docker compose "$@"
+    elif command -v docker-compose >/dev/null 2>&1; then docker-compose "$@"
+    else die "neither 'docker compose' nor 'docker-compose' is installed"
     fi
 }
