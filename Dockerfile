@@ -1,20 +1,52 @@
-# syntax=docker/dockerfile:1
+# One image per ferroshop service from one file. Two ways to build it:
 #
-# One image per ferroshop service from one file:
+#   docker build --build-arg SERVICE=users -t localhost/ferroshop/users:0.1.0 .
+#       compiles the workspace inside Docker (needs the rust and distroless
+#       base images, so a registry, and BuildKit: Docker 23+ or
+#       `docker compose build`);
 #
-#   docker build --build-arg SERVICE=users -t ferroshop/users:dev .
+#   scripts/images.sh
+#       builds the binaries on the host with cargo and packs each into the
+#       `prebuilt` target below; works with no registry at all (it builds
+#       stand-ins of the base images from Debian's packages).
 #
 # SERVICE is one of users, catalog, cart, orders, gateway. The builder stages
 # do not depend on SERVICE, so building all five images compiles the
 # workspace once (BuildKit shares the layers) and only the last stage differs.
 #
-# Stages: chef (toolchain + cargo-chef + protoc) -> planner (dependency
+# Stages: runtime-base (distroless cc: glibc and libgcc only, no shell, no
+# package manager, runs as uid 65532) -> prebuilt (a binary from the build
+# context); chef (toolchain + cargo-chef + protoc) -> planner (dependency
 # recipe) -> builder (dependencies cached in their own layer, then our
-# crates) -> runtime (distroless cc: glibc and libgcc only, no shell, no
-# package manager, runs as uid 65532).
+# crates) -> runtime (the default target: the binary the builder made).
+# `prebuilt` comes before the toolchain stages so that the classic builder,
+# which builds every stage up to its target, never needs them for it.
 
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
+
+FROM ${RUNTIME_IMAGE} AS runtime-base
+ARG SERVICE
+LABEL org.opencontainers.image.title="shop-${SERVICE}" \
+      org.opencontainers.image.description="ferroshop ${SERVICE} service" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+# A numeric user so Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
+# Configuration comes from SHOP_* environment variables (see
+# docs/operations.md); secrets are mounted at run time, never baked in.
+ENV SHOP_LOG_FORMAT=json
+# No shell or curl here: the binary probes its own /readyz on the port its
+# configuration names. (Kubernetes ignores this and uses its own probes.)
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/shop-service", "--healthcheck"]
+ENTRYPOINT ["/usr/local/bin/shop-service"]
+
+# The build context holds the binary shop-${SERVICE}, built on the host
+# (scripts/images.sh).
+FROM runtime-base AS prebuilt
+ARG SERVICE
+COPY shop-${SERVICE} /usr/local/bin/shop-service
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
 # protoc and the well-known .proto files are needed by etcd-client's build
@@ -43,19 +75,6 @@ RUN cargo chef cook --release --workspace --features "${CARGO_FEATURES}" --recip
 COPY . .
 RUN cargo build --release --locked --workspace --features "${CARGO_FEATURES}" --bins
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM runtime-base AS runtime
 ARG SERVICE
-LABEL org.opencontainers.image.title="shop-${SERVICE}" \
-      org.opencontainers.image.description="ferroshop ${SERVICE} service" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
 COPY --from=builder /app/target/release/shop-${SERVICE} /usr/local/bin/shop-service
-# A numeric user so Kubernetes' runAsNonRoot can verify it.
-USER 65532:65532
-# Configuration comes from SHOP_* environment variables (see
-# docs/operations.md); secrets are mounted at run time, never baked in.
-ENV SHOP_LOG_FORMAT=json
-# No shell or curl here: the binary probes its own /readyz on the port its
-# configuration names. (Kubernetes ignores this and uses its own probes.)
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["/usr/local/bin/shop-service", "--healthcheck"]
-ENTRYPOINT ["/usr/local/bin/shop-service"]
