@@ -1,6 +1,7 @@
 //! The compose file as the checks see it: per service, the environment its
 //! container gets (`env_file` entries, then `environment`, which wins), the
-//! secrets mounted under `/run/secrets/`, and its published ports.
+//! secrets mounted under `/run/secrets/`, its published ports, its image,
+//! command line and replica count.
 
 use std::path::Path;
 
@@ -16,6 +17,12 @@ pub struct ComposeService {
     pub name: String,
     /// The ferroshop service it runs (from `build.args.SERVICE` or the image).
     pub service: Option<Service>,
+    /// `image:` as written.
+    pub image: Option<String>,
+    /// `command:` as a list (a string is split at whitespace).
+    pub command: Vec<String>,
+    /// How many containers it runs: `deploy.replicas`, else `scale`, else 1.
+    pub replicas: u32,
     /// The container's environment, in the order compose applies it.
     pub env: Vec<(String, String)>,
     /// Files mounted from compose `secrets:` (`/run/secrets/<name>`).
@@ -33,7 +40,8 @@ pub struct ComposeService {
 /// `scripts/gen-secrets.sh --root` wrote to).
 ///
 /// # Errors
-/// [`Error`] when the file is not a compose file or an env file is missing.
+/// [`Error`] when the file is not a compose file, an env file is missing or
+/// a replica count is not a number.
 pub fn services(compose: &str, root: &Path) -> Result<Vec<ComposeService>, Error> {
     let docs = yaml::parse(compose)?;
     let doc = docs
@@ -95,9 +103,26 @@ fn service(name: &str, spec: &Value, root: &Path) -> Result<ComposeService, Erro
             .collect(),
         _ => Vec::new(),
     };
+    let replicas = match [&spec["deploy"]["replicas"], &spec["scale"]]
+        .into_iter()
+        .find_map(scalar)
+    {
+        None => 1,
+        Some(text) => text.parse().map_err(|_| {
+            Error::Shape(format!("{name}: replicas {text:?} is not a whole number"))
+        })?,
+    };
+    let command = match &spec["command"] {
+        Value::String(line) => line.split_whitespace().map(ToOwned::to_owned).collect(),
+        Value::Array(items) => items.iter().filter_map(scalar).collect(),
+        _ => Vec::new(),
+    };
     Ok(ComposeService {
         name: name.to_owned(),
         service,
+        image: spec["image"].as_str().map(ToOwned::to_owned),
+        command,
+        replicas,
         env: last_wins(env),
         secret_files,
         ports: string_list(&spec["ports"], "published"),
@@ -187,6 +212,41 @@ services:
             [("users".to_owned(), "service_healthy".to_owned())]
         );
         assert!(cart.healthcheck);
+        assert_eq!(cart.replicas, 1);
+        assert_eq!(cart.image, None);
+    }
+
+    #[test]
+    fn image_command_and_replicas_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let compose = "\
+services:
+  db:
+    image: postgres:15-bookworm
+    command: postgres -c max_connections=200
+  cart:
+    image: localhost/ferroshop/cart:0.1.0
+    command: [serve, --port, 8083]
+    deploy: {replicas: 3}
+  old:
+    scale: 2
+  bad:
+    deploy: {replicas: many}
+";
+        let err = services(compose, dir.path()).expect_err("many is not a number");
+        assert!(err.to_string().contains("bad"), "{err}");
+        let services = services(&compose.replace("many", "0"), dir.path()).expect("parses");
+        let named = |name: &str| services.iter().find(|s| s.name == name).expect(name);
+        let db = named("db");
+        assert_eq!(db.image.as_deref(), Some("postgres:15-bookworm"));
+        assert_eq!(db.command, ["postgres", "-c", "max_connections=200"]);
+        assert_eq!(db.replicas, 1);
+        let cart = named("cart");
+        assert_eq!(cart.service, Some(Service::Cart));
+        assert_eq!(cart.command, ["serve", "--port", "8083"]);
+        assert_eq!(cart.replicas, 3);
+        assert_eq!(named("old").replicas, 2);
+        assert_eq!(named("bad").replicas, 0);
     }
 
     #[test]

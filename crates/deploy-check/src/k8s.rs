@@ -1,7 +1,8 @@
 //! Rendered Kubernetes manifests (`kubectl kustomize` output) as the checks
 //! see them: each workload container's environment, resolved through its
 //! ConfigMaps and Secrets the way the kubelet resolves it, the files mounted
-//! from them, and the Services.
+//! from them, its image and command line, how many instances may run (the
+//! autoscaler's maximum, else `replicas`), and the Services.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,14 @@ pub struct Workload {
     pub container: String,
     /// The ferroshop service it runs (from its image).
     pub service: Option<Service>,
+    /// Its image as rendered.
+    pub image: String,
+    /// Its `command` followed by its `args`.
+    pub command: Vec<String>,
+    /// The most pods that may run it at once: the `maxReplicas` of a
+    /// HorizontalPodAutoscaler targeting the workload, else its `replicas`
+    /// (default 1).
+    pub instances: u32,
     /// Its environment: `envFrom` sources in order, then `env` (which wins).
     pub env: Vec<(String, String)>,
     /// Every file path mounted from a Secret or ConfigMap volume.
@@ -84,6 +93,45 @@ impl Manifests {
         })
     }
 
+    /// The object of `kind` named `name`, to change (tests raise a replica
+    /// count or a pool size in the rendered objects).
+    pub fn get_mut(&mut self, kind: &str, name: &str) -> Option<&mut Value> {
+        self.objects.iter_mut().find(|o| {
+            o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name)
+        })
+    }
+
+    /// The most pods of `kind`/`name` that may run at once: the
+    /// `maxReplicas` of an autoscaler targeting it, else `spec.replicas`
+    /// (default 1).
+    fn instances(&self, kind: &str, object: &Value) -> Result<u32, Error> {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let autoscaler = self.of_kind("HorizontalPodAutoscaler").find(|hpa| {
+            let target = &hpa["spec"]["scaleTargetRef"];
+            target["kind"].as_str() == Some(kind) && target["name"].as_str() == Some(name)
+        });
+        let (what, value) = match autoscaler {
+            Some(hpa) => (
+                format!(
+                    "HorizontalPodAutoscaler/{} maxReplicas",
+                    hpa["metadata"]["name"].as_str().unwrap_or("?")
+                ),
+                &hpa["spec"]["maxReplicas"],
+            ),
+            None => (
+                format!("{kind}/{name} replicas"),
+                &object["spec"]["replicas"],
+            ),
+        };
+        if value.is_null() {
+            return Ok(1);
+        }
+        value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| Error::Shape(format!("{what}: {value} is not a replica count")))
+    }
+
     /// The key/value data of a ConfigMap or Secret (Secret `data` decoded).
     fn data(&self, kind: &str, name: &str) -> Result<BTreeMap<String, String>, Error> {
         let object = self
@@ -119,7 +167,7 @@ impl Manifests {
     ///
     /// # Errors
     /// [`Error::Shape`] when a container refers to a ConfigMap or Secret (or
-    /// a key of one) that is not rendered.
+    /// a key of one) that is not rendered, or a replica count is not a number.
     pub fn workloads(&self) -> Result<Vec<Workload>, Error> {
         let mut out = Vec::new();
         for object in &self.objects {
@@ -131,15 +179,22 @@ impl Manifests {
                 "{kind}/{}",
                 object["metadata"]["name"].as_str().unwrap_or("?")
             );
+            let instances = self.instances(kind, object)?;
             let pod = &object["spec"]["template"]["spec"];
             for container in pod["containers"].as_array().into_iter().flatten() {
-                out.push(self.workload(&id, pod, container)?);
+                out.push(self.workload(&id, instances, pod, container)?);
             }
         }
         Ok(out)
     }
 
-    fn workload(&self, id: &str, pod: &Value, container: &Value) -> Result<Workload, Error> {
+    fn workload(
+        &self,
+        id: &str,
+        instances: u32,
+        pod: &Value,
+        container: &Value,
+    ) -> Result<Workload, Error> {
         let mut env = Vec::new();
         for source in container["envFrom"].as_array().into_iter().flatten() {
             let prefix = source["prefix"].as_str().unwrap_or_default();
@@ -182,6 +237,13 @@ impl Manifests {
             id: id.to_owned(),
             container: container["name"].as_str().unwrap_or_default().to_owned(),
             service: Service::from_name_or_image(image),
+            image: image.to_owned(),
+            command: ["command", "args"]
+                .into_iter()
+                .flat_map(|key| container[key].as_array().into_iter().flatten())
+                .filter_map(scalar)
+                .collect(),
+            instances,
             env: crate::compose::last_wins(env),
             files: self.mounted_files(pod, container)?,
             ports: container["ports"]
@@ -338,6 +400,8 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
         assert_eq!(cart.service, Some(Service::Cart));
         assert_eq!(cart.files, ["/etc/keys/token"]);
         assert_eq!(cart.ports, [8083]);
+        assert_eq!(cart.image, "ferroshop/cart:0.1.0");
+        assert_eq!(cart.instances, 1, "no replicas, no autoscaler");
         let loaded = check(Service::Cart, Topology::Kubernetes, &cart.env).expect("valid");
         assert_eq!(loaded.service_token.as_deref(), Some("token"));
         assert_eq!(
@@ -347,6 +411,43 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
         let services = manifests.services();
         assert!(services[0].headless);
         assert_eq!(services[0].ports, [8083]);
+    }
+
+    #[test]
+    fn instances_are_the_autoscalers_maximum_else_the_replicas() {
+        let with_replicas = RENDERED.replace(
+            "metadata: {name: cart}\nspec:\n",
+            "metadata: {name: cart}\nspec:\n  replicas: 4\n",
+        );
+        let manifests = Manifests::parse(&with_replicas).expect("yaml");
+        assert_eq!(manifests.workloads().expect("resolves")[0].instances, 4);
+
+        let hpa = "\n---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: cart}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: cart}\n  minReplicas: 2\n  maxReplicas: 6\n";
+        let mut manifests = Manifests::parse(&(with_replicas + hpa)).expect("yaml");
+        assert_eq!(manifests.workloads().expect("resolves")[0].instances, 6);
+
+        let spec = &mut manifests
+            .get_mut("HorizontalPodAutoscaler", "cart")
+            .expect("rendered")["spec"];
+        spec["maxReplicas"] = "lots".into();
+        let err = manifests.workloads().expect_err("not a number");
+        assert!(
+            err.to_string().contains("HorizontalPodAutoscaler/cart"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn command_and_args_are_read_in_order() {
+        let with_args = RENDERED.replace(
+            "          image: ferroshop/cart:0.1.0\n",
+            "          image: ferroshop/cart:0.1.0\n          command: [serve]\n          args: ['-c', 'x=1']\n",
+        );
+        let manifests = Manifests::parse(&with_args).expect("yaml");
+        assert_eq!(
+            manifests.workloads().expect("resolves")[0].command,
+            ["serve", "-c", "x=1"]
+        );
     }
 
     #[test]

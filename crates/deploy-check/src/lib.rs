@@ -8,6 +8,7 @@
 //! | [`yaml`] | YAML (with anchors and `<<` merges) as JSON values |
 //! | [`compose`] | each compose service's environment, secrets and ports |
 //! | [`k8s`] | each workload's environment and mounted files, and the Services |
+//! | [`budget`] | the database connections every replica may open against PostgreSQL's limit |
 //!
 //! [`check`] is the heart: `deny_unknown_fields` makes a misspelt key an
 //! error, `validate()` rejects bad values, and a short list of rules per
@@ -15,12 +16,13 @@
 //! the registry backend and its names, the signing key, the internal token,
 //! an advertised address).
 
+pub mod budget;
 pub mod compose;
 pub mod k8s;
 pub mod yaml;
 
 use secrecy::ExposeSecret;
-use shop_common::config::{self, ConfigError};
+use shop_common::config::{self, ConfigError, DatabaseSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings, Scheme};
 
 /// Why a deployment file could not be read.
@@ -87,7 +89,7 @@ impl Service {
         }
     }
 
-    /// The service a name (`users`) or an image (`ferroshop/users:0.1.0`,
+    /// The service a name (`users`) or an image (`localhost/ferroshop/users:0.1.0`,
     /// `registry.example/ferroshop/users@sha256:…`) stands for.
     pub fn from_name_or_image(text: &str) -> Option<Self> {
         let text = text.split('@').next().unwrap_or(text);
@@ -140,6 +142,16 @@ pub struct Loaded {
     pub signing_key_pem: bool,
     /// `internal.service_token` (cart, orders).
     pub service_token: Option<String>,
+    /// The most database connections one instance may hold open: its pool
+    /// of `database.max_connections`, plus the readiness pool for orders
+    /// ([`shop_orders::READINESS_POOL_CONNECTIONS`]); 0 without a database.
+    pub database_connections: u32,
+}
+
+/// The most connections a pool of `database` opens: `Db::connect` never
+/// builds a pool smaller than one connection.
+fn pool_size(database: &DatabaseSettings) -> u32 {
+    database.max_connections.max(1)
 }
 
 fn load_as<T: serde::de::DeserializeOwned>(
@@ -176,6 +188,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                     .map(|p| p.to_string_lossy().into_owned()),
                 signing_key_pem: s.auth.signing_key_pem.is_some(),
                 service_token: None,
+                database_connections: pool_size(&s.database),
             }
         }
         Service::Catalog => {
@@ -190,6 +203,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 signing_key_file: None,
                 signing_key_pem: false,
                 service_token: None,
+                database_connections: pool_size(&s.database),
             }
         }
         Service::Cart => {
@@ -207,6 +221,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                     .internal
                     .service_token
                     .map(|t| t.expose_secret().to_owned()),
+                database_connections: pool_size(&s.database),
             }
         }
         Service::Orders => {
@@ -224,6 +239,8 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                     .internal
                     .service_token
                     .map(|t| t.expose_secret().to_owned()),
+                database_connections: pool_size(&s.database)
+                    .saturating_add(shop_orders::READINESS_POOL_CONNECTIONS),
             }
         }
         Service::Gateway => {
@@ -238,6 +255,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 signing_key_file: None,
                 signing_key_pem: false,
                 service_token: None,
+                database_connections: 0,
             }
         }
     };
@@ -474,10 +492,38 @@ mod tests {
     }
 
     #[test]
+    fn database_connections_count_every_pool_of_an_instance() {
+        let pool = |service: Service, max: Option<&str>| {
+            let mut pairs = vec![("SHOP_DATABASE__URL", "postgres://x@postgres:5432/db")];
+            if let Some(max) = max {
+                pairs.push(("SHOP_DATABASE__MAX_CONNECTIONS", max));
+            }
+            if service == Service::Gateway {
+                pairs.clear();
+            }
+            load(service, &env(&pairs))
+                .expect("loads")
+                .database_connections
+        };
+        assert_eq!(pool(Service::Users, None), 10, "the default pool");
+        assert_eq!(pool(Service::Cart, Some("8")), 8);
+        assert_eq!(
+            pool(Service::Orders, Some("10")),
+            10 + shop_orders::READINESS_POOL_CONNECTIONS
+        );
+        assert_eq!(pool(Service::Catalog, Some("0")), 1, "a pool never has 0");
+        assert_eq!(pool(Service::Gateway, None), 0);
+    }
+
+    #[test]
     fn images_and_names_map_to_services() {
         assert_eq!(
             Service::from_name_or_image("ferroshop/users:0.1.0"),
             Some(Service::Users)
+        );
+        assert_eq!(
+            Service::from_name_or_image("localhost/ferroshop/catalog:0.1.0"),
+            Some(Service::Catalog)
         );
         assert_eq!(
             Service::from_name_or_image("reg.example:5000/ferroshop/cart@sha256:ab"),

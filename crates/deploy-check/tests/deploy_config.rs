@@ -8,6 +8,11 @@
 //! misspelt or foreign key, a malformed value or a missing required key
 //! fails here rather than in a crash-looping container.
 //!
+//! The database connection budget is checked on the same parsed files, and
+//! then on copies with a replica count or a pool raised just past it, so the
+//! check is seen failing on the real manifests too. Every image name is
+//! checked against the one scheme: `<prefix>/ferroshop/<service>:<version>`.
+//!
 //! kubectl is found on PATH, in `$KUBECTL`, or where scripts/validate-deploy.sh
 //! installs it. Without it the Kubernetes half is skipped with a note, and
 //! fails under `CI=true`.
@@ -18,9 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::{Value, json};
+use shop_deploy_check::budget::{self, Budget, BudgetError, OverBudget};
 use shop_deploy_check::compose::{self, ComposeService};
 use shop_deploy_check::k8s::Manifests;
-use shop_deploy_check::{Loaded, Service, Topology, check, split_host_port};
+use shop_deploy_check::{Loaded, Service, Topology, check, load, split_host_port};
 use shop_discovery::RegistrySettings;
 
 fn repo() -> PathBuf {
@@ -198,19 +205,35 @@ fn render(kubectl: &Path, dir: &Path) -> Manifests {
     Manifests::parse(&String::from_utf8_lossy(&out.stdout)).expect("rendered YAML parses")
 }
 
-#[test]
-fn every_kubernetes_workload_starts_with_its_environment() {
+/// The base and every overlay.
+const TARGETS: [&str; 3] = ["k8s", "k8s/overlays/dev", "k8s/overlays/prod"];
+
+/// Every target rendered; `None` (after a note) when kubectl is missing
+/// outside CI.
+fn rendered_targets() -> Option<Vec<(&'static str, Manifests)>> {
     let Some(kubectl) = kubectl() else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "kubectl is needed under CI=true (scripts/validate-deploy.sh installs it)"
         );
         eprintln!("note: kubectl not found; skipping the Kubernetes deploy-config checks");
-        return;
+        return None;
     };
     let root = generated_root();
-    for target in ["k8s", "k8s/overlays/dev", "k8s/overlays/prod"] {
-        let manifests = render(&kubectl, &root.path().join(target));
+    Some(
+        TARGETS
+            .into_iter()
+            .map(|target| (target, render(&kubectl, &root.path().join(target))))
+            .collect(),
+    )
+}
+
+#[test]
+fn every_kubernetes_workload_starts_with_its_environment() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    for (target, manifests) in &targets {
         let services = manifests.services();
         let mut seen = BTreeSet::new();
         for workload in manifests.workloads().expect("references resolve") {
@@ -322,4 +345,313 @@ fn both_stacks_run_the_one_postgres_init_script() {
         "docker-compose.yml must mount k8s/base/postgres/init.sh, the script kustomize packs"
     );
     assert!(repo().join("k8s/base/postgres/init.sh").is_file());
+}
+
+// ---- the database connection budget
+
+/// The services that hold database connections, as every budget must count them.
+const DATABASE_SERVICES: [Service; 4] = [
+    Service::Users,
+    Service::Catalog,
+    Service::Cart,
+    Service::Orders,
+];
+
+fn assert_counts_every_database_service(what: &str, budget: &Budget) {
+    for service in DATABASE_SERVICES {
+        assert!(
+            budget.of(service) > 0,
+            "{what}: the budget does not count {} ({budget})",
+            service.name()
+        );
+    }
+}
+
+/// What `service`'s share reads in the error, which lists every share.
+fn assert_names_share(over: &OverBudget, service: Service, expected_total: u64) {
+    assert_eq!(over.0.of(service), expected_total, "{over}");
+    let text = over.to_string();
+    for share in over.0.shares.iter().filter(|s| s.service == service) {
+        let named = format!(
+            "{} {}×{} = {}",
+            service.name(),
+            share.instances,
+            share.connections,
+            share.total()
+        );
+        assert!(text.contains(&named), "{named:?} not in: {text}");
+    }
+}
+
+/// The largest count of `unit`-sized pieces that fits in what the budget
+/// leaves once `own` (the share about to be resized) is taken out.
+fn largest_fitting(budget: &Budget, own: u64, unit: u64) -> u64 {
+    let room = budget.limits.available() - (budget.used - own);
+    room / unit
+}
+
+fn compose_entry<'a>(services: &'a [ComposeService], name: &str) -> &'a ComposeService {
+    services
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("compose has no {name}"))
+}
+
+fn compose_entry_mut<'a>(services: &'a mut [ComposeService], name: &str) -> &'a mut ComposeService {
+    services
+        .iter_mut()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("compose has no {name}"))
+}
+
+fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value.to_owned()));
+}
+
+fn over(result: Result<Budget, BudgetError>, what: &str) -> OverBudget {
+    match result {
+        Err(BudgetError::Over(over)) => over,
+        Ok(budget) => panic!("{what}: still fits: {budget}"),
+        Err(other) => panic!("{what}: {other}"),
+    }
+}
+
+#[test]
+fn compose_fits_the_connection_budget() {
+    let root = generated_root();
+    let services = compose_services(root.path());
+    let budget =
+        budget::compose(&services).unwrap_or_else(|err| panic!("docker-compose.yml: {err}"));
+    eprintln!("docker-compose.yml: {budget}");
+    assert_counts_every_database_service("docker-compose.yml", &budget);
+}
+
+#[test]
+fn compose_past_the_connection_budget_fails_naming_the_service() {
+    let root = generated_root();
+    let services = compose_services(root.path());
+    let before = budget::compose(&services).expect("the real file fits");
+
+    // One more cart-1 replica than fits.
+    let per_cart = u64::from(
+        load(Service::Cart, &compose_entry(&services, "cart-1").env)
+            .expect("cart-1 loads")
+            .database_connections,
+    );
+    let cart_1 = u64::from(compose_entry(&services, "cart-1").replicas);
+    let fits = largest_fitting(&before, cart_1 * per_cart, per_cart);
+    let mut raised = services.clone();
+    compose_entry_mut(&mut raised, "cart-1").replicas = u32::try_from(fits).expect("small");
+    let at_limit = budget::compose(&raised).expect("exactly at the limit still fits");
+    eprintln!("docker-compose.yml, cart-1 × {fits}: {at_limit}");
+    compose_entry_mut(&mut raised, "cart-1").replicas = u32::try_from(fits + 1).expect("small");
+    let err = over(budget::compose(&raised), "cart-1 raised");
+    eprintln!("docker-compose.yml, cart-1 × {}: {err}", fits + 1);
+    assert_names_share(
+        &err,
+        Service::Cart,
+        before.of(Service::Cart) + per_cart * (fits + 1 - cart_1),
+    );
+
+    // A users pool one connection past what fits.
+    let users = u64::from(compose_entry(&services, "users").replicas);
+    let pool = largest_fitting(&before, before.of(Service::Users), users) + 1;
+    let mut raised = services.clone();
+    set_env(
+        &mut compose_entry_mut(&mut raised, "users").env,
+        "SHOP_DATABASE__MAX_CONNECTIONS",
+        &pool.to_string(),
+    );
+    let err = over(budget::compose(&raised), "users pool raised");
+    eprintln!("docker-compose.yml, users pool {pool}: {err}");
+    assert_names_share(&err, Service::Users, users * pool);
+}
+
+#[test]
+fn every_kubernetes_target_fits_the_connection_budget() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    for (target, manifests) in &targets {
+        let workloads = manifests.workloads().expect("references resolve");
+        let budget = budget::kubernetes(&workloads).unwrap_or_else(|err| panic!("{target}: {err}"));
+        eprintln!("{target}: {budget}");
+        assert_counts_every_database_service(target, &budget);
+    }
+}
+
+/// The env list of the first container of `Deployment/name`.
+fn deployment_env<'a>(manifests: &'a mut Manifests, name: &str) -> &'a mut Vec<Value> {
+    let container = &mut manifests
+        .get_mut("Deployment", name)
+        .unwrap_or_else(|| panic!("no Deployment/{name}"))["spec"]["template"]["spec"]["containers"]
+        [0];
+    if !container["env"].is_array() {
+        container["env"] = json!([]);
+    }
+    match &mut container["env"] {
+        Value::Array(env) => env,
+        _ => unreachable!("just made an array"),
+    }
+}
+
+#[test]
+fn kubernetes_past_the_connection_budget_fails_naming_the_service() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    for (target, manifests) in targets {
+        let workloads = manifests.workloads().expect("references resolve");
+        let before = budget::kubernetes(&workloads).expect("the real manifests fit");
+
+        // More cart pods than fit: through the autoscaler's maxReplicas where
+        // one targets cart (base, prod), else the Deployment's replicas (dev).
+        let cart = workloads
+            .iter()
+            .find(|w| w.service == Some(Service::Cart))
+            .expect("a cart workload");
+        let per_cart = u64::from(
+            load(Service::Cart, &cart.env)
+                .expect("loads")
+                .database_connections,
+        );
+        let fits = largest_fitting(&before, before.of(Service::Cart), per_cart);
+        let set_cart_pods = |manifests: &mut Manifests, pods: u64| {
+            let (what, slot) = match manifests.get("HorizontalPodAutoscaler", "cart") {
+                Some(_) => ("HorizontalPodAutoscaler", "maxReplicas"),
+                None => ("Deployment", "replicas"),
+            };
+            manifests.get_mut(what, "cart").expect("rendered")["spec"][slot] = json!(pods);
+        };
+        let mut raised = manifests.clone();
+        set_cart_pods(&mut raised, fits);
+        let at_limit = budget::kubernetes(&raised.workloads().expect("resolves"))
+            .unwrap_or_else(|err| panic!("{target}: exactly at the limit must fit: {err}"));
+        eprintln!("{target}, cart × {fits}: {at_limit}");
+        set_cart_pods(&mut raised, fits + 1);
+        let err = over(
+            budget::kubernetes(&raised.workloads().expect("resolves")),
+            &format!("{target}: cart raised"),
+        );
+        eprintln!("{target}, cart × {}: {err}", fits + 1);
+        assert_names_share(&err, Service::Cart, per_cart * (fits + 1));
+
+        // A users pool one connection past what fits.
+        let users = workloads
+            .iter()
+            .find(|w| w.service == Some(Service::Users))
+            .expect("a users workload");
+        let pods = u64::from(users.instances);
+        let pool = largest_fitting(&before, before.of(Service::Users), pods) + 1;
+        let mut raised = manifests.clone();
+        let env = deployment_env(&mut raised, "users");
+        env.retain(|var| var["name"] != "SHOP_DATABASE__MAX_CONNECTIONS");
+        env.push(json!({"name": "SHOP_DATABASE__MAX_CONNECTIONS", "value": pool.to_string()}));
+        let err = over(
+            budget::kubernetes(&raised.workloads().expect("resolves")),
+            &format!("{target}: users pool raised"),
+        );
+        eprintln!("{target}, users pool {pool}: {err}");
+        assert_names_share(&err, Service::Users, pods * pool);
+    }
+}
+
+// ---- image names
+
+/// `version` under `[workspace.package]` in the root Cargo.toml.
+fn workspace_version() -> String {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    let section = manifest
+        .split("[workspace.package]")
+        .nth(1)
+        .expect("[workspace.package]");
+    let section = section.split("\n[").next().unwrap_or(section);
+    section
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(key, _)| key.trim() == "version")
+        .map(|(_, value)| value.trim().trim_matches('"').to_owned())
+        .expect("version under [workspace.package]")
+}
+
+/// `<prefix>/ferroshop/<service>:<workspace version>`.
+fn image_name(prefix: &str, service: Service) -> String {
+    format!(
+        "{prefix}/ferroshop/{}:{}",
+        service.name(),
+        workspace_version()
+    )
+}
+
+#[test]
+fn this_crate_carries_the_workspace_version() {
+    assert_eq!(env!("CARGO_PKG_VERSION"), workspace_version());
+}
+
+fn compose_postgres_image(services: &[ComposeService]) -> String {
+    services
+        .iter()
+        .filter_map(|s| s.image.as_deref())
+        .find(|image| budget::is_postgres_image(image))
+        .expect("compose runs PostgreSQL")
+        .to_owned()
+}
+
+#[test]
+fn compose_names_every_image_localhost_ferroshop_service_version() {
+    let root = generated_root();
+    let services = compose_services(root.path());
+    let mut seen = BTreeSet::new();
+    for entry in &services {
+        let image = entry.image.as_deref().unwrap_or_default();
+        let Some(service) = entry.service else {
+            assert!(
+                !image.contains("ferroshop"),
+                "{}: runs {image} but builds no ferroshop service",
+                entry.name
+            );
+            continue;
+        };
+        seen.insert(service);
+        assert_eq!(
+            image,
+            image_name("localhost", service),
+            "{}: the image must be named after the service it builds (build.args.SERVICE {})",
+            entry.name,
+            service.name()
+        );
+    }
+    assert_eq!(seen.len(), Service::ALL.len(), "compose builds {seen:?}");
+}
+
+#[test]
+fn kubernetes_names_every_image_by_the_same_scheme_as_compose() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    let root = generated_root();
+    let postgres = compose_postgres_image(&compose_services(root.path()));
+    for (target, manifests) in &targets {
+        let prefix = if *target == "k8s/overlays/prod" {
+            "registry.example.com"
+        } else {
+            "localhost"
+        };
+        let mut seen = BTreeSet::new();
+        for workload in manifests.workloads().expect("references resolve") {
+            let id = format!("{target}: {} container {}", workload.id, workload.container);
+            if budget::is_postgres_image(&workload.image) {
+                assert_eq!(workload.image, postgres, "{id}: compose runs {postgres}");
+                continue;
+            }
+            // The container is named after the service it runs; its image must be too.
+            let service = Service::from_name_or_image(&workload.container).unwrap_or_else(|| {
+                panic!("{id}: runs {} but is no ferroshop service", workload.image)
+            });
+            seen.insert(service);
+            assert_eq!(workload.image, image_name(prefix, service), "{id}");
+        }
+        assert_eq!(seen.len(), Service::ALL.len(), "{target} runs {seen:?}");
+    }
 }

@@ -33,6 +33,16 @@ use crate::store::{MIGRATOR, OrderStore};
 /// The service name in discovery, logs and metrics.
 pub const SERVICE: &str = "orders";
 
+/// Connections in the pool the admin listener's readiness check uses, on top
+/// of `database.max_connections`: `server::run` closes the pool it is given
+/// when the admin listener stops, and the main pool must outlive the gRPC
+/// drain and the relay, so the check gets a pool of its own. One is enough
+/// for a `SELECT 1` per probe. Every orders instance therefore holds up to
+/// `database.max_connections + READINESS_POOL_CONNECTIONS` connections; the
+/// deployment check (`shop-deploy-check`) counts them against PostgreSQL's
+/// limit.
+pub const READINESS_POOL_CONNECTIONS: u32 = 1;
+
 /// How long one database check behind `grpc.health.v1` may take.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -87,12 +97,10 @@ impl Application {
     pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
         let db = Db::connect(&settings.database).await?;
         db.migrate(&MIGRATOR).await?;
-        // The admin listener's readiness check gets its own one-connection
-        // pool: `server::run` closes the pool it is given when the admin
-        // listener stops, and the main pool must outlive the gRPC drain and
-        // the relay.
+        // The admin listener's readiness check gets a pool of its own (see
+        // READINESS_POOL_CONNECTIONS).
         let mut probe = settings.database.clone();
-        probe.max_connections = 1;
+        probe.max_connections = READINESS_POOL_CONNECTIONS;
         let probe_db = Db::connect(&probe).await?;
 
         let cart = CartClient::new(UpstreamClient::new("cart", &settings.cart, &registry)?);

@@ -22,6 +22,6 @@ pub mod grpc;
 pub mod relay;
 pub mod store;
 
-pub use app::Application;
+pub use app::{Application, READINESS_POOL_CONNECTIONS};
 pub use config::Settings;
 pub use error::{Error, Result};
