@@ -5,7 +5,9 @@
 # On a fresh Debian machine with only the Rust toolchain it installs what is
 # missing (PostgreSQL, etcd, protoc) with apt when run as root (or via sudo).
 # The servers live in a temporary directory on free loopback ports and are
-# always stopped on exit. Under CI=true a test that needs a server it cannot
+# always stopped on exit. Last, the README's docker compose quick start runs
+# for real (scripts/compose-e2e.sh) with images made from the binaries the
+# tests ran. Each phase prints how long it took. Under CI=true a test that needs a server it cannot
 # reach fails instead of skipping.
 #
 # Usage: scripts/test.sh [extra cargo test args...]
@@ -82,28 +84,26 @@ start_etcd() {
 }
 
 main() {
-    ensure_tools
+    local started=$SECONDS
+    phase "tools" ensure_tools
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-test.XXXXXX")
     chmod 755 "$WORK"
-    start_postgres
-    start_etcd
+    phase "throwaway PostgreSQL" start_postgres
+    phase "throwaway etcd" start_etcd
 
     export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-    log "shellcheck scripts"
-    shellcheck scripts/*.sh .ci/run
-    bash scripts/validate-deploy.sh
-    log "cargo fmt --check"
-    cargo fmt --all -- --check
-    log "cargo clippy (default features)"
-    cargo clippy --workspace --all-targets -- -D warnings
-    log "cargo clippy (all features)"
-    cargo clippy --workspace --all-targets --all-features -- -D warnings
-    # The end-to-end tests start the service binaries as separate processes.
-    log "cargo build --bins (all features)"
-    cargo build --workspace --all-features --bins
-    log "cargo test (PostgreSQL: $SHOP_TEST_POSTGRES_URL, etcd: $SHOP_TEST_ETCD_ENDPOINTS)"
-    cargo test --workspace --all-features "$@"
-    log "all checks passed"
+    phase "shellcheck scripts" shellcheck -x scripts/*.sh .ci/run deploy/images/*.sh
+    phase "deployment validation" bash scripts/validate-deploy.sh
+    phase "cargo fmt --check" cargo fmt --all -- --check
+    phase "cargo clippy (default features)" cargo clippy --workspace --all-targets -- -D warnings
+    phase "cargo clippy (all features)" cargo clippy --workspace --all-targets --all-features -- -D warnings
+    # The end-to-end tests start the service binaries as separate processes,
+    # and the compose run packs the same binaries into its images.
+    phase "cargo build --bins (all features)" cargo build --workspace --all-features --bins
+    phase "cargo test (PostgreSQL: $SHOP_TEST_POSTGRES_URL, etcd: $SHOP_TEST_ETCD_ENDPOINTS)" \
+        cargo test --workspace --all-features "$@"
+    phase "docker compose stack (scripts/compose-e2e.sh)" bash scripts/compose-e2e.sh --bin-dir target/debug
+    log "all checks passed in $(( SECONDS - started )) s"
 }
 
 main "$@"

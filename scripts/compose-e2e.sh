@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Runs the README's compose quick start for real and checks it:
+#
+#   scripts/gen-secrets.sh                     secrets, once
+#   scripts/images.sh                          every image, with or without a registry
+#   docker compose up -d                       PostgreSQL, etcd, users, catalog, 2 carts, orders, gateway
+#   ... every container healthy ...
+#   scripts/smoke.sh http://127.0.0.1:8080     the curl journey through the containers
+#   ... both cart replicas served shoppers ...
+#   docker compose down -v                     always, even when interrupted
+#
+# On a failure it prints each container's state and last log lines.
+# Without a Docker engine it skips with a note (and fails under CI=true).
+#
+# Usage: scripts/compose-e2e.sh [--bin-dir DIR]
+#   --bin-dir DIR   build the service images from the binaries in DIR
+#                   (scripts/test.sh passes the ones its tests ran)
+# Env:   FERROSHOP_COMPOSE_TIMEOUT  seconds to wait for every container to be healthy (default 240)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+GATEWAY=http://127.0.0.1:8080
+TIMEOUT="${FERROSHOP_COMPOSE_TIMEOUT:-240}"
+# Containers the stack runs, by compose service.
+EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders gateway)
+
+IMAGE_ARGS=()
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --bin-dir) shift; IMAGE_ARGS+=(--bin-dir "${1:?--bin-dir needs a directory}") ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) die "unknown argument $1 (see --help)" ;;
+    esac
+    shift
+done
+
+STARTED=0
+cleanup() {
+    local status=$?
+    set +e
+    if [ "$status" -ne 0 ] && [ "$STARTED" -eq 1 ]; then dump_containers; fi
+    if [ "$STARTED" -eq 1 ]; then
+        log "docker compose down -v"
+        compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+dump_containers() {
+    local id name
+    log "containers at the failure:"
+    compose ps >&2
+    for id in $(compose ps -q); do
+        name=$(docker inspect --format '{{.Name}}' "$id")
+        printf '\n----- %s (last 40 lines) -----\n' "${name#/}" >&2
+        docker logs --tail 40 "$id" 2>&1 | sed 's/^/  /' >&2
+    done
+}
+
+# state ID: "<service> <status> <health>" of one container.
+state() {
+    docker inspect --format \
+        '{{ index .Config.Labels "com.docker.compose.service" }} {{ .State.Status }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}none{{ end }}' "$1"
+}
+
+wait_healthy() {
+    local deadline=$((SECONDS + TIMEOUT)) ids id service name status health pending found
+    while :; do
+        pending=()
+        ids=$(compose ps -q)
+        for service in "${EXPECTED[@]}"; do
+            grep -q . <<<"$ids" || { pending+=("$service"); continue; }
+            found=0
+            for id in $ids; do
+                read -r name status health <<<"$(state "$id")"
+                [ "$name" = "$service" ] || continue
+                found=1
+                case "$status/$health" in
+                    running/healthy) ;;
+                    exited/*|dead/*) die "$service exited before it was healthy" ;;
+                    *) pending+=("$service:$status/$health") ;;
+                esac
+            done
+            [ "$found" -eq 1 ] || pending+=("$service:missing")
+        done
+        if [ "${#pending[@]}" -eq 0 ]; then
+            log "all ${#EXPECTED[@]} containers healthy"
+            return 0
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || die "not healthy after ${TIMEOUT}s: ${pending[*]}"
+        sleep 2
+    done
+}
+
+# api_requests SERVICE PORT: the requests to /api/ and /internal/ routes a
+# container has answered, read from its /metrics inside the compose network
+# (no port of it is published), through the PostgreSQL container's bash.
+api_requests() {
+    # shellcheck disable=SC2016 # expanded by the container's bash
+    compose exec -T postgres bash -c '
+        exec 3<>"/dev/tcp/$0/$1" || exit 1
+        printf "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n" "$0" >&3
+        cat <&3' "$1" "$2" |
+        awk '/^http_requests_total\{/ && /route="\/(api|internal)\// { sum += $NF } END { print sum + 0 }'
+}
+
+# Shoppers (each consistently hashed onto one cart replica by the gateway)
+# put an item in their carts until both replicas have served some.
+check_cart_replicas() {
+    local product one two i user token
+    product=$(curl -fsS "$GATEWAY/api/products?limit=1" | sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' | head -n 1)
+    [ -n "$product" ] || die "no product listed"
+    for i in $(seq 1 24); do
+        one=$(api_requests cart-1 8083)
+        two=$(api_requests cart-2 8083)
+        if [ "$one" -gt 0 ] && [ "$two" -gt 0 ]; then
+            log "both cart replicas served shoppers: cart-1 $one requests, cart-2 $two"
+            return 0
+        fi
+        user="e2e$(date +%s)$$x$i"
+        curl -fsS -o /dev/null -X POST "$GATEWAY/api/users" -H 'content-type: application/json' \
+            -d "{\"username\":\"$user\",\"email\":\"$user@example.com\",\"password\":\"correct horse battery\"}"
+        token=$(curl -fsS -X POST "$GATEWAY/api/sessions" -H 'content-type: application/json' \
+            -d "{\"login\":\"$user\",\"password\":\"correct horse battery\"}" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+        curl -fsS -o /dev/null -X PUT "$GATEWAY/api/cart/items/$product" -H "authorization: Bearer $token" \
+            -H 'content-type: application/json' -d '{"quantity":1}'
+    done
+    die "one cart replica served nothing: cart-1 $one requests, cart-2 $two"
+}
+
+main() {
+    if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+        [ "${CI:-}" != true ] || die "the compose run needs a Docker engine under CI=true"
+        log "note: no Docker engine answers here; skipping the compose run"
+        return 0
+    fi
+    if [ -n "$(compose ps -q 2>/dev/null)" ]; then
+        [ "${CI:-}" = true ] || die "a ferroshop compose stack is already running here: stop it (docker compose down) and retry"
+        log "taking down a stack left by an earlier run"
+        compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1
+    fi
+    if port_in_use 8080; then die "port 8080 is in use on this machine: the compose stack publishes the gateway there"; fi
+
+    phase "secrets (scripts/gen-secrets.sh)" bash scripts/gen-secrets.sh
+    phase "images (scripts/images.sh ${IMAGE_ARGS[*]})" bash scripts/images.sh "${IMAGE_ARGS[@]}"
+    STARTED=1
+    phase "docker compose up -d" compose up -d
+    phase "every container healthy" wait_healthy
+    phase "smoke journey through the gateway container" bash scripts/smoke.sh "$GATEWAY"
+    phase "both cart replicas serve" check_cart_replicas
+    log "compose run passed"
+}
+
+main "$@"
