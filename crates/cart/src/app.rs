@@ -137,7 +137,7 @@ impl Application {
             listener: self.listener,
             router: self.router,
             db: self.db,
-            drain: self.settings.http.drain_timeout(),
+            limits: self.settings.http.limits(),
             on_stop: async move { registration.deregister().await },
         };
         server::run(service, stop).await

@@ -131,7 +131,8 @@ fn env_provider() -> Env {
     Env::prefixed(ENV_PREFIX).ignore(&RESERVED_ENV).split("__")
 }
 
-/// Where a service's HTTP listener binds, and how long it drains on shutdown.
+/// Where a service's HTTP listener binds, what a client may hold open on it,
+/// and how long it drains on shutdown.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
@@ -141,6 +142,27 @@ pub struct HttpSettings {
     pub port: u16,
     /// Seconds in-flight requests get to finish after a stop signal.
     pub drain_timeout_secs: u64,
+    /// Milliseconds a client has to send a request's whole header block
+    /// (default 10,000); on an HTTP/1 keep-alive connection the same bound
+    /// applies to the idle wait for the next request, so a slow or silent
+    /// client cannot hold a connection. `0` turns it off.
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once (default 1,024, at least 1); past it the
+    /// listener stops accepting until one closes, so open sockets stay
+    /// below the process's file-descriptor limit.
+    pub max_connections: usize,
+}
+
+/// What [`crate::server::serve`] enforces on one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Time in-flight requests get after the stop signal.
+    pub drain: Duration,
+    /// Bound on reading a request's headers and on an idle keep-alive wait;
+    /// `None` for none.
+    pub header_read_timeout: Option<Duration>,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl HttpSettings {
@@ -162,6 +184,16 @@ impl HttpSettings {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
     }
+
+    /// The limits the listener enforces.
+    pub fn limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            drain: self.drain_timeout(),
+            header_read_timeout: (self.header_read_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.header_read_timeout_ms)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 impl Default for HttpSettings {
@@ -170,6 +202,8 @@ impl Default for HttpSettings {
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
             drain_timeout_secs: 10,
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }

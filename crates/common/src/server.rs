@@ -1,18 +1,26 @@
-//! Serving a router: the layers every service shares and a graceful stop with
-//! a bounded drain.
+//! Serving a router: the layers every service shares, the limits every
+//! listener enforces (header-read and idle timeout, connection cap) and a
+//! graceful stop with a bounded drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::middleware;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, ListenerLimits};
 use crate::db::Db;
 use crate::health::{self, Readiness};
 use crate::{error, telemetry};
@@ -54,8 +62,9 @@ pub struct Service<F> {
     pub router: Router,
     /// The service's database: a readiness check, closed after the drain.
     pub db: Db,
-    /// Time in-flight requests get after the stop signal.
-    pub drain: Duration,
+    /// The listener's limits and the time in-flight requests get after the
+    /// stop signal ([`HttpSettings::limits`]).
+    pub limits: ListenerLimits,
     /// Runs as soon as the stop signal comes, before the drain: deregistration,
     /// so callers stop picking this instance while it finishes its requests.
     pub on_stop: F,
@@ -76,7 +85,7 @@ where
         listener,
         router,
         db,
-        drain,
+        limits,
         on_stop,
     } = service;
     let readiness = Readiness::new()
@@ -91,7 +100,7 @@ where
         stopping.cancelled().await;
         on_stop.await;
     });
-    let result = serve(listener, router, stop, drain).await;
+    let result = serve(listener, router, stop, limits).await;
     db.close().await;
     tracing::info!(service = name, "stopped");
     result
@@ -119,7 +128,17 @@ pub fn with_common_layers(router: Router, service: &'static str) -> Router {
 }
 
 /// Serves `router` on `listener` until `stop` is cancelled, then stops
-/// accepting and gives in-flight requests up to `drain` to finish.
+/// accepting and gives in-flight requests up to `limits.drain` to finish.
+///
+/// HTTP/1.1 is served (every caller of these services speaks it; HTTP/2
+/// without TLS would have to be told apart from HTTP/1 by its first bytes,
+/// a wait no timeout of hyper's covers). Each connection takes one
+/// of `limits.max_connections` permits before it is accepted, so past the cap
+/// new clients wait in the kernel's backlog instead of exhausting file
+/// descriptors. `limits.header_read_timeout` closes a connection whose
+/// request headers do not arrive in time, and (HTTP/1 keep-alive) one that
+/// stays idle that long between requests. Handlers see the peer address as
+/// [`ConnectInfo<SocketAddr>`].
 ///
 /// # Errors
 /// An I/O error from the listener.
@@ -127,22 +146,72 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     stop: CancellationToken,
-    drain: Duration,
+    limits: ListenerLimits,
 ) -> std::io::Result<()> {
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let drain_deadline = async {
-        stop.cancelled().await;
-        tokio::time::sleep(drain).await;
-    };
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                // Never closed while we hold it.
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    on_accept_error(&err).await;
+                    continue;
+                }
+            },
+        };
+        let service = router.clone().map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        );
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    // Stop accepting at once: new clients are refused, not left waiting.
+    drop(listener);
     tokio::select! {
-        result = server => result,
-        () = drain_deadline => {
-            tracing::warn!(drain_secs = drain.as_secs_f64(), "drain time over; dropping open connections");
-            Ok(())
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.drain) => {
+            tracing::warn!(drain_secs = limits.drain.as_secs_f64(), "drain time over; dropping open connections");
         }
     }
+    Ok(())
+}
+
+/// An accept error is about one connection (reset before it was taken) or
+/// about the process (out of file descriptors): the first is skipped, the
+/// second waits a moment so the loop does not spin while none is free.
+async fn on_accept_error(err: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::error!(error = %err, "accept failed; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }

@@ -1,5 +1,6 @@
 //! Serving with the shared layers over real sockets: request ids, problem
-//! fallbacks, metrics, readiness during shutdown, and a bounded drain.
+//! fallbacks, metrics, readiness during shutdown, a bounded drain, and the
+//! listener's limits against slow, idle and too many clients.
 
 #![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
 
@@ -7,9 +8,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use shop_common::config::ListenerLimits;
 use shop_common::health::{self, Readiness};
 use shop_common::server::{serve, with_common_layers};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 struct Served {
@@ -18,7 +21,16 @@ struct Served {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn start(drain: Duration) -> Served {
+/// Limits with `drain` and generous timeouts (the defaults' shape).
+fn drain(drain: Duration) -> ListenerLimits {
+    ListenerLimits {
+        drain,
+        header_read_timeout: Some(Duration::from_secs(10)),
+        max_connections: 1024,
+    }
+}
+
+async fn start(limits: ListenerLimits) -> Served {
     let stop = CancellationToken::new();
     let readiness = Readiness::new().with_stop(stop.clone());
     let router = Router::new()
@@ -41,13 +53,13 @@ async fn start(drain: Duration) -> Served {
     let router = with_common_layers(router, "test");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(serve(listener, router, stop.clone(), drain));
+    let task = tokio::spawn(serve(listener, router, stop.clone(), limits));
     Served { base, stop, task }
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
-    let served = start(Duration::from_secs(5)).await;
+    let served = start(drain(Duration::from_secs(5))).await;
     let client = reqwest::Client::new();
     let given = client
         .get(format!("{}/fast", served.base))
@@ -68,7 +80,7 @@ async fn request_ids_are_echoed_or_generated() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
-    let served = start(Duration::from_secs(5)).await;
+    let served = start(drain(Duration::from_secs(5))).await;
     let client = reqwest::Client::new();
     let missing = client
         .get(format!("{}/nope", served.base))
@@ -94,7 +106,7 @@ async fn unknown_routes_and_methods_are_problems() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
-    let served = start(Duration::from_secs(5)).await;
+    let served = start(drain(Duration::from_secs(5))).await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
         client
@@ -136,7 +148,7 @@ async fn metrics_count_requests_by_route_and_status() {
 
 #[tokio::test]
 async fn in_flight_requests_finish_and_readiness_drops_during_shutdown() {
-    let served = start(Duration::from_secs(5)).await;
+    let served = start(drain(Duration::from_secs(5))).await;
     let client = reqwest::Client::new();
     assert_eq!(
         client
@@ -181,7 +193,7 @@ async fn readiness_reports_shutting_down() {
 
 #[tokio::test]
 async fn the_drain_is_bounded() {
-    let served = start(Duration::from_millis(300)).await;
+    let served = start(drain(Duration::from_millis(300))).await;
     let stuck = tokio::spawn(
         reqwest::Client::new()
             .get(format!("{}/stuck", served.base))
@@ -196,4 +208,150 @@ async fn the_drain_is_bounded() {
         .expect("join")
         .expect("ok");
     stuck.abort();
+}
+
+/// A listener that gives a client `timeout` to send its headers (or to send
+/// the next request) and serves at most `max_connections` at once.
+fn strict(timeout: Duration, max_connections: usize) -> ListenerLimits {
+    ListenerLimits {
+        drain: Duration::from_secs(1),
+        header_read_timeout: Some(timeout),
+        max_connections,
+    }
+}
+
+fn addr(served: &Served) -> String {
+    served.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection; `None` if it is still
+/// open after `within` (a bound for the test, far above the limit tested).
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok()?;
+    Some(seen)
+}
+
+async fn fast_answers(served: &Served) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    match client.get(format!("{}/fast", served.base)).send().await {
+        Ok(response) => response.status() == 200,
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_disconnected() {
+    let served = start(strict(Duration::from_millis(300), 64)).await;
+    let mut silent = TcpStream::connect(addr(&served)).await.expect("connect");
+    assert!(fast_answers(&served).await, "others are served meanwhile");
+    let seen = closed_by_server(&mut silent, Duration::from_secs(10)).await;
+    assert!(seen.is_some(), "a silent connection stayed open");
+    assert!(fast_answers(&served).await);
+    served.stop.cancel();
+}
+
+#[tokio::test]
+async fn headers_sent_too_slowly_are_cut_off() {
+    let served = start(strict(Duration::from_millis(500), 64)).await;
+    let mut slow = TcpStream::connect(addr(&served)).await.expect("connect");
+    slow.write_all(b"GET /fast HTTP/1.1\r\nhost: test\r\n")
+        .await
+        .expect("write");
+    // One header line every 100 ms: each write is well within any idle
+    // bound, but the whole header block never completes in time.
+    let mut cut_off = false;
+    for i in 0..100 {
+        if slow
+            .write_all(format!("x-slow-{i}: 1\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            cut_off = true;
+            break;
+        }
+        if i == 2 {
+            assert!(fast_answers(&served).await, "others are served meanwhile");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = if cut_off {
+        Some(Vec::new())
+    } else {
+        closed_by_server(&mut slow, Duration::from_secs(5)).await
+    };
+    let seen = seen.expect("a connection trickling its headers for 10 s stayed open");
+    assert!(
+        !String::from_utf8_lossy(&seen).contains(" 200 "),
+        "the request was served: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert!(fast_answers(&served).await);
+    served.stop.cancel();
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let served = start(strict(Duration::from_millis(300), 64)).await;
+    let mut idle = TcpStream::connect(addr(&served)).await.expect("connect");
+    idle.write_all(b"GET /fast HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.expect("response");
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    // Kept alive after the answer, then closed once idle for the bound.
+    let seen = closed_by_server(&mut idle, Duration::from_secs(10)).await;
+    assert!(seen.is_some(), "an idle keep-alive connection stayed open");
+    served.stop.cancel();
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_a_client_waits_until_one_closes() {
+    let served = start(strict(Duration::from_secs(30), 2)).await;
+    let first = TcpStream::connect(addr(&served)).await.expect("connect");
+    let second = TcpStream::connect(addr(&served)).await.expect("connect");
+    // Let the server take both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = tokio::spawn({
+        let base = served.base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/fast"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past a cap of two"
+    );
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("the waiting client is served once a connection closes")
+        .expect("task")
+        .expect("request");
+    assert_eq!(status, 200);
+    drop(second);
+    served.stop.cancel();
 }

@@ -166,7 +166,7 @@ impl Application {
             stopping.cancelled().await;
             registration.deregister().await;
         });
-        let result = server::serve(listener, router, stop, settings.http.drain_timeout()).await;
+        let result = server::serve(listener, router, stop, settings.http.limits()).await;
         tracing::info!(service = SERVICE, "stopped");
         result
     }

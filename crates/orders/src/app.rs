@@ -269,7 +269,7 @@ impl Application {
                 listener: admin_listener,
                 router: Router::new(),
                 db: probe_db,
-                drain: settings.http.drain_timeout(),
+                limits: settings.http.limits(),
                 on_stop: async {},
             },
             stop.clone(),

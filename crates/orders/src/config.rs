@@ -76,6 +76,7 @@ impl GrpcSettings {
             host: self.host,
             port: self.port,
             drain_timeout_secs: self.drain_timeout_secs,
+            ..HttpSettings::default()
         }
     }
 
