@@ -262,9 +262,28 @@ impl Cluster {
             .join("\n")
     }
 
+    /// The gateway's address, once it is ready: registered in etcd is not
+    /// enough, its own view of the upstreams (etcd watch, health checks) may
+    /// still lag the test's, and a request then would find no instance.
     async fn gateway(&self) -> String {
         let instances = self.wait_for("gateway", |i| !i.is_empty()).await;
-        format!("http://{}", instances[0].address)
+        let base = format!("http://{}", instances[0].address);
+        let ready = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let answer = self.client.get(format!("{base}/readyz")).send().await;
+                if answer.is_ok_and(|r| r.status() == 200) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(
+            ready.is_ok(),
+            "the gateway was not ready within 20 s; logs:\n{}",
+            self.logs()
+        );
+        base
     }
 
     async fn token(&self, base: &str, username: &str) -> String {
