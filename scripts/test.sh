@@ -102,7 +102,7 @@ main() {
     phase "cargo build --bins (all features)" cargo build --workspace --all-features --bins
     phase "cargo test (PostgreSQL: $SHOP_TEST_POSTGRES_URL, etcd: $SHOP_TEST_ETCD_ENDPOINTS)" \
         cargo test --workspace --all-features "$@"
-    phase "docker compose stack (scripts/compose-e2e.sh)" bash scripts/compose-e2e.sh --bin-dir target/debug
+    phase "docker compose stack (scripts/compose-e2e.sh)" bash scripts/compose-e2e.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
     log "all checks passed in $(( SECONDS - started )) s"
 }
 
