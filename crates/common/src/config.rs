@@ -221,6 +221,13 @@ pub struct DatabaseSettings {
     /// Seconds to wait for a pooled connection before failing the request.
     #[serde(default = "DatabaseSettings::default_acquire_timeout_secs")]
     pub acquire_timeout_secs: u64,
+    /// PostgreSQL: milliseconds one statement may run (lock waits included)
+    /// before the server cancels it (default 30,000; `0` for no bound), so a
+    /// stuck query cannot hold a pooled connection forever. Migrations run
+    /// without it. SQLite ignores it (its writers queue in process and wait
+    /// at most its busy timeout).
+    #[serde(default = "DatabaseSettings::default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
 }
 
 impl DatabaseSettings {
@@ -230,7 +237,12 @@ impl DatabaseSettings {
             url: SecretString::from(url.into()),
             max_connections: Self::default_max_connections(),
             acquire_timeout_secs: Self::default_acquire_timeout_secs(),
+            statement_timeout_ms: Self::default_statement_timeout_ms(),
         }
+    }
+
+    fn default_statement_timeout_ms() -> u64 {
+        30_000
     }
 
     fn default_max_connections() -> u32 {

@@ -159,6 +159,16 @@ impl Db {
                     Ok(())
                 })
             }),
+            Backend::Postgres if settings.statement_timeout_ms > 0 => {
+                let timeout_ms = settings.statement_timeout_ms;
+                options.after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                            .await?;
+                        Ok(())
+                    })
+                })
+            }
             Backend::Postgres => options,
         };
         let pool = options
@@ -182,6 +192,22 @@ impl Db {
         // sqlx takes no lock on SQLite, so two replicas starting together on
         // one fresh file race and the loser fails (its migration rolls back
         // whole). Retrying then finds the migration applied and skips it.
+        if self.backend == Backend::Postgres {
+            // A migration may rewrite a large table, and a migrator may wait
+            // on another's lock: neither is bounded by the statement timeout.
+            // The connection is closed after, never serving a request untimed.
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|err| DbError::Migrate(err.into()))?;
+            conn.execute("SET statement_timeout = 0")
+                .await
+                .map_err(|err| DbError::Migrate(err.into()))?;
+            let result = migrator.run(&mut *conn).await;
+            conn.close().await.ok();
+            return result.map_err(DbError::Migrate);
+        }
         let mut attempt = 0;
         loop {
             match migrator.run(&self.pool).await {

@@ -129,3 +129,37 @@ async fn replicas_migrating_one_fresh_database_at_once_all_start() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_postgres_statement_past_its_timeout_is_cancelled_but_migrations_are_not() {
+    let Some(test_db) = shop_testkit::TestDatabase::postgres().await else {
+        eprintln!(
+            "note: SHOP_TEST_POSTGRES_URL not set; skipping the PostgreSQL statement timeout test"
+        );
+        return;
+    };
+    let mut settings = DatabaseSettings::new(&test_db.url);
+    settings.statement_timeout_ms = 200;
+    let db = Db::connect(&settings).await.expect("connect");
+    // Migrations run untimed on their own connection, which is then closed.
+    db.migrate(&MIGRATOR).await.expect("migrate");
+
+    let err = sqlx::query("SELECT pg_sleep(3)")
+        .execute(db.pool())
+        .await
+        .expect_err("a 3 s statement outlives a 200 ms timeout");
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57014"), "query_canceled: {err}");
+    // Every pooled connection carries the bound, and a short one still runs.
+    for _ in 0..3 {
+        let row = sqlx::query("SELECT current_setting('statement_timeout') AS t")
+            .fetch_one(db.pool())
+            .await
+            .expect("setting");
+        assert_eq!(row.get::<String, _>("t"), "200ms");
+    }
+    db.close().await;
+}

@@ -42,8 +42,8 @@ pub mod registry;
 
 pub use balance::{Balancer, Endpoint, HashKey, InFlight, PickRequest, PolicySettings};
 pub use client::{
-    BreakerSettings, BuildError, Deadline, HealthCheckSettings, Idempotent, OutlierSettings,
-    RequestBody, ResponseBody, RetrySettings, UpstreamClient, UpstreamSettings,
+    BodyDeadlineExceeded, BreakerSettings, BuildError, Deadline, HealthCheckSettings, Idempotent,
+    OutlierSettings, RequestBody, ResponseBody, RetrySettings, UpstreamClient, UpstreamSettings,
 };
 pub use error::CallError;
 pub use instance::{Instance, Metadata, Scheme};

@@ -14,8 +14,9 @@ use http_body_util::BodyExt;
 use shop_common::error::Problem;
 use shop_discovery::balance::PeakEwmaSettings;
 use shop_discovery::{
-    BreakerSettings, CallError, Deadline, HealthCheckSettings, Idempotent, OutlierSettings,
-    PolicySettings, Registry, RequestBody, RetrySettings, UpstreamClient, UpstreamSettings,
+    BodyDeadlineExceeded, BreakerSettings, CallError, Deadline, HealthCheckSettings, Idempotent,
+    OutlierSettings, PolicySettings, Registry, RequestBody, RetrySettings, UpstreamClient,
+    UpstreamSettings,
 };
 
 const SERVICE: &str = "catalog";
@@ -410,6 +411,30 @@ async fn responses_stream_and_deadlines_travel_to_the_upstream() {
         )))
         .unwrap();
     assert_eq!(text(client.send(request).await.unwrap()).await, "abc");
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_past_the_deadline_is_an_error() {
+    let (registry, servers, _registrations) = servers(&["a"]).await;
+    let client =
+        UpstreamClient::new(SERVICE, &settings(PolicySettings::RoundRobin), &registry).unwrap();
+    let mut request = get("/stream");
+    request
+        .extensions_mut()
+        .insert(Deadline::after(Duration::from_millis(300)));
+    // The headers and the first chunk arrive; the rest never does.
+    let response = client.send(request).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("reading a stalled body ends at the call's deadline, not never");
+    let err = read.expect_err("a body cut off by the deadline is an error");
+    assert!(err.is::<BodyDeadlineExceeded>(), "{err}");
+    assert_eq!(
+        client.balancer().endpoints()[0].in_flight(),
+        0,
+        "the call no longer counts as load"
+    );
+    servers[0].release_stream();
 }
 
 #[tokio::test]

@@ -5,10 +5,14 @@
 //! request the gateway is forwarding) that is sent once and never retried.
 //! A response body streams straight from the upstream connection and keeps
 //! the endpoint's in-flight count until it ends, so least-outstanding and
-//! peak-EWMA see long downloads as load.
+//! peak-EWMA see long downloads as load. The call's deadline covers the body
+//! too: an upstream that sends its headers and then stalls cannot hold the
+//! caller (and whatever lock it holds while reading) past it.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -151,36 +155,63 @@ impl Body for RequestBody {
     }
 }
 
-/// The body of a response from an upstream, streamed as it arrives.
+/// The body of a response from an upstream, streamed as it arrives, until
+/// the call's deadline: past it, the next frame is a [`BodyDeadlineExceeded`]
+/// error.
 ///
 /// Convert it with `axum::body::Body::new(body)` to send it on.
 #[derive(Debug)]
 pub struct ResponseBody {
     inner: Incoming,
     in_flight: Option<InFlight>,
+    deadline: Instant,
+    /// Armed the first time the upstream keeps the caller waiting: a body
+    /// that arrives with its headers costs no timer.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// The upstream had not finished its response body by the call's deadline.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the upstream did not finish its response body within the call's deadline")]
+pub struct BodyDeadlineExceeded;
+
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, in_flight: InFlight) -> Self {
+    pub(crate) fn new(inner: Incoming, in_flight: InFlight, deadline: Instant) -> Self {
         let in_flight = (!inner.is_end_stream()).then_some(in_flight);
-        Self { inner, in_flight }
+        Self {
+            inner,
+            in_flight,
+            deadline,
+            timer: None,
+        }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending() {
+            let deadline = self.deadline;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.in_flight = None;
+            return Poll::Ready(Some(Err(BodyDeadlineExceeded.into())));
+        }
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.inner.is_end_stream() {
             // The request is over for load accounting once its body is.
             self.in_flight = None;
         }
-        polled
+        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

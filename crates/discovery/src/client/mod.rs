@@ -53,7 +53,7 @@ use crate::metrics::UpstreamMetrics;
 use crate::registry::Instances;
 use crate::registry::Registry;
 
-pub use body::{RequestBody, ResponseBody};
+pub use body::{BodyDeadlineExceeded, RequestBody, ResponseBody};
 pub use breaker::BreakerSettings;
 pub use deadline::{DEADLINE_HEADER, Deadline, GRPC_TIMEOUT_HEADER};
 pub use health::HealthCheckSettings;
@@ -457,7 +457,9 @@ impl Inner {
                     if !response.status().is_server_error() {
                         self.outlier.success(&endpoint);
                         permit.success();
-                        return Ok(response.map(|body| ResponseBody::new(body, in_flight)));
+                        return Ok(
+                            response.map(|body| ResponseBody::new(body, in_flight, deadline))
+                        );
                     }
                     TryFailure::Status(response)
                 }
@@ -507,7 +509,7 @@ impl Inner {
                 }
                 None => {
                     permit.failure();
-                    return self.give_up(failure, in_flight);
+                    return self.give_up(failure, in_flight, deadline);
                 }
             }
         }
@@ -566,12 +568,13 @@ impl Inner {
         &self,
         failure: TryFailure,
         in_flight: InFlight,
+        deadline: Instant,
     ) -> Result<Response<ResponseBody>, CallError> {
         let upstream = Arc::clone(&self.service);
         let address = || in_flight.endpoint().instance().address.clone();
         match failure {
             TryFailure::Status(response) => {
-                Ok(response.map(|body| ResponseBody::new(body, in_flight)))
+                Ok(response.map(|body| ResponseBody::new(body, in_flight, deadline)))
             }
             TryFailure::Connect(err) => Err(CallError::Connect {
                 upstream,
