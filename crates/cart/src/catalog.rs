@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use shop_discovery::{CallError, RequestBody, UpstreamClient};
+use shop_discovery::{CallError, RequestBody, ResponseBody, UpstreamClient};
 
 use crate::config::CatalogCacheSettings;
 use crate::domain::{CatalogProduct, ProductId};
@@ -176,7 +175,7 @@ impl CatalogClient {
                 .map_err(|err| CatalogError::Response(err.to_string()))?;
             let response = self.upstream.send(request).await?;
             let status = response.status();
-            let body = read_body(response.into_body()).await?;
+            let body = read_body(response).await?;
             if status != StatusCode::OK {
                 return Err(CatalogError::Response(format!("status {status}")));
             }
@@ -188,14 +187,12 @@ impl CatalogClient {
     }
 }
 
-async fn read_body<B>(body: B) -> Result<Bytes, CatalogError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    Limited::new(body, MAX_RESPONSE)
-        .collect()
+
+/// The whole body of an answer, bounded in size (and by the call's deadline).
+async fn read_body(response: http::Response<ResponseBody>) -> Result<Bytes, CatalogError> {
+    response
+        .into_body()
+        .bytes(MAX_RESPONSE)
         .await
-        .map(http_body_util::Collected::to_bytes)
         .map_err(|err| CatalogError::Response(format!("reading the body: {err}")))
 }

@@ -1,10 +1,8 @@
 //! The token keys of the users service, fetched through discovery: a
 //! [`KeySource`] for [`shop_common::auth::TokenVerifier::with_source`].
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use jsonwebtoken::jwk::JwkSet;
 use shop_common::auth::KeySource;
 
@@ -39,11 +37,11 @@ impl JwksSource {
         if response.status() != StatusCode::OK {
             return Err(format!("{JWKS_PATH} answered {}", response.status()));
         }
-        let body: Bytes = Limited::new(response.into_body(), MAX_JWKS)
-            .collect()
+        let body = response
+            .into_body()
+            .bytes(MAX_JWKS)
             .await
-            .map_err(|err| format!("reading {JWKS_PATH}: {err}"))?
-            .to_bytes();
+            .map_err(|err| format!("reading {JWKS_PATH}: {err}"))?;
         serde_json::from_slice(&body)
             .map_err(|err| format!("{JWKS_PATH} is not a JWKS document: {err}"))
     }

@@ -5,10 +5,9 @@
 
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use shop_discovery::{CallError, Deadline, Idempotent, RequestBody, UpstreamClient};
+use shop_discovery::{CallError, Deadline, Idempotent, RequestBody, ResponseBody, UpstreamClient};
 use uuid::Uuid;
 
 /// The header carrying the service credential on cart's internal routes.
@@ -114,7 +113,7 @@ impl CartClient {
         }
         let response = self.upstream.send(request).await?;
         let status = response.status();
-        let body = read_body(response.into_body()).await?;
+        let body = read_body(response).await?;
         match status {
             StatusCode::OK => serde_json::from_slice(&body)
                 .map_err(|err| CartError::Response(format!("cart body: {err}"))),
@@ -147,7 +146,7 @@ impl CartClient {
         request.extensions_mut().insert(Idempotent);
         let response = self.upstream.send(request).await?;
         let status = response.status();
-        let body = read_body(response.into_body()).await?;
+        let body = read_body(response).await?;
         match status {
             StatusCode::OK => serde_json::from_slice(&body)
                 .map_err(|err| CartError::Response(format!("cart body: {err}"))),
@@ -159,14 +158,11 @@ impl CartClient {
     }
 }
 
-async fn read_body<B>(body: B) -> Result<Bytes, CartError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    Limited::new(body, MAX_RESPONSE)
-        .collect()
+/// The whole body of an answer, bounded in size (and by the call's deadline).
+async fn read_body(response: http::Response<ResponseBody>) -> Result<Bytes, CartError> {
+    response
+        .into_body()
+        .bytes(MAX_RESPONSE)
         .await
-        .map(http_body_util::Collected::to_bytes)
         .map_err(|err| CartError::Response(format!("reading the body: {err}")))
 }

@@ -294,11 +294,12 @@ where
     }
 }
 
-/// Creates the data directory, removes the databases on `--reset`, and
+/// Creates the data directory (private to its owner: it holds password
+/// hashes and the signing key), removes the databases on `--reset`, and
 /// creates the development signing key once.
 fn prepare_data_dir(options: &Options) -> anyhow::Result<()> {
     let dir = &options.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if options.reset {
         for name in DATABASES {
             for suffix in ["db", "db-wal", "db-shm"] {
@@ -322,6 +323,34 @@ fn prepare_data_dir(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (and missing parents) readable by its owner alone. A
+/// directory that already exists is left as it is, with a warning when
+/// others may read it: it may be shared on purpose.
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if dir.is_dir() {
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the data directory is readable by others; it holds password hashes and the signing key (chmod 700 it)"
+            );
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
@@ -337,4 +366,27 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_new_data_directory_and_its_key_are_private() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("data");
+        prepare_data_dir(&Options::ephemeral(&dir)).expect("prepare");
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(SIGNING_KEY_FILE)), 0o600);
+    }
 }

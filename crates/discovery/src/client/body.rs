@@ -176,6 +176,18 @@ pub struct ResponseBody {
 pub struct BodyDeadlineExceeded;
 
 impl ResponseBody {
+    /// Reads the whole body, refusing one larger than `limit` bytes (and,
+    /// like every read of it, one not finished by the call's deadline).
+    ///
+    /// # Errors
+    /// The body was larger than `limit`, was cut off, or outlived the deadline.
+    pub async fn bytes(self, limit: usize) -> Result<Bytes, BoxError> {
+        http_body_util::Limited::new(self, limit)
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+    }
+
     pub(crate) fn new(inner: Incoming, in_flight: InFlight, deadline: Instant) -> Self {
         let in_flight = (!inner.is_end_stream()).then_some(in_flight);
         Self {
