@@ -8,7 +8,7 @@ use shop_common::auth::IssuerSettings;
 use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
-use crate::login_limit::LoginLimitSettings;
+use crate::login_limit::{LoginLimitSettings, MAX_WINDOW_SECS};
 
 /// The default HTTP port of the users service.
 pub const DEFAULT_PORT: u16 = 8081;
@@ -25,7 +25,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Token signing: key, issuer, audience, lifetime.
     pub auth: IssuerSettings,
-    /// Failed-login limiting.
+    /// Login limiting per client and login and per account.
     pub login_limit: LoginLimitSettings,
     /// Where instances register and are found.
     pub registry: RegistrySettings,
@@ -69,11 +69,32 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if self.login_limit.max_failures == 0 {
-            return Err(ConfigError::invalid(
-                "login_limit.max_failures",
-                "must be at least 1",
-            ));
+        let limits = &self.login_limit;
+        for (key, value) in [
+            ("login_limit.max_failures", u64::from(limits.max_failures)),
+            (
+                "login_limit.account_max_failures",
+                u64::from(limits.account_max_failures),
+            ),
+            ("login_limit.max_entries", limits.max_entries),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        for (key, secs) in [
+            ("login_limit.window_secs", limits.window_secs),
+            (
+                "login_limit.account_window_secs",
+                limits.account_window_secs,
+            ),
+        ] {
+            if !(1..=MAX_WINDOW_SECS).contains(&secs) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be 1 to {MAX_WINDOW_SECS} seconds"),
+                ));
+            }
         }
         Ok(())
     }
@@ -104,6 +125,41 @@ mod tests {
         .expect("valid");
         assert_eq!(settings.database.url.expose_secret(), "postgres://db/users");
         assert_eq!(settings.login_limit.max_failures, 3);
+    }
+
+    #[test]
+    fn login_limits_load_from_env_and_bad_ones_are_rejected_with_their_key() {
+        let settings: Settings = config::load_from(
+            "",
+            &[
+                ("SHOP_LOGIN_LIMIT__ACCOUNT_MAX_FAILURES", "30"),
+                ("SHOP_LOGIN_LIMIT__ACCOUNT_WINDOW_SECS", "600"),
+                ("SHOP_LOGIN_LIMIT__MAX_ENTRIES", "5000"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(settings.login_limit.account_max_failures, 30);
+        assert_eq!(settings.login_limit.account_window_secs, 600);
+        assert_eq!(settings.login_limit.max_entries, 5000);
+        settings.validate().expect("valid");
+
+        for (toml, key) in [
+            (
+                "account_max_failures = 0",
+                "login_limit.account_max_failures",
+            ),
+            ("max_entries = 0", "login_limit.max_entries"),
+            ("window_secs = 0", "login_limit.window_secs"),
+            (
+                "account_window_secs = 86401",
+                "login_limit.account_window_secs",
+            ),
+        ] {
+            let settings: Settings =
+                config::load_from(&format!("[login_limit]\n{toml}\n"), &[]).expect("parses");
+            let err = settings.validate().expect_err(toml);
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

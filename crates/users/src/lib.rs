@@ -7,7 +7,7 @@
 //! | [`domain`] | parsed values: [`domain::Username`], [`domain::Email`], [`domain::Password`] |
 //! | [`store`] | the `users` table, the same queries on SQLite and PostgreSQL |
 //! | [`hashing`] | Argon2id off the async workers, with a dummy hash for unknown users |
-//! | [`login_limit`] | the failed-login limiter per client and login |
+//! | [`login_limit`] | the login limiter per client and login and per account, in bounded memory |
 //! | [`routes`] | the HTTP handlers |
 //! | [`error`] | the service's [`Error`] and its problem+json mapping |
 

@@ -5,7 +5,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{apps, assert_problem, spawn_app};
+use common::{apps, assert_limited, assert_problem, spawn_app};
 use serde_json::Value;
 use shop_common::auth::TokenVerifier;
 use shop_testkit::TestDatabase;
@@ -255,4 +255,168 @@ async fn behind_the_gateway_failures_count_per_resolved_client_address() {
         401,
         "another client is not limited"
     );
+}
+
+#[tokio::test]
+async fn concurrent_wrong_guesses_are_limited_before_any_is_verified() {
+    const LIMIT: u32 = 5;
+    let app = common::spawn_app_with(TestDatabase::sqlite(), |db| {
+        let mut settings = common::settings(db);
+        settings.login_limit.max_failures = LIMIT;
+        settings
+    })
+    .await;
+    app.register("jack", "jack@example.com", "correct horse battery")
+        .await;
+    let passwords: Vec<String> = (0..50).map(|i| format!("wrong horse {i}")).collect();
+    let guesses = passwords.iter().map(|password| app.login("jack", password));
+    let mut verified = 0;
+    let mut limited = 0;
+    for response in futures::future::join_all(guesses).await {
+        match response.status().as_u16() {
+            401 => verified += 1,
+            429 => {
+                assert_limited(response, 300, "a guess over the limit").await;
+                limited += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        verified <= LIMIT,
+        "{verified} of 50 concurrent guesses were verified; the limit is {LIMIT}"
+    );
+    assert_eq!(verified + limited, 50);
+    assert_limited(
+        app.login("jack", "correct horse battery").await,
+        300,
+        "the right password while limited",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn guesses_at_one_account_are_limited_together_across_logins_and_clients() {
+    const ACCOUNT_LIMIT: u32 = 6;
+    let app = common::spawn_app_with(TestDatabase::sqlite(), |db| {
+        let mut settings = common::settings(db);
+        settings.login_limit.trust_forwarded_for = true;
+        settings.login_limit.account_max_failures = ACCOUNT_LIMIT;
+        settings.login_limit.account_window_secs = 600;
+        settings
+    })
+    .await;
+    app.register("kate", "Kate@example.com", "correct horse battery")
+        .await;
+    app.register("liam", "liam@example.com", "correct horse battery")
+        .await;
+    // Each (client, login) pair guesses once, far below the per-client limit
+    // of 5: only a per-account count can stop this spraying.
+    let sprayers = ["198.51.100.1", "198.51.100.2", "198.51.100.3"];
+    let mut guesses = 0;
+    for client in sprayers {
+        for login in ["kate", "KATE@example.com"] {
+            let response = app.login_from(client, login, "wrong horse battery").await;
+            assert_eq!(response.status(), 401, "{client} {login}");
+            guesses += 1;
+        }
+    }
+    assert_eq!(guesses, ACCOUNT_LIMIT);
+    let known = assert_limited(
+        app.login_from("198.51.100.9", "kate@example.com", "correct horse battery")
+            .await,
+        600,
+        "a fresh client with the right password, once the account is limited",
+    )
+    .await;
+    assert_eq!(
+        app.login_from("198.51.100.9", "liam", "correct horse battery")
+            .await
+            .status(),
+        200,
+        "other accounts are unaffected"
+    );
+
+    // An unknown login counts the same way and answers the same, so the
+    // limiter does not tell which accounts exist.
+    for client in sprayers.into_iter().chain(sprayers) {
+        let response = app
+            .login_from(client, "nobody", "wrong horse battery")
+            .await;
+        assert_eq!(response.status(), 401, "{client}");
+    }
+    let unknown = assert_limited(
+        app.login_from("198.51.100.9", "nobody", "wrong horse battery")
+            .await,
+        600,
+        "an unknown login past the account limit",
+    )
+    .await;
+    assert_eq!(known, unknown);
+}
+
+#[tokio::test]
+async fn any_password_that_registers_can_log_in_and_overlong_ones_just_fail() {
+    for app in apps().await {
+        // Many characters of several bytes each, around the byte bound.
+        let candidates = [
+            "é".repeat(128),
+            "€".repeat(85),
+            "€".repeat(100),
+            "😀".repeat(64),
+            "😀".repeat(100),
+            "x".repeat(200),
+        ];
+        let mut registered = 0;
+        for (i, password) in candidates.iter().enumerate() {
+            let username = format!("long{i}");
+            let response = app
+                .register(&username, &format!("{username}@example.com"), password)
+                .await;
+            match response.status().as_u16() {
+                201 => {
+                    registered += 1;
+                    assert_eq!(
+                        app.login(&username, password).await.status(),
+                        200,
+                        "{}: a {}-byte password registered but cannot log in",
+                        app.engine,
+                        password.len()
+                    );
+                }
+                422 => {}
+                other => panic!("{}: unexpected status {other}", app.engine),
+            }
+        }
+        assert!(registered >= 3, "{}: {registered}", app.engine);
+
+        app.register("mona", "mona@example.com", "correct horse battery")
+            .await;
+        let wrong = assert_problem(
+            app.login("mona", "wrong horse battery").await,
+            401,
+            "wrong password",
+        )
+        .await;
+        for overlong in ["é".repeat(1_000), "x".repeat(257), "😀".repeat(65)] {
+            let response = app.login("mona", &overlong).await;
+            assert_eq!(
+                assert_problem(response, 401, "an overlong password").await,
+                wrong,
+                "{}",
+                app.engine
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_token_response_is_never_stored() {
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    app.register("nina", "nina@example.com", "correct horse battery")
+        .await;
+    let response = app.login("nina", "correct horse battery").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["pragma"], "no-cache");
 }

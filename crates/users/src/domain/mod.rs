@@ -1,9 +1,9 @@
 //! Parsed user values. Each type can only hold a valid value: handlers parse
 //! raw input once at the edge and the rest of the service trusts the type.
 
-mod email;
-mod password;
-mod username;
+pub mod email;
+pub mod password;
+pub mod username;
 
 pub use email::Email;
 pub use password::Password;

@@ -1,5 +1,5 @@
-//! Passwords: 10–128 characters, not the username. Held as a secret that
-//! never prints.
+//! Passwords: at least 10 characters, at most 256 bytes, not the username.
+//! Held as a secret that never prints.
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -7,8 +7,12 @@ use super::Username;
 
 /// Fewest characters in a password.
 pub const MIN_LEN: usize = 10;
-/// Most characters in a password; bounds the hashing work one request can ask for.
-pub const MAX_LEN: usize = 128;
+/// Most bytes (UTF-8) in a password; registration and login both check this
+/// one bound, so a password that registers can always log in. Bytes, not
+/// characters, because bytes are what is hashed and what a request carries:
+/// it bounds the hashing work one request can ask for, and still holds 256
+/// ASCII characters or at least 64 of any script.
+pub const MAX_BYTES: usize = 256;
 
 /// A password that meets the rules.
 #[derive(Debug, Clone)]
@@ -20,14 +24,22 @@ impl Password {
     /// # Errors
     /// A message for the client when the length is wrong or it equals the username.
     pub fn parse(raw: &str, username: Option<&Username>) -> Result<Self, String> {
-        let len = raw.chars().count();
-        if !(MIN_LEN..=MAX_LEN).contains(&len) {
-            return Err(format!("must be {MIN_LEN} to {MAX_LEN} characters long"));
+        if raw.len() > MAX_BYTES {
+            return Err(format!("must be at most {MAX_BYTES} bytes long (in UTF-8)"));
+        }
+        if raw.chars().count() < MIN_LEN {
+            return Err(format!("must be at least {MIN_LEN} characters long"));
         }
         if username.is_some_and(|name| raw.eq_ignore_ascii_case(name.as_str())) {
             return Err("must not be the username".to_owned());
         }
         Ok(Self(SecretString::from(raw.to_owned())))
+    }
+
+    /// Whether a password offered at login is within [`MAX_BYTES`]; a longer
+    /// one cannot have registered, so it simply fails to log in.
+    pub fn fits(raw: &str) -> bool {
+        raw.len() <= MAX_BYTES
     }
 
     /// The password text, for hashing.
@@ -41,11 +53,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn length_is_counted_in_characters() {
-        assert!(Password::parse("ünïcødé-pw", None).is_ok());
+    fn at_least_ten_characters_at_most_256_bytes() {
+        assert!(Password::parse("ünïcødé-pw", None).is_ok(), "10 characters");
         assert!(Password::parse("short", None).is_err());
-        assert!(Password::parse(&"x".repeat(129), None).is_err());
-        assert!(Password::parse(&"x".repeat(128), None).is_ok());
+        assert!(Password::parse(&"x".repeat(256), None).is_ok());
+        assert!(Password::parse(&"x".repeat(257), None).is_err());
+        assert!(Password::parse(&"😀".repeat(64), None).is_ok(), "256 bytes");
+        assert!(
+            Password::parse(&"😀".repeat(65), None).is_err(),
+            "260 bytes"
+        );
+    }
+
+    #[test]
+    fn whatever_registers_fits_at_login() {
+        for raw in [
+            "é".repeat(128),
+            "€".repeat(85),
+            "😀".repeat(64),
+            "x".repeat(256),
+        ] {
+            let password = Password::parse(&raw, None).expect("valid");
+            assert!(Password::fits(password.expose()), "{} bytes", raw.len());
+        }
+        assert!(!Password::fits(&"é".repeat(129)));
     }
 
     #[test]

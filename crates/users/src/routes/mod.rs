@@ -28,9 +28,10 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     /// Argon2id, off the async workers.
     pub hasher: PasswordHasher,
-    /// Failed-login limiter.
+    /// Login limiter per client and login and per account.
     pub limiter: Arc<LoginLimiter>,
-    /// Whether to take the client address from `X-Forwarded-For`.
+    /// Whether to take the client address from [`CLIENT_IP_HEADER`]
+    /// (`login_limit.trust_forwarded_for`) rather than from the peer.
     pub trust_forwarded_for: bool,
 }
 

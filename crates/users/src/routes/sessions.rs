@@ -3,13 +3,16 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shop_common::extract;
 
 use super::AppState;
+use crate::domain::Password;
+use crate::domain::email;
+use crate::login_limit::Account;
 use crate::{Error, Result};
 
 pub(super) fn router() -> Router<AppState> {
@@ -29,43 +32,75 @@ struct Session {
     expires_in: u64,
 }
 
-/// Longest login (an email) or password worth hashing; anything longer cannot
-/// match and must not buy extra hashing work.
-const MAX_INPUT: usize = 256;
+/// The token response must stay out of every cache (RFC 6749 §5.1);
+/// `Pragma` for HTTP/1.0 caches.
+const NO_STORE: [(HeaderName, &str); 2] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::PRAGMA, "no-cache"),
+];
 
+/// Logs in. The limiter's slots are taken before the password is verified
+/// (see [`crate::login_limit`]): first the client's, before the store is
+/// asked, then the account's, once the login has resolved to one.
 async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     extract::Json(request): extract::Json<CreateSession>,
-) -> Result<Json<Session>> {
+) -> Result<([(HeaderName, &'static str); 2], Json<Session>)> {
     let client = state.client_addr(peer, &headers);
-    state
-        .limiter
-        .check(client, &request.login)
+    let limiter = &state.limiter;
+    let reservation = limiter
+        .reserve(client, &request.login)
         .map_err(Error::TooManyAttempts)?;
-    let credentials = if request.login.len() > MAX_INPUT {
+    // No account has a login longer than the longest email, so a longer one
+    // is not looked up (it still counts, under its own key).
+    let credentials = if request.login.chars().nth(email::MAX_LEN).is_some() {
         None
     } else {
-        state.store.find_by_login(&request.login).await?
+        match state.store.find_by_login(&request.login).await {
+            Ok(found) => found,
+            Err(err) => {
+                limiter.release(reservation);
+                return Err(err.into());
+            }
+        }
     };
-    // Unknown logins are verified against a dummy hash: same answer, same work.
-    let password = if request.password.len() > MAX_INPUT {
-        ""
-    } else {
+    let account = match &credentials {
+        Some(credentials) => Account::Known(credentials.user.id),
+        None => Account::Unknown(&request.login),
+    };
+    let reservation = limiter
+        .reserve_account(reservation, account)
+        .map_err(Error::TooManyAttempts)?;
+    // Unknown logins are verified against a dummy hash, and over-long
+    // passwords (which cannot have registered) as the empty one: same
+    // answer, same work.
+    let password = if Password::fits(&request.password) {
         request.password.as_str()
+    } else {
+        ""
     };
     let hash = credentials.as_ref().map(|c| c.password_hash.as_str());
-    let verified = state.hasher.verify(password, hash).await?;
+    let verified = match state.hasher.verify(password, hash).await {
+        Ok(verified) => verified,
+        Err(err) => {
+            limiter.release(reservation);
+            return Err(err.into());
+        }
+    };
     let Some(credentials) = credentials.filter(|_| verified) else {
-        state.limiter.record_failure(client, &request.login);
+        limiter.failed(reservation);
         return Err(Error::InvalidCredentials);
     };
-    state.limiter.record_success(client, &request.login);
+    limiter.succeeded(reservation);
     let token = state.issuer.issue(&credentials.user.id.to_string())?;
-    Ok(Json(Session {
-        access_token: token.token,
-        token_type: "Bearer",
-        expires_in: token.expires_in,
-    }))
+    Ok((
+        NO_STORE,
+        Json(Session {
+            access_token: token.token,
+            token_type: "Bearer",
+            expires_in: token.expires_in,
+        }),
+    ))
 }

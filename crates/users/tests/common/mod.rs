@@ -41,6 +41,7 @@ pub fn settings(db: &TestDatabase) -> Settings {
             max_failures: 5,
             window_secs: 300,
             trust_forwarded_for: false,
+            ..LoginLimitSettings::default()
         },
         ..Settings::default()
     }
@@ -107,6 +108,23 @@ impl TestApp {
         .await
     }
 
+    /// Logs in as the gateway would forward it for the client at `client_ip`
+    /// (counted against that address when `trust_forwarded_for` is on).
+    pub async fn login_from(
+        &self,
+        client_ip: &str,
+        login: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/sessions"))
+            .header(shop_users::routes::CLIENT_IP_HEADER, client_ip)
+            .json(&json!({ "login": login, "password": password }))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -152,6 +170,24 @@ impl TestApp {
         db.close().await;
         count
     }
+}
+
+/// Asserts a 429 problem+json response with a `Retry-After` within the
+/// window, and returns its body.
+pub async fn assert_limited(response: reqwest::Response, window_secs: u64, context: &str) -> Value {
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("{context}: no Retry-After"))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1..=window_secs).contains(&retry_after),
+        "{context}: Retry-After {retry_after}"
+    );
+    assert_problem(response, 429, context).await
 }
 
 /// Asserts a problem+json response (shared by every crate's tests).
