@@ -1,15 +1,18 @@
 //! Building and running the cart service from [`Settings`]: the one way
-//! `main`, the all-in-one `shop` binary and the tests start it.
+//! `main`, the all-in-one `shop` binary and the tests start it. Beside the
+//! listener runs the purge of old applied-order records.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use shop_common::auth::TokenVerifier;
-use shop_common::db::{Db, DbError};
+use shop_common::db::{self, Db, DbError};
+use shop_common::error::ErrorChain;
 use shop_common::server::{self, BindError, Service};
 use shop_discovery::{
     BuildError, JwksSource, Registration, Registry, RegistryError, UpstreamClient,
@@ -19,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
 use crate::catalog::CatalogClient;
+use crate::config::AppliedOrdersSettings;
 use crate::routes::{self, AppState};
 use crate::store::{CartStore, MIGRATOR};
 
@@ -27,6 +31,10 @@ pub const SERVICE: &str = "cart";
 
 /// Largest request body; cart requests are tiny.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Records of applied order removals deleted after
+/// `applied_orders.retention_secs`.
+pub const APPLIED_ORDERS_PURGED: &str = "cart_applied_orders_purged_total";
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,13 +133,21 @@ impl Application {
     }
 
     /// Serves until `stop` is cancelled: then deregisters at once (callers
-    /// stop picking this instance), drains in-flight requests and closes the
-    /// database.
+    /// stop picking this instance), stops the purge of applied-order
+    /// records, drains in-flight requests and closes the database.
     ///
     /// # Errors
     /// An I/O error from the listener.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let registration = self.registration;
+        // Its own token: it must also stop if the listener fails without a
+        // stop signal.
+        let purge_stop = stop.child_token();
+        let purge = tokio::spawn(purge_applied_orders(
+            CartStore::new(self.db.clone()),
+            self.settings.applied_orders.clone(),
+            purge_stop.clone(),
+        ));
         let service = Service {
             name: SERVICE,
             listener: self.listener,
@@ -140,6 +156,64 @@ impl Application {
             limits: self.settings.http.limits(),
             on_stop: async move { registration.deregister().await },
         };
-        server::run(service, stop).await
+        let result = server::run(service, stop).await;
+        purge_stop.cancel();
+        if let Err(err) = purge.await {
+            tracing::error!(error = %err, "applied-order purge task failed");
+        }
+        result
     }
+}
+
+/// Deletes applied-order records older than the retention (see
+/// [`CartStore::purge_applied_orders`] for why that is safe): at once, then
+/// every `applied_orders.purge_interval_ms` until `stop`. Every replica may
+/// run it; concurrent purges only share the work.
+async fn purge_applied_orders(
+    store: CartStore,
+    settings: AppliedOrdersSettings,
+    stop: CancellationToken,
+) {
+    // Handles taken before the recorder exists would record nothing.
+    shop_common::metrics::handle();
+    let purged_total = metrics::counter!(APPLIED_ORDERS_PURGED);
+    loop {
+        let before = db::timestamp_text(earlier(chrono::Utc::now(), settings.retention()));
+        let mut purged = 0;
+        loop {
+            match store
+                .purge_applied_orders(&before, settings.purge_batch_size)
+                .await
+            {
+                Ok(deleted) => {
+                    purged += deleted;
+                    purged_total.increment(deleted);
+                    if deleted < u64::from(settings.purge_batch_size) || stop.is_cancelled() {
+                        break;
+                    }
+                    // Let other writers in between batches.
+                    tokio::task::yield_now().await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %ErrorChain(&err), "applied-order purge failed; trying again next round");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, before = %before, "applied-order records purged");
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(settings.purge_interval()) => {}
+        }
+    }
+}
+
+/// `at - delay`, saturating at the earliest representable time.
+fn earlier(at: chrono::DateTime<chrono::Utc>, delay: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| at.checked_sub_signed(delay))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }

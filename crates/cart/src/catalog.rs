@@ -187,7 +187,6 @@ impl CatalogClient {
     }
 }
 
-
 /// The whole body of an answer, bounded in size (and by the call's deadline).
 async fn read_body(response: http::Response<ResponseBody>) -> Result<Bytes, CatalogError> {
     response

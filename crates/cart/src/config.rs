@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub users: UpstreamSettings,
     /// Currency reported for an empty cart (ISO 4217).
     pub currency: String,
+    /// How long the records of applied order removals are kept.
+    pub applied_orders: AppliedOrdersSettings,
 }
 
 /// The credential of internal (service-to-service) routes.
@@ -78,6 +81,55 @@ impl Default for CatalogCacheSettings {
     }
 }
 
+/// Shortest accepted `applied_orders.retention_secs`: two days. A record
+/// is what makes a repeated order removal change nothing, so it must
+/// outlive every delivery of its order: the orders relay delivers no
+/// outbox row more than a day after its order was placed (it dead-letters
+/// it instead: `shop_orders::relay::MAX_DELIVERY_AGE`), and a record is
+/// written after its order was placed. The second day covers the call's
+/// deadline and clock skew between hosts.
+pub const MIN_APPLIED_ORDER_RETENTION_SECS: u64 = 2 * 24 * 3_600;
+/// Largest accepted `applied_orders.purge_batch_size`.
+pub const MAX_PURGE_BATCH_SIZE: u32 = 10_000;
+
+/// How long the records of applied order removals (`applied_orders`) are
+/// kept; a background task deletes older ones every `purge_interval_ms`,
+/// at most `purge_batch_size` per statement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppliedOrdersSettings {
+    /// Seconds a record is kept after its removal was applied (default
+    /// 604800, seven days; at least 172800, two days: see
+    /// [`MIN_APPLIED_ORDER_RETENTION_SECS`]).
+    pub retention_secs: u64,
+    /// Milliseconds between purges (default 60000).
+    pub purge_interval_ms: u64,
+    /// Most records deleted per statement (default 1000, at most 10000).
+    pub purge_batch_size: u32,
+}
+
+impl Default for AppliedOrdersSettings {
+    fn default() -> Self {
+        Self {
+            retention_secs: 7 * 24 * 3_600,
+            purge_interval_ms: 60_000,
+            purge_batch_size: 1_000,
+        }
+    }
+}
+
+impl AppliedOrdersSettings {
+    /// How long a record is kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_secs)
+    }
+
+    /// The pause between purges.
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_millis(self.purge_interval_ms)
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -91,6 +143,7 @@ impl Default for Settings {
             catalog_cache: CatalogCacheSettings::default(),
             users: UpstreamSettings::default(),
             currency: "EUR".to_owned(),
+            applied_orders: AppliedOrdersSettings::default(),
         }
     }
 }
@@ -130,6 +183,27 @@ impl Settings {
                 "must be at least 1 (set catalog_cache.ttl_ms = 0 to turn the cache off)",
             ));
         }
+        let applied = &self.applied_orders;
+        if applied.retention_secs < MIN_APPLIED_ORDER_RETENTION_SECS {
+            return Err(ConfigError::invalid(
+                "applied_orders.retention_secs",
+                format_args!(
+                    "must be at least {MIN_APPLIED_ORDER_RETENTION_SECS} (two days): a shorter one could let a late repeat of an order removal apply twice"
+                ),
+            ));
+        }
+        if applied.purge_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "applied_orders.purge_interval_ms",
+                "must be positive",
+            ));
+        }
+        if applied.purge_batch_size == 0 || applied.purge_batch_size > MAX_PURGE_BATCH_SIZE {
+            return Err(ConfigError::invalid(
+                "applied_orders.purge_batch_size",
+                format_args!("must be between 1 and {MAX_PURGE_BATCH_SIZE}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -156,5 +230,41 @@ mod tests {
             settings.validate().is_ok(),
             "a cache that is off needs no room"
         );
+    }
+
+    #[test]
+    fn applied_orders_are_kept_long_enough() {
+        let check = |change: fn(&mut Settings), key: &str| {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            let err = settings.validate().expect_err(key);
+            assert!(err.to_string().contains(key), "{err}");
+        };
+        check(
+            |s| s.applied_orders.retention_secs = MIN_APPLIED_ORDER_RETENTION_SECS - 1,
+            "applied_orders.retention_secs",
+        );
+        check(
+            |s| s.applied_orders.purge_interval_ms = 0,
+            "applied_orders.purge_interval_ms",
+        );
+        check(
+            |s| s.applied_orders.purge_batch_size = 0,
+            "applied_orders.purge_batch_size",
+        );
+        check(
+            |s| s.applied_orders.purge_batch_size = MAX_PURGE_BATCH_SIZE + 1,
+            "applied_orders.purge_batch_size",
+        );
+        let mut settings = Settings::default();
+        settings.applied_orders.retention_secs = MIN_APPLIED_ORDER_RETENTION_SECS;
+        assert!(settings.validate().is_ok(), "the minimum itself is valid");
+        let settings: Settings = config::load_from(
+            "[applied_orders]\npurge_batch_size = 50\n",
+            &[("SHOP_APPLIED_ORDERS__RETENTION_SECS", "864000")],
+        )
+        .expect("settings load");
+        assert_eq!(settings.applied_orders.retention_secs, 864_000);
+        assert_eq!(settings.applied_orders.purge_batch_size, 50);
     }
 }

@@ -246,6 +246,39 @@ impl CartStore {
         tx.commit().await?;
         Ok((first, version))
     }
+
+    /// Deletes up to `limit` records of applied order removals applied
+    /// before `before` (a [`db::timestamp_text`]), oldest first; returns
+    /// how many. Call again while it returns `limit`.
+    ///
+    /// Forgetting an order is safe once no delivery of it can arrive any
+    /// more: a removal of an order whose record is gone would be applied
+    /// again, taking from the cart what the buyer put in since. Orders'
+    /// relay never sends a removal more than a day after the order was
+    /// placed — an older outbox row is dead-lettered instead
+    /// (`shop_orders::relay::MAX_DELIVERY_AGE`) — and the record is written
+    /// after the order was placed, so a record older than
+    /// [`MIN_APPLIED_ORDER_RETENTION_SECS`] (two days; the second covers
+    /// the call's deadline and clock skew) has seen its last delivery.
+    /// `applied_orders.retention_secs` is validated against that minimum.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    ///
+    /// [`MIN_APPLIED_ORDER_RETENTION_SECS`]: crate::config::MIN_APPLIED_ORDER_RETENTION_SECS
+    pub async fn purge_applied_orders(&self, before: &str, limit: u32) -> Result<u64, StoreError> {
+        let _turn = self.db.write_turn().await;
+        Ok(sqlx::query(
+            "DELETE FROM applied_orders WHERE order_id IN ( \
+               SELECT order_id FROM applied_orders WHERE applied_at < $1 \
+               ORDER BY applied_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(self.db.pool())
+        .await?
+        .rows_affected())
+    }
 }
 
 /// One stored line from its columns.

@@ -143,3 +143,85 @@ async fn invalid_removals_are_422() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn applied_order_records_past_the_retention_are_purged() {
+    use shop_common::config::DatabaseSettings;
+    use shop_common::db::{self, Db};
+    use sqlx::Row;
+
+    for db in shop_testkit::databases().await {
+        // The default retention (seven days), a purge every 50 ms.
+        let stack = common::spawn_stack_with(db, 1, |settings| {
+            settings.applied_orders.purge_interval_ms = 50;
+        })
+        .await;
+        let token = stack.token("gina").await;
+        let user = user_id(&token);
+        let product = stack.product_ids().await.remove(0);
+        stack
+            .put_item(stack.cart(), &token, &product, json!({"quantity": 9}))
+            .await;
+        let (old, recent) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        for order in [old, recent] {
+            let body =
+                json!({"order_id": order, "lines": [{"product_id": product, "quantity": 1}]});
+            let answer: Value = stack
+                .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+                .await
+                .json()
+                .await
+                .expect("json");
+            assert_eq!(answer["applied"], true, "{}", stack.engine);
+        }
+        let before = stack.counter("cart_applied_orders_purged_total", &[]).await;
+
+        let cart_db = Db::connect(&DatabaseSettings::new(&stack.cart_url))
+            .await
+            .expect("cart database");
+        for (order, days) in [(old, 8), (recent, 6)] {
+            sqlx::query("UPDATE applied_orders SET applied_at = $1 WHERE order_id = $2")
+                .bind(db::timestamp_text(
+                    chrono::Utc::now() - chrono::Duration::days(days),
+                ))
+                .bind(order.to_string())
+                .execute(cart_db.pool())
+                .await
+                .expect("aged");
+        }
+        let kept = || async {
+            sqlx::query("SELECT order_id FROM applied_orders ORDER BY order_id")
+                .fetch_all(cart_db.pool())
+                .await
+                .expect("records")
+                .iter()
+                .map(|row| row.try_get::<String, _>("order_id").expect("order_id"))
+                .collect::<Vec<_>>()
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while kept().await.len() == 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: the old record is still there",
+                stack.engine
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(kept().await, [recent.to_string()], "{}", stack.engine);
+        assert!(
+            stack.counter("cart_applied_orders_purged_total", &[]).await >= before + 1.0,
+            "{}: counted",
+            stack.engine
+        );
+        // The record kept still makes a repeat change nothing.
+        let body = json!({"order_id": recent, "lines": [{"product_id": product, "quantity": 1}]});
+        let repeat: Value = stack
+            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(repeat["applied"], false, "{}", stack.engine);
+        cart_db.close().await;
+    }
+}

@@ -2,8 +2,8 @@
 //! `main`, the all-in-one `shop` binary and the tests start it.
 //!
 //! Two listeners: gRPC (the API, `grpc.health.v1` and server reflection)
-//! and HTTP admin (`/healthz`, `/readyz`, `/metrics`). The outbox relay runs
-//! beside them and stops with them.
+//! and HTTP admin (`/healthz`, `/readyz`, `/metrics`). The outbox relay and
+//! the outbox purge run beside them and stop with them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use tonic_health::server::HealthReporter;
 use crate::Settings;
 use crate::cart::CartClient;
 use crate::grpc::OrdersGrpc;
+use crate::purge::Purger;
 use crate::relay::{Acknowledger, Relay};
 use crate::store::{MIGRATOR, OrderStore};
 
@@ -73,6 +74,7 @@ pub struct Application {
     probe_db: Db,
     service: OrdersGrpc,
     relay: Option<(Relay, Acknowledger)>,
+    purger: Purger,
     registration: Registration,
     settings: Settings,
 }
@@ -116,6 +118,9 @@ impl Application {
             );
         }
         let store = OrderStore::new(db.clone());
+        // Every instance purges, relay or not: the rows it deletes are
+        // done with.
+        let purger = Purger::new(store.clone(), settings.outbox.clone());
 
         let (grpc_listener, grpc_addr) = server::bind(&settings.grpc.listener()).await?;
         let (admin_listener, admin_addr) = server::bind(&settings.http).await?;
@@ -147,6 +152,7 @@ impl Application {
             probe_db,
             service,
             relay,
+            purger,
             registration,
             settings,
         })
@@ -181,8 +187,8 @@ impl Application {
     /// reports NOT_SERVING (callers stop picking this instance), stops
     /// accepting gRPC calls and drains in-flight ones (bounded by
     /// `grpc.drain_timeout_secs`), stops the relay (rows it had claimed but
-    /// not tried are released), marks the deliveries of the drained calls,
-    /// and closes the database.
+    /// not tried are released) and the outbox purge, marks the deliveries
+    /// of the drained calls, and closes the database.
     ///
     /// # Errors
     /// An I/O error from a listener, or the gRPC server's error.
@@ -195,6 +201,7 @@ impl Application {
             probe_db,
             service,
             relay,
+            purger,
             registration,
             settings,
             ..
@@ -230,6 +237,10 @@ impl Application {
             ),
             None => (None, None),
         };
+        // Its own token: it must also stop if a listener fails without a
+        // stop signal, before the database closes.
+        let purge_stop = stop.child_token();
+        let purge_task = tokio::spawn(purger.run(purge_stop.clone()));
 
         let shutdown = {
             let stop = stop.clone();
@@ -275,6 +286,10 @@ impl Application {
             stop.clone(),
         );
         let (grpc_result, admin_result) = tokio::join!(grpc, admin);
+        purge_stop.cancel();
+        if let Err(err) = purge_task.await {
+            tracing::error!(error = %err, "outbox purge task failed");
+        }
         if let Some(task) = relay_task
             && let Err(err) = task.await
         {

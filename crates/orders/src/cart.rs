@@ -24,9 +24,43 @@ pub enum CartError {
     /// Cart refused the caller's token (expired between our check and cart's).
     #[error("cart refused the caller's token")]
     Unauthorized,
-    /// Cart answered with an unexpected status or body.
+    /// Cart refused the service credential on its internal route.
+    #[error("cart refused the service credential (internal.service_token)")]
+    ServiceRefused,
+    /// Cart answered with a status the call does not expect.
+    #[error("cart answered {0}")]
+    Status(StatusCode),
+    /// Cart answered with an unexpected body, or the request could not be
+    /// formed.
     #[error("unexpected cart response: {0}")]
     Response(String),
+}
+
+impl CartError {
+    /// The status cart answered with, when the call failed on one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Unauthorized | Self::ServiceRefused => Some(StatusCode::UNAUTHORIZED),
+            Self::Status(status) => Some(*status),
+            Self::Call(_) | Self::Response(_) => None,
+        }
+    }
+
+    /// Whether sending the same request again cannot succeed: cart refused
+    /// it with a 4xx (a bad credential, a body it rejects, a route it does
+    /// not have), or it cannot be formed at all. 408 and 429 are the
+    /// exceptions among 4xx: they say "not now", as a 5xx, a timeout or no
+    /// instance do, and such failures are worth retrying.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Call(CallError::InvalidRequest { .. }) => true,
+            _ => self.status().is_some_and(|status| {
+                status.is_client_error()
+                    && status != StatusCode::REQUEST_TIMEOUT
+                    && status != StatusCode::TOO_MANY_REQUESTS
+            }),
+        }
+    }
 }
 
 /// One priced line of a cart, as cart reports it.
@@ -118,7 +152,7 @@ impl CartClient {
             StatusCode::OK => serde_json::from_slice(&body)
                 .map_err(|err| CartError::Response(format!("cart body: {err}"))),
             StatusCode::UNAUTHORIZED => Err(CartError::Unauthorized),
-            status => Err(CartError::Response(format!("status {status}"))),
+            status => Err(CartError::Status(status)),
         }
     }
 
@@ -127,7 +161,9 @@ impl CartClient {
     /// JSON of an [`OrderRemoval`].
     ///
     /// # Errors
-    /// [`CartError`] when cart cannot be reached or does not answer 200.
+    /// [`CartError`] when cart cannot be reached or does not answer 200;
+    /// [`CartError::is_permanent`] tells a refusal from a failure worth
+    /// retrying.
     pub async fn remove_order_lines(
         &self,
         user: &str,
@@ -150,10 +186,8 @@ impl CartClient {
         match status {
             StatusCode::OK => serde_json::from_slice(&body)
                 .map_err(|err| CartError::Response(format!("cart body: {err}"))),
-            StatusCode::UNAUTHORIZED => Err(CartError::Response(
-                "cart refused the service credential (internal.service_token)".to_owned(),
-            )),
-            status => Err(CartError::Response(format!("status {status}"))),
+            StatusCode::UNAUTHORIZED => Err(CartError::ServiceRefused),
+            status => Err(CartError::Status(status)),
         }
     }
 }
@@ -165,4 +199,37 @@ async fn read_body(response: http::Response<ResponseBody>) -> Result<Bytes, Cart
         .bytes(MAX_RESPONSE)
         .await
         .map_err(|err| CartError::Response(format!("reading the body: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_permanent_and_not_now_is_transient() {
+        for status in [400, 401, 403, 404, 409, 413, 422] {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert!(CartError::Status(status).is_permanent(), "{status}");
+        }
+        assert!(CartError::ServiceRefused.is_permanent());
+        for status in [408, 429, 500, 502, 503, 504] {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert!(!CartError::Status(status).is_permanent(), "{status}");
+        }
+        let upstream: std::sync::Arc<str> = "cart".into();
+        assert!(
+            !CartError::Call(CallError::NoInstance {
+                upstream: upstream.clone()
+            })
+            .is_permanent()
+        );
+        assert!(!CartError::Response("cart body: eof".to_owned()).is_permanent());
+        assert!(
+            CartError::Call(CallError::InvalidRequest {
+                upstream,
+                reason: "bad path".to_owned()
+            })
+            .is_permanent()
+        );
+    }
 }

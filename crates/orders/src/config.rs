@@ -41,6 +41,8 @@ pub struct Settings {
     pub users: UpstreamSettings,
     /// The outbox relay.
     pub relay: RelaySettings,
+    /// Upkeep of the outbox table: purging delivered rows.
+    pub outbox: OutboxSettings,
 }
 
 /// Where the gRPC server binds and how it stops.
@@ -119,6 +121,11 @@ pub struct RelaySettings {
     pub initial_backoff_ms: u64,
     /// Longest delay between retries, in milliseconds (default 60000).
     pub max_backoff_ms: u64,
+    /// Failed deliveries of one row after which it is dead-lettered (default
+    /// 20, at least 1): never claimed again, left for a human. Only
+    /// transient failures (no answer, 5xx, 408, 429) are retried up to
+    /// here; a delivery cart refuses (another 4xx) is dead-lettered at once.
+    pub max_attempts: u32,
 }
 
 impl Default for RelaySettings {
@@ -130,6 +137,7 @@ impl Default for RelaySettings {
             lease_ms: 30_000,
             initial_backoff_ms: 250,
             max_backoff_ms: 60_000,
+            max_attempts: 20,
         }
     }
 }
@@ -164,6 +172,57 @@ impl RelaySettings {
     }
 }
 
+/// Shortest accepted `outbox.retention_secs`: one hour. Purging a delivered
+/// row is always safe (nothing delivers it again), so this only guards
+/// against a unit slip (`7` meant as days) wiping what an operator may want
+/// to look at.
+pub const MIN_OUTBOX_RETENTION_SECS: u64 = 3_600;
+/// Largest accepted `outbox.purge_batch_size`.
+pub const MAX_PURGE_BATCH_SIZE: u32 = 10_000;
+
+/// How the outbox table is kept small.
+///
+/// Delivered rows are deleted once they were delivered more than
+/// `retention_secs` ago, by a background task every `purge_interval_ms`,
+/// at most `purge_batch_size` rows per statement. Rows not yet delivered
+/// and dead-lettered rows are never purged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Seconds a delivered row is kept (default 604800, seven days; at
+    /// least 3600).
+    pub retention_secs: u64,
+    /// Milliseconds between purges (default 60000); each also refreshes
+    /// the `outbox_dead_letter_rows` gauge.
+    pub purge_interval_ms: u64,
+    /// Most rows deleted per statement (default 1000, at most 10000): a
+    /// backlog is purged in several short statements, so writers (and, on
+    /// SQLite, the one write turn) are never held long.
+    pub purge_batch_size: u32,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            retention_secs: 7 * 24 * 3_600,
+            purge_interval_ms: 60_000,
+            purge_batch_size: 1_000,
+        }
+    }
+}
+
+impl OutboxSettings {
+    /// How long a delivered row is kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_secs)
+    }
+
+    /// The pause between purges.
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_millis(self.purge_interval_ms)
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -177,6 +236,7 @@ impl Default for Settings {
             cart: UpstreamSettings::default(),
             users: UpstreamSettings::default(),
             relay: RelaySettings::default(),
+            outbox: OutboxSettings::default(),
         }
     }
 }
@@ -223,6 +283,31 @@ impl Settings {
                 "initial_backoff_ms must be positive and at most max_backoff_ms",
             ));
         }
+        if relay.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "relay.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        let outbox = &self.outbox;
+        if outbox.retention_secs < MIN_OUTBOX_RETENTION_SECS {
+            return Err(ConfigError::invalid(
+                "outbox.retention_secs",
+                format_args!("must be at least {MIN_OUTBOX_RETENTION_SECS} (one hour)"),
+            ));
+        }
+        if outbox.purge_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "outbox.purge_interval_ms",
+                "must be positive",
+            ));
+        }
+        if outbox.purge_batch_size == 0 || outbox.purge_batch_size > MAX_PURGE_BATCH_SIZE {
+            return Err(ConfigError::invalid(
+                "outbox.purge_batch_size",
+                format_args!("must be between 1 and {MAX_PURGE_BATCH_SIZE}"),
+            ));
+        }
         if self.grpc.health_interval_ms == 0 {
             return Err(ConfigError::invalid(
                 "grpc.health_interval_ms",
@@ -260,13 +345,51 @@ mod tests {
     }
 
     #[test]
+    fn the_attempt_cap_and_the_outbox_purge_are_checked() {
+        let check = |change: fn(&mut Settings), key: &str| {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            let err = settings.validate().expect_err(key);
+            assert!(err.to_string().contains(key), "{err}");
+        };
+        check(|s| s.relay.max_attempts = 0, "relay.max_attempts");
+        check(
+            |s| s.outbox.retention_secs = MIN_OUTBOX_RETENTION_SECS - 1,
+            "outbox.retention_secs",
+        );
+        check(
+            |s| s.outbox.purge_interval_ms = 0,
+            "outbox.purge_interval_ms",
+        );
+        check(|s| s.outbox.purge_batch_size = 0, "outbox.purge_batch_size");
+        check(
+            |s| s.outbox.purge_batch_size = MAX_PURGE_BATCH_SIZE + 1,
+            "outbox.purge_batch_size",
+        );
+        let mut settings = Settings::default();
+        settings.relay.max_attempts = 1;
+        settings.outbox.retention_secs = MIN_OUTBOX_RETENTION_SECS;
+        assert!(
+            settings.validate().is_ok(),
+            "the bounds themselves are valid"
+        );
+    }
+
+    #[test]
     fn files_and_env_are_layered() {
         let settings: Settings = config::load_from(
-            "[relay]\nbatch_size = 5\n[grpc]\nport = 6000\n",
-            &[("SHOP_RELAY__ENABLED", "false")],
+            "[relay]\nbatch_size = 5\n[grpc]\nport = 6000\n[outbox]\nretention_secs = 86400\n",
+            &[
+                ("SHOP_RELAY__ENABLED", "false"),
+                ("SHOP_RELAY__MAX_ATTEMPTS", "5"),
+                ("SHOP_OUTBOX__PURGE_BATCH_SIZE", "50"),
+            ],
         )
         .expect("settings load");
         assert_eq!(settings.relay.batch_size, 5);
+        assert_eq!(settings.relay.max_attempts, 5);
+        assert_eq!(settings.outbox.retention_secs, 86_400);
+        assert_eq!(settings.outbox.purge_batch_size, 50);
         assert!(!settings.relay.enabled);
         assert_eq!(settings.grpc.port, 6000);
     }

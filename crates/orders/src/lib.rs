@@ -10,7 +10,9 @@
 //! | [`domain`] | parsed values: [`domain::IdempotencyKey`], [`domain::OrderId`], paging; the [`domain::Order`] |
 //! | [`store`] | the `orders`, `order_lines` and `outbox` tables |
 //! | [`cart`] | the cart client: the caller's cart, and order removals on cart's internal route |
-//! | [`relay`] | the outbox relay: leased claims, delivery, backoff |
+//! | [`relay`] | the outbox relay: leased claims, delivery, backoff, dead letters |
+//! | [`purge`] | the outbox purge: delivered rows deleted after their retention |
+//! | [`metrics`] | the outbox's metrics: dead letters, dead rows, purged rows |
 //! | [`error`] | the service's [`Error`] and its gRPC status mapping |
 
 pub mod app;
@@ -19,6 +21,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
+pub mod purge;
 pub mod relay;
 pub mod store;
 

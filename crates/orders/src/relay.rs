@@ -12,6 +12,12 @@
 //! whose placing instance died mid-delivery is due again when its lease
 //! runs out. Cart's receiver is idempotent by order id, so a repeat after
 //! a crash between delivering and marking changes nothing.
+//!
+//! A row that can never be delivered is dead-lettered instead of retried
+//! forever: at once when cart refuses it (a 4xx other than 408/429), after
+//! `relay.max_attempts` transient failures, or when it is older than
+//! [`MAX_DELIVERY_AGE`]. A dead row is never claimed again; it is counted
+//! ([`crate::metrics::OUTBOX_DEAD_LETTERS`]) and logged once at `error`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +30,39 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cart::CartClient;
 use crate::config::RelaySettings;
+use crate::metrics::{DeadReason, OutboxMetrics};
 use crate::store::{Claim, KIND_CART_REMOVAL, OrderStore, OutboxRow, StoreError};
 
 /// Pause after a round that failed on the database itself.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// The oldest row the relay delivers, counted from when its order was
+/// placed (`outbox.created_at`); an older row is dead-lettered without a
+/// call. This bound is what makes cart's purge of its applied-order
+/// records safe: cart recognises a repeated removal only while it keeps
+/// the order's record, and it keeps each record at least
+/// `shop_cart::config::MIN_APPLIED_ORDER_RETENTION_SECS` (two days) after
+/// applying it, which is after the order was placed. Every delivery of a
+/// row — the first, a repeat after a crash before its mark, a requeue of a
+/// dead row — starts within this day of the placing, and ends within
+/// `cart.deadline_ms`, so it reaches cart while the record is still there;
+/// the second day absorbs the call's deadline and clock skew between
+/// hosts. (`relay.max_attempts` usually ends a failing row much sooner;
+/// this bound also covers the rows that fail without counting an attempt:
+/// a relay that dies mid-delivery again and again, deliveries that succeed
+/// but whose mark is lost, rows left while no relay ran.)
+pub const MAX_DELIVERY_AGE: Duration = Duration::from_secs(24 * 3_600);
+
+/// Why a delivery failed, and whether it is worth trying again.
+#[derive(Debug)]
+struct Failure {
+    /// `Some` when the row must be dead-lettered now, whatever its attempts.
+    dead: Option<DeadReason>,
+    /// The status cart answered, if it answered.
+    status: Option<u16>,
+    /// The cause, as stored in `last_error`.
+    cause: String,
+}
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +71,7 @@ pub struct Round {
     pub claimed: usize,
     /// Rows delivered and marked.
     pub delivered: usize,
-    /// Rows whose delivery failed (retried later).
+    /// Rows whose delivery failed (retried later, or dead-lettered).
     pub failed: usize,
 }
 
@@ -49,6 +84,7 @@ pub struct Relay {
     service_token: Option<SecretString>,
     settings: RelaySettings,
     acks: mpsc::UnboundedSender<String>,
+    metrics: OutboxMetrics,
 }
 
 impl Relay {
@@ -79,6 +115,7 @@ impl Relay {
             service_token,
             settings,
             acks,
+            metrics: OutboxMetrics::new(),
         };
         (relay, acknowledger)
     }
@@ -184,10 +221,33 @@ impl Relay {
     }
 
     /// Delivers one row; true when delivered. A failure is recorded at
-    /// once with its next attempt time; a success is marked by the caller
-    /// (the round, or the acknowledger for a hand-off).
+    /// once, as a retry with its next attempt time or as a dead letter; a
+    /// success is marked by the caller (the round, or the acknowledger for
+    /// a hand-off).
     async fn deliver(&self, row: &OutboxRow) -> bool {
-        let outcome = match row.kind.as_str() {
+        let outcome = match expired(row, chrono::Utc::now()) {
+            Some(cause) => Err(Failure {
+                dead: Some(DeadReason::Expired),
+                status: None,
+                cause,
+            }),
+            None => self.send(row).await,
+        };
+        match outcome {
+            Ok(applied) => {
+                tracing::info!(order_id = %row.order_id, applied, "order lines removed from the cart");
+                true
+            }
+            Err(failure) => {
+                self.record_failure(row, failure).await;
+                false
+            }
+        }
+    }
+
+    /// Sends one row to cart; `Ok(applied)` when cart took it.
+    async fn send(&self, row: &OutboxRow) -> Result<bool, Failure> {
+        match row.kind.as_str() {
             KIND_CART_REMOVAL => self
                 .cart
                 .remove_order_lines(
@@ -196,30 +256,91 @@ impl Relay {
                     self.service_token.as_ref(),
                 )
                 .await
-                .map_err(|err| ErrorChain(&err).to_string()),
-            other => Err(format!("unknown outbox kind {other:?}")),
-        };
-        match outcome {
-            Ok(removed) => {
-                tracing::info!(order_id = %row.order_id, applied = removed.applied, "order lines removed from the cart");
-                true
+                .map(|removed| removed.applied)
+                .map_err(|err| Failure {
+                    dead: err.is_permanent().then_some(DeadReason::Rejected),
+                    status: err.status().map(|status| status.as_u16()),
+                    cause: ErrorChain(&err).to_string(),
+                }),
+            other => Err(Failure {
+                dead: Some(DeadReason::Rejected),
+                status: None,
+                cause: format!("unknown outbox kind {other:?}"),
+            }),
+        }
+    }
+
+    /// Records a failed delivery of a row this relay claimed: a retry after
+    /// the backoff while the failure is transient and attempts remain,
+    /// otherwise a dead letter.
+    async fn record_failure(&self, row: &OutboxRow, failure: Failure) {
+        let attempts = row.attempts.saturating_add(1);
+        let dead = failure.dead.or_else(|| {
+            (attempts >= i64::from(self.settings.max_attempts)).then_some(DeadReason::Attempts)
+        });
+        let Failure { status, cause, .. } = failure;
+        let Some(reason) = dead else {
+            let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+            let delay = self.settings.backoff(attempts);
+            let next = later(chrono::Utc::now(), delay);
+            tracing::warn!(order_id = %row.order_id, attempts, status, retry_in_ms = delay.as_millis() as u64, error = %cause, "outbox delivery failed");
+            if let Err(err) = self
+                .store
+                .mark_failed(&row.id, &self.id, &db::timestamp_text(next), &cause)
+                .await
+            {
+                tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot record a failed delivery; its lease will run out");
             }
-            Err(error) => {
-                let attempts = u32::try_from(row.attempts.saturating_add(1)).unwrap_or(u32::MAX);
-                let delay = self.settings.backoff(attempts);
-                let next = later(chrono::Utc::now(), delay);
-                tracing::warn!(order_id = %row.order_id, attempts, retry_in_ms = delay.as_millis() as u64, %error, "outbox delivery failed");
-                if let Err(err) = self
-                    .store
-                    .mark_failed(&row.id, &self.id, &db::timestamp_text(next), &error)
-                    .await
-                {
-                    tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot record a failed delivery; its lease will run out");
-                }
-                false
+            return;
+        };
+        match self
+            .store
+            .mark_dead(&row.id, &self.id, &db::now_text(), &cause)
+            .await
+        {
+            Ok(Some(attempts)) => {
+                self.metrics.dead_letter(reason);
+                tracing::error!(
+                    order_id = %row.order_id,
+                    outbox_id = %row.id,
+                    user_id = %row.user_id,
+                    attempts,
+                    status,
+                    reason = reason.as_str(),
+                    error = %cause,
+                    "outbox row dead-lettered: it will not be delivered again until requeued; the ordered lines stay in the cart"
+                );
+            }
+            Ok(None) => {
+                tracing::warn!(order_id = %row.order_id, outbox_id = %row.id, "claim lost before the row could be dead-lettered; the relay holding it decides");
+            }
+            Err(err) => {
+                tracing::warn!(outbox_id = %row.id, error = %ErrorChain(&err), "cannot dead-letter an outbox row; its lease will run out");
             }
         }
     }
+}
+
+/// Why `row` is too old to deliver at `now` ([`MAX_DELIVERY_AGE`]), if it
+/// is. A row whose age cannot be read is not delivered either: that it is
+/// young enough cannot be shown.
+fn expired(row: &OutboxRow, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    let Ok(created) = chrono::DateTime::parse_from_rfc3339(&row.created_at) else {
+        return Some(format!(
+            "unreadable outbox created_at {:?}; delivering it could repeat a removal cart no longer recognises",
+            row.created_at
+        ));
+    };
+    let oldest = chrono::Duration::from_std(MAX_DELIVERY_AGE)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))?;
+    (created < oldest).then(|| {
+        format!(
+            "placed at {}, more than {} h ago: too old to deliver (cart may have purged its record of the order)",
+            row.created_at,
+            MAX_DELIVERY_AGE.as_secs() / 3_600
+        )
+    })
 }
 
 /// Marks rows `relay` delivered, in one statement.
@@ -293,4 +414,33 @@ fn later(at: chrono::DateTime<chrono::Utc>, delay: Duration) -> chrono::DateTime
         .ok()
         .and_then(|delay| at.checked_add_signed(delay))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(created_at: &str) -> OutboxRow {
+        OutboxRow {
+            id: "row".to_owned(),
+            kind: KIND_CART_REMOVAL.to_owned(),
+            user_id: "user".to_owned(),
+            order_id: "order".to_owned(),
+            payload: "{}".to_owned(),
+            attempts: 0,
+            created_at: created_at.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_row_older_than_the_delivery_age_is_not_delivered() {
+        let now = chrono::Utc::now();
+        let age = |hours: i64| db::timestamp_text(now - chrono::Duration::hours(hours));
+        assert!(expired(&row(&age(0)), now).is_none());
+        assert!(expired(&row(&age(23)), now).is_none());
+        assert!(expired(&row(&age(25)), now).is_some());
+        assert!(expired(&row("yesterday"), now).is_some(), "unreadable");
+        // Written by a host whose clock runs ahead.
+        assert!(expired(&row(&age(-1)), now).is_none());
+    }
 }

@@ -1,6 +1,10 @@
 //! The `orders`, `order_lines` and `outbox` tables. One set of portable
 //! queries serves SQLite and PostgreSQL; the one dialect difference (how the
 //! relay claims outbox rows) lives in [`claim_statement`].
+//!
+//! An outbox row is pending until it is delivered (`delivered_at`) or
+//! dead-lettered (`dead_at`); only pending rows are claimed. Delivered rows
+//! are purged after the retention; dead ones stay for a human.
 
 use shop_common::db::{self, Backend, Db};
 use sqlx::any::AnyRow;
@@ -61,6 +65,7 @@ impl NewOrder {
             order_id: self.order.id.to_string(),
             payload: self.outbox_payload.clone(),
             attempts: 0,
+            created_at: self.order.created_at.clone(),
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct OutboxRow {
     pub payload: String,
     /// Failed attempts so far.
     pub attempts: i64,
+    /// When the row was written with its order (a [`db::timestamp_text`]).
+    pub created_at: String,
 }
 
 /// Access to the orders tables.
@@ -305,6 +312,7 @@ impl OrderStore {
 
     /// Claims up to `limit` outbox rows that are due and not leased by
     /// another relay: marks them `claimed_by = relay` until `lease_until`.
+    /// Delivered and dead-lettered rows are never claimed.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -334,6 +342,7 @@ impl OrderStore {
                     order_id: row.try_get("order_id")?,
                     payload: row.try_get("payload")?,
                     attempts: row.try_get("attempts")?,
+                    created_at: row.try_get("created_at")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -390,7 +399,7 @@ impl OrderStore {
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
              claimed_by = NULL, lease_until = NULL \
-             WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL",
+             WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL AND dead_at IS NULL",
         )
         .bind(next_attempt_at)
         .bind(error)
@@ -399,6 +408,68 @@ impl OrderStore {
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+
+    /// Dead-letters a row this relay claimed: records the failure that
+    /// ended it (counted as an attempt) and releases it for good; it is
+    /// never claimed again. Returns the row's attempts, or `None` when the
+    /// claim was lost (another relay holds the row now and decides).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn mark_dead(
+        &self,
+        id: &str,
+        relay: &str,
+        now: &str,
+        error: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let _turn = self.db.write_turn().await;
+        let row = sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, dead_at = $1, last_error = $2, \
+             claimed_by = NULL, lease_until = NULL \
+             WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL AND dead_at IS NULL \
+             RETURNING attempts",
+        )
+        .bind(now)
+        .bind(error)
+        .bind(id)
+        .bind(relay)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|row| row.try_get("attempts")).transpose()?)
+    }
+
+    /// How many rows are dead-lettered.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn count_dead(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE dead_at IS NOT NULL")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Deletes up to `limit` rows delivered before `before` (a
+    /// [`db::timestamp_text`]), oldest first; returns how many. Pending and
+    /// dead rows are never touched. Call again while it returns `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn purge_delivered(&self, before: &str, limit: u32) -> Result<u64, StoreError> {
+        let _turn = self.db.write_turn().await;
+        Ok(sqlx::query(
+            "DELETE FROM outbox WHERE id IN ( \
+               SELECT id FROM outbox \
+               WHERE delivered_at IS NOT NULL AND delivered_at < $1 \
+               ORDER BY delivered_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(self.db.pool())
+        .await?
+        .rows_affected())
     }
 
     /// Gives back a claimed row without trying it (the relay is stopping).
@@ -432,18 +503,18 @@ fn claim_statement(backend: Backend) -> &'static str {
         Backend::Postgres => {
             "UPDATE outbox SET claimed_by = $1, lease_until = $2 WHERE id IN ( \
                SELECT id FROM outbox \
-               WHERE delivered_at IS NULL AND next_attempt_at <= $3 \
+               WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $3 \
                  AND (lease_until IS NULL OR lease_until < $3) \
                ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, kind, user_id, order_id, payload, attempts"
+             RETURNING id, kind, user_id, order_id, payload, attempts, created_at"
         }
         Backend::Sqlite => {
             "UPDATE outbox SET claimed_by = $1, lease_until = $2 WHERE id IN ( \
                SELECT id FROM outbox \
-               WHERE delivered_at IS NULL AND next_attempt_at <= $3 \
+               WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $3 \
                  AND (lease_until IS NULL OR lease_until < $3) \
                ORDER BY id LIMIT $4) \
-             RETURNING id, kind, user_id, order_id, payload, attempts"
+             RETURNING id, kind, user_id, order_id, payload, attempts, created_at"
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Stack {
     pub catalog: Running,
     pub carts: Vec<Running>,
     pub engine: Engine,
+    /// The cart database.
+    pub cart_url: String,
     pub client: reqwest::Client,
     _dbs: Vec<TestDatabase>,
 }
@@ -58,7 +60,7 @@ pub async fn spawn_with_catalog_cache(ttl_ms: u64) -> Stack {
 
 /// Starts a stack whose cart database is `cart_db`; `configure` adjusts each
 /// cart's settings.
-async fn spawn_stack_with(
+pub async fn spawn_stack_with(
     cart_db: TestDatabase,
     carts: usize,
     configure: impl Fn(&mut shop_cart::Settings),
@@ -100,6 +102,7 @@ async fn spawn_stack_with(
         catalog,
         carts: running,
         engine: cart_db.engine,
+        cart_url: cart_db.url.clone(),
         client: reqwest::Client::new(),
         _dbs: vec![users_db, catalog_db, cart_db],
     }
@@ -222,7 +225,8 @@ impl Stack {
     }
 
     /// The value of the first cart counter `name` whose labels include all
-    /// of `labels`, from `/metrics`; panics when there is none.
+    /// of `labels` (none: any, or an unlabelled counter), from `/metrics`;
+    /// panics when there is none.
     pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self
             .client
@@ -240,7 +244,7 @@ impl Stack {
         text.lines()
             .find(|line| {
                 line.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with('{'))
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
                     && labels.iter().all(|label| line.contains(label.as_str()))
             })
             .and_then(|line| line.rsplit(' ').next())

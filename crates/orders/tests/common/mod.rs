@@ -66,6 +66,7 @@ impl Running {
 #[derive(Debug, Default, Clone)]
 pub struct Deliveries {
     inner: Arc<Mutex<HashMap<String, Vec<bool>>>>,
+    statuses: Arc<Mutex<HashMap<String, Vec<u16>>>>,
 }
 
 impl Deliveries {
@@ -77,6 +78,26 @@ impl Deliveries {
             .get(order)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The status cart answered to every delivery of `order`, refused ones
+    /// included.
+    pub fn statuses(&self, order: &str) -> Vec<u16> {
+        self.statuses
+            .lock()
+            .expect("lock")
+            .get(order)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record_status(&self, order: String, status: u16) {
+        self.statuses
+            .lock()
+            .expect("lock")
+            .entry(order)
+            .or_default()
+            .push(status);
     }
 
     fn record(&self, order: String, applied: bool) {
@@ -129,13 +150,16 @@ async fn forward(
         .unwrap_or("application/json")
         .to_owned();
     let bytes = response.bytes().await.unwrap_or_default();
-    if path.ends_with("/order-removals") && status == 200 {
+    if path.ends_with("/order-removals") {
         let sent: Value = serde_json::from_slice(&body).unwrap_or_default();
-        let got: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        proxy.deliveries.record(
-            sent["order_id"].as_str().unwrap_or_default().to_owned(),
-            got["applied"].as_bool().unwrap_or_default(),
-        );
+        let order = sent["order_id"].as_str().unwrap_or_default().to_owned();
+        proxy.deliveries.record_status(order.clone(), status);
+        if status == 200 {
+            let got: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            proxy
+                .deliveries
+                .record(order, got["applied"].as_bool().unwrap_or_default());
+        }
     }
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
@@ -271,6 +295,31 @@ pub struct Orders {
 }
 
 impl Orders {
+    /// The value of the metric `name` (a counter or gauge) whose labels
+    /// include all of `labels`, from this instance's `/metrics`; 0 when the
+    /// series is not there.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!(r#"{key}="{value}""#))
+            .collect();
+        text.lines()
+            .find(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                    && labels.iter().all(|label| line.contains(label.as_str()))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Places `token`'s cart under the idempotency `key`.
     pub async fn place(&self, token: &str, key: &str) -> Result<PlaceOrderResponse, tonic::Status> {
         self.client
@@ -511,6 +560,36 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
         format!("Bearer {token}").parse().expect("metadata value"),
     );
     request
+}
+
+/// A one-line order of a new user placed `age` ago, with its outbox row
+/// (unclaimed), to insert through the store.
+pub fn old_order(key: &str, age: chrono::Duration) -> shop_orders::store::NewOrder {
+    use shop_orders::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
+    let at = shop_common::db::timestamp_text(chrono::Utc::now() - age);
+    let line = OrderLine {
+        product_id: uuid::Uuid::now_v7(),
+        name: "a product".to_owned(),
+        unit_price_cents: 100,
+        quantity: 1,
+        line_total_cents: 100,
+    };
+    shop_orders::store::NewOrder {
+        order: Order {
+            id: OrderId::new(),
+            user_id: uuid::Uuid::now_v7(),
+            status: OrderStatus::Placed,
+            total_cents: 100,
+            lines: vec![line],
+            currency: "EUR".to_owned(),
+            created_at: at.clone(),
+            updated_at: at,
+        },
+        key: IdempotencyKey::parse(key).expect("key"),
+        outbox_payload: "{}".to_owned(),
+        outbox_id: uuid::Uuid::now_v7().to_string(),
+        claim: None,
+    }
 }
 
 /// Counts rows of `sql` (a `SELECT COUNT(*) AS n ...` with `$1` = `arg`).

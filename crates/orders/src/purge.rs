@@ -1,0 +1,90 @@
+//! The outbox purge: a background task that deletes delivered rows once
+//! they are older than `outbox.retention_secs`, in bounded batches, and
+//! refreshes the dead-letter gauge. Rows not yet delivered and dead rows
+//! are never deleted (the latter wait for a human).
+//!
+//! Every replica may run it: the batches are plain `DELETE`s of rows no
+//! relay touches any more, so two replicas purging at once only share the
+//! work.
+
+use std::time::Duration;
+
+use shop_common::db;
+use shop_common::error::ErrorChain;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::OutboxSettings;
+use crate::metrics::OutboxMetrics;
+use crate::store::{OrderStore, StoreError};
+
+/// Deletes delivered outbox rows past their retention.
+#[derive(Debug, Clone)]
+pub struct Purger {
+    store: OrderStore,
+    settings: OutboxSettings,
+    metrics: OutboxMetrics,
+}
+
+impl Purger {
+    /// A purger over `store`.
+    pub fn new(store: OrderStore, settings: OutboxSettings) -> Self {
+        Self {
+            store,
+            settings,
+            metrics: OutboxMetrics::new(),
+        }
+    }
+
+    /// Purges at once, then every `outbox.purge_interval_ms`, until `stop`
+    /// is cancelled (a round in progress ends after its current batch).
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            if let Err(err) = self.round(&stop).await {
+                tracing::warn!(error = %ErrorChain(&err), "outbox purge failed; trying again next round");
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(self.settings.purge_interval()) => {}
+            }
+        }
+    }
+
+    /// One round: refreshes `outbox_dead_letter_rows`, then deletes rows
+    /// delivered more than the retention ago, `outbox.purge_batch_size` per
+    /// statement, until none is left or `stop` is cancelled. Returns how
+    /// many were deleted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails (rows deleted until then stay
+    /// deleted).
+    pub async fn round(&self, stop: &CancellationToken) -> Result<u64, StoreError> {
+        let dead = self.store.count_dead().await?;
+        // A row count, far below where f64 loses precision.
+        self.metrics.dead_rows.set(dead as f64);
+        let before = db::timestamp_text(earlier(chrono::Utc::now(), self.settings.retention()));
+        let limit = self.settings.purge_batch_size;
+        let mut purged = 0;
+        loop {
+            let deleted = self.store.purge_delivered(&before, limit).await?;
+            purged += deleted;
+            self.metrics.purged.increment(deleted);
+            if deleted < u64::from(limit) || stop.is_cancelled() {
+                break;
+            }
+            // Let other writers in between batches.
+            tokio::task::yield_now().await;
+        }
+        if purged > 0 {
+            tracing::info!(purged, before = %before, "delivered outbox rows purged");
+        }
+        Ok(purged)
+    }
+}
+
+/// `at - delay`, saturating at the earliest representable time.
+fn earlier(at: chrono::DateTime<chrono::Utc>, delay: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| at.checked_sub_signed(delay))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
