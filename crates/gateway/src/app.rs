@@ -113,7 +113,7 @@ impl Application {
             orders: OrdersChannel::new(upstreams.orders.clone()).client(),
             upstreams: upstreams.clone(),
             body_limit: settings.limits.body_bytes,
-            trust_forwarded: settings.proxy.trust_forwarded_headers,
+            trusted_proxies: settings.proxy.trusted_proxies.clone(),
         });
         let api = routes::router(state, &verifier).merge(docs::swagger_ui());
         let api = with_edge_layers(api, &settings);
@@ -202,7 +202,7 @@ fn with_edge_layers(api: Router, settings: &Settings) -> Router {
             .option_layer(cors::layer(&settings.cors))
             .option_layer(RateLimitLayer::new(
                 &settings.rate_limit,
-                settings.proxy.trust_forwarded_headers,
+                &settings.proxy.trusted_proxies,
             ))
             .layer(ShedLayer::new(
                 max_concurrent_requests,

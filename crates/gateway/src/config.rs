@@ -11,6 +11,8 @@ use shop_common::config::{self, ConfigError, HttpSettings};
 use shop_discovery::balance::ConsistentHashSettings;
 use shop_discovery::{InstanceSettings, PolicySettings, RegistrySettings, UpstreamSettings};
 
+pub use crate::headers::TrustedProxies;
+
 /// The default HTTP port of the gateway.
 pub const DEFAULT_PORT: u16 = 8080;
 
@@ -30,7 +32,7 @@ pub struct Settings {
     pub upstreams: UpstreamsSettings,
     /// Request size, time and concurrency limits.
     pub limits: LimitSettings,
-    /// Per-client rate limit.
+    /// Per-client rate limits.
     pub rate_limit: RateLimitSettings,
     /// Cross-origin requests from browsers.
     pub cors: CorsSettings,
@@ -127,7 +129,9 @@ impl Default for LimitSettings {
     }
 }
 
-/// A token bucket per client IP address.
+/// Token buckets per client: one general, and a stricter one for login
+/// and registration. A client is an IPv4 address, or an IPv6 prefix of
+/// `ipv6_prefix_len` bits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
@@ -137,6 +141,19 @@ pub struct RateLimitSettings {
     pub per_second: u32,
     /// Requests a client may send at once above the sustained rate (default 200).
     pub burst: u32,
+    /// How many leading bits of an IPv6 address name one client (default
+    /// 64, 32 to 128): a subscriber is given a whole /64 (or /56, /48) and
+    /// can send each request from another address in it.
+    pub ipv6_prefix_len: u8,
+    /// Most clients whose buckets are kept at once, per bucket kind
+    /// (default 100000); past it the least active are forgotten, so a
+    /// flood of addresses cannot exhaust memory. A bucket is also
+    /// forgotten once its client has been quiet long enough for it to fill
+    /// up again.
+    pub max_clients: u64,
+    /// The stricter bucket of `POST /api/sessions` and `POST /api/users`,
+    /// drawn on in addition to the general one.
+    pub login: LoginRateLimitSettings,
 }
 
 impl Default for RateLimitSettings {
@@ -145,6 +162,33 @@ impl Default for RateLimitSettings {
             enabled: true,
             per_second: 100,
             burst: 200,
+            ipv6_prefix_len: 64,
+            max_clients: 100_000,
+            login: LoginRateLimitSettings::default(),
+        }
+    }
+}
+
+/// The login and registration bucket, `[rate_limit.login]`: each of those
+/// requests costs the users service a deliberately slow password hash, so
+/// a client gets far fewer of them than of anything else.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginRateLimitSettings {
+    /// Sustained logins and registrations per minute per client (default
+    /// 60: a person needs a handful, an office behind one NAT address a
+    /// few dozen, a password-guessing script thousands).
+    pub per_minute: u32,
+    /// Logins and registrations a client may send at once above the
+    /// sustained rate (default 20).
+    pub burst: u32,
+}
+
+impl Default for LoginRateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_minute: 60,
+            burst: 20,
         }
     }
 }
@@ -173,16 +217,20 @@ impl Default for CorsSettings {
     }
 }
 
-/// How much the gateway trusts forwarding headers it receives.
+/// Whose forwarding headers the gateway believes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxySettings {
-    /// Set when a trusted proxy (a TLS terminator, a cloud load balancer)
-    /// sits in front of the gateway: its `X-Forwarded-For` is appended to,
-    /// the client address for rate limiting is the last entry it added, and
-    /// its `X-Forwarded-Proto` is kept. Default false: the gateway is the
-    /// edge, so whatever a client sends in those headers is replaced.
-    pub trust_forwarded_headers: bool,
+    /// Address ranges of the proxies in front of the gateway (a TLS
+    /// terminator, an Ingress controller, a cloud load balancer), as CIDR
+    /// ranges or single addresses: `["10.244.0.0/16", "192.0.2.10"]`.
+    ///
+    /// A request whose TCP peer is in one has its `X-Forwarded-For`
+    /// appended to and its `X-Forwarded-Proto` kept, and its client is the
+    /// right-most `X-Forwarded-For` address that is not itself in one. Any
+    /// other peer is the client, and whatever it sends in those headers is
+    /// replaced. Default empty: the gateway is the edge and believes no one.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -223,14 +271,7 @@ impl Settings {
                 "must be positive",
             ));
         }
-        if self.rate_limit.enabled
-            && (self.rate_limit.per_second == 0 || self.rate_limit.burst == 0)
-        {
-            return Err(ConfigError::invalid(
-                "rate_limit",
-                "per_second and burst must be positive (or set enabled = false)",
-            ));
-        }
+        self.rate_limit.validate()?;
         self.cors.validate()?;
         for (name, upstream) in [
             ("upstreams.users", &self.upstreams.users),
@@ -241,6 +282,38 @@ impl Settings {
             upstream
                 .validate()
                 .map_err(|err| ConfigError::invalid(name, err))?;
+        }
+        Ok(())
+    }
+}
+
+impl RateLimitSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        for (key, value) in [
+            ("rate_limit.per_second", u64::from(self.per_second)),
+            ("rate_limit.burst", u64::from(self.burst)),
+            ("rate_limit.max_clients", self.max_clients),
+            (
+                "rate_limit.login.per_minute",
+                u64::from(self.login.per_minute),
+            ),
+            ("rate_limit.login.burst", u64::from(self.login.burst)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be positive (or set rate_limit.enabled = false)",
+                ));
+            }
+        }
+        if !(32..=128).contains(&self.ipv6_prefix_len) {
+            return Err(ConfigError::invalid(
+                "rate_limit.ipv6_prefix_len",
+                "must be between 32 and 128 (a shorter prefix lumps whole providers together)",
+            ));
         }
         Ok(())
     }
@@ -329,6 +402,75 @@ mod tests {
             config::load_from("", &[("SHOP_LIMITS__BODY_BYTES", "0")]).expect("parses");
         let err = settings.validate().expect_err("zero");
         assert!(err.to_string().contains("limits.body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_a_list_and_a_bad_range_is_named() {
+        let settings: Settings = config::load_from(
+            "",
+            &[(
+                "SHOP_PROXY__TRUSTED_PROXIES",
+                "[10.244.0.0/16, 10.42.0.0/16]",
+            )],
+        )
+        .expect("parses");
+        let trusted = &settings.proxy.trusted_proxies;
+        assert!(trusted.contains("10.244.3.4".parse().expect("ip")));
+        assert!(trusted.contains("10.42.0.9".parse().expect("ip")));
+        assert!(!trusted.contains("10.43.0.9".parse().expect("ip")));
+        assert!(Settings::default().proxy.trusted_proxies.is_empty());
+
+        let err = config::load_from::<Settings>(
+            "[proxy]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n",
+            &[],
+        )
+        .expect_err("malformed");
+        let err = err.to_string();
+        assert!(err.contains("proxy.trusted_proxies"), "{err}");
+        assert!(err.contains("10.0.0.0/40"), "{err}");
+
+        let err = config::load_from::<Settings>("[proxy]\ntrust_forwarded_headers = true\n", &[])
+            .expect_err("the old key is gone");
+        assert!(err.to_string().contains("trust_forwarded_headers"), "{err}");
+    }
+
+    #[test]
+    fn rate_limit_settings_are_checked_by_key() {
+        for (key, value, named) in [
+            (
+                "SHOP_RATE_LIMIT__IPV6_PREFIX_LEN",
+                "16",
+                "rate_limit.ipv6_prefix_len",
+            ),
+            (
+                "SHOP_RATE_LIMIT__MAX_CLIENTS",
+                "0",
+                "rate_limit.max_clients",
+            ),
+            (
+                "SHOP_RATE_LIMIT__LOGIN__BURST",
+                "0",
+                "rate_limit.login.burst",
+            ),
+            (
+                "SHOP_RATE_LIMIT__LOGIN__PER_MINUTE",
+                "0",
+                "rate_limit.login.per_minute",
+            ),
+        ] {
+            let settings: Settings = config::load_from("", &[(key, value)]).expect("parses");
+            let err = settings.validate().expect_err(key).to_string();
+            assert!(err.contains(named), "{key}: {err}");
+        }
+        let settings: Settings = config::load_from(
+            "[rate_limit]\nipv6_prefix_len = 56\n[rate_limit.login]\nper_minute = 5\n",
+            &[],
+        )
+        .expect("parses");
+        settings.validate().expect("valid");
+        assert_eq!(settings.rate_limit.ipv6_prefix_len, 56);
+        assert_eq!(settings.rate_limit.login.per_minute, 5);
+        assert_eq!(settings.rate_limit.login.burst, 20);
     }
 
     #[test]

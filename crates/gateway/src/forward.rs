@@ -20,21 +20,16 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use shop_common::error::Problem;
 use shop_discovery::RequestBody;
 
-use crate::headers;
+use crate::headers::{self, ClientAddr};
 use crate::middleware::body_limit;
-use crate::middleware::rate_limit::client_ip;
 use crate::state::{AppState, Upstream};
 
 /// Forwards `request` to `upstream` and returns its response, or a
 /// problem+json answer when no response could be had.
 pub async fn forward(state: &AppState, upstream: Upstream, request: Request) -> Response {
-    let client = client_ip(&request, false);
-    let resolved = client_ip(&request, state.trust_forwarded);
+    let addr = ClientAddr::of(&request, &state.trusted_proxies);
     let (mut parts, body) = request.into_parts();
-    headers::prepare_request(&mut parts.headers, client, state.trust_forwarded);
-    if let Ok(value) = http::HeaderValue::from_str(&resolved.to_string()) {
-        parts.headers.insert(headers::CLIENT_IP, value);
-    }
+    headers::prepare_request(&mut parts.headers, &addr);
     let body = if replay_worthwhile(&parts.method) && !body.is_end_stream() {
         match Limited::new(body, state.body_limit).collect().await {
             Ok(collected) => RequestBody::full(collected.to_bytes()),

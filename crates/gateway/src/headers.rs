@@ -1,14 +1,26 @@
-//! Header hygiene of forwarded requests and responses: hop-by-hop headers
-//! are removed in both directions (RFC 9110 §7.6.1), `X-Forwarded-For` and
-//! `X-Forwarded-Proto` are set, and internal credentials a client might
-//! send are dropped.
+//! Who a request comes from, and header hygiene of forwarded requests and
+//! responses.
 //!
-//! The common case — no hop-by-hop header at all — costs one scan over the
-//! header names and no allocation.
+//! [`ClientAddr::of`] is the one place the client address is derived: the
+//! TCP peer, or — only when that peer is in [`TrustedProxies`] — the
+//! right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+//! Everything else (the rate limit, the forwarded headers, the
+//! `x-shop-client-ip` the services read) takes it from there.
+//!
+//! Hop-by-hop headers are removed in both directions (RFC 9110 §7.6.1),
+//! `X-Forwarded-For` and `X-Forwarded-Proto` are set, and internal
+//! credentials a client might send are dropped. The common case — no
+//! hop-by-hop header at all — costs one scan over the header names and no
+//! allocation.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::extract::ConnectInfo;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
 
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -17,13 +29,158 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 /// The credential of internal service-to-service routes; never accepted
 /// from outside.
 pub const SERVICE_TOKEN: HeaderName = HeaderName::from_static("x-shop-service-token");
-/// The client address the gateway resolved (the peer, or the last
-/// `X-Forwarded-For` hop behind a trusted proxy), for services that key
-/// limits by client; always overwritten, so a client cannot set it.
+/// The client address the gateway resolved ([`ClientAddr::client`]), for
+/// services that key limits by client; always overwritten, so a client
+/// cannot set it.
 pub const CLIENT_IP: HeaderName = HeaderName::from_static("x-shop-client-ip");
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The address ranges of the proxies in front of the gateway (an Ingress
+/// controller, a cloud load balancer) whose `X-Forwarded-*` headers are
+/// believed. Empty — the default — believes no one: the gateway is the
+/// edge.
+///
+/// Deserializes from a list of CIDR ranges (`10.244.0.0/16`, `fd00::/8`)
+/// or single addresses (`192.0.2.10`, meaning that host alone).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Arc<[IpNet]>);
+
+impl TrustedProxies {
+    /// Parses each entry as a CIDR range or a single address.
+    ///
+    /// # Errors
+    /// A message quoting the first entry that is neither.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                let entry = entry.as_ref().trim();
+                entry
+                    .parse::<IpNet>()
+                    .map(|net| net.trunc())
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "{entry:?} is not an address range such as 10.244.0.0/16 \
+                             or an address such as 192.0.2.10"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|nets| Self(nets.into()))
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl fmt::Debug for TrustedProxies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(ToString::to_string))
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = Vec::<String>::deserialize(deserializer)?;
+        Self::parse(&entries).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    /// The TCP peer: the client itself, or a proxy in front.
+    pub peer: IpAddr,
+    /// The client: the peer, or behind trusted proxies the right-most
+    /// `X-Forwarded-For` entry that is not a trusted proxy.
+    pub client: IpAddr,
+    /// Whether the peer is a trusted proxy, so that its `X-Forwarded-*`
+    /// headers are kept (and appended to) when forwarding.
+    pub via_trusted_proxy: bool,
+}
+
+impl ClientAddr {
+    /// The addresses of `request`, whose peer the listener recorded as
+    /// [`ConnectInfo<SocketAddr>`] (`0.0.0.0` without it, which no
+    /// listener of the gateway omits).
+    pub fn of<B>(request: &Request<B>, trusted: &TrustedProxies) -> Self {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        Self::resolve(peer, request.headers(), trusted)
+    }
+
+    /// The addresses of a request from `peer` with `headers`.
+    ///
+    /// A peer that is not a trusted proxy is the client, whatever it sends.
+    /// Behind a trusted proxy, `X-Forwarded-For` is walked from the right
+    /// (the entry the nearest proxy appended) past every trusted proxy; the
+    /// first other address is the client. Entries further left were written
+    /// by the client or an untrusted hop and are never believed. When the
+    /// walk meets an entry that is not an address, the last trusted hop
+    /// before it is the client; when every entry is trusted, the left-most.
+    pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> Self {
+        let peer = peer.to_canonical();
+        let untrusted = Self {
+            peer,
+            client: peer,
+            via_trusted_proxy: false,
+        };
+        if trusted.is_empty() || !trusted.contains(peer) {
+            return untrusted;
+        }
+        let mut client = peer;
+        // Several X-Forwarded-For lines form one list, in order.
+        'walk: for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+            let Ok(value) = value.to_str() else { break };
+            for entry in value.rsplit(',') {
+                let Some(hop) = parse_hop(entry) else {
+                    break 'walk;
+                };
+                client = hop;
+                if !trusted.contains(hop) {
+                    break 'walk;
+                }
+            }
+        }
+        Self {
+            peer,
+            client,
+            via_trusted_proxy: true,
+        }
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`) or in brackets.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse::<IpAddr>()
+                .ok()
+        })?;
+    Some(ip.to_canonical())
+}
 
 /// Whether `name` is hop-by-hop by definition (not counting the names a
 /// `Connection` header lists).
@@ -86,19 +243,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Prepares the headers of a request to forward: hop-by-hop headers and
-/// internal credentials removed, `X-Forwarded-For` and `X-Forwarded-Proto`
-/// set for `client`.
+/// Prepares the headers of a request from `addr` to forward: hop-by-hop
+/// headers and internal credentials removed, `X-Forwarded-For`,
+/// `X-Forwarded-Proto` and `x-shop-client-ip` set.
 ///
-/// With `trust_forwarded` (a trusted proxy in front) the client address is
-/// appended to the incoming `X-Forwarded-For` and an incoming
-/// `X-Forwarded-Proto` kept; otherwise both are replaced, so a client
-/// cannot make a service believe it comes from another address.
-pub fn prepare_request(headers: &mut HeaderMap, client: IpAddr, trust_forwarded: bool) {
+/// From a trusted proxy the peer is appended to the incoming
+/// `X-Forwarded-For` and an incoming `X-Forwarded-Proto` kept; otherwise
+/// both are replaced, so a client cannot make a service believe it comes
+/// from another address.
+pub fn prepare_request(headers: &mut HeaderMap, addr: &ClientAddr) {
     strip_hop_by_hop(headers);
     headers.remove(SERVICE_TOKEN);
-    let client = client.to_string();
-    let forwarded_for = if trust_forwarded && headers.contains_key(X_FORWARDED_FOR) {
+    let peer = addr.peer.to_string();
+    let forwarded_for = if addr.via_trusted_proxy && headers.contains_key(X_FORWARDED_FOR) {
         let mut joined = String::new();
         for value in headers.get_all(X_FORWARDED_FOR) {
             if let Ok(value) = value.to_str() {
@@ -106,16 +263,19 @@ pub fn prepare_request(headers: &mut HeaderMap, client: IpAddr, trust_forwarded:
                 joined.push_str(", ");
             }
         }
-        joined.push_str(&client);
+        joined.push_str(&peer);
         joined
     } else {
-        client
+        peer
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    if !(trust_forwarded && headers.contains_key(X_FORWARDED_PROTO)) {
+    if !(addr.via_trusted_proxy && headers.contains_key(X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if let Ok(value) = HeaderValue::from_str(&addr.client.to_string()) {
+        headers.insert(CLIENT_IP, value);
     }
 }
 
@@ -133,6 +293,24 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("ip")
+    }
+
+    fn proxies(entries: &[&str]) -> TrustedProxies {
+        TrustedProxies::parse(entries).expect("ranges")
+    }
+
+    /// The client a request from `peer` with these `X-Forwarded-For`
+    /// lines resolves to.
+    fn client(peer: &str, forwarded_for: &[&'static str], trusted: &TrustedProxies) -> IpAddr {
+        let map: HeaderMap = forwarded_for
+            .iter()
+            .map(|value| (X_FORWARDED_FOR, HeaderValue::from_static(value)))
+            .collect();
+        ClientAddr::resolve(ip(peer), &map, trusted).client
     }
 
     #[test]
@@ -156,24 +334,100 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_are_replaced_unless_trusted() {
-        let ip: IpAddr = "203.0.113.7".parse().expect("ip");
-        let mut map = headers(&[
-            ("x-forwarded-for", "198.51.100.1"),
-            ("x-forwarded-proto", "https"),
-            ("x-shop-service-token", "guess"),
-        ]);
-        prepare_request(&mut map, ip, false);
+    fn forwarded_headers_are_replaced_unless_from_a_trusted_proxy() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        let incoming = || {
+            headers(&[
+                ("x-forwarded-for", "198.51.100.1"),
+                ("x-forwarded-proto", "https"),
+                ("x-shop-service-token", "guess"),
+                ("x-shop-client-ip", "192.0.2.99"),
+            ])
+        };
+        let mut map = incoming();
+        let addr = ClientAddr::resolve(ip("203.0.113.7"), &map, &trusted);
+        prepare_request(&mut map, &addr);
         assert_eq!(map[X_FORWARDED_FOR], "203.0.113.7");
         assert_eq!(map[X_FORWARDED_PROTO], "http");
+        assert_eq!(map[CLIENT_IP], "203.0.113.7");
         assert!(!map.contains_key(SERVICE_TOKEN));
 
-        let mut map = headers(&[
-            ("x-forwarded-for", "198.51.100.1"),
-            ("x-forwarded-proto", "https"),
-        ]);
-        prepare_request(&mut map, ip, true);
-        assert_eq!(map[X_FORWARDED_FOR], "198.51.100.1, 203.0.113.7");
+        let mut map = incoming();
+        let addr = ClientAddr::resolve(ip("10.1.2.3"), &map, &trusted);
+        prepare_request(&mut map, &addr);
+        assert_eq!(map[X_FORWARDED_FOR], "198.51.100.1, 10.1.2.3");
         assert_eq!(map[X_FORWARDED_PROTO], "https");
+        assert_eq!(map[CLIENT_IP], "198.51.100.1");
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        assert_eq!(
+            client("203.0.113.7", &["198.51.100.1"], &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client("203.0.113.7", &["198.51.100.1"], &TrustedProxies::default()),
+            ip("203.0.113.7"),
+            "nobody is trusted by default"
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
+        let trusted = proxies(&["10.0.0.0/8", "fd00::/8"]);
+        // The client's own claim (left) is never believed.
+        assert_eq!(
+            client("10.0.0.1", &["192.0.2.66, 198.51.100.1"], &trusted),
+            ip("198.51.100.1")
+        );
+        // Past a chain of trusted proxies, over several header lines.
+        assert_eq!(
+            client(
+                "10.0.0.1",
+                &["192.0.2.66, 198.51.100.1", "10.9.9.9", "fd00::5, 10.1.1.1"],
+                &trusted
+            ),
+            ip("198.51.100.1")
+        );
+        // Ports, brackets and IPv4-mapped IPv6 addresses.
+        assert_eq!(
+            client("10.0.0.1", &["[2001:db8::1]:4711"], &trusted),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client("10.0.0.1", &["198.51.100.1:4711"], &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client("::ffff:10.0.0.1", &["::ffff:198.51.100.1"], &trusted),
+            ip("198.51.100.1")
+        );
+        // No header: the proxy itself; garbage stops the walk at the last
+        // trusted hop; all trusted: the left-most.
+        assert_eq!(client("10.0.0.1", &[], &trusted), ip("10.0.0.1"));
+        assert_eq!(
+            client("10.0.0.1", &["198.51.100.1, unknown, 10.2.2.2"], &trusted),
+            ip("10.2.2.2")
+        );
+        assert_eq!(
+            client("10.0.0.1", &["10.3.3.3, 10.2.2.2"], &trusted),
+            ip("10.3.3.3")
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_parse_ranges_and_addresses_and_name_the_bad_entry() {
+        let trusted = proxies(&["10.244.0.0/16", " 192.0.2.10 ", "fd00::/8", "10.1.2.3/8"]);
+        assert!(trusted.contains(ip("10.244.7.1")));
+        assert!(trusted.contains(ip("192.0.2.10")));
+        assert!(!trusted.contains(ip("192.0.2.11")));
+        assert!(trusted.contains(ip("fd12::1")));
+        assert!(trusted.contains(ip("10.200.0.1")), "host bits are ignored");
+        assert!(!trusted.contains(ip("11.0.0.1")));
+        let err = TrustedProxies::parse(&["10.0.0.0/8", "10.0.0.0/33"]).expect_err("bad");
+        assert!(err.contains("10.0.0.0/33"), "{err}");
+        assert!(TrustedProxies::parse(&["proxy.internal"]).is_err());
     }
 }

@@ -14,7 +14,7 @@
 //! | [`routes`] | the route table, the router built from it, the orders facade, the docs routes |
 //! | [`forward`] | forwarding a request to an upstream, bodies streamed |
 //! | [`grpc`] | the orders gRPC client over the discovery balancer |
-//! | [`headers`] | hop-by-hop headers, `X-Forwarded-*` |
+//! | [`headers`] | the client address (trusted proxies, `X-Forwarded-For`), hop-by-hop headers, `X-Forwarded-*` |
 //! | [`middleware`] | the edge layers: rate limit, shedding, size limits, deadline, auth, CORS, trace context |
 //! | [`readiness`] | `/readyz`: every upstream has a healthy instance |
 //! | [`state`] | the upstream clients handlers share |

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use shop_discovery::UpstreamClient;
 
 use crate::grpc::OrdersClient;
+use crate::headers::TrustedProxies;
 
 /// An upstream service the gateway forwards to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,8 +77,8 @@ pub struct Shared {
     pub orders: OrdersClient,
     /// Largest request body in bytes.
     pub body_limit: usize,
-    /// Whether `X-Forwarded-*` headers from the peer are trusted.
-    pub trust_forwarded: bool,
+    /// The proxies whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AppState {

@@ -1,18 +1,21 @@
 //! Edge protection, against fake upstreams that count what reaches them:
-//! tokens, CORS, size limits, the rate limit, shedding, unknown and
-//! internal routes, header hygiene, and the docs.
+//! tokens, CORS, size limits, the rate limits and who they count a request
+//! against, shedding, unknown and internal routes, header hygiene, and the
+//! docs.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{
-    Fake, FakeUsers, assert_problem, chunked, gateway_settings, raw, spawn_fake, spawn_fake_users,
-    spawn_gateway,
+    Fake, FakeUsers, assert_problem, chunked, gateway_settings, raw, send_many, spawn_fake,
+    spawn_fake_users, spawn_gateway,
 };
+use reqwest::Method;
 use serde_json::Value;
 use shop_common::auth::{IssuerSettings, TokenIssuer};
 use shop_discovery::Registry;
+use shop_gateway::config::TrustedProxies;
 
 struct Edge {
     _registry: Registry,
@@ -468,4 +471,102 @@ async fn the_api_describes_itself_without_the_internet() {
         .await
         .expect("sent");
     assert_eq!(bundle.status(), 200, "assets are served by the gateway");
+}
+
+#[tokio::test]
+async fn clients_in_one_ipv6_64_share_a_bucket_behind_a_trusted_proxy() {
+    let edge = edge(|settings| {
+        settings.rate_limit.per_second = 1;
+        settings.rate_limit.burst = 3;
+        // Loopback, where the test's requests come from, is the proxy.
+        settings.proxy.trusted_proxies = TrustedProxies::parse(&["127.0.0.1/32"]).expect("range");
+    })
+    .await;
+    let products = edge.url("/api/products");
+    // One client rotating through the addresses of its /64.
+    let (statuses, refused) = send_many(&edge.client, &products, Method::GET, 6, |i| {
+        format!("2001:db8:1:2::{:x}", i + 1)
+    })
+    .await;
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    let refused = refused.expect("one /64, one bucket");
+    assert_problem(refused, 429, "rotating /64").await;
+    // Another /64 has a bucket of its own.
+    let (statuses, _) = send_many(&edge.client, &products, Method::GET, 1, |_| {
+        "2001:db8:1:3::1".to_owned()
+    })
+    .await;
+    assert_eq!(statuses, [200], "another /64");
+    // The services still learn the full address.
+    let hits = edge.catalog.hits();
+    assert_eq!(hits[0].headers["x-shop-client-ip"], "2001:db8:1:2::1");
+    assert_eq!(
+        hits[0].headers["x-forwarded-for"],
+        "2001:db8:1:2::1, 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_cannot_dodge_its_bucket_with_forwarded_for() {
+    let edge = edge(|settings| {
+        settings.rate_limit.per_second = 1;
+        settings.rate_limit.burst = 3;
+        // Forwarding is trusted, but only from a proxy elsewhere.
+        settings.proxy.trusted_proxies = TrustedProxies::parse(&["10.0.0.0/8"]).expect("range");
+    })
+    .await;
+    let products = edge.url("/api/products");
+    let (statuses, refused) = send_many(&edge.client, &products, Method::GET, 6, |i| {
+        format!("198.51.100.{}", i + 1)
+    })
+    .await;
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    let refused = refused.expect("a fresh X-Forwarded-For is no fresh bucket");
+    assert_problem(refused, 429, "spoofed X-Forwarded-For").await;
+    let hits = edge.catalog.hits();
+    assert_eq!(hits[0].headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(hits[0].headers["x-shop-client-ip"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn login_and_registration_have_a_stricter_bucket() {
+    let edge = edge(|settings| {
+        settings.rate_limit.per_second = 1_000;
+        settings.rate_limit.burst = 1_000;
+        settings.rate_limit.login.per_minute = 1;
+        settings.rate_limit.login.burst = 3;
+    })
+    .await;
+    let none = |_| String::new();
+    // Logins and registrations share the one stricter bucket.
+    let (statuses, _) = send_many(
+        &edge.client,
+        &edge.url("/api/sessions"),
+        Method::POST,
+        2,
+        none,
+    )
+    .await;
+    assert_eq!(statuses, [200, 200]);
+    let (statuses, refused) =
+        send_many(&edge.client, &edge.url("/api/users"), Method::POST, 2, none).await;
+    assert_eq!(statuses, [200, 429]);
+    let refused = refused.expect("a 429");
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_problem(refused, 429, "login").await;
+    // Far under the general limit, everything else still passes.
+    let (statuses, _) = send_many(
+        &edge.client,
+        &edge.url("/api/products"),
+        Method::GET,
+        20,
+        none,
+    )
+    .await;
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
 }

@@ -5,7 +5,7 @@
 //! | layer | answers |
 //! | --- | --- |
 //! | [`trace_context`] | — (sets `traceparent` when missing) |
-//! | [`rate_limit`] | 429 + `Retry-After`, per client IP |
+//! | [`rate_limit`] | 429 + `Retry-After`, per client (IPv4 address, IPv6 /64); stricter for login and registration |
 //! | [`shed`] | 503 + `Retry-After` above the concurrency limit |
 //! | [`uri_limit`] | 414 for an overlong request target |
 //! | [`header_limit`] | 431 for too many or too large headers |

@@ -92,6 +92,8 @@ pub fn gateway_settings() -> shop_gateway::Settings {
     settings.upstreams.orders = fast_upstream();
     settings.rate_limit.per_second = 10_000;
     settings.rate_limit.burst = 10_000;
+    settings.rate_limit.login.per_minute = 100_000;
+    settings.rate_limit.login.burst = 10_000;
     settings
 }
 
@@ -284,6 +286,33 @@ pub async fn raw(base: &str, request: &[u8]) -> (u16, String) {
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+/// Sends `count` JSON requests of `method` to `url`, the i-th with
+/// `X-Forwarded-For: forwarded_for(i)` unless that is empty, and returns
+/// the statuses and the first 429.
+pub async fn send_many(
+    client: &reqwest::Client,
+    url: &str,
+    method: reqwest::Method,
+    count: usize,
+    forwarded_for: impl Fn(usize) -> String,
+) -> (Vec<u16>, Option<reqwest::Response>) {
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for i in 0..count {
+        let mut request = client.request(method.clone(), url).json(&json!({}));
+        let forwarded_for = forwarded_for(i);
+        if !forwarded_for.is_empty() {
+            request = request.header("x-forwarded-for", forwarded_for);
+        }
+        let response = request.send().await.expect("sent");
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 && refused.is_none() {
+            refused = Some(response);
+        }
+    }
+    (statuses, refused)
 }
 
 /// A chunked request of `total` body bytes; an unfinished one (no last
