@@ -109,6 +109,24 @@ api_requests() {
         awk '/^http_requests_total\{/ && /route="\/(api|internal)\// { sum += $NF } END { print sum + 0 }'
 }
 
+# post_json PATH JSON: POSTs through the gateway and prints the body; a 429
+# (the gateway's stricter bucket for sign-ups and logins) waits out its
+# Retry-After and tries again.
+post_json() {
+    local body status retry
+    body=$(mktemp)
+    for _ in $(seq 1 30); do
+        status=$(curl -sS -o "$body" -D "$body.headers" -w '%{http_code}' -X POST "$GATEWAY$1" \
+            -H 'content-type: application/json' -d "$2")
+        if [ "$status" != 429 ]; then break; fi
+        retry=$(sed -n 's/^[Rr]etry-[Aa]fter: *\([0-9]*\).*/\1/p' "$body.headers")
+        sleep "${retry:-1}"
+    done
+    cat "$body"
+    rm -f "$body" "$body.headers"
+    case "$status" in 2??) ;; *) die "POST $1 answered $status" ;; esac
+}
+
 # Shoppers (each consistently hashed onto one cart replica by the gateway)
 # put an item in their carts until both replicas have served some.
 check_cart_replicas() {
@@ -123,10 +141,10 @@ check_cart_replicas() {
             return 0
         fi
         user="e2e$(date +%s)$$x$i"
-        curl -fsS -o /dev/null -X POST "$GATEWAY/api/users" -H 'content-type: application/json' \
-            -d "{\"username\":\"$user\",\"email\":\"$user@example.com\",\"password\":\"correct horse battery\"}"
-        token=$(curl -fsS -X POST "$GATEWAY/api/sessions" -H 'content-type: application/json' \
-            -d "{\"login\":\"$user\",\"password\":\"correct horse battery\"}" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+        post_json /api/users \
+            "{\"username\":\"$user\",\"email\":\"$user@example.com\",\"password\":\"correct horse battery\"}" >/dev/null
+        token=$(post_json /api/sessions "{\"login\":\"$user\",\"password\":\"correct horse battery\"}" |
+            sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
         curl -fsS -o /dev/null -X PUT "$GATEWAY/api/cart/items/$product" -H "authorization: Bearer $token" \
             -H 'content-type: application/json' -d '{"quantity":1}'
     done
