@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
@@ -165,6 +165,17 @@ impl Settings {
     /// # Errors
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .internal
+            .service_token
+            .as_ref()
+            .is_some_and(|token| token.expose_secret().trim().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "internal.service_token",
+                "must not be empty (leave it unset to refuse every internal call)",
+            ));
+        }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ConfigError::invalid(
                 "currency",
@@ -230,6 +241,16 @@ mod tests {
             settings.validate().is_ok(),
             "a cache that is off needs no room"
         );
+    }
+
+    #[test]
+    fn an_empty_service_token_is_refused() {
+        let mut settings = Settings::default();
+        settings.internal.service_token = Some(SecretString::from("  "));
+        let err = settings.validate().expect_err("an empty token");
+        assert!(err.to_string().contains("internal.service_token"), "{err}");
+        settings.internal.service_token = Some(SecretString::from("s3cret"));
+        assert!(settings.validate().is_ok());
     }
 
     #[test]

@@ -216,16 +216,21 @@ impl Application {
             Duration::from_millis(settings.grpc.health_interval_ms),
             stop.clone(),
         ));
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(std::io::Error::other)?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(std::io::Error::other)?;
+        let (reflection_v1, reflection_v1alpha) = if settings.grpc.reflection {
+            let v1 = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+                .map_err(std::io::Error::other)?;
+            let v1alpha = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1alpha()
+                .map_err(std::io::Error::other)?;
+            (Some(v1), Some(v1alpha))
+        } else {
+            (None, None)
+        };
 
         // The acknowledger outlives the gRPC drain: drained calls still
         // deliver and report.
@@ -252,11 +257,22 @@ impl Application {
                 tracing::info!(service = SERVICE, "deregistered; draining gRPC calls");
             }
         };
+        let limits = &settings.grpc;
+        let keepalive = (limits.keepalive_interval_ms > 0)
+            .then(|| Duration::from_millis(limits.keepalive_interval_ms));
         let grpc = tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
+            .http2_keepalive_interval(keepalive)
+            .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(OrderServiceServer::new(service))
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha)
+            .add_service(
+                OrderServiceServer::new(service)
+                    .max_decoding_message_size(limits.max_message_bytes)
+                    .max_encoding_message_size(limits.max_message_bytes),
+            )
             .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), shutdown);
         let drain = settings.grpc.listener().drain_timeout();
         let grpc = async {

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
@@ -58,6 +58,24 @@ pub struct GrpcSettings {
     /// Milliseconds between database checks behind `grpc.health.v1`
     /// (SERVING while the database answers).
     pub health_interval_ms: u64,
+    /// Calls one connection may have in flight (default 256): HTTP/2's
+    /// concurrent-stream limit, and the calls served at once per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request or response message, in bytes (default 1 MiB; an
+    /// order's largest message is far smaller): a bigger one is refused
+    /// before it is decoded.
+    pub max_message_bytes: usize,
+    /// Milliseconds between HTTP/2 pings on an idle connection (default
+    /// 30,000; `0` for none); a peer that does not answer within
+    /// `keepalive_timeout_ms` is disconnected, so dead clients do not hold
+    /// connections.
+    pub keepalive_interval_ms: u64,
+    /// Milliseconds to wait for a ping's answer (default 10,000).
+    pub keepalive_timeout_ms: u64,
+    /// Serve gRPC server reflection (default true: `grpcurl` and similar
+    /// tools can list and call the API without the .proto files). Turn it
+    /// off where the API should not describe itself.
+    pub reflection: bool,
 }
 
 impl Default for GrpcSettings {
@@ -67,6 +85,11 @@ impl Default for GrpcSettings {
             port: DEFAULT_GRPC_PORT,
             drain_timeout_secs: 10,
             health_interval_ms: 5_000,
+            max_concurrent_streams: 256,
+            max_message_bytes: 1024 * 1024,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
+            reflection: true,
         }
     }
 }
@@ -258,6 +281,35 @@ impl Settings {
     /// # Errors
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.grpc.max_concurrent_streams == 0 {
+            return Err(ConfigError::invalid(
+                "grpc.max_concurrent_streams",
+                "must be positive",
+            ));
+        }
+        if self.grpc.max_message_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "grpc.max_message_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.grpc.keepalive_interval_ms > 0 && self.grpc.keepalive_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "grpc.keepalive_timeout_ms",
+                "must be positive while keepalive_interval_ms is",
+            ));
+        }
+        if self
+            .internal
+            .service_token
+            .as_ref()
+            .is_some_and(|token| token.expose_secret().trim().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "internal.service_token",
+                "must not be empty (leave it unset to run without one)",
+            ));
+        }
         let relay = &self.relay;
         if relay.poll_interval_ms == 0 {
             return Err(ConfigError::invalid(
@@ -328,6 +380,29 @@ mod tests {
         assert!(settings.validate().is_ok());
         assert_eq!(settings.grpc.port, DEFAULT_GRPC_PORT);
         assert_eq!(settings.http.port, DEFAULT_ADMIN_PORT);
+    }
+
+    #[test]
+    fn grpc_limits_and_the_service_token_are_checked() {
+        let check = |change: fn(&mut Settings), key: &str| {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            let err = settings.validate().expect_err(key);
+            assert!(err.to_string().contains(key), "{err}");
+        };
+        check(
+            |s| s.grpc.max_concurrent_streams = 0,
+            "grpc.max_concurrent_streams",
+        );
+        check(|s| s.grpc.max_message_bytes = 10, "grpc.max_message_bytes");
+        check(
+            |s| s.grpc.keepalive_timeout_ms = 0,
+            "grpc.keepalive_timeout_ms",
+        );
+        check(
+            |s| s.internal.service_token = Some(SecretString::from("")),
+            "internal.service_token",
+        );
     }
 
     #[test]

@@ -255,3 +255,43 @@ async fn health_reflection_and_admin_endpoints_answer() {
         assert_eq!(instances[0].scheme, shop_discovery::Scheme::Grpc);
     }
 }
+
+#[tokio::test]
+async fn oversized_messages_are_refused_and_reflection_can_be_turned_off() {
+    let db = shop_testkit::TestDatabase::sqlite();
+    let stack = spawn_stack(db).await;
+    let mut settings = common::orders_settings(&stack.orders_url, false);
+    settings.grpc.max_message_bytes = 1024;
+    settings.grpc.reflection = false;
+    let orders = stack.spawn_orders_with(settings).await;
+    let alice = stack.token("alice").await;
+
+    let huge_key = "k".repeat(4096);
+    let status = orders
+        .place(&alice, &huge_key)
+        .await
+        .expect_err("a 4 KiB message over a 1 KiB limit");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    // The instance still serves normal calls.
+    let status = orders
+        .client
+        .clone()
+        .get_order(authed(get("0193f2a4-0000-7000-8000-000000000000"), &alice))
+        .await
+        .expect_err("no such order");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let mut reflection = ServerReflectionClient::new(orders.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let status = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect_err("reflection is off");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}
