@@ -97,9 +97,17 @@ for file in signing-key.pem postgres-password internal-service-token \
     cp "$COMPOSE_DIR/$file" "$K8S_DIR/$file"
 done
 
-# The containers run as non-root users (65532 for the services, 999 for
-# PostgreSQL) and compose bind-mounts these files as they are: make them
-# readable there. The folders stay private to you (mode 700).
+# Everything is private to you (files 600, folders 700), except the files
+# compose bind-mounts into containers as `secrets:`: the containers run as
+# other users (65532 for the services, 999 for PostgreSQL) and read them as
+# they are, so those are 644 — still out of others' reach on this machine,
+# behind their 700 folder. The env files are read by the Compose tool itself
+# (as you) and kustomize reads k8s/base/secrets/ (as you): 600.
+MOUNTED=(signing-key.pem postgres-password users-db-password catalog-db-password
+    cart-db-password orders-db-password)
 chmod 700 "$COMPOSE_DIR" "$K8S_DIR"
-chmod 644 "$COMPOSE_DIR"/* "$K8S_DIR"/*
+chmod 600 "$COMPOSE_DIR"/* "$K8S_DIR"/*
+for file in "${MOUNTED[@]}"; do chmod 644 "$COMPOSE_DIR/$file"; done
+# The notes beside the secrets are no secret.
+chmod 644 "$COMPOSE_DIR/README.md" "$K8S_DIR/README.md" 2>/dev/null || true
 printf 'secrets ready in %s and %s\n' "${COMPOSE_DIR#"$ROOT"/}" "${K8S_DIR#"$ROOT"/}"

@@ -119,6 +119,7 @@ check_k8s() {
     cp -R k8s "$work/k8s"
     rm -rf "$work/k8s/base/secrets"
     bash scripts/gen-secrets.sh --root "$work" >/dev/null
+    check_secret_modes "$work"
     read -r -a versions <<<"$(k8s_versions)"
     [ "${#versions[@]}" -eq 3 ] || die "kubernetes-validate bundles fewer than three versions"
     log "kubernetes-validate $(kubernetes-validate --version): strict schemas of Kubernetes ${versions[*]}"
@@ -131,6 +132,25 @@ check_k8s() {
                 || die "$target is not valid for Kubernetes $version"
         done
     done
+}
+
+# check_secret_modes ROOT: what gen-secrets.sh wrote under ROOT is private
+# (folders 700, files 600), but for the files compose mounts into containers
+# (644: read there by other users, behind the 700 folder).
+check_secret_modes() {
+    local root=$1 file mode want
+    for dir in "$root/deploy/secrets" "$root/k8s/base/secrets"; do
+        [ "$(stat -c %a "$dir")" = 700 ] || die "gen-secrets.sh: $dir is not mode 700"
+        for file in "$dir"/*; do
+            mode=$(stat -c %a "$file")
+            case "$dir/$(basename "$file")" in
+                */deploy/secrets/signing-key.pem|*/deploy/secrets/*-password) want=644 ;;
+                *) want=600 ;;
+            esac
+            [ "$mode" = "$want" ] || die "gen-secrets.sh: ${file#"$root"/} is mode $mode, want $want"
+        done
+    done
+    log "gen-secrets.sh: secret files private (mounted ones 644 behind 700 folders)"
 }
 
 check_postgres_init() {
