@@ -92,6 +92,11 @@ main() {
     phase "throwaway etcd" start_etcd
 
     export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+    # One build, run once: incremental state and full debug info would only
+    # cost time and disk (tens of GB for every test binary); line tables keep
+    # backtraces readable.
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+    export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
     phase "shellcheck scripts" shellcheck -x scripts/*.sh .ci/run deploy/images/*.sh
     phase "deployment validation" bash scripts/validate-deploy.sh
     phase "cargo fmt --check" cargo fmt --all -- --check
