@@ -120,7 +120,8 @@ wait_ok "http://127.0.0.1:$BACKEND_PORT/ping" || die "bench-backend did not star
 
 USERS_PORT=$(free_port)
 log "starting shop-users on 127.0.0.1:$USERS_PORT (token issuer for the auth run)"
-SHOP_HTTP__HOST=127.0.0.1 SHOP_HTTP__PORT="$USERS_PORT" SHOP_DATABASE__URL="sqlite:$WORK/users.db" \
+SHOP_HTTP__HOST=127.0.0.1 SHOP_HTTP__PORT="$USERS_PORT" SHOP_ADMIN__HOST=127.0.0.1 SHOP_ADMIN__PORT=0 \
+    SHOP_DATABASE__URL="sqlite:$WORK/users.db" \
     RUST_LOG=warn "$BIN/shop-users" >"$WORK/users.log" 2>&1 &
 USERS_PID=$!
 PIDS+=("$USERS_PID")
@@ -136,6 +137,11 @@ cat >"$WORK/gateway.toml" <<EOF
 [http]
 host = "127.0.0.1"
 port = $GATEWAY_PORT
+
+# /metrics, unused here: any free loopback port.
+[admin]
+host = "127.0.0.1"
+port = 0
 
 [rate_limit]
 enabled = false

@@ -97,9 +97,10 @@ wait_healthy() {
     done
 }
 
-# api_requests SERVICE PORT: the requests to /api/ and /internal/ routes a
-# container has answered, read from its /metrics inside the compose network
-# (no port of it is published), through the PostgreSQL container's bash.
+# api_requests SERVICE ADMIN_PORT: the requests to /api/ and /internal/ routes
+# a container has answered, read from /metrics on its admin port (admin.port;
+# the API port does not serve it) inside the compose network (no port of it
+# is published), through the PostgreSQL container's bash.
 api_requests() {
     # shellcheck disable=SC2016 # expanded by the container's bash
     compose exec -T postgres bash -c '
@@ -134,8 +135,8 @@ check_cart_replicas() {
     product=$(curl -fsS "$GATEWAY/api/products?limit=1" | sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' | head -n 1)
     [ -n "$product" ] || die "no product listed"
     for i in $(seq 1 24); do
-        one=$(api_requests cart-1 8083)
-        two=$(api_requests cart-2 8083)
+        one=$(api_requests cart-1 9083)
+        two=$(api_requests cart-2 9083)
         if [ "$one" -gt 0 ] && [ "$two" -gt 0 ]; then
             log "both cart replicas served shoppers: cart-1 $one requests, cart-2 $two"
             return 0

@@ -74,11 +74,16 @@ export SHOP_REGISTRY__BACKEND=etcd
 export SHOP_REGISTRY__ENDPOINTS="[\"http://127.0.0.1:$ETCD_CLIENT\"]"
 export SHOP_HTTP__HOST=127.0.0.1
 
-# start NAME BINARY PORT [ENV=VALUE...]
+# start NAME BINARY PORT [ENV=VALUE...]. The HTTP services also get an
+# admin listener (/metrics) on loopback at PORT + 1000 (orders' admin
+# listener is its HTTP one).
 start() {
-    local name=$1 binary=$2 port=$3
+    local name=$1 binary=$2 port=$3 admin=()
     shift 3
-    env SHOP_HTTP__PORT="$port" SHOP_INSTANCE__ID="$name" "$@" "$BIN/$binary" >"$DATA/$name.log" 2>&1 &
+    if [ "$binary" != shop-orders ]; then
+        admin=(SHOP_ADMIN__HOST=127.0.0.1 SHOP_ADMIN__PORT=$((port + 1000)))
+    fi
+    env SHOP_HTTP__PORT="$port" "${admin[@]}" SHOP_INSTANCE__ID="$name" "$@" "$BIN/$binary" >"$DATA/$name.log" 2>&1 &
     PIDS+=($!)
     printf '  %-8s http://127.0.0.1:%s  (log %s)\n' "$name" "$port" "$DATA/$name.log"
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use shop_common::auth::TokenVerifier;
 use shop_common::db::{self, Db, DbError};
 use shop_common::error::ErrorChain;
+use shop_common::health::Readiness;
 use shop_common::server::{self, BindError, Service};
 use shop_discovery::{
     BuildError, JwksSource, Registration, Registry, RegistryError, UpstreamClient,
@@ -56,6 +57,7 @@ pub enum StartError {
 /// A cart service that is bound, registered and ready to run.
 pub struct Application {
     listener: TcpListener,
+    admin: Option<(TcpListener, SocketAddr)>,
     router: Router,
     addr: SocketAddr,
     db: Db,
@@ -74,8 +76,9 @@ impl Application {
     }
 
     /// Builds the service with `registry` (tests and the all-in-one binary
-    /// pass their own): opens and migrates the database, binds the listener
-    /// (port 0 picks a free port) and registers the instance.
+    /// pass their own): opens and migrates the database, binds the API and
+    /// admin listeners (port 0 picks a free port) and registers the instance
+    /// (its API address).
     ///
     /// # Errors
     /// [`StartError`] naming what could not be set up.
@@ -87,11 +90,8 @@ impl Application {
             &settings.catalog_cache,
         );
         let users = UpstreamClient::new("users", &settings.users, &registry)?;
-        let verifier = TokenVerifier::with_source(
-            &settings.auth.issuer,
-            &settings.auth.audience,
-            Arc::new(JwksSource::new(users)),
-        );
+        let verifier =
+            TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
         let service_token_digest = settings
             .internal
             .service_token
@@ -111,9 +111,11 @@ impl Application {
         };
         let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
         let (listener, addr) = server::bind(&settings.http).await?;
+        let admin = server::bind_admin(&settings.admin).await?;
         let registration = settings.instance.register(&registry, SERVICE, addr)?;
         Ok(Self {
             listener,
+            admin,
             router,
             addr,
             db,
@@ -130,6 +132,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The bound admin address (`/metrics`); `None` when `admin.enabled` is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Serves until `stop` is cancelled: then deregisters at once (callers
@@ -151,8 +158,10 @@ impl Application {
         let service = Service {
             name: SERVICE,
             listener: self.listener,
+            admin: self.admin.map(|(listener, _)| listener),
             router: self.router,
-            db: self.db,
+            readiness: Readiness::new(),
+            db: Some(self.db),
             limits: self.settings.http.limits(),
             on_stop: async move { registration.deregister().await },
         };

@@ -7,11 +7,14 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
-use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
 /// The default HTTP port of the cart service.
 pub const DEFAULT_PORT: u16 = 8083;
+/// The default admin port (`/metrics`): the API port plus 1000. A second
+/// replica on the same host sets its own, as it does its `http.port`.
+pub const DEFAULT_ADMIN_PORT: u16 = 9083;
 /// The default database: a SQLite file under `./data`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/cart.db";
 
@@ -21,6 +24,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/cart.db";
 pub struct Settings {
     /// Listener (default `0.0.0.0:8083`).
     pub http: HttpSettings,
+    /// Admin listener: `/metrics` (default `0.0.0.0:9083`).
+    pub admin: AdminSettings,
     /// The cart database (default `sqlite:./data/cart.db`).
     pub database: DatabaseSettings,
     /// Which tokens to accept (keys come from the users service's JWKS).
@@ -134,6 +139,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
             database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
             auth: VerifierSettings::default(),
             internal: InternalSettings::default(),
@@ -165,6 +171,7 @@ impl Settings {
     /// # Errors
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate()?;
         if self
             .internal
             .service_token

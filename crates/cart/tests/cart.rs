@@ -486,3 +486,33 @@ async fn a_cached_product_is_asked_for_again_once_its_ttl_ends() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn metrics_are_served_on_the_admin_port_only() {
+    let stack = spawn_with_catalog_cache(0).await;
+    let anonymous = stack
+        .client
+        .get(format!("{}/api/cart", stack.cart()))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(anonymous, 401, "no token").await;
+    let counted = stack
+        .counter(
+            "http_requests_total",
+            &[
+                ("service", "cart"),
+                ("route", "/api/cart"),
+                ("status", "401"),
+            ],
+        )
+        .await;
+    assert!(counted >= 1.0, "{counted}");
+    let public = stack
+        .client
+        .get(format!("{}/metrics", stack.cart()))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(public, 404, "/metrics on the API port").await;
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use shop_common::db::{Db, DbError};
+use shop_common::health::Readiness;
 use shop_common::server::{self, BindError, Service};
 use shop_discovery::{Registration, Registry, RegistryError};
 use tokio::net::TcpListener;
@@ -38,6 +39,7 @@ pub enum StartError {
 /// A catalog service that is bound and ready to run.
 pub struct Application {
     listener: TcpListener,
+    admin: Option<(TcpListener, SocketAddr)>,
     router: Router,
     addr: SocketAddr,
     db: Db,
@@ -57,8 +59,8 @@ impl Application {
 
     /// Builds the service with `registry` (tests and the all-in-one binary
     /// pass their own): opens and migrates the database (seeding the demo
-    /// catalog on first start), binds the listener (port 0 picks a free port)
-    /// and registers the instance.
+    /// catalog on first start), binds the API and admin listeners (port 0
+    /// picks a free port) and registers the instance (its API address).
     ///
     /// # Errors
     /// [`StartError`] naming what could not be set up.
@@ -70,9 +72,11 @@ impl Application {
         };
         let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
         let (listener, addr) = server::bind(&settings.http).await?;
+        let admin = server::bind_admin(&settings.admin).await?;
         let registration = settings.instance.register(&registry, SERVICE, addr)?;
         Ok(Self {
             listener,
+            admin,
             router,
             addr,
             db,
@@ -91,8 +95,13 @@ impl Application {
         self.addr.port()
     }
 
+    /// The bound admin address (`/metrics`); `None` when `admin.enabled` is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `stop` is cancelled: then deregisters at once, drains
-    /// in-flight requests and closes the database.
+    /// in-flight requests (then the admin listener) and closes the database.
     ///
     /// # Errors
     /// An I/O error from the listener.
@@ -101,8 +110,10 @@ impl Application {
         let service = Service {
             name: SERVICE,
             listener: self.listener,
+            admin: self.admin.map(|(listener, _)| listener),
             router: self.router,
-            db: self.db,
+            readiness: Readiness::new(),
+            db: Some(self.db),
             limits: self.settings.http.limits(),
             on_stop: async move { registration.deregister().await },
         };

@@ -4,11 +4,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use serde::Deserialize;
-use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 /// The default HTTP port of the catalog service.
 pub const DEFAULT_PORT: u16 = 8082;
+/// The default admin port (`/metrics`): the API port plus 1000.
+pub const DEFAULT_ADMIN_PORT: u16 = 9082;
 /// The default database: a SQLite file under `./data`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/catalog.db";
 
@@ -18,6 +20,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/catalog.db";
 pub struct Settings {
     /// Listener (default `0.0.0.0:8082`).
     pub http: HttpSettings,
+    /// Admin listener: `/metrics` (default `0.0.0.0:9082`).
+    pub admin: AdminSettings,
     /// The catalog database (default `sqlite:./data/catalog.db`).
     pub database: DatabaseSettings,
     /// Where instances register and are found.
@@ -30,6 +34,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
             database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
@@ -57,6 +62,8 @@ mod tests {
     fn zero_configuration_means_sqlite_on_8082() {
         let settings: Settings = config::load_from("", &[]).expect("defaults are valid");
         assert_eq!(settings.http.port, DEFAULT_PORT);
+        assert_eq!(settings.admin.port, DEFAULT_ADMIN_PORT);
+        assert!(settings.admin.enabled);
         assert_eq!(settings.database.url.expose_secret(), DEFAULT_DATABASE_URL);
     }
 
@@ -66,11 +73,14 @@ mod tests {
             "[http]\nport = 9000\n",
             &[
                 ("SHOP_HTTP__PORT", "9100"),
+                ("SHOP_ADMIN__PORT", "9200"),
                 ("SHOP_DATABASE__URL", "postgres://db/catalog"),
             ],
         )
         .expect("valid");
         assert_eq!(settings.http.port, 9100);
+        assert_eq!(settings.admin.port, 9200);
+        assert!(settings.admin.enabled);
         assert_eq!(
             settings.database.url.expose_secret(),
             "postgres://db/catalog"

@@ -351,9 +351,29 @@ async fn sql_metacharacters_in_parameters_are_only_data() {
 }
 
 #[tokio::test]
-async fn health_metrics_and_fallbacks_are_served() {
+async fn metrics_are_served_on_the_admin_port_only() {
     for app in apps().await {
-        for path in ["/healthz", "/readyz", "/metrics"] {
+        let before = app.requests_counted("/api/products/{id}", 404).await;
+        assert_problem(
+            app.get(&format!("/api/products/{UNKNOWN}")).await,
+            404,
+            "unknown product",
+        )
+        .await;
+        let after = app.requests_counted("/api/products/{id}", 404).await;
+        assert!(
+            after >= before + 1.0,
+            "{}: the API request is not counted ({before} -> {after})",
+            app.engine
+        );
+        assert_problem(app.get("/metrics").await, 404, "/metrics on the API port").await;
+    }
+}
+
+#[tokio::test]
+async fn health_and_fallbacks_are_served() {
+    for app in apps().await {
+        for path in ["/healthz", "/readyz"] {
             assert_eq!(app.get(path).await.status(), 200, "{}: {path}", app.engine);
         }
         assert_problem(app.get("/api/nothing-here").await, 404, "unknown path").await;

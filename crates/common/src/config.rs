@@ -208,6 +208,48 @@ impl Default for HttpSettings {
     }
 }
 
+/// Where a service's admin listener binds: `/metrics` (beside `/healthz` and
+/// `/readyz`) for scrapers inside the deployment, on a port of its own so
+/// that the API port, the one clients and the gateway's Ingress reach,
+/// does not serve them. Its limits follow the API listener's
+/// ([`crate::server::admin_limits`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Whether to open the listener (default `true`). The all-in-one `shop`
+    /// turns it off for all but one service: its services share one
+    /// process-wide metrics registry, so one address serves all of it.
+    pub enabled: bool,
+    /// Address to bind (default `0.0.0.0`: scrapers reach pods by address;
+    /// the deployment keeps the port unpublished and behind policy).
+    pub host: IpAddr,
+    /// Port to bind; `0` picks a free one (tests do). Each service has its
+    /// own default.
+    pub port: u16,
+}
+
+impl AdminSettings {
+    /// An enabled admin listener on `host:port`.
+    pub fn new(host: IpAddr, port: u16) -> Self {
+        Self {
+            enabled: true,
+            host,
+            port,
+        }
+    }
+
+    /// The socket address to bind.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+    }
+}
+
 /// A database to connect to: `sqlite:` or `postgres:` URL and pool limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

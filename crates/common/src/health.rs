@@ -1,6 +1,8 @@
 //! Health and metrics endpoints: `GET /healthz` (the process is alive),
 //! `GET /readyz` (every registered readiness check passes, and the service is
-//! not shutting down) and `GET /metrics` (Prometheus text).
+//! not shutting down) — served on the API port, where probes and the
+//! gateway's health checks ask — and `GET /metrics` (Prometheus text), served
+//! only on the admin listener ([`crate::server`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,13 +93,18 @@ impl Readiness {
     }
 }
 
-/// The `/healthz`, `/readyz` and `/metrics` routes.
+/// The `/healthz` and `/readyz` routes.
 pub fn router(readiness: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(readiness)
+}
+
+/// The `/metrics` route: the process-wide registry in the Prometheus text
+/// format. For admin listeners only; an API port must not serve it.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(metrics))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -6,10 +6,10 @@
 //! | [`config`] | layered settings: defaults, an optional TOML file, `SHOP_` environment variables |
 //! | [`telemetry`] | the tracing subscriber and the per-request log line |
 //! | [`metrics`] | the Prometheus recorder and the per-request counters and histogram |
-//! | [`health`] | `/healthz`, `/readyz` with named readiness checks, `/metrics` |
+//! | [`health`] | `/healthz`, `/readyz` with named readiness checks; `/metrics` for admin listeners |
 //! | [`healthcheck`] | the `--healthcheck` probe containers run: `GET /readyz` on the service's own port |
 //! | [`shutdown`] | SIGINT/SIGTERM handling and the stop token services share |
-//! | [`server`] | serving a router on a bound listener with a bounded drain |
+//! | [`server`] | serving a service's API and admin listeners with shared layers, limits and a bounded drain |
 //! | [`db`] | connecting to `sqlite:` or `postgres:` URLs and running migrations |
 //! | [`error`] | the RFC 9457 problem+json error body |
 //! | [`extract`] | request extractors whose rejections are problem+json |

@@ -1,6 +1,12 @@
-//! Serving a router: the layers every service shares, the limits every
-//! listener enforces (header-read and idle timeout, connection cap) and a
-//! graceful stop with a bounded drain.
+//! Serving a service: its API listener and its admin listener, the layers
+//! every router shares, the limits every listener enforces (header-read and
+//! idle timeout, connection cap) and a graceful stop with a bounded drain.
+//!
+//! The API listener serves the service's routes with `/healthz` and
+//! `/readyz` (probes, `--healthcheck` and the gateway's health checks ask
+//! there); the admin listener serves `/metrics` beside the same probes, on
+//! a port that deployments keep away from clients. Only the API address is
+//! registered in discovery.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,10 +26,22 @@ use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::config::{HttpSettings, ListenerLimits};
+use crate::config::{AdminSettings, HttpSettings, ListenerLimits};
 use crate::db::Db;
 use crate::health::{self, Readiness};
 use crate::{error, telemetry};
+
+/// Connections an admin listener serves at once. Its clients are few (a
+/// scraper keeps one keep-alive connection per target; a person or a second
+/// scraper may add some); past it they wait in the kernel's backlog. Its
+/// permits are its own, so a flood on the admin port cannot take the API's.
+pub const ADMIN_MAX_CONNECTIONS: usize = 16;
+
+/// The longest an admin listener drains. It stops only after the API
+/// listener's drain (so metrics stay readable while requests finish), and a
+/// scrape takes milliseconds: this bound keeps the stop from lasting two
+/// API drains.
+pub const ADMIN_DRAIN: Duration = Duration::from_secs(1);
 
 /// The listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +60,29 @@ pub struct BindError {
 /// # Errors
 /// [`BindError`] when the address is taken or not ours.
 pub async fn bind(settings: &HttpSettings) -> Result<(TcpListener, SocketAddr), BindError> {
-    let addr = settings.addr();
+    bind_addr(settings.addr()).await
+}
+
+/// Binds the admin listener of `settings`, or nothing when
+/// `admin.enabled` is off.
+///
+/// # Errors
+/// [`BindError`] when the address is taken or not ours.
+pub async fn bind_admin(
+    settings: &AdminSettings,
+) -> Result<Option<(TcpListener, SocketAddr)>, BindError> {
+    if !settings.enabled {
+        return Ok(None);
+    }
+    bind_addr(settings.addr()).await.map(Some)
+}
+
+/// Binds `addr` (port 0 picks a free port) and returns the listener with the
+/// address actually bound.
+///
+/// # Errors
+/// [`BindError`] when the address is taken or not ours.
+pub async fn bind_addr(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| BindError { addr, source })?;
@@ -56,26 +96,57 @@ pub async fn bind(settings: &HttpSettings) -> Result<(TcpListener, SocketAddr), 
 pub struct Service<F> {
     /// The service name in logs and metrics.
     pub name: &'static str,
-    /// The bound listener.
+    /// The bound API listener.
     pub listener: TcpListener,
+    /// The bound admin listener ([`bind_admin`]): `/metrics`, `/healthz`,
+    /// `/readyz`. `None` when it is turned off.
+    pub admin: Option<TcpListener>,
     /// The service's own routes; health routes and shared layers are added.
     pub router: Router,
-    /// The service's database: a readiness check, closed after the drain.
-    pub db: Db,
-    /// The listener's limits and the time in-flight requests get after the
-    /// stop signal ([`HttpSettings::limits`]).
+    /// Readiness checks besides the database (the gateway's upstreams);
+    /// [`Readiness::new`] for none.
+    pub readiness: Readiness,
+    /// The service's database, when it has one: a readiness check, closed
+    /// after the drain.
+    pub db: Option<Db>,
+    /// The API listener's limits and the time in-flight requests get after
+    /// the stop signal ([`HttpSettings::limits`]); the admin listener's
+    /// follow from them ([`admin_limits`]).
     pub limits: ListenerLimits,
     /// Runs as soon as the stop signal comes, before the drain: deregistration,
     /// so callers stop picking this instance while it finishes its requests.
     pub on_stop: F,
 }
 
-/// Serves `service` until `stop` is cancelled: adds `/healthz`, `/readyz`
-/// (database, and not ready once stopping) and `/metrics` and the shared
-/// layers; on stop runs `on_stop`, drains, then closes the database.
+/// The admin listener's limits, derived from the API listener's: the same
+/// header-read and idle bound, at most [`ADMIN_MAX_CONNECTIONS`]
+/// connections and at most [`ADMIN_DRAIN`] of drain.
+pub fn admin_limits(api: ListenerLimits) -> ListenerLimits {
+    ListenerLimits {
+        drain: api.drain.min(ADMIN_DRAIN),
+        header_read_timeout: api.header_read_timeout,
+        max_connections: api.max_connections.clamp(1, ADMIN_MAX_CONNECTIONS),
+    }
+}
+
+/// The admin listener's router: `/metrics` (the process-wide registry) and
+/// the probes, with the shared layers.
+pub fn admin_router(readiness: Readiness, service: &'static str) -> Router {
+    with_common_layers(
+        health::router(readiness).merge(health::metrics_router()),
+        service,
+    )
+}
+
+/// Serves `service` until `stop` is cancelled: the API listener with the
+/// service's routes, `/healthz` and `/readyz` (its checks, the database, and
+/// not ready once stopping); the admin listener with `/metrics` and the same
+/// probes; both with the shared layers. On stop: runs `on_stop`, drains the
+/// API listener, then the admin listener (so a scrape during the drain
+/// still answers), then closes the database.
 ///
 /// # Errors
-/// An I/O error from the listener.
+/// An I/O error from a listener.
 pub async fn run<F>(service: Service<F>, stop: CancellationToken) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
@@ -83,27 +154,51 @@ where
     let Service {
         name,
         listener,
+        admin,
         router,
+        readiness,
         db,
         limits,
         on_stop,
     } = service;
-    let readiness = Readiness::new()
-        .with_check(db.clone())
-        .with_stop(stop.clone());
-    let router = with_common_layers(router.merge(health::router(readiness)), name);
+    let mut readiness = readiness.with_stop(stop.clone());
+    if let Some(db) = &db {
+        readiness = readiness.with_check(db.clone());
+    }
+    let api_router = with_common_layers(router.merge(health::router(readiness.clone())), name);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(service = name, %addr, "listening");
+        let admin_addr = admin.as_ref().and_then(|admin| admin.local_addr().ok());
+        match admin_addr {
+            Some(admin) => tracing::info!(service = name, %addr, %admin, "listening"),
+            None => tracing::info!(service = name, %addr, "listening"),
+        }
     }
     let stopping = stop.clone();
     tokio::spawn(async move {
         stopping.cancelled().await;
         on_stop.await;
     });
-    let result = serve(listener, router, stop, limits).await;
-    db.close().await;
+    let admin_stop = CancellationToken::new();
+    let api = async {
+        let result = serve(listener, api_router, stop, limits).await;
+        admin_stop.cancel();
+        result
+    };
+    let admin = async {
+        match admin {
+            Some(admin) => {
+                let router = admin_router(readiness, name);
+                serve(admin, router, admin_stop.clone(), admin_limits(limits)).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (api_result, admin_result) = tokio::join!(api, admin);
+    if let Some(db) = db {
+        db.close().await;
+    }
     tracing::info!(service = name, "stopped");
-    result
+    api_result.and(admin_result)
 }
 
 /// Adds what every service router shares: problem+json 404/405 fallbacks, a

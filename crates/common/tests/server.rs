@@ -1,16 +1,18 @@
 //! Serving with the shared layers over real sockets: request ids, problem
-//! fallbacks, metrics, readiness during shutdown, a bounded drain, and the
-//! listener's limits against slow, idle and too many clients.
+//! fallbacks, metrics on the admin listener only, readiness during shutdown,
+//! a bounded drain of both listeners, and the listener's limits against
+//! slow, idle and too many clients.
 
 #![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use shop_common::config::ListenerLimits;
+use shop_common::config::{AdminSettings, HttpSettings, ListenerLimits};
 use shop_common::health::{self, Readiness};
-use shop_common::server::{serve, with_common_layers};
+use shop_common::server::{self, Service, serve, with_common_layers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -104,46 +106,195 @@ async fn unknown_routes_and_methods_are_problems() {
     served.stop.cancel();
 }
 
+/// A service run by `server::run`: its API and admin listeners on port 0.
+struct RunService {
+    api: String,
+    admin: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn run_service(name: &'static str, limits: ListenerLimits) -> RunService {
+    let loopback = HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    let (listener, api) = server::bind(&loopback).await.expect("bind");
+    let (admin, admin_addr) = server::bind_admin(&AdminSettings::new(loopback.host, 0))
+        .await
+        .expect("bind admin")
+        .expect("enabled");
+    let router = Router::new()
+        .route("/fast", get(|| async { "fast" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "slow"
+            }),
+        );
+    let stop = CancellationToken::new();
+    let service = Service {
+        name,
+        listener,
+        admin: Some(admin),
+        router,
+        readiness: Readiness::new(),
+        db: None,
+        limits,
+        on_stop: async {},
+    };
+    let task = tokio::spawn(server::run(service, stop.clone()));
+    RunService {
+        api: format!("http://{api}"),
+        admin: format!("http://{admin_addr}"),
+        stop,
+        task,
+    }
+}
+
+/// The value of `http_requests_total` for `service`, `route` and `status`
+/// in a Prometheus text body, if the series exists.
+fn request_count(text: &str, service: &str, route: &str, status: u16) -> Option<f64> {
+    let line = text.lines().find(|line| {
+        line.starts_with("http_requests_total{")
+            && line.contains(&format!(r#"service="{service}""#))
+            && line.contains(&format!(r#"route="{route}""#))
+            && line.contains(&format!(r#"status="{status}""#))
+    })?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
 #[tokio::test]
-async fn metrics_count_requests_by_route_and_status() {
-    let served = start(drain(Duration::from_secs(5))).await;
+async fn metrics_are_served_on_the_admin_port_only_and_count_api_requests() {
+    let served = run_service("metrics-test", drain(Duration::from_secs(5))).await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
-        client
-            .get(format!("{}/fast", served.base))
+        let fast = client
+            .get(format!("{}/fast", served.api))
             .send()
             .await
             .expect("send");
+        assert_eq!(fast.status(), 200);
     }
-    let text = client
-        .get(format!("{}/metrics", served.base))
+
+    let public = client
+        .get(format!("{}/metrics", served.api))
         .send()
         .await
-        .expect("send")
-        .text()
+        .expect("send");
+    assert_eq!(public.status(), 404, "the API port serves /metrics");
+    assert_eq!(public.headers()["content-type"], "application/problem+json");
+
+    let admin = client
+        .get(format!("{}/metrics", served.admin))
+        .send()
         .await
-        .expect("text");
-    let line = text
-        .lines()
-        .find(|line| {
-            line.starts_with("http_requests_total{")
-                && line.contains(r#"service="test""#)
-                && line.contains(r#"route="/fast""#)
-                && line.contains(r#"status="200""#)
-        })
+        .expect("send");
+    assert_eq!(admin.status(), 200);
+    assert!(
+        admin.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain"),
+        "{:?}",
+        admin.headers()["content-type"]
+    );
+    let text = admin.text().await.expect("text");
+    let count = request_count(&text, "metrics-test", "/fast", 200)
         .unwrap_or_else(|| panic!("no counter for /fast in:\n{text}"));
-    let count: f64 = line
-        .rsplit(' ')
-        .next()
-        .expect("value")
-        .parse()
-        .expect("number");
-    assert!(count >= 3.0, "{line}");
+    assert!(count >= 3.0, "{count}");
     assert!(
         text.contains("http_request_duration_seconds_bucket"),
         "histogram missing"
     );
+    // The refused scrape on the API port counts as an unmatched request.
+    assert!(
+        request_count(&text, "metrics-test", "unmatched", 404).is_some(),
+        "{text}"
+    );
+
+    // The probes answer on both listeners; the service's routes only on the API's.
+    for base in [&served.api, &served.admin] {
+        for probe in ["/healthz", "/readyz"] {
+            let response = client
+                .get(format!("{base}{probe}"))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(response.status(), 200, "{base}{probe}");
+        }
+    }
+    let not_admin = client
+        .get(format!("{}/fast", served.admin))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(not_admin.status(), 404);
     served.stop.cancel();
+}
+
+#[tokio::test]
+async fn the_admin_listener_answers_during_the_drain_and_stops_after_it() {
+    let served = run_service("drain-test", drain(Duration::from_secs(5))).await;
+    let client = reqwest::Client::new();
+    let slow = tokio::spawn(client.get(format!("{}/slow", served.api)).send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    served.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Draining: scrapes still answer and readiness says why it is not ready.
+    let fresh = reqwest::Client::new();
+    let metrics = fresh
+        .get(format!("{}/metrics", served.admin))
+        .send()
+        .await
+        .expect("the admin listener answers during the drain");
+    assert_eq!(metrics.status(), 200);
+    let ready = fresh
+        .get(format!("{}/readyz", served.admin))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ready.status(), 503);
+
+    let response = slow
+        .await
+        .expect("join")
+        .expect("the in-flight request completes");
+    assert_eq!(response.text().await.expect("body"), "slow");
+    tokio::time::timeout(Duration::from_secs(10), served.task)
+        .await
+        .expect("run returns once both listeners drained")
+        .expect("join")
+        .expect("clean stop");
+    for base in [&served.api, &served.admin] {
+        assert!(
+            reqwest::Client::new()
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_err(),
+            "{base} still accepts after the stop"
+        );
+    }
+}
+
+#[tokio::test]
+async fn admin_limits_follow_the_api_listener_within_their_own_bounds() {
+    let api = drain(Duration::from_secs(10));
+    let admin = server::admin_limits(api);
+    assert_eq!(admin.header_read_timeout, api.header_read_timeout);
+    assert_eq!(admin.max_connections, server::ADMIN_MAX_CONNECTIONS);
+    assert_eq!(admin.drain, server::ADMIN_DRAIN);
+    let small = server::admin_limits(strict(Duration::from_millis(300), 2));
+    assert_eq!(small.max_connections, 2);
+    assert!(
+        server::bind_admin(&AdminSettings {
+            enabled: false,
+            ..AdminSettings::default()
+        })
+        .await
+        .expect("nothing to bind")
+        .is_none()
+    );
 }
 
 #[tokio::test]

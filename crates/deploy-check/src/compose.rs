@@ -29,6 +29,10 @@ pub struct ComposeService {
     pub secret_files: Vec<String>,
     /// `ports:` entries as written.
     pub ports: Vec<String>,
+    /// The container ports those entries publish (`target` of the long
+    /// syntax, the last number of the short one); an entry naming no
+    /// readable port is left out.
+    pub published_targets: Vec<u16>,
     /// Services it waits for, with their condition.
     pub depends_on: Vec<(String, String)>,
     /// Whether it has a health check.
@@ -126,9 +130,30 @@ fn service(name: &str, spec: &Value, root: &Path) -> Result<ComposeService, Erro
         env: last_wins(env),
         secret_files,
         ports: string_list(&spec["ports"], "published"),
+        published_targets: published_targets(&spec["ports"]),
         depends_on,
         healthcheck: spec["healthcheck"].is_object(),
     })
+}
+
+/// The container port of each `ports:` entry: `[HOST:][PUBLISHED:]TARGET[/PROTOCOL]`
+/// or `{target: TARGET, …}`.
+fn published_targets(ports: &Value) -> Vec<u16> {
+    let entries = match ports {
+        Value::Array(items) => items.as_slice(),
+        _ => &[],
+    };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Value::Object(_) => scalar(&entry["target"]),
+            other => scalar(other).map(|short| {
+                let port = short.rsplit(':').next().unwrap_or_default();
+                port.split('/').next().unwrap_or_default().to_owned()
+            }),
+        })
+        .filter_map(|port| port.parse().ok())
+        .collect()
 }
 
 /// A list of strings, or of objects whose `key` is the string (compose's
@@ -247,6 +272,23 @@ services:
         assert_eq!(cart.replicas, 3);
         assert_eq!(named("old").replicas, 2);
         assert_eq!(named("bad").replicas, 0);
+    }
+
+    #[test]
+    fn published_ports_are_read_as_the_container_ports_behind_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let compose = "\
+services:
+  gateway:
+    ports:
+      - '127.0.0.1:8080:8080'
+      - 9080:9090/tcp
+      - '7000'
+      - {target: 9443, published: 443}
+      - 'not a port'
+";
+        let services = services(compose, dir.path()).expect("parses");
+        assert_eq!(services[0].published_targets, [8080, 9090, 7000, 9443]);
     }
 
     #[test]

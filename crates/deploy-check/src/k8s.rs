@@ -2,7 +2,9 @@
 //! see them: each workload container's environment, resolved through its
 //! ConfigMaps and Secrets the way the kubelet resolves it, the files mounted
 //! from them, its image and command line, how many instances may run (the
-//! autoscaler's maximum, else `replicas`), and the Services.
+//! autoscaler's maximum, else `replicas`), its ports and pod metadata, the
+//! Services, and who the NetworkPolicies let reach a port — with the rules
+//! for the admin (`/metrics`) port built on them.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,12 @@ use crate::{Error, Service};
 
 /// Stands in for values only known in a running pod (`fieldRef`).
 const FIELD_REF_PLACEHOLDER: &str = "10.0.0.1";
+
+/// The namespace whose pods alone may reach an admin (`/metrics`) port.
+pub const MONITORING_NAMESPACE: &str = "monitoring";
+
+/// The name of the container port that `/metrics` is served on.
+pub const ADMIN_PORT_NAME: &str = "admin";
 
 /// The rendered objects.
 #[derive(Debug, Clone)]
@@ -44,10 +52,94 @@ pub struct Workload {
     pub files: Vec<String>,
     /// The container ports by number.
     pub ports: Vec<u16>,
+    /// The named container ports.
+    pub named_ports: BTreeMap<String, u16>,
+    /// The pod template's labels.
+    pub pod_labels: BTreeMap<String, String>,
+    /// The pod template's annotations.
+    pub pod_annotations: BTreeMap<String, String>,
     /// The whole pod spec, for further checks.
     pub pod: Value,
     /// The whole container spec.
     pub spec: Value,
+}
+
+/// One NetworkPolicy ingress rule that lets some sources reach a port.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The NetworkPolicy's name.
+    pub policy: String,
+    /// The rule's `from` peers; `None` when it admits every source.
+    pub peers: Option<Vec<Value>>,
+}
+
+impl Admission {
+    /// Whether every source it admits is a pod of the monitoring namespace.
+    pub fn monitoring_only(&self) -> bool {
+        self.peers
+            .as_ref()
+            .is_some_and(|peers| !peers.is_empty() && peers.iter().all(is_monitoring_peer))
+    }
+}
+
+/// A `from` peer that selects the monitoring namespace by its name label
+/// (any of its pods, or some of them), and nothing else.
+fn is_monitoring_peer(peer: &Value) -> bool {
+    let namespaces = &peer["namespaceSelector"];
+    let labels = namespaces["matchLabels"].as_object();
+    peer["ipBlock"].is_null()
+        && namespaces["matchExpressions"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        && labels.is_some_and(|labels| {
+            labels.len() == 1
+                && labels
+                    .get("kubernetes.io/metadata.name")
+                    .and_then(Value::as_str)
+                    == Some(MONITORING_NAMESPACE)
+        })
+}
+
+/// Whether a label selector (`matchLabels`, `matchExpressions`) selects
+/// `labels`; an empty selector selects everything.
+fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let by_label = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(key, value)| labels.get(key).map(String::as_str) == value.as_str());
+    let by_expression = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|expression| {
+            let value = expression["key"].as_str().and_then(|key| labels.get(key));
+            let listed = || {
+                expression["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|v| Some(v.as_str().unwrap_or_default()) == value.map(String::as_str))
+            };
+            match expression["operator"].as_str() {
+                Some("In") => listed(),
+                Some("NotIn") => !listed(),
+                Some("Exists") => value.is_some(),
+                Some("DoesNotExist") => value.is_none(),
+                _ => false,
+            }
+        });
+    by_label && by_expression
+}
+
+/// A string map (labels, annotations) of a JSON object.
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), scalar(v).unwrap_or_default()))
+        .collect()
 }
 
 /// A Service object.
@@ -180,9 +272,13 @@ impl Manifests {
                 object["metadata"]["name"].as_str().unwrap_or("?")
             );
             let instances = self.instances(kind, object)?;
-            let pod = &object["spec"]["template"]["spec"];
-            for container in pod["containers"].as_array().into_iter().flatten() {
-                out.push(self.workload(&id, instances, pod, container)?);
+            let template = &object["spec"]["template"];
+            for container in template["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                out.push(self.workload(&id, instances, template, container)?);
             }
         }
         Ok(out)
@@ -192,9 +288,10 @@ impl Manifests {
         &self,
         id: &str,
         instances: u32,
-        pod: &Value,
+        template: &Value,
         container: &Value,
     ) -> Result<Workload, Error> {
+        let pod = &template["spec"];
         let mut env = Vec::new();
         for source in container["envFrom"].as_array().into_iter().flatten() {
             let prefix = source["prefix"].as_str().unwrap_or_default();
@@ -253,6 +350,18 @@ impl Manifests {
                 .filter_map(|p| p["containerPort"].as_u64())
                 .filter_map(|p| u16::try_from(p).ok())
                 .collect(),
+            named_ports: container["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let name = p["name"].as_str()?;
+                    let port = u16::try_from(p["containerPort"].as_u64()?).ok()?;
+                    Some((name.to_owned(), port))
+                })
+                .collect(),
+            pod_labels: string_map(&template["metadata"]["labels"]),
+            pod_annotations: string_map(&template["metadata"]["annotations"]),
             pod: pod.clone(),
             spec: container.clone(),
         })
@@ -314,6 +423,90 @@ impl Manifests {
         Ok(files)
     }
 
+    /// Every ingress rule of the NetworkPolicies selecting `workload`'s pods
+    /// that admits TCP `port` (a rule without ports admits every port; a
+    /// named port is looked up in the workload's container).
+    pub fn ingress_admissions(&self, workload: &Workload, port: u16) -> Vec<Admission> {
+        let mut out = Vec::new();
+        for policy in self.of_kind("NetworkPolicy") {
+            let spec = &policy["spec"];
+            if !selects(&spec["podSelector"], &workload.pod_labels) {
+                continue;
+            }
+            let ingress_type = match spec["policyTypes"].as_array() {
+                None => true,
+                Some(types) => types.iter().any(|t| t == "Ingress"),
+            };
+            if !ingress_type {
+                continue;
+            }
+            for rule in spec["ingress"].as_array().into_iter().flatten() {
+                if !rule_admits_port(rule, workload, port) {
+                    continue;
+                }
+                out.push(Admission {
+                    policy: policy["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_owned(),
+                    peers: rule["from"]
+                        .as_array()
+                        .filter(|peers| !peers.is_empty())
+                        .cloned(),
+                });
+            }
+        }
+        out
+    }
+
+    /// What is wrong with how `workload` serves `/metrics` on `admin_port`
+    /// (the port its settings bind): a container port named `admin`, the
+    /// `prometheus.io/scrape`, `/port` and `/path` pod annotations, and
+    /// NetworkPolicies that admit that port from the monitoring namespace
+    /// and from nowhere else. Empty when all is well.
+    pub fn admin_port_problems(&self, workload: &Workload, admin_port: u16) -> Vec<String> {
+        let mut problems = Vec::new();
+        match workload.named_ports.get(ADMIN_PORT_NAME) {
+            Some(&port) if port == admin_port => {}
+            Some(port) => problems.push(format!(
+                "container port {ADMIN_PORT_NAME:?} is {port}, but the service binds its admin listener on {admin_port}"
+            )),
+            None => problems.push(format!(
+                "no container port named {ADMIN_PORT_NAME:?} ({admin_port}, where /metrics is served)"
+            )),
+        }
+        let admin = admin_port.to_string();
+        for (key, expected) in [
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", admin.as_str()),
+            ("prometheus.io/path", "/metrics"),
+        ] {
+            let found = workload.pod_annotations.get(key).map(String::as_str);
+            if found != Some(expected) {
+                problems.push(format!(
+                    "pod annotation {key} must be {expected:?}, found {found:?}"
+                ));
+            }
+        }
+        let admissions = self.ingress_admissions(workload, admin_port);
+        if !admissions.iter().any(Admission::monitoring_only) {
+            problems.push(format!(
+                "no NetworkPolicy admits port {admin_port} from the {MONITORING_NAMESPACE} namespace"
+            ));
+        }
+        for admission in admissions.iter().filter(|a| !a.monitoring_only()) {
+            problems.push(format!(
+                "NetworkPolicy/{} admits port {admin_port} from {}",
+                admission.policy,
+                admission.peers.as_ref().map_or_else(
+                    || "every source".to_owned(),
+                    |peers| Value::Array(peers.clone()).to_string()
+                )
+            ));
+        }
+        problems
+    }
+
     /// Every Service.
     pub fn services(&self) -> Vec<ServiceObject> {
         self.of_kind("Service")
@@ -339,6 +532,29 @@ impl Manifests {
             })
             .collect()
     }
+}
+
+/// Whether an ingress rule admits TCP `port` of `workload`'s container.
+fn rule_admits_port(rule: &Value, workload: &Workload, port: u16) -> bool {
+    let Some(ports) = rule["ports"].as_array().filter(|ports| !ports.is_empty()) else {
+        return true;
+    };
+    ports.iter().any(|entry| {
+        if entry["protocol"].as_str().is_some_and(|p| p != "TCP") {
+            return false;
+        }
+        match &entry["port"] {
+            Value::Null => true,
+            Value::String(name) => match name.parse::<u16>() {
+                Ok(number) => number == port,
+                Err(_) => workload.named_ports.get(name) == Some(&port),
+            },
+            number => number.as_u64().is_some_and(|first| {
+                let last = entry["endPort"].as_u64().unwrap_or(first);
+                (first..=last).contains(&u64::from(port))
+            }),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -461,6 +677,97 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
         let problems =
             check(Service::Cart, Topology::Kubernetes, &workloads[0].env).expect_err("typo");
         assert!(problems[0].contains("potr"), "{problems:?}");
+    }
+
+    /// [`RENDERED`] with an admin port, the scrape annotations and
+    /// `policies` appended.
+    fn with_admin(policies: &str) -> Manifests {
+        let text = RENDERED
+            .replace(
+                "  template:\n    spec:\n",
+                "  template:\n    metadata:\n      labels: {app.kubernetes.io/name: cart}\n      annotations: {prometheus.io/scrape: 'true', prometheus.io/port: '9083', prometheus.io/path: /metrics}\n    spec:\n",
+            )
+            .replace(
+                "ports: [{containerPort: 8083}]",
+                "ports: [{name: http, containerPort: 8083}, {name: admin, containerPort: 9083}]",
+            );
+        Manifests::parse(&(text + policies)).expect("yaml")
+    }
+
+    const DEFAULT_DENY: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n";
+    const METRICS: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: metrics}\nspec:\n  podSelector:\n    matchExpressions: [{key: app.kubernetes.io/name, operator: In, values: [users, cart]}]\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]\n      ports: [{protocol: TCP, port: 9083}]\n";
+
+    fn problems(manifests: &Manifests) -> Vec<String> {
+        let workloads = manifests.workloads().expect("resolves");
+        manifests.admin_port_problems(&workloads[0], 9083)
+    }
+
+    #[test]
+    fn an_admin_port_open_to_monitoring_only_passes() {
+        let manifests = with_admin(&format!("{DEFAULT_DENY}{METRICS}"));
+        let workloads = manifests.workloads().expect("resolves");
+        assert_eq!(workloads[0].named_ports["admin"], 9083);
+        assert_eq!(workloads[0].pod_labels["app.kubernetes.io/name"], "cart");
+        assert_eq!(problems(&manifests), Vec::<String>::new());
+        // The API port is not admitted by the metrics policy.
+        assert!(manifests.ingress_admissions(&workloads[0], 8083).is_empty());
+        // A policy naming the port instead of its number matches it too.
+        let named = with_admin(&METRICS.replace("port: 9083", "port: admin"));
+        assert_eq!(problems(&named), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_admin_port_open_to_others_is_named() {
+        let ingress = METRICS.replace(
+            "{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}",
+            "{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}, {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}",
+        );
+        let found = problems(&with_admin(&ingress)).join("\n");
+        assert!(
+            found.contains("NetworkPolicy/metrics admits port 9083 from"),
+            "{found}"
+        );
+        assert!(found.contains("ingress-nginx"), "{found}");
+
+        let everyone = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: open}\nspec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: cart}}\n  ingress: [{}]\n";
+        let found = problems(&with_admin(&format!("{METRICS}{everyone}"))).join("\n");
+        assert!(
+            found.contains("NetworkPolicy/open admits port 9083 from every source"),
+            "{found}"
+        );
+
+        let elsewhere = METRICS.replace("values: [users, cart]", "values: [users]");
+        let found = problems(&with_admin(&elsewhere)).join("\n");
+        assert!(
+            found.contains("no NetworkPolicy admits port 9083 from the monitoring namespace"),
+            "{found}"
+        );
+    }
+
+    #[test]
+    fn a_missing_admin_port_or_annotation_is_named() {
+        let manifests = Manifests::parse(&format!("{RENDERED}{METRICS}")).expect("yaml");
+        let found = problems(&manifests).join("\n");
+        for expected in [
+            "no container port named \"admin\"",
+            "prometheus.io/scrape",
+            "prometheus.io/port",
+            "prometheus.io/path",
+        ] {
+            assert!(found.contains(expected), "{expected}: {found}");
+        }
+        let workloads = with_admin(METRICS).workloads().expect("resolves");
+        let wrong = with_admin(METRICS)
+            .admin_port_problems(&workloads[0], 9999)
+            .join("\n");
+        assert!(
+            wrong.contains("container port \"admin\" is 9083"),
+            "{wrong}"
+        );
+        assert!(
+            wrong.contains("prometheus.io/port must be \"9999\""),
+            "{wrong}"
+        );
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub struct Loaded {
     pub instance: InstanceSettings,
     /// The HTTP port (the one `--healthcheck` and the probes use).
     pub http_port: u16,
+    /// The admin port, where `/metrics` is served: `admin.port`, or orders'
+    /// HTTP admin port (`http.port`); `None` when `admin.enabled` is off.
+    pub admin_port: Option<u16>,
     /// The port it registers: gRPC for orders, HTTP otherwise.
     pub registered_port: u16,
     /// The signing key file (users).
@@ -181,6 +184,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 registry: s.registry,
                 instance: s.instance,
                 http_port: s.http.port,
+                admin_port: s.admin.enabled.then_some(s.admin.port),
                 registered_port: s.http.port,
                 signing_key_file: s
                     .auth
@@ -199,6 +203,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 registry: s.registry,
                 instance: s.instance,
                 http_port: s.http.port,
+                admin_port: s.admin.enabled.then_some(s.admin.port),
                 registered_port: s.http.port,
                 signing_key_file: None,
                 signing_key_pem: false,
@@ -214,6 +219,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 registry: s.registry,
                 instance: s.instance,
                 http_port: s.http.port,
+                admin_port: s.admin.enabled.then_some(s.admin.port),
                 registered_port: s.http.port,
                 signing_key_file: None,
                 signing_key_pem: false,
@@ -232,6 +238,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 registry: s.registry,
                 instance: s.instance,
                 http_port: s.http.port,
+                admin_port: Some(s.http.port),
                 registered_port: s.grpc.port,
                 signing_key_file: None,
                 signing_key_pem: false,
@@ -251,6 +258,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 registry: s.registry,
                 instance: s.instance,
                 http_port: s.http.port,
+                admin_port: s.admin.enabled.then_some(s.admin.port),
                 registered_port: s.http.port,
                 signing_key_file: None,
                 signing_key_pem: false,
@@ -513,6 +521,43 @@ mod tests {
         );
         assert_eq!(pool(Service::Catalog, Some("0")), 1, "a pool never has 0");
         assert_eq!(pool(Service::Gateway, None), 0);
+    }
+
+    #[test]
+    fn admin_ports_are_each_services_own_and_follow_the_environment() {
+        let admin = |service: Service, pairs: &[(&str, &str)]| {
+            let mut pairs = pairs.to_vec();
+            if service != Service::Gateway {
+                pairs.push(("SHOP_DATABASE__URL", "postgres://x@postgres:5432/db"));
+            }
+            load(service, &env(&pairs)).expect("loads").admin_port
+        };
+        assert_eq!(admin(Service::Gateway, &[]), Some(9080));
+        assert_eq!(admin(Service::Users, &[]), Some(9081));
+        assert_eq!(admin(Service::Catalog, &[]), Some(9082));
+        assert_eq!(admin(Service::Cart, &[]), Some(9083));
+        assert_eq!(
+            admin(Service::Orders, &[]),
+            Some(8084),
+            "its HTTP admin port"
+        );
+        assert_eq!(
+            admin(Service::Cart, &[("SHOP_ADMIN__PORT", "9100")]),
+            Some(9100)
+        );
+        assert_eq!(
+            admin(Service::Users, &[("SHOP_ADMIN__ENABLED", "false")]),
+            None
+        );
+        let problems = load(
+            Service::Orders,
+            &env(&[
+                ("SHOP_DATABASE__URL", "postgres://x@postgres:5432/db"),
+                ("SHOP_ADMIN__PORT", "9084"),
+            ]),
+        )
+        .expect_err("orders' admin listener is http.*");
+        assert!(problems.contains("admin"), "{problems}");
     }
 
     #[test]

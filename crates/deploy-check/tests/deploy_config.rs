@@ -86,6 +86,7 @@ fn every_compose_service_starts_with_its_environment() {
     let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let mut seen: BTreeMap<Service, Vec<&str>> = BTreeMap::new();
     let mut tokens = BTreeSet::new();
+    let mut admin_ports = BTreeMap::new();
     for entry in &services {
         let Some(service) = entry.service else {
             continue;
@@ -132,8 +133,8 @@ fn every_compose_service_starts_with_its_environment() {
                 entry.name
             );
         }
-        if let Some(token) = loaded.service_token {
-            tokens.insert(token);
+        if let Some(token) = &loaded.service_token {
+            tokens.insert(token.clone());
         }
         assert!(entry.healthcheck, "{}: no health check", entry.name);
         for (dependency, condition) in &entry.depends_on {
@@ -155,7 +156,47 @@ fn every_compose_service_starts_with_its_environment() {
                 entry.name
             );
         }
+        // /metrics is served on an admin port of its own, which no
+        // container publishes: the gateway publishes its API port alone.
+        let admin = admin_port(&entry.name, &loaded);
+        assert!(
+            !entry.published_targets.contains(&admin),
+            "{}: publishes its admin port {admin} (/metrics)",
+            entry.name
+        );
+        if service == Service::Gateway {
+            assert_eq!(
+                entry.published_targets,
+                [loaded.http_port],
+                "{}: publishes other ports than its API port",
+                entry.name
+            );
+        }
+        admin_ports.insert(entry.name.clone(), admin);
     }
+    // scripts/compose-e2e.sh reads each cart replica's /metrics on its admin port.
+    let script =
+        std::fs::read_to_string(repo().join("scripts/compose-e2e.sh")).expect("compose-e2e.sh");
+    let mut reads = 0;
+    for line in script.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(3) {
+            if pair[0].ends_with("api_requests") && pair[1].starts_with("cart-") {
+                let port: u16 = pair[2].trim_end_matches(')').parse().expect("a port");
+                assert_eq!(
+                    Some(&port),
+                    admin_ports.get(pair[1]),
+                    "compose-e2e.sh reads {}'s /metrics on {port}, not its admin port",
+                    pair[1]
+                );
+                reads += 1;
+            }
+        }
+    }
+    assert!(
+        reads >= 2,
+        "compose-e2e.sh reads no cart replica's /metrics"
+    );
     assert_eq!(
         tokens.len(),
         1,
@@ -173,6 +214,18 @@ fn every_compose_service_starts_with_its_environment() {
         2,
         "compose runs two cart replicas"
     );
+}
+
+/// The port `/metrics` is served on; it is never the API port (but for
+/// orders, whose HTTP listener is its admin listener: its API is gRPC).
+fn admin_port(id: &str, loaded: &Loaded) -> u16 {
+    let admin = loaded
+        .admin_port
+        .unwrap_or_else(|| panic!("{id}: admin.enabled is off, so nothing serves /metrics"));
+    if loaded.service != Service::Orders {
+        assert_ne!(admin, loaded.http_port, "{id}: /metrics on the API port");
+    }
+    admin
 }
 
 fn kubectl() -> Option<PathBuf> {
@@ -244,11 +297,19 @@ fn every_kubernetes_workload_starts_with_its_environment() {
             let id = format!("{target}: {}", workload.id);
             let loaded = checked(service, Topology::Kubernetes, &id, &workload.env);
 
+            let admin = admin_port(&id, &loaded);
             assert!(
                 workload.ports.contains(&loaded.http_port)
-                    && workload.ports.contains(&loaded.registered_port),
+                    && workload.ports.contains(&loaded.registered_port)
+                    && workload.ports.contains(&admin),
                 "{id}: container ports {:?} do not include the ports it binds",
                 workload.ports
+            );
+            let problems = manifests.admin_port_problems(&workload, admin);
+            assert!(
+                problems.is_empty(),
+                "{id}: /metrics on port {admin}:\n  {}",
+                problems.join("\n  ")
             );
             if let Some(file) = &loaded.signing_key_file {
                 assert!(
@@ -333,6 +394,75 @@ fn every_kubernetes_workload_starts_with_its_environment() {
                 service.name()
             );
         }
+    }
+}
+
+#[test]
+fn kubernetes_admin_ports_opened_beyond_monitoring_fail_naming_the_policy() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    for (target, manifests) in targets {
+        let problems_of = |manifests: &Manifests, service: Service| {
+            let workload = manifests
+                .workloads()
+                .expect("resolves")
+                .into_iter()
+                .find(|w| w.service == Some(service))
+                .expect("deployed");
+            let loaded = load(service, &workload.env).expect("loads");
+            manifests
+                .admin_port_problems(&workload, loaded.admin_port.expect("admin on"))
+                .join("\n")
+        };
+
+        // The Ingress controller's namespace added to the metrics policy.
+        let mut opened = manifests.clone();
+        let rule = &mut opened
+            .get_mut("NetworkPolicy", "metrics")
+            .unwrap_or_else(|| panic!("{target}: no NetworkPolicy/metrics"))["spec"]["ingress"][0];
+        match &mut rule["from"] {
+            Value::Array(peers) => peers.push(json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}})),
+            other => panic!("{target}: metrics policy has no from list: {other}"),
+        }
+        let found = problems_of(&opened, Service::Gateway);
+        eprintln!("{target}, metrics policy opened: {found}");
+        assert!(
+            found.contains("NetworkPolicy/metrics admits port 9080")
+                && found.contains("ingress-nginx"),
+            "{target}: {found}"
+        );
+
+        // The gateway's own policy opened to every port.
+        let mut opened = manifests.clone();
+        opened
+            .get_mut("NetworkPolicy", "gateway")
+            .expect("rendered")["spec"]["ingress"][0]
+            .as_object_mut()
+            .expect("a rule")
+            .remove("ports");
+        let found = problems_of(&opened, Service::Gateway);
+        assert!(
+            found.contains("NetworkPolicy/gateway admits port 9080"),
+            "{target}: {found}"
+        );
+
+        // A Deployment without its admin port or annotations.
+        let mut bare = manifests.clone();
+        let template =
+            &mut bare.get_mut("Deployment", "users").expect("rendered")["spec"]["template"];
+        template["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("annotations");
+        template["spec"]["containers"][0]["ports"] =
+            json!([{"name": "http", "containerPort": 8081}]);
+        let found = problems_of(&bare, Service::Users);
+        assert!(
+            found.contains("no container port named \"admin\""),
+            "{target}: {found}"
+        );
+        assert!(found.contains("prometheus.io/scrape"), "{target}: {found}");
     }
 }
 

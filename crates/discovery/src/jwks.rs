@@ -1,5 +1,10 @@
 //! The token keys of the users service, fetched through discovery: a
-//! [`KeySource`] for [`shop_common::auth::TokenVerifier::with_source`].
+//! [`KeySource`] for [`shop_common::auth::TokenVerifier::from_settings`].
+//!
+//! Each fetch reaches one users instance, picked by the upstream's policy;
+//! instances in the middle of a key rotation may publish different sets,
+//! which is why the verifier merges what it fetches rather than replacing
+//! its keys (see `TokenVerifier`).
 
 use futures::future::BoxFuture;
 use http::{Request, StatusCode};

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use shop_common::auth::TokenVerifier;
 use shop_common::config::ConfigError;
-use shop_common::health::{self, Readiness};
-use shop_common::server::{self, BindError};
+use shop_common::health::Readiness;
+use shop_common::server::{self, BindError, Service};
 use shop_discovery::{
     BuildError, JwksSource, Registration, Registry, RegistryError, UpstreamClient,
 };
@@ -61,6 +61,7 @@ pub enum StartError {
 /// A gateway that is bound, registered and ready to run.
 pub struct Application {
     listener: TcpListener,
+    admin: Option<(TcpListener, SocketAddr)>,
     api: Router,
     upstreams: Upstreams,
     addr: SocketAddr,
@@ -81,8 +82,8 @@ impl Application {
 
     /// Builds the gateway with `registry` (tests and the all-in-one binary
     /// pass their own): validates the settings, builds one upstream client
-    /// per service, binds the listener (port 0 picks a free port) and
-    /// registers the instance as `gateway`.
+    /// per service, binds the API and admin listeners (port 0 picks a free
+    /// port) and registers the instance (its API address) as `gateway`.
     ///
     /// # Errors
     /// [`StartError`] naming what could not be set up.
@@ -104,9 +105,8 @@ impl Application {
             cart: upstream(Upstream::Cart, &settings.upstreams.cart)?,
             orders: upstream(Upstream::Orders, &settings.upstreams.orders)?,
         };
-        let verifier = TokenVerifier::with_source(
-            &settings.auth.issuer,
-            &settings.auth.audience,
+        let verifier = TokenVerifier::from_settings(
+            &settings.auth,
             Arc::new(JwksSource::new(upstreams.users.clone())),
         );
         let state = AppState::new(Shared {
@@ -118,9 +118,11 @@ impl Application {
         let api = routes::router(state, &verifier).merge(docs::swagger_ui());
         let api = with_edge_layers(api, &settings);
         let (listener, addr) = server::bind(&settings.http).await?;
+        let admin = server::bind_admin(&settings.admin).await?;
         let registration = settings.instance.register(&registry, SERVICE, addr)?;
         Ok(Self {
             listener,
+            admin,
             api,
             upstreams,
             addr,
@@ -139,41 +141,48 @@ impl Application {
         self.addr.port()
     }
 
+    /// The bound admin address (`/metrics`); `None` when `admin.enabled` is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `stop` is cancelled: then deregisters at once, reports
-    /// not ready, and drains in-flight requests.
+    /// not ready, and drains in-flight requests (then the admin listener).
     ///
     /// # Errors
-    /// An I/O error from the listener.
+    /// An I/O error from a listener.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let Self {
             listener,
+            admin,
             api,
             upstreams,
-            addr,
             registration,
             settings,
+            ..
         } = self;
         let readiness = Upstream::ALL
             .into_iter()
             .fold(Readiness::new(), |readiness, which| {
                 readiness.with_check(UpstreamReady::new(upstreams.get(which).clone()))
-            })
-            .with_stop(stop.clone());
-        let router = server::with_common_layers(api.merge(health::router(readiness)), SERVICE);
-        tracing::info!(service = SERVICE, %addr, "listening");
-        let stopping = stop.clone();
-        tokio::spawn(async move {
-            stopping.cancelled().await;
-            registration.deregister().await;
-        });
-        let result = server::serve(listener, router, stop, settings.http.limits()).await;
-        tracing::info!(service = SERVICE, "stopped");
-        result
+            });
+        let service = Service {
+            name: SERVICE,
+            listener,
+            admin: admin.map(|(listener, _)| listener),
+            router: api,
+            readiness,
+            db: None,
+            limits: settings.http.limits(),
+            on_stop: async move { registration.deregister().await },
+        };
+        server::run(service, stop).await
     }
 }
 
-/// The edge layers around the API routes; the probes are merged in later,
-/// outside them, so they are never shed, rate limited or timed out.
+/// The edge layers around the API routes; the probes are merged in later
+/// (by `server::run`), outside them, so they are never shed, rate limited
+/// or timed out.
 ///
 /// Outermost first: trace context (so even a refusal can be traced),
 /// CORS (so browsers can read refusals too, and preflights cost nothing

@@ -7,7 +7,7 @@ use std::path::Path;
 use http::HeaderValue;
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
-use shop_common::config::{self, ConfigError, HttpSettings};
+use shop_common::config::{self, AdminSettings, ConfigError, HttpSettings};
 use shop_discovery::balance::ConsistentHashSettings;
 use shop_discovery::{InstanceSettings, PolicySettings, RegistrySettings, UpstreamSettings};
 
@@ -15,13 +15,18 @@ pub use crate::headers::TrustedProxies;
 
 /// The default HTTP port of the gateway.
 pub const DEFAULT_PORT: u16 = 8080;
+/// The default admin port (`/metrics`): the API port plus 1000. The API
+/// port is the public one; this one stays inside the deployment.
+pub const DEFAULT_ADMIN_PORT: u16 = 9080;
 
 /// Everything the gateway reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Listener (default `0.0.0.0:8080`).
+    /// Listener (default `0.0.0.0:8080`): the public API.
     pub http: HttpSettings,
+    /// Admin listener: `/metrics` (default `0.0.0.0:9080`), never public.
+    pub admin: AdminSettings,
     /// Where instances register and are found.
     pub registry: RegistrySettings,
     /// How the gateway registers itself (as `gateway`).
@@ -44,6 +49,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
             auth: VerifierSettings::default(),
@@ -250,6 +256,7 @@ impl Settings {
     /// # Errors
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate()?;
         let limits = &self.limits;
         for (key, value) in [
             ("limits.body_bytes", limits.body_bytes),

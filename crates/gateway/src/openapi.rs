@@ -36,7 +36,6 @@ use utoipa::{Modify, OpenApi, ToSchema};
         paths::get_docs,
         paths::healthz,
         paths::readyz,
-        paths::metrics,
     ),
     components(schemas(
         Problem,
@@ -354,11 +353,6 @@ pub mod paths {
             (status = 503, description = "Not ready; the body names the upstreams without a healthy instance", content_type = "application/json"),
         ))]
     pub fn readyz() {}
-
-    /// Prometheus metrics, including per-upstream `upstream_*` series.
-    #[utoipa::path(get, path = "/metrics", tag = "meta",
-        responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-    pub fn metrics() {}
 }
 
 #[cfg(test)]

@@ -403,10 +403,20 @@ async fn overload_is_shed_but_probes_still_answer() {
         .expect("sent");
     assert!(shed.headers().contains_key("retry-after"));
     assert_problem(shed, 503, "shed").await;
-    for probe in ["/healthz", "/metrics"] {
-        let response = edge.client.get(edge.url(probe)).send().await.expect("sent");
-        assert_eq!(response.status(), 200, "{probe} under overload");
-    }
+    let response = edge
+        .client
+        .get(edge.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200, "/healthz under overload");
+    let metrics = edge
+        .client
+        .get(format!("{}/metrics", edge.gateway.admin_base()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(metrics.status(), 200, "admin /metrics under overload");
     let readyz = edge
         .client
         .get(edge.url("/readyz"))
@@ -569,4 +579,66 @@ async fn login_and_registration_have_a_stricter_bucket() {
     )
     .await;
     assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn metrics_are_not_public_and_the_admin_port_counts_public_requests() {
+    let edge = edge(|_| {}).await;
+    let series = |text: &str| {
+        text.lines()
+            .find(|line| {
+                line.starts_with("http_requests_total{")
+                    && line.contains(r#"service="gateway""#)
+                    && line.contains(r#"route="/api/products""#)
+                    && line.contains(r#"status="200""#)
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map_or(0.0, |value| value.parse::<f64>().expect("a number"))
+    };
+    let scrape = || async {
+        let response = edge
+            .client
+            .get(format!("{}/metrics", edge.gateway.admin_base()))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .is_ok_and(|t| t.starts_with("text/plain")),
+            "{:?}",
+            response.headers()["content-type"]
+        );
+        response.text().await.expect("text")
+    };
+    let before = series(&scrape().await);
+    let listed = edge
+        .client
+        .get(edge.url("/api/products"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(listed.status(), 200);
+    let after = scrape().await;
+    assert!(
+        series(&after) >= before + 1.0,
+        "the public request is not counted: {before} -> {}",
+        series(&after)
+    );
+    assert!(
+        after.contains("upstream_requests_total"),
+        "the upstream series are on the admin port too"
+    );
+
+    // The public port: the usual 404 problem, nothing forwarded upstream.
+    let seen = edge.catalog.hits().len() + edge.cart.hits().len();
+    let public = edge
+        .client
+        .get(edge.url("/metrics"))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(public, 404, "/metrics on the public port").await;
+    assert_eq!(edge.catalog.hits().len() + edge.cart.hits().len(), seen);
 }

@@ -187,8 +187,9 @@ async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
     }
     assert_eq!(last, 503, "the orders breaker opened too");
 
+    let admin = gateway.admin_base();
     let metrics = client
-        .get(format!("{}/metrics", gateway.base))
+        .get(format!("{admin}/metrics"))
         .send()
         .await
         .expect("sent")

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use shop_common::auth::TokenVerifier;
 use shop_common::db::{Db, DbError};
+use shop_common::health::{self, Readiness};
 use shop_common::server::{self, BindError, Service};
 use shop_discovery::{
     BuildError, JwksSource, Registration, Registry, RegistryError, Scheme, UpstreamClient,
@@ -107,11 +107,8 @@ impl Application {
 
         let cart = CartClient::new(UpstreamClient::new("cart", &settings.cart, &registry)?);
         let users = UpstreamClient::new("users", &settings.users, &registry)?;
-        let verifier = TokenVerifier::with_source(
-            &settings.auth.issuer,
-            &settings.auth.audience,
-            Arc::new(JwksSource::new(users)),
-        );
+        let verifier =
+            TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
         if settings.internal.service_token.is_none() {
             tracing::warn!(
                 "internal.service_token is not set: the outbox relay cannot clear carts (cart refuses every delivery)"
@@ -290,12 +287,16 @@ impl Application {
         };
         tracing::info!(service = SERVICE, addr = %grpc_addr, "gRPC listening");
 
+        // The HTTP listener is itself orders' admin listener: it adds the
+        // metrics route the shared admin listener serves, and no other.
         let admin = server::run(
             Service {
                 name: SERVICE,
                 listener: admin_listener,
-                router: Router::new(),
-                db: probe_db,
+                admin: None,
+                router: health::metrics_router(),
+                readiness: Readiness::new(),
+                db: Some(probe_db),
                 limits: settings.http.limits(),
                 on_stop: async {},
             },

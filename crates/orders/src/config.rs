@@ -281,6 +281,7 @@ impl Settings {
     /// # Errors
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate()?;
         if self.grpc.max_concurrent_streams == 0 {
             return Err(ConfigError::invalid(
                 "grpc.max_concurrent_streams",

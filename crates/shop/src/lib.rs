@@ -8,6 +8,13 @@
 //!
 //! On Ctrl-C the stack stops from the edge inward, so no request in flight
 //! at the edge finds a service behind it already gone.
+//!
+//! Metrics are served once: every service of the process records into one
+//! process-wide registry (told apart by the `service` label), so one
+//! `/metrics` holds all of it, and several would serve the same text and
+//! make a scraper count everything twice. orders' admin listener serves it
+//! (orders always has one); the HTTP services' admin listeners are off
+//! (`admin.enabled = false`; a `[cart.admin]` table may turn one back on).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -79,6 +86,8 @@ impl Options {
 struct Running {
     name: String,
     addr: SocketAddr,
+    /// Its admin listener, listed as `<name>-admin`.
+    admin: Option<SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -87,8 +96,8 @@ struct Running {
 pub struct Shop {
     /// Services grouped by the order they stop in: the edge first.
     tiers: Vec<Vec<Running>>,
-    /// Listeners that are not a service of their own (orders' admin port).
-    extra: Vec<(String, SocketAddr)>,
+    /// Where the process's `/metrics` is served (orders' admin listener).
+    metrics: SocketAddr,
     registry: Registry,
     data_dir: PathBuf,
 }
@@ -112,6 +121,7 @@ impl Shop {
             "users",
             json!({
                 "http": {"host": host, "port": options.port(shop_users::config::DEFAULT_PORT)},
+                "admin": {"enabled": false, "host": host, "port": options.port(shop_users::config::DEFAULT_ADMIN_PORT)},
                 "database": {"url": sqlite("users")},
                 "auth": {"signing_key_file": dir.join(SIGNING_KEY_FILE)},
                 "login_limit": {"trust_forwarded_for": true},
@@ -121,7 +131,7 @@ impl Shop {
         let users = shop_users::Application::build_in(users, registry.clone())
             .await
             .context("users")?;
-        let users = spawn("users", users.local_addr(), |stop| {
+        let users = spawn("users", users.local_addr(), users.admin_addr(), |stop| {
             users.run_until_stopped(stop)
         });
 
@@ -130,29 +140,37 @@ impl Shop {
             "catalog",
             json!({
                 "http": {"host": host, "port": options.port(shop_catalog::config::DEFAULT_PORT)},
+                "admin": {"enabled": false, "host": host, "port": options.port(shop_catalog::config::DEFAULT_ADMIN_PORT)},
                 "database": {"url": sqlite("catalog")},
             }),
         )?;
         let catalog = shop_catalog::Application::build_in(catalog, registry.clone())
             .await
             .context("catalog")?;
-        let catalog = spawn("catalog", catalog.local_addr(), |stop| {
-            catalog.run_until_stopped(stop)
-        });
+        let catalog = spawn(
+            "catalog",
+            catalog.local_addr(),
+            catalog.admin_addr(),
+            |stop| catalog.run_until_stopped(stop),
+        );
 
         let mut carts = Vec::new();
         for replica in 1..=options.cart_replicas {
-            // The first replica takes the well-known port, the others any free one.
-            let port = if replica == 1 {
-                options.port(shop_cart::config::DEFAULT_PORT)
+            // The first replica takes the well-known ports, the others any free ones.
+            let (port, admin_port) = if replica == 1 {
+                (
+                    options.port(shop_cart::config::DEFAULT_PORT),
+                    options.port(shop_cart::config::DEFAULT_ADMIN_PORT),
+                )
             } else {
-                0
+                (0, 0)
             };
             let cart: shop_cart::Settings = load_scoped(
                 config,
                 "cart",
                 json!({
                     "http": {"host": host, "port": port},
+                    "admin": {"enabled": false, "host": host, "port": admin_port},
                     "database": {"url": sqlite("cart")},
                     "internal": {"service_token": service_token},
                     "instance": {"id": format!("cart-{replica}")},
@@ -165,6 +183,7 @@ impl Shop {
             carts.push(spawn(
                 &format!("cart-{replica}"),
                 cart.local_addr(),
+                cart.admin_addr(),
                 |stop| cart.run_until_stopped(stop),
             ));
         }
@@ -184,7 +203,7 @@ impl Shop {
             .await
             .context("orders")?;
         let orders_admin = orders.admin_addr();
-        let orders = spawn("orders", orders.local_addr(), |stop| {
+        let orders = spawn("orders", orders.local_addr(), Some(orders_admin), |stop| {
             orders.run_until_stopped(stop)
         });
 
@@ -193,32 +212,45 @@ impl Shop {
             "gateway",
             json!({
                 "http": {"host": host, "port": if options.ephemeral_ports { 0 } else { options.port }},
+                "admin": {"enabled": false, "host": host, "port": options.port(shop_gateway::config::DEFAULT_ADMIN_PORT)},
             }),
         )?;
         gateway.validate()?;
         let gateway = shop_gateway::Application::build_in(gateway, registry.clone())
             .await
             .context("gateway")?;
-        let gateway = spawn("gateway", gateway.local_addr(), |stop| {
-            gateway.run_until_stopped(stop)
-        });
+        let gateway = spawn(
+            "gateway",
+            gateway.local_addr(),
+            gateway.admin_addr(),
+            |stop| gateway.run_until_stopped(stop),
+        );
 
         Ok(Self {
             tiers: vec![vec![gateway], vec![orders], carts, vec![catalog, users]],
-            extra: vec![("orders-admin".to_owned(), orders_admin)],
+            metrics: orders_admin,
             registry,
             data_dir: options.data_dir.clone(),
         })
     }
 
-    /// Where each service listens, edge first.
+    /// Where each service listens, edge first; admin listeners as
+    /// `<service>-admin`, after the services.
     pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
-        let services = self
-            .tiers
-            .iter()
-            .flatten()
-            .map(|running| (running.name.clone(), running.addr));
-        services.chain(self.extra.iter().cloned()).collect()
+        let running = || self.tiers.iter().flatten();
+        let services = running().map(|running| (running.name.clone(), running.addr));
+        let admins = running().filter_map(|running| {
+            running
+                .admin
+                .map(|admin| (format!("{}-admin", running.name), admin))
+        });
+        services.chain(admins).collect()
+    }
+
+    /// Where the process's `/metrics` is served: one address for every
+    /// service (see the crate documentation).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
     }
 
     /// The address of the named listener (`users`, `cart-1`, `orders-admin`, …).
@@ -242,7 +274,12 @@ impl Shop {
             let scheme = if name == "orders" { "grpc" } else { "http" };
             let _ = writeln!(text, "  {name:<13} {scheme}://{addr}");
         }
-        let _ = writeln!(text, "\n  data: {}", self.data_dir.display());
+        let _ = writeln!(
+            text,
+            "\n  metrics: http://{}/metrics (every service of this process)",
+            self.metrics
+        );
+        let _ = writeln!(text, "  data: {}", self.data_dir.display());
         if let Some(gateway) = self.addr("gateway") {
             let _ = write!(
                 text,
@@ -280,7 +317,12 @@ impl Shop {
     }
 }
 
-fn spawn<F>(name: &str, addr: SocketAddr, start: impl FnOnce(CancellationToken) -> F) -> Running
+fn spawn<F>(
+    name: &str,
+    addr: SocketAddr,
+    admin: Option<SocketAddr>,
+    start: impl FnOnce(CancellationToken) -> F,
+) -> Running
 where
     F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
@@ -289,6 +331,7 @@ where
     Running {
         name: name.to_owned(),
         addr,
+        admin,
         stop,
         task,
     }

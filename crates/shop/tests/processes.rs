@@ -178,6 +178,12 @@ impl Cluster {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect();
             env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+            if name != "orders" {
+                // The admin listeners on free ports too: two carts share a host.
+                // (orders' admin listener is its `http` one.)
+                env.push(("SHOP_ADMIN__HOST".to_owned(), "127.0.0.1".to_owned()));
+                env.push(("SHOP_ADMIN__PORT".to_owned(), "0".to_owned()));
+            }
             if name != "gateway" {
                 // The carts share one database, as replicas do.
                 let db_name = name.split('-').next().expect("name");

@@ -45,6 +45,47 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
         banner.contains("cart-2") && banner.contains("curl"),
         "{banner}"
     );
+    let metrics_url = format!("http://{}/metrics", shop.metrics_addr());
+    assert!(banner.contains(&metrics_url), "{banner}");
+
+    // One /metrics for the process, on no API port; it counts the gateway's
+    // requests as well as every other service's.
+    let listed = client
+        .get(url(&shop, "gateway", "/api/products?limit=1"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(listed.status(), 200);
+    for service in ["gateway", "users", "catalog", "cart-1", "cart-2"] {
+        let response = client
+            .get(url(&shop, service, "/metrics"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 404, "{service} serves /metrics publicly");
+        assert!(
+            shop.addr(&format!("{service}-admin")).is_none(),
+            "{service} has an admin listener of its own"
+        );
+    }
+    let metrics = client
+        .get(&metrics_url)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for service in ["gateway", "catalog"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with("http_requests_total{")
+                    && line.contains(&format!(r#"service="{service}""#))
+                    && line.contains(r#"route="/api/products""#)),
+            "no {service} request series in:\n{metrics}"
+        );
+    }
     for name in [
         "users.db",
         "catalog.db",

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use shop_common::auth::{TokenError, TokenIssuer};
 use shop_common::db::{Db, DbError};
+use shop_common::health::Readiness;
 use shop_common::server::{self, BindError, Service};
 use shop_discovery::{Registration, Registry, RegistryError};
 use tokio::net::TcpListener;
@@ -48,6 +49,7 @@ pub enum StartError {
 /// A users service that is bound and ready to run.
 pub struct Application {
     listener: TcpListener,
+    admin: Option<(TcpListener, SocketAddr)>,
     router: Router,
     addr: SocketAddr,
     db: Db,
@@ -68,8 +70,8 @@ impl Application {
 
     /// Builds the service with `registry` (tests and the all-in-one binary
     /// pass their own): opens and migrates the database, loads the signing
-    /// key, binds the listener (port 0 picks a free port) and registers the
-    /// instance.
+    /// key, binds the API and admin listeners (port 0 picks a free port) and
+    /// registers the instance (its API address).
     ///
     /// # Errors
     /// [`StartError`] naming what could not be set up.
@@ -77,6 +79,13 @@ impl Application {
         let db = Db::connect(&settings.database).await?;
         db.migrate(&MIGRATOR).await?;
         let issuer = Arc::new(TokenIssuer::from_settings(&settings.auth)?);
+        // Which keys this replica signs with and publishes: what an operator
+        // checks at each step of a key rotation.
+        tracing::info!(
+            kid = issuer.kid(),
+            published = ?issuer.published_kids(),
+            "token signing key loaded"
+        );
         let state = AppState {
             store: UserStore::new(db.clone()),
             verifier: issuer.verifier(),
@@ -87,9 +96,11 @@ impl Application {
         };
         let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
         let (listener, addr) = server::bind(&settings.http).await?;
+        let admin = server::bind_admin(&settings.admin).await?;
         let registration = settings.instance.register(&registry, SERVICE, addr)?;
         Ok(Self {
             listener,
+            admin,
             router,
             addr,
             db,
@@ -109,6 +120,11 @@ impl Application {
         self.addr.port()
     }
 
+    /// The bound admin address (`/metrics`); `None` when `admin.enabled` is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// The token issuer, whose verifier other in-process services may share.
     pub fn issuer(&self) -> Arc<TokenIssuer> {
         Arc::clone(&self.issuer)
@@ -124,8 +140,10 @@ impl Application {
         let service = Service {
             name: SERVICE,
             listener: self.listener,
+            admin: self.admin.map(|(listener, _)| listener),
             router: self.router,
-            db: self.db,
+            readiness: Readiness::new(),
+            db: Some(self.db),
             limits: self.settings.http.limits(),
             on_stop: async move { registration.deregister().await },
         };

@@ -5,13 +5,15 @@ use std::path::Path;
 
 use serde::Deserialize;
 use shop_common::auth::IssuerSettings;
-use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 use crate::login_limit::{LoginLimitSettings, MAX_WINDOW_SECS};
 
 /// The default HTTP port of the users service.
 pub const DEFAULT_PORT: u16 = 8081;
+/// The default admin port (`/metrics`): the API port plus 1000.
+pub const DEFAULT_ADMIN_PORT: u16 = 9081;
 /// The default database: a SQLite file under `./data`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/users.db";
 
@@ -21,9 +23,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/users.db";
 pub struct Settings {
     /// Listener (default `0.0.0.0:8081`).
     pub http: HttpSettings,
+    /// Admin listener: `/metrics` (default `0.0.0.0:9081`).
+    pub admin: AdminSettings,
     /// The users database (default `sqlite:./data/users.db`).
     pub database: DatabaseSettings,
-    /// Token signing: key, issuer, audience, lifetime.
+    /// Token signing: key, the keys published beside it, issuer, audience,
+    /// lifetime.
     pub auth: IssuerSettings,
     /// Login limiting per client and login and per account.
     pub login_limit: LoginLimitSettings,
@@ -37,6 +42,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
             database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
             auth: IssuerSettings::default(),
             login_limit: LoginLimitSettings::default(),
@@ -63,12 +69,7 @@ impl Settings {
     /// # Errors
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.auth.token_ttl_secs == 0 {
-            return Err(ConfigError::invalid(
-                "auth.token_ttl_secs",
-                "must be at least 1",
-            ));
-        }
+        self.auth.validate()?;
         let limits = &self.login_limit;
         for (key, value) in [
             ("login_limit.max_failures", u64::from(limits.max_failures)),
@@ -109,6 +110,7 @@ mod tests {
     fn zero_configuration_means_sqlite_on_8081() {
         let settings: Settings = config::load_from("", &[]).expect("defaults are valid");
         assert_eq!(settings.http.port, DEFAULT_PORT);
+        assert_eq!(settings.admin.port, DEFAULT_ADMIN_PORT);
         assert_eq!(settings.database.url.expose_secret(), DEFAULT_DATABASE_URL);
         settings.validate().expect("defaults validate");
     }
@@ -160,6 +162,39 @@ mod tests {
             let err = settings.validate().expect_err(toml);
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn published_keys_load_from_env_and_too_many_are_rejected() {
+        let settings: Settings = config::load_from(
+            "",
+            &[(
+                "SHOP_AUTH__PUBLISHED_KEY_FILES",
+                "[/run/secrets/signing-key-next.pem]",
+            )],
+        )
+        .expect("valid");
+        assert_eq!(
+            settings.auth.published_key_files,
+            vec![std::path::PathBuf::from(
+                "/run/secrets/signing-key-next.pem"
+            )]
+        );
+        settings.validate().expect("valid");
+
+        let files: Vec<String> = (0..=shop_common::auth::MAX_PUBLISHED_KEYS)
+            .map(|i| format!("\"/k{i}.pem\""))
+            .collect();
+        let settings: Settings = config::load_from(
+            &format!("[auth]\npublished_key_files = [{}]\n", files.join(", ")),
+            &[],
+        )
+        .expect("parses");
+        let err = settings.validate().expect_err("too many");
+        assert!(
+            err.to_string().contains("auth.published_key_files"),
+            "{err}"
+        );
     }
 
     #[test]

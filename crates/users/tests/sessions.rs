@@ -192,15 +192,23 @@ async fn health_readiness_and_metrics_answer() {
         .expect("json");
     assert_eq!(ready["checks"]["database"], "ok");
     app.login("nobody", "whatever").await;
-    let metrics = app
+    // Metrics are not on the API port: only on the admin listener.
+    let public = app
         .client
         .get(app.url("/metrics"))
         .send()
         .await
-        .expect("sent")
-        .text()
+        .expect("sent");
+    assert_eq!(public.status(), 404);
+    assert_eq!(public.headers()["content-type"], "application/problem+json");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.admin))
+        .send()
         .await
-        .expect("text");
+        .expect("sent");
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.expect("text");
     assert!(
         metrics
             .lines()

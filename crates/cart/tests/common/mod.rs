@@ -4,10 +4,10 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::{Value, json};
-use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_discovery::Registry;
 use shop_testkit::{Engine, TestDatabase};
 use tokio_util::sync::CancellationToken;
@@ -19,9 +19,16 @@ fn loopback() -> HttpSettings {
     HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
 }
 
+/// The admin listener (`/metrics`) on a free loopback port.
+fn admin_loopback() -> AdminSettings {
+    AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+}
+
 /// A running service and how to stop it.
 pub struct Running {
     pub base: String,
+    /// Its admin listener's base URL (`/metrics`).
+    pub admin: String,
     pub stop: CancellationToken,
 }
 
@@ -74,23 +81,29 @@ pub async fn spawn_stack_with(
 
     let users_settings = shop_users::Settings {
         http: loopback(),
+        admin: admin_loopback(),
         database: DatabaseSettings::new(&users_db.url),
         ..shop_users::Settings::default()
     };
     let users = shop_users::Application::build_in(users_settings, registry.clone())
         .await
         .expect("users starts");
-    let users = run(users.port(), |stop| users.run_until_stopped(stop));
+    let users = run(users.port(), users.admin_addr(), |stop| {
+        users.run_until_stopped(stop)
+    });
 
     let catalog_settings = shop_catalog::Settings {
         http: loopback(),
+        admin: admin_loopback(),
         database: DatabaseSettings::new(&catalog_db.url),
         ..shop_catalog::Settings::default()
     };
     let catalog = shop_catalog::Application::build_in(catalog_settings, registry.clone())
         .await
         .expect("catalog starts");
-    let catalog = run(catalog.port(), |stop| catalog.run_until_stopped(stop));
+    let catalog = run(catalog.port(), catalog.admin_addr(), |stop| {
+        catalog.run_until_stopped(stop)
+    });
 
     let mut running = Vec::new();
     for _ in 0..carts {
@@ -116,6 +129,7 @@ async fn spawn_cart(
 ) -> Running {
     let mut settings = shop_cart::Settings {
         http: loopback(),
+        admin: admin_loopback(),
         database: DatabaseSettings::new(url),
         ..shop_cart::Settings::default()
     };
@@ -124,10 +138,16 @@ async fn spawn_cart(
     let cart = shop_cart::Application::build_in(settings, registry.clone())
         .await
         .expect("cart starts");
-    run(cart.port(), |stop| cart.run_until_stopped(stop))
+    run(cart.port(), cart.admin_addr(), |stop| {
+        cart.run_until_stopped(stop)
+    })
 }
 
-fn run<F>(port: u16, start: impl FnOnce(CancellationToken) -> F) -> Running
+fn run<F>(
+    port: u16,
+    admin: Option<SocketAddr>,
+    start: impl FnOnce(CancellationToken) -> F,
+) -> Running
 where
     F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
@@ -135,6 +155,7 @@ where
     tokio::spawn(start(stop.clone()));
     Running {
         base: format!("http://127.0.0.1:{port}"),
+        admin: format!("http://{}", admin.expect("the admin listener is on")),
         stop,
     }
 }
@@ -218,6 +239,11 @@ impl Stack {
         &self.carts[0].base
     }
 
+    /// The first cart instance's admin base URL (`/metrics`).
+    pub fn cart_admin(&self) -> &str {
+        &self.carts[0].admin
+    }
+
     /// The cart's `cart_catalog_cache_lookups_total{result}` from `/metrics`.
     pub async fn cache_lookups(&self, result: &str) -> f64 {
         self.counter("cart_catalog_cache_lookups_total", &[("result", result)])
@@ -225,12 +251,12 @@ impl Stack {
     }
 
     /// The value of the first cart counter `name` whose labels include all
-    /// of `labels` (none: any, or an unlabelled counter), from `/metrics`;
-    /// panics when there is none.
+    /// of `labels` (none: any, or an unlabelled counter), from the admin
+    /// listener's `/metrics`; panics when there is none.
     pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self
             .client
-            .get(format!("{}/metrics", self.cart()))
+            .get(format!("{}/metrics", self.cart_admin()))
             .send()
             .await
             .expect("metrics")

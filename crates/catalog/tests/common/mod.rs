@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
 use shop_catalog::{Application, Settings};
-use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_testkit::{Engine, TestDatabase};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,8 @@ pub const SEEDED: usize = 16;
 /// A running catalog service.
 pub struct TestApp {
     pub base: String,
+    /// The admin listener's base URL (`/metrics`).
+    pub admin: String,
     pub client: reqwest::Client,
     pub engine: Engine,
     pub db_url: String,
@@ -31,10 +33,11 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: loopback, port 0, the given database.
+/// Settings for a test: loopback, port 0 (API and admin), the given database.
 pub fn settings(db: &TestDatabase) -> Settings {
     Settings {
         http: HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         database: DatabaseSettings::new(&db.url),
         ..Settings::default()
     }
@@ -49,10 +52,15 @@ pub async fn spawn_app(db: TestDatabase) -> TestApp {
         .await
         .expect("the catalog service starts");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let admin = format!(
+        "http://{}",
+        app.admin_addr().expect("the admin listener is on")
+    );
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
     TestApp {
         base,
+        admin,
         client: reqwest::Client::new(),
         engine: db.engine,
         db_url: db.url.clone(),
@@ -135,6 +143,37 @@ impl TestApp {
             .iter()
             .map(|product| product["id"].as_str().expect("id").to_owned())
             .collect()
+    }
+
+    /// `http_requests_total` of the catalog for `GET route` answered
+    /// `status`, read from the admin listener's `/metrics` (0 before the
+    /// first); checks that the scrape answers 200 Prometheus text.
+    pub async fn requests_counted(&self, route: &str, status: u16) -> f64 {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200, "{}: admin /metrics", self.engine);
+        let content_type = response.headers()["content-type"].clone();
+        assert!(
+            content_type
+                .to_str()
+                .is_ok_and(|t| t.starts_with("text/plain")),
+            "{content_type:?}"
+        );
+        let text = response.text().await.expect("text");
+        text.lines()
+            .find(|line| {
+                line.starts_with("http_requests_total{")
+                    && line.contains(r#"service="catalog""#)
+                    && line.contains(r#"method="GET""#)
+                    && line.contains(&format!(r#"route="{route}""#))
+                    && line.contains(&format!(r#"status="{status}""#))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map_or(0.0, |value| value.parse().expect("a number"))
     }
 
     /// A direct connection to the service's database, for arranging data the

@@ -116,7 +116,8 @@ use Upstream::{Cart, Catalog, Users};
 use Verb::{Delete, Get, Post, Put};
 
 /// Every public route of the gateway, except the probes (`/healthz`,
-/// `/readyz`, `/metrics`, see [`PROBES`]) and the docs page (`/docs`).
+/// `/readyz`, see [`PROBES`]) and the docs page (`/docs`). `/metrics` is
+/// not public: it is served on the admin listener only.
 pub const ROUTES: &[Route] = &[
     route(Post, "/api/users", Public, Proxy(Users)),
     route(Get, "/api/users/me", Bearer, Proxy(Users)),
@@ -147,7 +148,7 @@ pub const ROUTES: &[Route] = &[
 
 /// The probe routes, served outside the edge limits (never shed or rate
 /// limited).
-pub const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+pub const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
 /// The path of the interactive API docs page.
 pub const DOCS_PATH: &str = "/docs";

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use shop_common::auth::{IssuerSettings, TokenIssuer};
-use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_discovery::{Instance, Registration, Registry, Scheme, UpstreamSettings};
 use shop_testkit::{Engine, TestDatabase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,9 +31,16 @@ pub fn loopback() -> HttpSettings {
     HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
 }
 
+/// The admin listener (`/metrics`) on a free loopback port.
+pub fn admin_loopback() -> AdminSettings {
+    AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+}
+
 /// A running service and how to stop it.
 pub struct Running {
     pub base: String,
+    /// Its admin listener's base URL (`/metrics`), when it has one.
+    pub admin: Option<String>,
     pub stop: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -45,6 +52,11 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// The admin listener's base URL; panics when it has none.
+    pub fn admin_base(&self) -> &str {
+        self.admin.as_deref().expect("the admin listener is on")
+    }
+
     /// Stops the service and waits until it has drained and stopped.
     pub async fn shutdown(&mut self) {
         self.stop.cancel();
@@ -54,7 +66,11 @@ impl Running {
     }
 }
 
-pub fn run<F>(port: u16, start: impl FnOnce(CancellationToken) -> F) -> Running
+pub fn run<F>(
+    port: u16,
+    admin: Option<SocketAddr>,
+    start: impl FnOnce(CancellationToken) -> F,
+) -> Running
 where
     F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
@@ -62,6 +78,7 @@ where
     let task = tokio::spawn(start(stop.clone()));
     Running {
         base: format!("http://127.0.0.1:{port}"),
+        admin: admin.map(|addr| format!("http://{addr}")),
         stop,
         task: Some(task),
     }
@@ -80,6 +97,7 @@ pub fn fast_upstream() -> UpstreamSettings {
 pub fn gateway_settings() -> shop_gateway::Settings {
     let mut settings = shop_gateway::Settings {
         http: loopback(),
+        admin: admin_loopback(),
         ..shop_gateway::Settings::default()
     };
     settings.http.drain_timeout_secs = 2;
@@ -105,7 +123,9 @@ pub async fn spawn_gateway(registry: &Registry, settings: shop_gateway::Settings
     let gateway = shop_gateway::Application::build_in(settings, registry.clone())
         .await
         .expect("gateway starts");
-    run(gateway.port(), |stop| gateway.run_until_stopped(stop))
+    run(gateway.port(), gateway.admin_addr(), |stop| {
+        gateway.run_until_stopped(stop)
+    })
 }
 
 // ---------------------------------------------------------------- fakes
@@ -388,6 +408,7 @@ pub async fn spawn_stack_with(
     let users = shop_users::Application::build_in(
         shop_users::Settings {
             http: loopback(),
+            admin: admin_loopback(),
             database: DatabaseSettings::new(&users_db.url),
             ..shop_users::Settings::default()
         },
@@ -395,11 +416,14 @@ pub async fn spawn_stack_with(
     )
     .await
     .expect("users starts");
-    let users = run(users.port(), |stop| users.run_until_stopped(stop));
+    let users = run(users.port(), users.admin_addr(), |stop| {
+        users.run_until_stopped(stop)
+    });
 
     let catalog = shop_catalog::Application::build_in(
         shop_catalog::Settings {
             http: loopback(),
+            admin: admin_loopback(),
             database: DatabaseSettings::new(&catalog_db.url),
             ..shop_catalog::Settings::default()
         },
@@ -407,7 +431,9 @@ pub async fn spawn_stack_with(
     )
     .await
     .expect("catalog starts");
-    let catalog = run(catalog.port(), |stop| catalog.run_until_stopped(stop));
+    let catalog = run(catalog.port(), catalog.admin_addr(), |stop| {
+        catalog.run_until_stopped(stop)
+    });
 
     let mut running = Vec::new();
     for _ in 0..carts {
@@ -430,7 +456,10 @@ pub async fn spawn_stack_with(
     let orders = shop_orders::Application::build_in(orders_settings, registry.clone())
         .await
         .expect("orders starts");
-    let orders = run(orders.port(), |stop| orders.run_until_stopped(stop));
+    let orders_admin = orders.admin_addr();
+    let orders = run(orders.port(), Some(orders_admin), |stop| {
+        orders.run_until_stopped(stop)
+    });
 
     let gateway = spawn_gateway(&registry, gateway).await;
     Stack {
@@ -451,6 +480,7 @@ pub async fn spawn_stack_with(
 pub async fn spawn_cart(registry: &Registry, url: &str) -> Running {
     let mut settings = shop_cart::Settings {
         http: loopback(),
+        admin: admin_loopback(),
         database: DatabaseSettings::new(url),
         ..shop_cart::Settings::default()
     };
@@ -459,7 +489,9 @@ pub async fn spawn_cart(registry: &Registry, url: &str) -> Running {
     let cart = shop_cart::Application::build_in(settings, registry.clone())
         .await
         .expect("cart starts");
-    run(cart.port(), |stop| cart.run_until_stopped(stop))
+    run(cart.port(), cart.admin_addr(), |stop| {
+        cart.run_until_stopped(stop)
+    })
 }
 
 impl Stack {

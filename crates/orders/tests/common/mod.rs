@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_common::db::Db;
 use shop_discovery::{Instance, Registration, Registry};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
@@ -36,6 +36,12 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 fn loopback() -> HttpSettings {
     HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+}
+
+/// The admin listener (`/metrics`) of users, catalog and cart on a free
+/// loopback port.
+fn admin_loopback() -> AdminSettings {
+    AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
 }
 
 /// A running service and how to stop it.
@@ -200,6 +206,7 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
     let users = shop_users::Application::build_in(
         shop_users::Settings {
             http: loopback(),
+            admin: admin_loopback(),
             database: DatabaseSettings::new(&users_db.url),
             ..shop_users::Settings::default()
         },
@@ -213,6 +220,7 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
     let catalog = shop_catalog::Application::build_in(
         shop_catalog::Settings {
             http: loopback(),
+            admin: admin_loopback(),
             database: DatabaseSettings::new(&catalog_db.url),
             ..shop_catalog::Settings::default()
         },
@@ -224,6 +232,7 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
 
     let mut cart_settings = shop_cart::Settings {
         http: loopback(),
+        admin: admin_loopback(),
         database: DatabaseSettings::new(&cart_db.url),
         ..shop_cart::Settings::default()
     };

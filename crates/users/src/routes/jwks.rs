@@ -1,4 +1,5 @@
-//! `GET /.well-known/jwks.json`: the public keys that verify our tokens.
+//! `GET /.well-known/jwks.json`: the public keys that verify our tokens:
+//! the signing key's and those of `auth.published_key_files` / `_pems`.
 
 use axum::extract::State;
 use axum::http::header;
@@ -13,8 +14,9 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 async fn get_jwks(State(state): State<AppState>) -> impl IntoResponse {
-    // Verifiers cache the set and refetch on an unknown kid, so a short
-    // max-age is enough and keeps key rotation quick.
+    // The signing key and the keys published beside it (a rotation's next
+    // or previous key). Verifiers refetch on a timer and on an unknown kid,
+    // whatever this says; the max-age is for other clients.
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(state.issuer.jwks()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use shop_common::auth::TokenIssuer;
-use shop_common::config::{DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_testkit::{Engine, TestDatabase};
 use shop_users::login_limit::LoginLimitSettings;
 use shop_users::{Application, Settings};
@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 /// A running users service.
 pub struct TestApp {
     pub base: String,
+    /// The admin listener's base URL (`/metrics`).
+    pub admin: String,
     pub client: reqwest::Client,
     pub issuer: Arc<TokenIssuer>,
     pub engine: Engine,
@@ -32,10 +34,11 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: loopback, port 0, the given database.
+/// Settings for a test: loopback, port 0 (API and admin), the given database.
 pub fn settings(db: &TestDatabase) -> Settings {
     Settings {
         http: HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         database: DatabaseSettings::new(&db.url),
         login_limit: LoginLimitSettings {
             max_failures: 5,
@@ -64,11 +67,16 @@ pub async fn spawn_app_with(
         .await
         .expect("the users service starts");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let admin = format!(
+        "http://{}",
+        app.admin_addr().expect("the admin listener is on")
+    );
     let issuer = app.issuer();
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
     TestApp {
         base,
+        admin,
         client: reqwest::Client::new(),
         issuer,
         engine: db.engine,
