@@ -4,6 +4,9 @@
 #
 #   deploy/secrets/                 docker compose
 #     signing-key.pem               Ed25519 key users signs tokens with (PKCS#8 PEM)
+#     signing-key-published.pem     a key users publishes but never signs with: a
+#                                   rotation's next or previous key; at first a copy
+#                                   of signing-key.pem
 #     postgres-password             the PostgreSQL superuser's password
 #     <svc>-db-password             one role per service: users, catalog, cart, orders
 #     internal-service-token        cart's internal routes (orders presents it)
@@ -71,6 +74,7 @@ write_once() {
 }
 
 write_once "$COMPOSE_DIR/signing-key.pem" ed25519_pem
+write_once "$COMPOSE_DIR/signing-key-published.pem" cat "$COMPOSE_DIR/signing-key.pem"
 write_once "$COMPOSE_DIR/postgres-password" random_hex
 write_once "$COMPOSE_DIR/internal-service-token" random_hex
 for svc in "${SERVICES[@]}"; do
@@ -91,7 +95,7 @@ for svc in "${SERVICES[@]}"; do
 done
 
 # Kubernetes gets the same values (kustomize only reads files below k8s/).
-for file in signing-key.pem postgres-password internal-service-token \
+for file in signing-key.pem signing-key-published.pem postgres-password internal-service-token \
     users-db-password catalog-db-password cart-db-password orders-db-password \
     users.env catalog.env cart.env orders.env; do
     cp "$COMPOSE_DIR/$file" "$K8S_DIR/$file"
@@ -103,7 +107,7 @@ done
 # they are, so those are 644 — still out of others' reach on this machine,
 # behind their 700 folder. The env files are read by the Compose tool itself
 # (as you) and kustomize reads k8s/base/secrets/ (as you): 600.
-MOUNTED=(signing-key.pem postgres-password users-db-password catalog-db-password
+MOUNTED=(signing-key.pem signing-key-published.pem postgres-password users-db-password catalog-db-password
     cart-db-password orders-db-password)
 chmod 700 "$COMPOSE_DIR" "$K8S_DIR"
 chmod 600 "$COMPOSE_DIR"/* "$K8S_DIR"/*

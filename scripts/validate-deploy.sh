@@ -144,7 +144,7 @@ check_secret_modes() {
         for file in "$dir"/*; do
             mode=$(stat -c %a "$file")
             case "$dir/$(basename "$file")" in
-                */deploy/secrets/signing-key.pem|*/deploy/secrets/*-password) want=644 ;;
+                */deploy/secrets/signing-key*.pem|*/deploy/secrets/*-password) want=644 ;;
                 *) want=600 ;;
             esac
             [ "$mode" = "$want" ] || die "gen-secrets.sh: ${file#"$root"/} is mode $mode, want $want"
