@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
 use crate::catalog::CatalogClient;
-use crate::config::AppliedOrdersSettings;
 use crate::routes::{self, AppState};
 use crate::store::{CartStore, MIGRATOR};
+use shop_common::config::RetentionSettings;
 
 /// The service name in discovery, logs and metrics.
 pub const SERVICE: &str = "cart";
@@ -180,7 +180,7 @@ impl Application {
 /// run it; concurrent purges only share the work.
 async fn purge_applied_orders(
     store: CartStore,
-    settings: AppliedOrdersSettings,
+    settings: RetentionSettings,
     stop: CancellationToken,
 ) {
     // Handles taken before the recorder exists would record nothing.

@@ -2,12 +2,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
-use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{
+    self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings,
+    RetentionSettings,
+};
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
 /// The default HTTP port of the cart service.
@@ -44,17 +45,10 @@ pub struct Settings {
     pub users: UpstreamSettings,
     /// Currency reported for an empty cart (ISO 4217).
     pub currency: String,
-    /// How long the records of applied order removals are kept.
-    pub applied_orders: AppliedOrdersSettings,
-}
-
-/// The credential of internal (service-to-service) routes.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InternalSettings {
-    /// The token callers send in `x-shop-service-token`. Unset, every
-    /// internal call is refused (and a warning logged at start-up).
-    pub service_token: Option<SecretString>,
+    /// How long the records of applied order removals (`applied_orders`)
+    /// are kept (default seven days; at least
+    /// [`MIN_APPLIED_ORDER_RETENTION_SECS`]) and how they are purged.
+    pub applied_orders: RetentionSettings,
 }
 
 /// The cart's copy of products it read from the catalog (names, prices).
@@ -94,46 +88,6 @@ impl Default for CatalogCacheSettings {
 /// written after its order was placed. The second day covers the call's
 /// deadline and clock skew between hosts.
 pub const MIN_APPLIED_ORDER_RETENTION_SECS: u64 = 2 * 24 * 3_600;
-/// Largest accepted `applied_orders.purge_batch_size`.
-pub const MAX_PURGE_BATCH_SIZE: u32 = 10_000;
-
-/// How long the records of applied order removals (`applied_orders`) are
-/// kept; a background task deletes older ones every `purge_interval_ms`,
-/// at most `purge_batch_size` per statement.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AppliedOrdersSettings {
-    /// Seconds a record is kept after its removal was applied (default
-    /// 604800, seven days; at least 172800, two days: see
-    /// [`MIN_APPLIED_ORDER_RETENTION_SECS`]).
-    pub retention_secs: u64,
-    /// Milliseconds between purges (default 60000).
-    pub purge_interval_ms: u64,
-    /// Most records deleted per statement (default 1000, at most 10000).
-    pub purge_batch_size: u32,
-}
-
-impl Default for AppliedOrdersSettings {
-    fn default() -> Self {
-        Self {
-            retention_secs: 7 * 24 * 3_600,
-            purge_interval_ms: 60_000,
-            purge_batch_size: 1_000,
-        }
-    }
-}
-
-impl AppliedOrdersSettings {
-    /// How long a record is kept.
-    pub fn retention(&self) -> Duration {
-        Duration::from_secs(self.retention_secs)
-    }
-
-    /// The pause between purges.
-    pub fn purge_interval(&self) -> Duration {
-        Duration::from_millis(self.purge_interval_ms)
-    }
-}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -149,7 +103,7 @@ impl Default for Settings {
             catalog_cache: CatalogCacheSettings::default(),
             users: UpstreamSettings::default(),
             currency: "EUR".to_owned(),
-            applied_orders: AppliedOrdersSettings::default(),
+            applied_orders: RetentionSettings::default(),
         }
     }
 }
@@ -172,17 +126,7 @@ impl Settings {
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate()?;
-        if self
-            .internal
-            .service_token
-            .as_ref()
-            .is_some_and(|token| token.expose_secret().trim().is_empty())
-        {
-            return Err(ConfigError::invalid(
-                "internal.service_token",
-                "must not be empty (leave it unset to refuse every internal call)",
-            ));
-        }
+        self.internal.validate()?;
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ConfigError::invalid(
                 "currency",
@@ -201,33 +145,20 @@ impl Settings {
                 "must be at least 1 (set catalog_cache.ttl_ms = 0 to turn the cache off)",
             ));
         }
-        let applied = &self.applied_orders;
-        if applied.retention_secs < MIN_APPLIED_ORDER_RETENTION_SECS {
-            return Err(ConfigError::invalid(
-                "applied_orders.retention_secs",
-                format_args!(
-                    "must be at least {MIN_APPLIED_ORDER_RETENTION_SECS} (two days): a shorter one could let a late repeat of an order removal apply twice"
-                ),
-            ));
-        }
-        if applied.purge_interval_ms == 0 {
-            return Err(ConfigError::invalid(
-                "applied_orders.purge_interval_ms",
-                "must be positive",
-            ));
-        }
-        if applied.purge_batch_size == 0 || applied.purge_batch_size > MAX_PURGE_BATCH_SIZE {
-            return Err(ConfigError::invalid(
-                "applied_orders.purge_batch_size",
-                format_args!("must be between 1 and {MAX_PURGE_BATCH_SIZE}"),
-            ));
-        }
+        self.applied_orders.validate(
+            "applied_orders",
+            MIN_APPLIED_ORDER_RETENTION_SECS,
+            "two days; a shorter one could let a late repeat of an order removal apply twice",
+        )?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+    use shop_common::config::MAX_PURGE_BATCH_SIZE;
+
     use super::*;
 
     #[test]

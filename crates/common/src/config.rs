@@ -250,6 +250,113 @@ impl Default for AdminSettings {
     }
 }
 
+/// Most rows a purge deletes in one statement: a backlog is purged in several
+/// short statements, so writers (and, on SQLite, the one write turn) are
+/// never held long.
+pub const MAX_PURGE_BATCH_SIZE: u32 = 10_000;
+
+/// How long rows of a bookkeeping table are kept, and how a background task
+/// purges older ones: every `purge_interval_ms`, at most `purge_batch_size`
+/// per statement (orders' delivered outbox rows, cart's applied-order
+/// records). The owner documents what is kept and why its minimum holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Seconds a row is kept (default 604800, seven days).
+    pub retention_secs: u64,
+    /// Milliseconds between purges (default 60000).
+    pub purge_interval_ms: u64,
+    /// Most rows deleted per statement (default 1000, at most
+    /// [`MAX_PURGE_BATCH_SIZE`]).
+    pub purge_batch_size: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            retention_secs: 7 * 24 * 3_600,
+            purge_interval_ms: 60_000,
+            purge_batch_size: 1_000,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// How long a row is kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_secs)
+    }
+
+    /// The pause between purges.
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_millis(self.purge_interval_ms)
+    }
+
+    /// Checks the settings found under `key` (`outbox`, `applied_orders`):
+    /// a retention of at least `min_retention_secs` (`why` says why that
+    /// minimum), a positive interval, a batch within bounds.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first key out of bounds.
+    pub fn validate(
+        &self,
+        key: &str,
+        min_retention_secs: u64,
+        why: &str,
+    ) -> Result<(), ConfigError> {
+        if self.retention_secs < min_retention_secs {
+            return Err(ConfigError::invalid(
+                &format!("{key}.retention_secs"),
+                format_args!("must be at least {min_retention_secs}: {why}"),
+            ));
+        }
+        if self.purge_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                &format!("{key}.purge_interval_ms"),
+                "must be positive",
+            ));
+        }
+        if self.purge_batch_size == 0 || self.purge_batch_size > MAX_PURGE_BATCH_SIZE {
+            return Err(ConfigError::invalid(
+                &format!("{key}.purge_batch_size"),
+                format_args!("must be between 1 and {MAX_PURGE_BATCH_SIZE}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The credential of internal (service-to-service) routes: cart checks it
+/// in `x-shop-service-token`, orders presents it there.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalSettings {
+    /// The shared token. Unset, cart refuses every internal call and orders
+    /// cannot clear carts (a warning is logged at start-up).
+    pub service_token: Option<SecretString>,
+}
+
+impl InternalSettings {
+    /// An empty token would be a credential anyone can send.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `internal.service_token` when it is set but blank.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret as _;
+        if self
+            .service_token
+            .as_ref()
+            .is_some_and(|token| token.expose_secret().trim().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "internal.service_token",
+                "must not be empty (leave it unset to run without one)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A database to connect to: `sqlite:` or `postgres:` URL and pool limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,10 +4,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
-use shop_common::config::{self, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{
+    self, ConfigError, DatabaseSettings, HttpSettings, InternalSettings, RetentionSettings,
+};
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
 /// The default gRPC port.
@@ -41,8 +42,12 @@ pub struct Settings {
     pub users: UpstreamSettings,
     /// The outbox relay.
     pub relay: RelaySettings,
-    /// Upkeep of the outbox table: purging delivered rows.
-    pub outbox: OutboxSettings,
+    /// Upkeep of the outbox table: delivered rows are purged after
+    /// `outbox.retention_secs` (default seven days, at least
+    /// [`MIN_OUTBOX_RETENTION_SECS`]); rows not yet delivered and
+    /// dead-lettered rows never are. Each purge round also refreshes the
+    /// `outbox_dead_letter_rows` gauge.
+    pub outbox: RetentionSettings,
 }
 
 /// Where the gRPC server binds and how it stops.
@@ -109,16 +114,6 @@ impl GrpcSettings {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }
-}
-
-/// The credential of cart's internal routes.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InternalSettings {
-    /// Sent as `x-shop-service-token`; must equal cart's
-    /// `internal.service_token`. Unset, the relay cannot clear carts (each
-    /// delivery is refused and retried; a warning is logged at start-up).
-    pub service_token: Option<SecretString>,
 }
 
 /// How the outbox relay delivers.
@@ -200,52 +195,6 @@ impl RelaySettings {
 /// against a unit slip (`7` meant as days) wiping what an operator may want
 /// to look at.
 pub const MIN_OUTBOX_RETENTION_SECS: u64 = 3_600;
-/// Largest accepted `outbox.purge_batch_size`.
-pub const MAX_PURGE_BATCH_SIZE: u32 = 10_000;
-
-/// How the outbox table is kept small.
-///
-/// Delivered rows are deleted once they were delivered more than
-/// `retention_secs` ago, by a background task every `purge_interval_ms`,
-/// at most `purge_batch_size` rows per statement. Rows not yet delivered
-/// and dead-lettered rows are never purged.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Seconds a delivered row is kept (default 604800, seven days; at
-    /// least 3600).
-    pub retention_secs: u64,
-    /// Milliseconds between purges (default 60000); each also refreshes
-    /// the `outbox_dead_letter_rows` gauge.
-    pub purge_interval_ms: u64,
-    /// Most rows deleted per statement (default 1000, at most 10000): a
-    /// backlog is purged in several short statements, so writers (and, on
-    /// SQLite, the one write turn) are never held long.
-    pub purge_batch_size: u32,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        Self {
-            retention_secs: 7 * 24 * 3_600,
-            purge_interval_ms: 60_000,
-            purge_batch_size: 1_000,
-        }
-    }
-}
-
-impl OutboxSettings {
-    /// How long a delivered row is kept.
-    pub fn retention(&self) -> Duration {
-        Duration::from_secs(self.retention_secs)
-    }
-
-    /// The pause between purges.
-    pub fn purge_interval(&self) -> Duration {
-        Duration::from_millis(self.purge_interval_ms)
-    }
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -259,7 +208,7 @@ impl Default for Settings {
             cart: UpstreamSettings::default(),
             users: UpstreamSettings::default(),
             relay: RelaySettings::default(),
-            outbox: OutboxSettings::default(),
+            outbox: RetentionSettings::default(),
         }
     }
 }
@@ -300,17 +249,7 @@ impl Settings {
                 "must be positive while keepalive_interval_ms is",
             ));
         }
-        if self
-            .internal
-            .service_token
-            .as_ref()
-            .is_some_and(|token| token.expose_secret().trim().is_empty())
-        {
-            return Err(ConfigError::invalid(
-                "internal.service_token",
-                "must not be empty (leave it unset to run without one)",
-            ));
-        }
+        self.internal.validate()?;
         let relay = &self.relay;
         if relay.poll_interval_ms == 0 {
             return Err(ConfigError::invalid(
@@ -342,25 +281,11 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        let outbox = &self.outbox;
-        if outbox.retention_secs < MIN_OUTBOX_RETENTION_SECS {
-            return Err(ConfigError::invalid(
-                "outbox.retention_secs",
-                format_args!("must be at least {MIN_OUTBOX_RETENTION_SECS} (one hour)"),
-            ));
-        }
-        if outbox.purge_interval_ms == 0 {
-            return Err(ConfigError::invalid(
-                "outbox.purge_interval_ms",
-                "must be positive",
-            ));
-        }
-        if outbox.purge_batch_size == 0 || outbox.purge_batch_size > MAX_PURGE_BATCH_SIZE {
-            return Err(ConfigError::invalid(
-                "outbox.purge_batch_size",
-                format_args!("must be between 1 and {MAX_PURGE_BATCH_SIZE}"),
-            ));
-        }
+        self.outbox.validate(
+            "outbox",
+            MIN_OUTBOX_RETENTION_SECS,
+            "one hour; a shorter one is more likely a unit slip than a wish",
+        )?;
         if self.grpc.health_interval_ms == 0 {
             return Err(ConfigError::invalid(
                 "grpc.health_interval_ms",
@@ -373,6 +298,9 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+    use shop_common::config::MAX_PURGE_BATCH_SIZE;
+
     use super::*;
 
     #[test]

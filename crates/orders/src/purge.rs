@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
+use shop_common::config::RetentionSettings;
 use shop_common::db;
 use shop_common::error::ErrorChain;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::OutboxSettings;
 use crate::metrics::OutboxMetrics;
 use crate::store::{OrderStore, StoreError};
 
@@ -21,13 +21,13 @@ use crate::store::{OrderStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct Purger {
     store: OrderStore,
-    settings: OutboxSettings,
+    settings: RetentionSettings,
     metrics: OutboxMetrics,
 }
 
 impl Purger {
     /// A purger over `store`.
-    pub fn new(store: OrderStore, settings: OutboxSettings) -> Self {
+    pub fn new(store: OrderStore, settings: RetentionSettings) -> Self {
         Self {
             store,
             settings,
