@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -185,44 +184,27 @@ async fn purge_applied_orders(
 ) {
     // Handles taken before the recorder exists would record nothing.
     shop_common::metrics::handle();
-    let purged_total = metrics::counter!(APPLIED_ORDERS_PURGED);
+    let purged_total = &metrics::counter!(APPLIED_ORDERS_PURGED);
+    let store = &store;
     loop {
-        let before = db::timestamp_text(earlier(chrono::Utc::now(), settings.retention()));
-        let mut purged = 0;
-        loop {
-            match store
-                .purge_applied_orders(&before, settings.purge_batch_size)
-                .await
-            {
-                Ok(deleted) => {
-                    purged += deleted;
-                    purged_total.increment(deleted);
-                    if deleted < u64::from(settings.purge_batch_size) || stop.is_cancelled() {
-                        break;
-                    }
-                    // Let other writers in between batches.
-                    tokio::task::yield_now().await;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %ErrorChain(&err), "applied-order purge failed; trying again next round");
-                    break;
-                }
+        let before = db::timestamp_text_ago(settings.retention());
+        let cutoff = before.as_str();
+        let purged = db::delete_in_batches(settings.purge_batch_size, &stop, |limit| async move {
+            let deleted = store.purge_applied_orders(cutoff, limit).await?;
+            purged_total.increment(deleted);
+            Ok::<_, crate::store::StoreError>(deleted)
+        })
+        .await;
+        match purged {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, before = %before, "applied-order records purged"),
+            Err(err) => {
+                tracing::warn!(error = %ErrorChain(&err), "applied-order purge failed; trying again next round");
             }
-        }
-        if purged > 0 {
-            tracing::info!(purged, before = %before, "applied-order records purged");
         }
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(settings.purge_interval()) => {}
         }
     }
-}
-
-/// `at - delay`, saturating at the earliest representable time.
-fn earlier(at: chrono::DateTime<chrono::Utc>, delay: Duration) -> chrono::DateTime<chrono::Utc> {
-    chrono::Duration::from_std(delay)
-        .ok()
-        .and_then(|delay| at.checked_sub_signed(delay))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }

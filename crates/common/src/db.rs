@@ -390,9 +390,84 @@ pub fn timestamp_text(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The stored timestamp of `age` ago, saturating at the earliest time
+/// representable: the cut-off of a retention period.
+pub fn timestamp_text_ago(age: Duration) -> String {
+    let at = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| chrono::Utc::now().checked_sub_signed(age))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    timestamp_text(at)
+}
+
+/// Deletes in bounded batches: calls `delete(limit)` until a batch deletes
+/// fewer than `limit` rows or `stop` is cancelled, yielding between batches
+/// so other writers (and, on SQLite, the one write turn) get in. Returns
+/// how many rows were deleted.
+///
+/// # Errors
+/// The first error of `delete`; rows deleted until then stay deleted.
+pub async fn delete_in_batches<F, Fut, E>(
+    limit: u32,
+    stop: &tokio_util::sync::CancellationToken,
+    mut delete: F,
+) -> Result<u64, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+{
+    let mut deleted = 0;
+    loop {
+        let batch = delete(limit).await?;
+        deleted += batch;
+        if batch < u64::from(limit) || stop.is_cancelled() {
+            return Ok(deleted);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retention_longer_than_time_cuts_off_at_the_earliest_time() {
+        assert_eq!(
+            timestamp_text_ago(Duration::MAX),
+            timestamp_text(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        );
+        assert!(timestamp_text_ago(Duration::from_secs(3_600)) < now_text());
+    }
+
+    #[tokio::test]
+    async fn deletes_run_in_batches_until_one_comes_back_short_or_a_stop() {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut left = 5_u64;
+        let mut batches = Vec::new();
+        let deleted = delete_in_batches(2, &stop, |limit| {
+            let batch = left.min(u64::from(limit));
+            left -= batch;
+            batches.push(batch);
+            async move { Ok::<_, ()>(batch) }
+        })
+        .await;
+        assert_eq!(deleted, Ok(5));
+        assert_eq!(batches, [2, 2, 1]);
+
+        stop.cancel();
+        let deleted = delete_in_batches(
+            2,
+            &stop,
+            |limit| async move { Ok::<_, ()>(u64::from(limit)) },
+        )
+        .await;
+        assert_eq!(
+            deleted,
+            Ok(2),
+            "a stop ends the purge after the batch in progress"
+        );
+    }
 
     #[test]
     fn placeholders_number_every_value_once() {

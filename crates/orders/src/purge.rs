@@ -7,8 +7,6 @@
 //! relay touches any more, so two replicas purging at once only share the
 //! work.
 
-use std::time::Duration;
-
 use shop_common::config::RetentionSettings;
 use shop_common::db;
 use shop_common::error::ErrorChain;
@@ -61,30 +59,18 @@ impl Purger {
         let dead = self.store.count_dead().await?;
         // A row count, far below where f64 loses precision.
         self.metrics.dead_rows.set(dead as f64);
-        let before = db::timestamp_text(earlier(chrono::Utc::now(), self.settings.retention()));
-        let limit = self.settings.purge_batch_size;
-        let mut purged = 0;
-        loop {
-            let deleted = self.store.purge_delivered(&before, limit).await?;
-            purged += deleted;
-            self.metrics.purged.increment(deleted);
-            if deleted < u64::from(limit) || stop.is_cancelled() {
-                break;
-            }
-            // Let other writers in between batches.
-            tokio::task::yield_now().await;
-        }
+        let before = db::timestamp_text_ago(self.settings.retention());
+        let before = &before;
+        let purged =
+            db::delete_in_batches(self.settings.purge_batch_size, stop, |limit| async move {
+                let deleted = self.store.purge_delivered(before, limit).await?;
+                self.metrics.purged.increment(deleted);
+                Ok::<_, StoreError>(deleted)
+            })
+            .await?;
         if purged > 0 {
             tracing::info!(purged, before = %before, "delivered outbox rows purged");
         }
         Ok(purged)
     }
-}
-
-/// `at - delay`, saturating at the earliest representable time.
-fn earlier(at: chrono::DateTime<chrono::Utc>, delay: Duration) -> chrono::DateTime<chrono::Utc> {
-    chrono::Duration::from_std(delay)
-        .ok()
-        .and_then(|delay| at.checked_sub_signed(delay))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
