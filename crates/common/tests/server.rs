@@ -153,13 +153,13 @@ async fn run_service(name: &'static str, limits: ListenerLimits) -> RunService {
 /// The value of `http_requests_total` for `service`, `route` and `status`
 /// in a Prometheus text body, if the series exists.
 fn request_count(text: &str, service: &str, route: &str, status: u16) -> Option<f64> {
-    let line = text.lines().find(|line| {
-        line.starts_with("http_requests_total{")
-            && line.contains(&format!(r#"service="{service}""#))
-            && line.contains(&format!(r#"route="{route}""#))
-            && line.contains(&format!(r#"status="{status}""#))
-    })?;
-    line.rsplit(' ').next()?.parse().ok()
+    let status = status.to_string();
+    let labels = [
+        ("service", service),
+        ("route", route),
+        ("status", status.as_str()),
+    ];
+    shop_testkit::metric_value(text, "http_requests_total", &labels)
 }
 
 #[tokio::test]

@@ -585,15 +585,12 @@ async fn login_and_registration_have_a_stricter_bucket() {
 async fn metrics_are_not_public_and_the_admin_port_counts_public_requests() {
     let edge = edge(|_| {}).await;
     let series = |text: &str| {
-        text.lines()
-            .find(|line| {
-                line.starts_with("http_requests_total{")
-                    && line.contains(r#"service="gateway""#)
-                    && line.contains(r#"route="/api/products""#)
-                    && line.contains(r#"status="200""#)
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .map_or(0.0, |value| value.parse::<f64>().expect("a number"))
+        let labels = [
+            ("service", "gateway"),
+            ("route", "/api/products"),
+            ("status", "200"),
+        ];
+        shop_testkit::metric_value(text, "http_requests_total", &labels).unwrap_or(0.0)
     };
     let scrape = || async {
         let response = edge

@@ -174,8 +174,43 @@ pub async fn assert_problem(
     body
 }
 
+/// The value of the first series of metric `name` in Prometheus text whose
+/// labels include all of `labels` (none: any series, or an unlabelled one);
+/// `None` when there is none.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| format!(r#"{key}="{value}""#))
+        .collect();
+    text.lines()
+        .find(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && labels.iter().all(|label| line.contains(label.as_str()))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
+    use super::metric_value;
+
+    #[test]
+    fn a_metric_is_found_by_name_and_labels() {
+        let text =
+            "# TYPE a counter\na_total{x=\"1\",y=\"2\"} 3\na_total{x=\"2\"} 4\nab_total 9\nb 5\n";
+        assert_eq!(metric_value(text, "a_total", &[("x", "2")]), Some(4.0));
+        assert_eq!(metric_value(text, "a_total", &[]), Some(3.0));
+        assert_eq!(metric_value(text, "b", &[]), Some(5.0));
+        assert_eq!(
+            metric_value(text, "a", &[]),
+            None,
+            "a prefix of another name"
+        );
+        assert_eq!(metric_value(text, "a_total", &[("x", "3")]), None);
+    }
+
     use super::*;
 
     #[test]

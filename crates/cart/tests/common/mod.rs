@@ -263,18 +263,7 @@ impl Stack {
             .text()
             .await
             .expect("text");
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(key, value)| format!(r#"{key}="{value}""#))
-            .collect();
-        text.lines()
-            .find(|line| {
-                line.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-                    && labels.iter().all(|label| line.contains(label.as_str()))
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
+        shop_testkit::metric_value(&text, name, labels)
             .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
     }
 

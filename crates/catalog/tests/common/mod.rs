@@ -164,16 +164,14 @@ impl TestApp {
             "{content_type:?}"
         );
         let text = response.text().await.expect("text");
-        text.lines()
-            .find(|line| {
-                line.starts_with("http_requests_total{")
-                    && line.contains(r#"service="catalog""#)
-                    && line.contains(r#"method="GET""#)
-                    && line.contains(&format!(r#"route="{route}""#))
-                    && line.contains(&format!(r#"status="{status}""#))
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .map_or(0.0, |value| value.parse().expect("a number"))
+        let status = status.to_string();
+        let labels = [
+            ("service", "catalog"),
+            ("method", "GET"),
+            ("route", route),
+            ("status", status.as_str()),
+        ];
+        shop_testkit::metric_value(&text, "http_requests_total", &labels).unwrap_or(0.0)
     }
 
     /// A direct connection to the service's database, for arranging data the
