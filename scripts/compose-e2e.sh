@@ -62,31 +62,31 @@ dump_containers() {
     done
 }
 
-# state ID: "<service> <status> <health>" of one container.
-state() {
+# states: "<service> <status> <health>", a line per container of the
+# project, from one `docker inspect` of them all.
+states() {
+    local ids
+    ids=$(compose ps -q)
+    [ -n "$ids" ] || return 0
+    # shellcheck disable=SC2086 # one argument per container id
     docker inspect --format \
-        '{{ index .Config.Labels "com.docker.compose.service" }} {{ .State.Status }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}none{{ end }}' "$1"
+        '{{ index .Config.Labels "com.docker.compose.service" }} {{ .State.Status }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}none{{ end }}' $ids
 }
 
 wait_healthy() {
-    local deadline=$((SECONDS + TIMEOUT)) ids id service name status health pending found
+    local deadline=$((SECONDS + TIMEOUT)) current service line status health pending
     while :; do
         pending=()
-        ids=$(compose ps -q)
+        current=$(states)
         for service in "${EXPECTED[@]}"; do
-            grep -q . <<<"$ids" || { pending+=("$service"); continue; }
-            found=0
-            for id in $ids; do
-                read -r name status health <<<"$(state "$id")"
-                [ "$name" = "$service" ] || continue
-                found=1
-                case "$status/$health" in
-                    running/healthy) ;;
-                    exited/*|dead/*) die "$service exited before it was healthy" ;;
-                    *) pending+=("$service:$status/$health") ;;
-                esac
-            done
-            [ "$found" -eq 1 ] || pending+=("$service:missing")
+            line=$(grep -m 1 "^$service " <<<"$current" || true)
+            if [ -z "$line" ]; then pending+=("$service:missing"); continue; fi
+            read -r _ status health <<<"$line"
+            case "$status/$health" in
+                running/healthy) ;;
+                exited/*|dead/*) die "$service exited before it was healthy" ;;
+                *) pending+=("$service:$status/$health") ;;
+            esac
         done
         if [ "${#pending[@]}" -eq 0 ]; then
             log "all ${#EXPECTED[@]} containers healthy"

@@ -236,7 +236,10 @@ pub fn with_common_layers(router: Router, service: &'static str) -> Router {
 /// [`ConnectInfo<SocketAddr>`].
 ///
 /// # Errors
-/// An I/O error from the listener.
+/// None today: a failed accept is logged and the loop goes on (a reset
+/// connection is skipped; anything else, such as running out of file
+/// descriptors, waits 100 ms first). The `Result` keeps the shape callers
+/// join with the other listeners' results.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
