@@ -5,6 +5,9 @@
 //!   `SHOP_TEST_POSTGRES_URL`). [`databases`] yields one of each so a store
 //!   test runs its body against both.
 //! - [`etcd_endpoints`]: the throwaway etcd that `scripts/test.sh` starts.
+//! - [`TestService`]: a started service's URLs, client and database, stopped
+//!   when dropped; [`send`] and [`scrape`] for requests; [`assert_problem`]
+//!   and [`metric_value`] for reading answers.
 //!
 //! `scripts/test.sh` starts PostgreSQL and etcd and exports their URLs. When
 //! a URL is missing, tests that need it are skipped with a note on stderr —
@@ -14,15 +17,28 @@
 // should fail the test loudly, so panicking is the point here.
 #![allow(clippy::expect_used, clippy::panic)]
 
+mod http;
+
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 
 use sqlx::{Connection, PgConnection};
 use tempfile::TempDir;
+
+pub use http::{TestService, scrape, send};
 
 /// Environment variable holding an admin URL of the test PostgreSQL server.
 pub const POSTGRES_ENV: &str = "SHOP_TEST_POSTGRES_URL";
 /// Environment variable holding the comma-separated endpoints of the test etcd.
 pub const ETCD_ENV: &str = "SHOP_TEST_ETCD_ENDPOINTS";
+
+/// The address tests bind their services to (with port 0).
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Whether `TEST_LOG` asks for the services' logs on the test's output.
+pub fn test_log() -> bool {
+    std::env::var_os("TEST_LOG").is_some()
+}
 
 /// Which engine a [`TestDatabase`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
