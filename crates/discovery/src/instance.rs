@@ -198,31 +198,23 @@ mod tests {
 
     #[test]
     fn validation_rejects_bad_names_ids_and_addresses() {
-        assert!(
-            Instance::new("cart", "c1", "127.0.0.1:80")
-                .validate()
-                .is_ok()
-        );
-        assert!(Instance::new("cart", "c1", "cart:8083").validate().is_ok());
-        assert!(matches!(
-            Instance::new("ca/rt", "c1", "h:1").validate(),
-            Err(InstanceError::ServiceName(_))
-        ));
-        assert!(matches!(
-            Instance::new("cart", "", "h:1").validate(),
-            Err(InstanceError::Id(_))
-        ));
-        assert!(matches!(
-            Instance::new("cart", "a/b", "h:1").validate(),
-            Err(InstanceError::Id(_))
-        ));
-        assert!(matches!(
-            Instance::new("cart", "c1", "nohost").validate(),
-            Err(InstanceError::Address(_))
-        ));
-        assert!(matches!(
-            Instance::new("cart", "c1", "u@h:1").validate(),
-            Err(InstanceError::Address(_))
-        ));
+        let cases = [
+            ("cart", "c1", "127.0.0.1:80", "ok"),
+            ("cart", "c1", "cart:8083", "ok"),
+            ("ca/rt", "c1", "h:1", "service name"),
+            ("cart", "", "h:1", "id"),
+            ("cart", "a/b", "h:1", "id"),
+            ("cart", "c1", "nohost", "address"),
+            ("cart", "c1", "u@h:1", "address"),
+        ];
+        for (service, id, address, expected) in cases {
+            let got = match Instance::new(service, id, address).validate() {
+                Ok(()) => "ok",
+                Err(InstanceError::ServiceName(_)) => "service name",
+                Err(InstanceError::Id(_)) => "id",
+                Err(InstanceError::Address(_)) => "address",
+            };
+            assert_eq!(got, expected, "{service}/{id}@{address}");
+        }
     }
 }

@@ -22,33 +22,64 @@ use shop_discovery::{
 const SERVICE: &str = "catalog";
 
 /// Servers registered in a registry of their own.
-async fn servers(ids: &[&str]) -> (Registry, Vec<TestServer>, Vec<shop_discovery::Registration>) {
-    let registry = Registry::in_process();
-    let mut servers = Vec::new();
-    let mut registrations = Vec::new();
-    for id in ids {
-        let server = TestServer::start(id).await;
-        registrations.push(registry.register(server.instance(SERVICE)).unwrap());
-        servers.push(server);
-    }
-    (registry, servers, registrations)
+struct Fleet {
+    registry: Registry,
+    servers: Vec<TestServer>,
+    _registrations: Vec<shop_discovery::Registration>,
 }
 
-fn total_hits(servers: &[TestServer]) -> usize {
-    servers.iter().map(TestServer::hits).sum()
+impl Fleet {
+    /// One server per id, each answering in `mode`.
+    async fn start(ids: &[&str], mode: Mode) -> Self {
+        let registry = Registry::in_process();
+        let mut servers = Vec::new();
+        let mut registrations = Vec::new();
+        for id in ids {
+            let server = TestServer::start(id).await;
+            server.set_mode(mode);
+            registrations.push(registry.register(server.instance(SERVICE)).unwrap());
+            servers.push(server);
+        }
+        Self {
+            registry,
+            servers,
+            _registrations: registrations,
+        }
+    }
+
+    /// A round-robin client over the fleet, with the settings `adjust` makes.
+    fn client(&self, adjust: impl FnOnce(&mut UpstreamSettings)) -> UpstreamClient {
+        let mut settings = settings(PolicySettings::RoundRobin);
+        adjust(&mut settings);
+        UpstreamClient::new(SERVICE, &settings, &self.registry).unwrap()
+    }
+
+    /// Requests the servers received, all together.
+    fn hits(&self) -> usize {
+        self.servers.iter().map(TestServer::hits).sum()
+    }
+}
+
+/// Sends `n` GETs of `path`, asserting each answer's status.
+async fn assert_statuses(client: &UpstreamClient, n: usize, path: &str, status: StatusCode) {
+    for i in 0..n {
+        let response = client.send(get(path)).await.unwrap();
+        assert_eq!(response.status(), status, "request {i} of {n}");
+    }
 }
 
 #[tokio::test]
 async fn an_instance_answering_503_is_ejected_and_requests_still_succeed() {
-    let (registry, servers, _registrations) = servers(&["a", "b", "c"]).await;
+    let fleet = Fleet::start(&["a", "b", "c"], Mode::Ok).await;
+    let servers = &fleet.servers;
     servers[1].set_mode(Mode::Fail);
-    let mut settings = settings(PolicySettings::RoundRobin);
-    settings.outlier = OutlierSettings {
-        consecutive_failures: 2,
-        base_ejection_ms: 60_000,
-        ..OutlierSettings::default()
-    };
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    let client = fleet.client(|settings| {
+        settings.outlier = OutlierSettings {
+            consecutive_failures: 2,
+            base_ejection_ms: 60_000,
+            ..OutlierSettings::default()
+        };
+    });
 
     for _ in 0..30 {
         let response = client.send(get("/api/products")).await.unwrap();
@@ -68,26 +99,17 @@ async fn an_instance_answering_503_is_ejected_and_requests_still_succeed() {
 
 #[tokio::test]
 async fn ejection_never_takes_out_the_last_instance() {
-    let (registry, servers, _registrations) = servers(&["a", "b"]).await;
-    for server in &servers {
-        server.set_mode(Mode::Fail);
-    }
-    let mut settings = settings(PolicySettings::RoundRobin);
-    settings.outlier = OutlierSettings {
-        consecutive_failures: 1,
-        max_ejection_percent: 100,
-        ..OutlierSettings::default()
-    };
-    settings.breaker.enabled = false;
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
-    for _ in 0..10 {
-        let response = client.send(get("/")).await.unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the upstream's own 503 is passed back"
-        );
-    }
+    let fleet = Fleet::start(&["a", "b"], Mode::Fail).await;
+    let client = fleet.client(|settings| {
+        settings.outlier = OutlierSettings {
+            consecutive_failures: 1,
+            max_ejection_percent: 100,
+            ..OutlierSettings::default()
+        };
+        settings.breaker.enabled = false;
+    });
+    // The upstream's own 503 is passed back.
+    assert_statuses(&client, 10, "/", StatusCode::SERVICE_UNAVAILABLE).await;
     let available = client
         .balancer()
         .endpoints()
@@ -131,39 +153,25 @@ async fn a_hanging_instance_costs_one_per_try_timeout_and_the_request_succeeds_e
 
 #[tokio::test]
 async fn all_instances_failing_open_the_breaker_which_answers_without_contacting_servers() {
-    let (registry, servers, _registrations) = servers(&["a", "b"]).await;
-    for server in &servers {
-        server.set_mode(Mode::Fail);
-    }
-    let mut settings = settings(PolicySettings::RoundRobin);
-    settings.outlier.enabled = false;
-    settings.retry.max_retries = 1;
-    settings.breaker = BreakerSettings {
-        consecutive_failures: 3,
-        open_ms: 1_000,
-        ..BreakerSettings::default()
-    };
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    let fleet = Fleet::start(&["a", "b"], Mode::Fail).await;
+    let client = fleet.client(|settings| {
+        settings.outlier.enabled = false;
+        settings.retry.max_retries = 1;
+        settings.breaker = BreakerSettings {
+            consecutive_failures: 3,
+            open_ms: 1_000,
+            ..BreakerSettings::default()
+        };
+    });
 
-    for _ in 0..3 {
-        let response = client.send(get("/")).await.unwrap();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    }
-    assert_eq!(
-        total_hits(&servers),
-        6,
-        "three calls, each tried on both instances"
-    );
+    assert_statuses(&client, 3, "/", StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(fleet.hits(), 6, "three calls, each tried on both instances");
     for _ in 0..5 {
         let err = client.send(get("/")).await.unwrap_err();
         assert!(matches!(err, CallError::BreakerOpen { .. }), "{err:?}");
         assert_eq!(err.status_code(), StatusCode::SERVICE_UNAVAILABLE);
     }
-    assert_eq!(
-        total_hits(&servers),
-        6,
-        "an open breaker contacts no server"
-    );
+    assert_eq!(fleet.hits(), 6, "an open breaker contacts no server");
     let problem = Problem::from(client.send(get("/")).await.unwrap_err());
     assert_eq!(problem.status, 503);
     assert!(
@@ -174,58 +182,40 @@ async fn all_instances_failing_open_the_breaker_which_answers_without_contacting
     );
 
     // Once open time is over a probe goes through; its success closes the breaker.
-    for server in &servers {
+    for server in &fleet.servers {
         server.set_mode(Mode::Ok);
     }
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(
-        client.send(get("/")).await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        client.send(get("/")).await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(total_hits(&servers), 8);
+    assert_statuses(&client, 2, "/", StatusCode::OK).await;
+    assert_eq!(fleet.hits(), 8);
 }
 
 #[tokio::test]
 async fn a_post_that_timed_out_after_being_sent_is_not_retried_but_a_get_is() {
-    let (registry, servers, _registrations) = servers(&["a", "b"]).await;
-    for server in &servers {
-        server.set_mode(Mode::Hang);
-    }
-    let mut settings = settings(PolicySettings::RoundRobin);
-    settings.per_try_timeout_ms = 200;
-    settings.outlier.enabled = false;
-    settings.breaker.enabled = false;
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    let fleet = Fleet::start(&["a", "b"], Mode::Hang).await;
+    let client = fleet.client(|settings| {
+        settings.per_try_timeout_ms = 200;
+        settings.outlier.enabled = false;
+        settings.breaker.enabled = false;
+    });
 
     let err = client.send(post("/api/orders", "{}")).await.unwrap_err();
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
     assert_eq!(err.status_code(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(
-        total_hits(&servers),
+        fleet.hits(),
         1,
         "a POST that may have reached a server is sent once"
     );
 
     let err = client.send(get("/api/products")).await.unwrap_err();
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
-    assert_eq!(
-        total_hits(&servers),
-        3,
-        "a GET is retried, on the other instance"
-    );
+    assert_eq!(fleet.hits(), 3, "a GET is retried, on the other instance");
 
     let mut marked = post("/api/orders", "{}");
     marked.extensions_mut().insert(Idempotent);
     client.send(marked).await.unwrap_err();
-    assert_eq!(
-        total_hits(&servers),
-        5,
-        "a POST marked idempotent is retried too"
-    );
+    assert_eq!(fleet.hits(), 5, "a POST marked idempotent is retried too");
 
     // A streaming body cannot be replayed: sent once even for a PUT.
     let stream = http_body_util::StreamBody::new(futures::stream::iter([Ok::<_, std::io::Error>(
@@ -235,7 +225,7 @@ async fn a_post_that_timed_out_after_being_sent_is_not_retried_but_a_get_is() {
         .body(RequestBody::streaming(stream))
         .unwrap();
     client.send(put).await.unwrap_err();
-    assert_eq!(total_hits(&servers), 6);
+    assert_eq!(fleet.hits(), 6);
 }
 
 #[tokio::test]
@@ -268,30 +258,22 @@ async fn a_post_is_retried_when_the_connection_was_refused() {
 
 #[tokio::test]
 async fn retries_stop_when_the_budget_is_spent() {
-    let (registry, servers, _registrations) = servers(&["a", "b", "c"]).await;
-    for server in &servers {
-        server.set_mode(Mode::Fail);
-    }
-    let mut settings = settings(PolicySettings::RoundRobin);
-    settings.outlier.enabled = false;
-    settings.breaker.enabled = false;
-    // No ratio, a floor of one retry per second over a 10 s window: ten retries in all.
-    settings.retry = RetrySettings {
-        max_retries: 2,
-        budget_ratio: 0.0,
-        budget_min_per_sec: 1,
-        budget_window_secs: 10,
-    };
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    let fleet = Fleet::start(&["a", "b", "c"], Mode::Fail).await;
+    let client = fleet.client(|settings| {
+        settings.outlier.enabled = false;
+        settings.breaker.enabled = false;
+        // No ratio, a floor of one retry per second over a 10 s window: ten retries in all.
+        settings.retry = RetrySettings {
+            max_retries: 2,
+            budget_ratio: 0.0,
+            budget_min_per_sec: 1,
+            budget_window_secs: 10,
+        };
+    });
 
-    for _ in 0..30 {
-        assert_eq!(
-            client.send(get("/")).await.unwrap().status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-    }
+    assert_statuses(&client, 30, "/", StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(
-        total_hits(&servers),
+        fleet.hits(),
         30 + 10,
         "30 first tries and the 10 retries the budget allowed"
     );
@@ -299,16 +281,17 @@ async fn retries_stop_when_the_budget_is_spent() {
 
 #[tokio::test]
 async fn an_instance_failing_its_health_check_gets_no_traffic_until_it_passes_again() {
-    let (registry, servers, _registrations) = servers(&["a", "b"]).await;
+    let fleet = Fleet::start(&["a", "b"], Mode::Ok).await;
+    let servers = &fleet.servers;
     servers[0].set_ready(false);
-    let mut settings = settings(PolicySettings::RoundRobin);
-    settings.health_check = HealthCheckSettings {
-        interval_ms: 50,
-        unhealthy_threshold: 1,
-        healthy_threshold: 1,
-        ..HealthCheckSettings::default()
-    };
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    let client = fleet.client(|settings| {
+        settings.health_check = HealthCheckSettings {
+            interval_ms: 50,
+            unhealthy_threshold: 1,
+            healthy_threshold: 1,
+            ..HealthCheckSettings::default()
+        };
+    });
     let endpoint = client
         .balancer()
         .endpoints()
@@ -332,10 +315,11 @@ async fn an_instance_failing_its_health_check_gets_no_traffic_until_it_passes_ag
 
 #[tokio::test]
 async fn peak_ewma_sends_clearly_less_traffic_to_a_slowed_instance() {
-    let (registry, servers, _registrations) = servers(&["slow", "fast1", "fast2"]).await;
-    servers[0].set_delay(Duration::from_millis(80));
-    let settings = settings(PolicySettings::PeakEwma(PeakEwmaSettings::default()));
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    let fleet = Fleet::start(&["slow", "fast1", "fast2"], Mode::Ok).await;
+    fleet.servers[0].set_delay(Duration::from_millis(80));
+    let client = fleet.client(|settings| {
+        settings.balance = PolicySettings::PeakEwma(PeakEwmaSettings::default());
+    });
 
     let workers: Vec<_> = (0..4)
         .map(|_| {
@@ -351,8 +335,8 @@ async fn peak_ewma_sends_clearly_less_traffic_to_a_slowed_instance() {
     for worker in workers {
         worker.await.unwrap();
     }
-    let slow = servers[0].hits();
-    assert_eq!(total_hits(&servers), 200);
+    let slow = fleet.servers[0].hits();
+    assert_eq!(fleet.hits(), 200);
     assert!(
         slow < 200 / 10,
         "the slowed instance got {slow} of 200 requests (a third would be even)"
@@ -361,10 +345,9 @@ async fn peak_ewma_sends_clearly_less_traffic_to_a_slowed_instance() {
 
 #[tokio::test]
 async fn responses_stream_and_deadlines_travel_to_the_upstream() {
-    let (registry, servers, _registrations) = servers(&["a"]).await;
-    let mut settings: UpstreamSettings = settings(PolicySettings::RoundRobin);
-    settings.per_try_timeout_ms = 1_500;
-    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    let fleet = Fleet::start(&["a"], Mode::Ok).await;
+    let servers = &fleet.servers;
+    let client = fleet.client(|settings| settings.per_try_timeout_ms = 1_500);
 
     let response = client.send(get("/stream")).await.unwrap();
     let mut body = response.into_body();
@@ -415,9 +398,8 @@ async fn responses_stream_and_deadlines_travel_to_the_upstream() {
 
 #[tokio::test]
 async fn a_body_that_stalls_past_the_deadline_is_an_error() {
-    let (registry, servers, _registrations) = servers(&["a"]).await;
-    let client =
-        UpstreamClient::new(SERVICE, &settings(PolicySettings::RoundRobin), &registry).unwrap();
+    let fleet = Fleet::start(&["a"], Mode::Ok).await;
+    let client = fleet.client(|_| {});
     let mut request = get("/stream");
     request
         .extensions_mut()
@@ -434,28 +416,20 @@ async fn a_body_that_stalls_past_the_deadline_is_an_error() {
         0,
         "the call no longer counts as load"
     );
-    servers[0].release_stream();
+    fleet.servers[0].release_stream();
 }
 
 #[tokio::test]
 async fn a_caller_deadline_that_runs_out_is_deadline_exceeded() {
-    let (registry, servers, _registrations) = servers(&["a", "b"]).await;
-    for server in &servers {
-        server.set_mode(Mode::Hang);
-    }
-    let client =
-        UpstreamClient::new(SERVICE, &settings(PolicySettings::RoundRobin), &registry).unwrap();
+    let fleet = Fleet::start(&["a", "b"], Mode::Hang).await;
+    let client = fleet.client(|_| {});
     let mut request = get("/");
     request
         .extensions_mut()
         .insert(Deadline::after(Duration::from_millis(200)));
     let err = client.send(request).await.unwrap_err();
     assert!(matches!(err, CallError::DeadlineExceeded { .. }), "{err:?}");
-    assert_eq!(
-        total_hits(&servers),
-        1,
-        "no retry once the deadline is spent"
-    );
+    assert_eq!(fleet.hits(), 1, "no retry once the deadline is spent");
 }
 
 #[tokio::test]

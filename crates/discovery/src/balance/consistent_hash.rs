@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use super::least_outstanding::LeastOutstanding;
+use super::least_outstanding;
 use super::{ConsistentHashSettings, Endpoint, HashKey, stable_hash};
 
 /// The ring: sorted (hash, endpoint index) points.
@@ -76,7 +76,7 @@ impl Ring {
         (0..len)
             .map(|step| self.points[(start + step) % len].1 as usize)
             .find(|&index| available(index) && endpoints[index].in_flight() < capacity)
-            .or_else(|| LeastOutstanding.pick(endpoints, available))
+            .or_else(|| least_outstanding::pick(endpoints, available))
     }
 }
 

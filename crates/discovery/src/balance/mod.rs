@@ -310,9 +310,9 @@ pub struct PickRequest<'a> {
 enum PolicyState {
     RoundRobin(round_robin::RoundRobin),
     Weighted(weighted::SmoothWeighted),
-    Random(random::Random),
-    LeastOutstanding(least_outstanding::LeastOutstanding),
-    PeakEwma(p2c_ewma::PeakEwma),
+    Random,
+    LeastOutstanding,
+    PeakEwma,
     ConsistentHash(consistent_hash::Ring),
 }
 
@@ -323,11 +323,9 @@ impl PolicyState {
             PolicySettings::WeightedRoundRobin => {
                 Self::Weighted(weighted::SmoothWeighted::new(endpoints))
             }
-            PolicySettings::Random => Self::Random(random::Random),
-            PolicySettings::LeastOutstanding => {
-                Self::LeastOutstanding(least_outstanding::LeastOutstanding)
-            }
-            PolicySettings::PeakEwma(_) => Self::PeakEwma(p2c_ewma::PeakEwma),
+            PolicySettings::Random => Self::Random,
+            PolicySettings::LeastOutstanding => Self::LeastOutstanding,
+            PolicySettings::PeakEwma(_) => Self::PeakEwma,
             PolicySettings::ConsistentHash(settings) => {
                 Self::ConsistentHash(consistent_hash::Ring::new(endpoints, settings))
             }
@@ -343,9 +341,9 @@ impl PolicyState {
         match self {
             Self::RoundRobin(policy) => policy.pick(endpoints.len(), available),
             Self::Weighted(policy) => policy.pick(endpoints, available),
-            Self::Random(policy) => policy.pick(endpoints.len(), available),
-            Self::LeastOutstanding(policy) => policy.pick(endpoints, available),
-            Self::PeakEwma(policy) => policy.pick(endpoints, available),
+            Self::Random => random::pick(endpoints.len(), available),
+            Self::LeastOutstanding => least_outstanding::pick(endpoints, available),
+            Self::PeakEwma => p2c_ewma::pick(endpoints, available),
             Self::ConsistentHash(policy) => policy.pick(endpoints, key, available),
         }
     }

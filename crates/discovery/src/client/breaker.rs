@@ -145,35 +145,39 @@ impl Breaker {
 
 impl Permit<'_> {
     /// The call succeeded.
-    pub(crate) fn success(mut self) {
-        self.settled = true;
-        let breaker = self.breaker;
-        if !breaker.settings.enabled {
-            return;
-        }
-        if self.probe {
-            breaker.close();
-        } else if breaker.failures.load(Ordering::Relaxed) != 0 {
-            breaker.failures.store(0, Ordering::Relaxed);
-        }
+    pub(crate) fn success(self) {
+        self.settle(true);
     }
 
     /// The call failed.
-    pub(crate) fn failure(mut self) {
+    pub(crate) fn failure(self) {
+        self.settle(false);
+    }
+
+    /// A probe's answer closes or reopens the breaker; an ordinary call's
+    /// resets or adds to the run of consecutive failures.
+    fn settle(mut self, succeeded: bool) {
         self.settled = true;
         let breaker = self.breaker;
         if !breaker.settings.enabled {
             return;
         }
-        if self.probe {
-            breaker.open();
-            return;
-        }
-        let failures = breaker.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= breaker.settings.consecutive_failures.max(1)
-            && breaker.phase.load(Ordering::Acquire) == CLOSED
-        {
-            breaker.open();
+        match (self.probe, succeeded) {
+            (true, true) => breaker.close(),
+            (true, false) => breaker.open(),
+            (false, true) => {
+                if breaker.failures.load(Ordering::Relaxed) != 0 {
+                    breaker.failures.store(0, Ordering::Relaxed);
+                }
+            }
+            (false, false) => {
+                let failures = breaker.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures >= breaker.settings.consecutive_failures.max(1)
+                    && breaker.phase.load(Ordering::Acquire) == CLOSED
+                {
+                    breaker.open();
+                }
+            }
         }
     }
 }

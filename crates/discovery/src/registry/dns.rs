@@ -4,14 +4,13 @@
 //! address once it is ready and removes it when it stops, so registering
 //! from inside the process is a no-op.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::{Backend, Instances, Registration, RegistryError, canonical, publish};
+use super::{Backend, Instances, Registration, RegistryError, Watches, canonical, publish};
 use crate::instance::{Instance, Scheme};
 
 /// The `dns` backend's settings.
@@ -58,14 +57,14 @@ pub struct DnsService {
 /// watchers of it and stopped when the last watcher goes away.
 pub(crate) struct Dns {
     settings: DnsSettings,
-    watches: Mutex<HashMap<String, watch::Sender<Instances>>>,
+    watches: Watches,
 }
 
 impl Dns {
     pub(crate) fn new(settings: DnsSettings) -> Self {
         Self {
             settings,
-            watches: Mutex::new(HashMap::new()),
+            watches: Watches::new("dns"),
         }
     }
 }
@@ -77,39 +76,17 @@ impl Backend for Dns {
     }
 
     fn watch(&self, service: &str) -> watch::Receiver<Instances> {
-        let mut watches = self
-            .watches
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = watches.get(service)
-            && !tx.is_closed()
-        {
-            return tx.subscribe();
-        }
-        let (tx, rx) = watch::channel(Instances::from([]));
-        let Some(target) = self.settings.services.get(service).cloned() else {
-            tracing::warn!(
-                service,
-                "no DNS name configured for this service; it has no instances"
-            );
-            return rx;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(
-                service,
-                "DNS discovery needs a tokio runtime; the service has no instances"
-            );
-            return rx;
-        };
-        let interval = Duration::from_millis(self.settings.refresh_ms.max(100));
-        runtime.spawn(resolve_loop(
-            service.to_owned(),
-            target,
-            interval,
-            tx.clone(),
-        ));
-        watches.insert(service.to_owned(), tx);
-        rx
+        self.watches.subscribe(service, |tx| {
+            let Some(target) = self.settings.services.get(service).cloned() else {
+                tracing::warn!(
+                    service,
+                    "no DNS name configured for this service; it has no instances"
+                );
+                return None;
+            };
+            let interval = Duration::from_millis(self.settings.refresh_ms.max(100));
+            Some(resolve_loop(service.to_owned(), target, interval, tx))
+        })
     }
 
     fn kind(&self) -> &'static str {

@@ -13,9 +13,9 @@
 //! watch stream starts over with a full `get`, so a watcher never misses a
 //! change that happened while it was disconnected.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
@@ -24,7 +24,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, Instances, Registration, RegistryError, canonical, publish};
+use super::{Backend, Instances, Registration, RegistryError, Watches, canonical, publish};
 use crate::instance::Instance;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -94,7 +94,7 @@ impl EtcdSettings {
 pub(crate) struct Etcd {
     client: Client,
     settings: Arc<EtcdSettings>,
-    watches: Mutex<HashMap<String, watch::Sender<Instances>>>,
+    watches: Watches,
 }
 
 impl Etcd {
@@ -123,7 +123,7 @@ impl Etcd {
         Ok(Self {
             client,
             settings: Arc::new(settings),
-            watches: Mutex::new(HashMap::new()),
+            watches: Watches::new("etcd"),
         })
     }
 }
@@ -145,31 +145,15 @@ impl Backend for Etcd {
     }
 
     fn watch(&self, service: &str) -> watch::Receiver<Instances> {
-        let mut watches = self
-            .watches
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = watches.get(service)
-            && !tx.is_closed()
-        {
-            return tx.subscribe();
-        }
-        let (tx, rx) = watch::channel(Instances::from([]));
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(
-                service,
-                "etcd discovery needs a tokio runtime; the service has no instances"
-            );
-            return rx;
-        };
-        runtime.spawn(watch_service(
-            self.client.clone(),
-            Arc::clone(&self.settings),
-            service.to_owned(),
-            tx.clone(),
-        ));
-        watches.insert(service.to_owned(), tx);
-        rx
+        self.watches.subscribe(service, |tx| {
+            let settings = Arc::clone(&self.settings);
+            Some(watch_service(
+                self.client.clone(),
+                settings,
+                service.to_owned(),
+                tx,
+            ))
+        })
     }
 
     fn kind(&self) -> &'static str {

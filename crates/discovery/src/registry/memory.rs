@@ -174,12 +174,12 @@ mod tests {
     #[tokio::test]
     async fn an_old_guard_does_not_remove_a_newer_registration_of_the_same_id() {
         let registry = Registry::in_process();
-        let old = registry
-            .register(Instance::new("cart", "a", "127.0.0.1:1"))
-            .unwrap();
-        let new = registry
-            .register(Instance::new("cart", "a", "127.0.0.1:2"))
-            .unwrap();
+        // Registered in this order: the same id, first at :1, then at :2.
+        let [old, new] = ["127.0.0.1:1", "127.0.0.1:2"].map(|address| {
+            registry
+                .register(Instance::new("cart", "a", address))
+                .unwrap()
+        });
         drop(old);
         let watch = registry.watch("cart");
         assert_eq!(watch.borrow()[0].address, "127.0.0.1:2");

@@ -14,8 +14,10 @@ pub mod etcd;
 pub mod memory;
 pub mod static_list;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -32,6 +34,60 @@ pub use static_list::{StaticInstance, StaticSettings};
 
 /// The current instances of one service; replaced as a whole on every change.
 pub type Instances = Arc<[Instance]>;
+
+/// The watch channels of a backend that feeds them from a task (DNS, etcd):
+/// one channel and one feeding task per service, shared by all its watchers
+/// and left to stop once the last watcher goes away.
+pub(crate) struct Watches {
+    backend: &'static str,
+    channels: Mutex<HashMap<String, watch::Sender<Instances>>>,
+}
+
+impl Watches {
+    /// No channels yet, for the backend named `backend` in logs.
+    pub(crate) fn new(backend: &'static str) -> Self {
+        Self {
+            backend,
+            channels: Mutex::default(),
+        }
+    }
+
+    /// A receiver on `service`'s channel. The first watcher (or the first
+    /// after every earlier one went away) opens the channel and spawns the
+    /// task `feed` makes from its sender; without one (nothing configured
+    /// for the service, or no tokio runtime), the service has no instances.
+    pub(crate) fn subscribe<F>(
+        &self,
+        service: &str,
+        feed: impl FnOnce(watch::Sender<Instances>) -> Option<F>,
+    ) -> watch::Receiver<Instances>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = channels.get(service)
+            && !tx.is_closed()
+        {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(Instances::from([]));
+        let Some(task) = feed(tx.clone()) else {
+            return rx;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let backend = self.backend;
+            tracing::error!(
+                service,
+                backend,
+                "discovery needs a tokio runtime; the service has no instances"
+            );
+            return rx;
+        };
+        runtime.spawn(task);
+        channels.insert(service.to_owned(), tx);
+        rx
+    }
+}
 
 /// Which registry backend to use, chosen by the `backend` key.
 ///
