@@ -9,10 +9,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing;
 use shop_common::config::{AdminSettings, HttpSettings, ListenerLimits};
 use shop_common::health::{self, Readiness};
 use shop_common::server::{self, Service, serve, with_common_layers};
+use shop_testkit::{assert_problem, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -32,27 +33,35 @@ fn drain(drain: Duration) -> ListenerLimits {
     }
 }
 
+/// The test routes: `/fast` answers at once, `/slow` after 400 ms, `/stuck`
+/// never (within a test).
+fn routes() -> Router {
+    let after = |delay: Duration, body: &'static str| {
+        routing::get(move || async move {
+            tokio::time::sleep(delay).await;
+            body
+        })
+    };
+    Router::new()
+        .route("/fast", routing::get(|| async { "fast" }))
+        .route("/slow", after(Duration::from_millis(400), "slow"))
+        .route("/stuck", after(Duration::from_secs(3600), "never"))
+}
+
+/// `GET url` on a new connection; panics when nothing answers.
+async fn get(url: String) -> reqwest::Response {
+    send(reqwest::Client::new().get(url)).await
+}
+
+/// Whether a new connection to `url` is refused (or otherwise gets no answer).
+async fn refused(url: String) -> bool {
+    reqwest::Client::new().get(url).send().await.is_err()
+}
+
 async fn start(limits: ListenerLimits) -> Served {
     let stop = CancellationToken::new();
     let readiness = Readiness::new().with_stop(stop.clone());
-    let router = Router::new()
-        .route("/fast", get(|| async { "fast" }))
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                "slow"
-            }),
-        )
-        .route(
-            "/stuck",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                "never"
-            }),
-        )
-        .merge(health::router(readiness));
-    let router = with_common_layers(router, "test");
+    let router = with_common_layers(routes().merge(health::router(readiness)), "test");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let task = tokio::spawn(serve(listener, router, stop.clone(), limits));
@@ -62,19 +71,15 @@ async fn start(limits: ListenerLimits) -> Served {
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
     let served = start(drain(Duration::from_secs(5))).await;
-    let client = reqwest::Client::new();
-    let given = client
-        .get(format!("{}/fast", served.base))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .expect("send");
+    let fast = format!("{}/fast", served.base);
+    let given = send(
+        reqwest::Client::new()
+            .get(&fast)
+            .header("x-request-id", "abc-123"),
+    )
+    .await;
     assert_eq!(given.headers()["x-request-id"], "abc-123");
-    let generated = client
-        .get(format!("{}/fast", served.base))
-        .send()
-        .await
-        .expect("send");
+    let generated = get(fast).await;
     let id = generated.headers()["x-request-id"].to_str().expect("ascii");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     served.stop.cancel();
@@ -83,26 +88,14 @@ async fn request_ids_are_echoed_or_generated() {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
     let served = start(drain(Duration::from_secs(5))).await;
-    let client = reqwest::Client::new();
-    let missing = client
-        .get(format!("{}/nope", served.base))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(missing.status(), 404);
-    assert_eq!(
-        missing.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: serde_json::Value = missing.json().await.expect("json");
-    assert_eq!(body["status"], 404);
-    let wrong = client
-        .delete(format!("{}/fast", served.base))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(wrong.status(), 405);
-    assert_eq!(wrong.headers()["content-type"], "application/problem+json");
+    assert_problem(
+        get(format!("{}/nope", served.base)).await,
+        404,
+        "unknown route",
+    )
+    .await;
+    let wrong = send(reqwest::Client::new().delete(format!("{}/fast", served.base))).await;
+    assert_problem(wrong, 405, "unknown method").await;
     served.stop.cancel();
 }
 
@@ -121,21 +114,12 @@ async fn run_service(name: &'static str, limits: ListenerLimits) -> RunService {
         .await
         .expect("bind admin")
         .expect("enabled");
-    let router = Router::new()
-        .route("/fast", get(|| async { "fast" }))
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                "slow"
-            }),
-        );
     let stop = CancellationToken::new();
     let service = Service {
         name,
         listener,
         admin: Some(admin),
-        router,
+        router: routes(),
         readiness: Readiness::new(),
         db: None,
         limits,
@@ -165,39 +149,12 @@ fn request_count(text: &str, service: &str, route: &str, status: u16) -> Option<
 #[tokio::test]
 async fn metrics_are_served_on_the_admin_port_only_and_count_api_requests() {
     let served = run_service("metrics-test", drain(Duration::from_secs(5))).await;
-    let client = reqwest::Client::new();
     for _ in 0..3 {
-        let fast = client
-            .get(format!("{}/fast", served.api))
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(fast.status(), 200);
+        assert_eq!(get(format!("{}/fast", served.api)).await.status(), 200);
     }
-
-    let public = client
-        .get(format!("{}/metrics", served.api))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(public.status(), 404, "the API port serves /metrics");
-    assert_eq!(public.headers()["content-type"], "application/problem+json");
-
-    let admin = client
-        .get(format!("{}/metrics", served.admin))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(admin.status(), 200);
-    assert!(
-        admin.headers()["content-type"]
-            .to_str()
-            .expect("ascii")
-            .starts_with("text/plain"),
-        "{:?}",
-        admin.headers()["content-type"]
-    );
-    let text = admin.text().await.expect("text");
+    let public = get(format!("{}/metrics", served.api)).await;
+    assert_problem(public, 404, "the API port serves /metrics").await;
+    let text = shop_testkit::scrape(&reqwest::Client::new(), &served.admin).await;
     let count = request_count(&text, "metrics-test", "/fast", 200)
         .unwrap_or_else(|| panic!("no counter for /fast in:\n{text}"));
     assert!(count >= 3.0, "{count}");
@@ -214,51 +171,27 @@ async fn metrics_are_served_on_the_admin_port_only_and_count_api_requests() {
     // The probes answer on both listeners; the service's routes only on the API's.
     for base in [&served.api, &served.admin] {
         for probe in ["/healthz", "/readyz"] {
-            let response = client
-                .get(format!("{base}{probe}"))
-                .send()
-                .await
-                .expect("send");
+            let response = get(format!("{base}{probe}")).await;
             assert_eq!(response.status(), 200, "{base}{probe}");
         }
     }
-    let not_admin = client
-        .get(format!("{}/fast", served.admin))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(not_admin.status(), 404);
+    assert_eq!(get(format!("{}/fast", served.admin)).await.status(), 404);
     served.stop.cancel();
 }
 
 #[tokio::test]
 async fn the_admin_listener_answers_during_the_drain_and_stops_after_it() {
     let served = run_service("drain-test", drain(Duration::from_secs(5))).await;
-    let client = reqwest::Client::new();
-    let slow = tokio::spawn(client.get(format!("{}/slow", served.api)).send());
+    let slow = tokio::spawn(get(format!("{}/slow", served.api)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     served.stop.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     // Draining: scrapes still answer and readiness says why it is not ready.
-    let fresh = reqwest::Client::new();
-    let metrics = fresh
-        .get(format!("{}/metrics", served.admin))
-        .send()
-        .await
-        .expect("the admin listener answers during the drain");
-    assert_eq!(metrics.status(), 200);
-    let ready = fresh
-        .get(format!("{}/readyz", served.admin))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(ready.status(), 503);
+    assert_eq!(get(format!("{}/metrics", served.admin)).await.status(), 200);
+    assert_eq!(get(format!("{}/readyz", served.admin)).await.status(), 503);
 
-    let response = slow
-        .await
-        .expect("join")
-        .expect("the in-flight request completes");
+    let response = slow.await.expect("the in-flight request completes");
     assert_eq!(response.text().await.expect("body"), "slow");
     tokio::time::timeout(Duration::from_secs(10), served.task)
         .await
@@ -267,11 +200,7 @@ async fn the_admin_listener_answers_during_the_drain_and_stops_after_it() {
         .expect("clean stop");
     for base in [&served.api, &served.admin] {
         assert!(
-            reqwest::Client::new()
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .is_err(),
+            refused(format!("{base}/healthz")).await,
             "{base} still accepts after the stop"
         );
     }
@@ -300,33 +229,17 @@ async fn admin_limits_follow_the_api_listener_within_their_own_bounds() {
 #[tokio::test]
 async fn in_flight_requests_finish_and_readiness_drops_during_shutdown() {
     let served = start(drain(Duration::from_secs(5))).await;
-    let client = reqwest::Client::new();
-    assert_eq!(
-        client
-            .get(format!("{}/readyz", served.base))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
+    assert_eq!(get(format!("{}/readyz", served.base)).await.status(), 200);
 
-    let slow = tokio::spawn(client.get(format!("{}/slow", served.base)).send());
+    let slow = tokio::spawn(get(format!("{}/slow", served.base)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     served.stop.cancel();
-    let response = slow
-        .await
-        .expect("join")
-        .expect("the in-flight request completes");
+    let response = slow.await.expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.expect("body"), "slow");
     served.task.await.expect("join").expect("clean stop");
     assert!(
-        reqwest::Client::new()
-            .get(format!("{}/fast", served.base))
-            .send()
-            .await
-            .is_err(),
+        refused(format!("{}/fast", served.base)).await,
         "no new connections after stop"
     );
 }
@@ -481,28 +394,18 @@ async fn past_the_connection_cap_a_client_waits_until_one_closes() {
     let second = TcpStream::connect(addr(&served)).await.expect("connect");
     // Let the server take both before the third arrives.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let third = tokio::spawn({
-        let base = served.base.clone();
-        async move {
-            reqwest::Client::new()
-                .get(format!("{base}/fast"))
-                .send()
-                .await
-                .map(|r| r.status())
-        }
-    });
+    let third = tokio::spawn(get(format!("{}/fast", served.base)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !third.is_finished(),
         "a third connection was served past a cap of two"
     );
     drop(first);
-    let status = tokio::time::timeout(Duration::from_secs(10), third)
+    let response = tokio::time::timeout(Duration::from_secs(10), third)
         .await
         .expect("the waiting client is served once a connection closes")
-        .expect("task")
-        .expect("request");
-    assert_eq!(status, 200);
+        .expect("the request is answered");
+    assert_eq!(response.status(), 200);
     drop(second);
     served.stop.cancel();
 }
