@@ -14,7 +14,8 @@
 //! | [`error`] | the RFC 9457 problem+json error body |
 //! | [`extract`] | request extractors whose rejections are problem+json |
 //! | [`alloc`] | the process-wide memory allocator (mimalloc) |
-//! | [`auth`] | EdDSA token signing and verification, the JWKS document, the `AuthUser` extractor |
+//! | [`auth`] | EdDSA token verification and the `AuthUser` extractor; signing and the JWKS document with the `issue` feature |
+//! | [`wire`] | internal header names (`x-shop-*`) and bearer-token parsing, spelled once |
 
 pub mod alloc;
 pub mod auth;
@@ -29,3 +30,4 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod wire;

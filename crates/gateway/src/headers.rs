@@ -21,18 +21,12 @@ use axum::extract::ConnectInfo;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
+use shop_common::wire::{CLIENT_IP, SERVICE_TOKEN};
 
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-/// The credential of internal service-to-service routes; never accepted
-/// from outside.
-pub const SERVICE_TOKEN: HeaderName = HeaderName::from_static("x-shop-service-token");
-/// The client address the gateway resolved ([`ClientAddr::client`]), for
-/// services that key limits by client; always overwritten, so a client
-/// cannot set it.
-pub const CLIENT_IP: HeaderName = HeaderName::from_static("x-shop-client-ip");
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -377,44 +371,50 @@ mod tests {
     #[test]
     fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
         let trusted = proxies(&["10.0.0.0/8", "fd00::/8"]);
-        // The client's own claim (left) is never believed.
-        assert_eq!(
-            client("10.0.0.1", &["192.0.2.66, 198.51.100.1"], &trusted),
-            ip("198.51.100.1")
-        );
-        // Past a chain of trusted proxies, over several header lines.
-        assert_eq!(
-            client(
+        // (peer, X-Forwarded-For lines, client, why)
+        let cases: [(&str, &[&'static str], &str, &str); 8] = [
+            (
+                "10.0.0.1",
+                &["192.0.2.66, 198.51.100.1"],
+                "198.51.100.1",
+                "the client's own claim (left) is never believed",
+            ),
+            (
                 "10.0.0.1",
                 &["192.0.2.66, 198.51.100.1", "10.9.9.9", "fd00::5, 10.1.1.1"],
-                &trusted
+                "198.51.100.1",
+                "past a chain of trusted proxies, over several header lines",
             ),
-            ip("198.51.100.1")
-        );
-        // Ports, brackets and IPv4-mapped IPv6 addresses.
-        assert_eq!(
-            client("10.0.0.1", &["[2001:db8::1]:4711"], &trusted),
-            ip("2001:db8::1")
-        );
-        assert_eq!(
-            client("10.0.0.1", &["198.51.100.1:4711"], &trusted),
-            ip("198.51.100.1")
-        );
-        assert_eq!(
-            client("::ffff:10.0.0.1", &["::ffff:198.51.100.1"], &trusted),
-            ip("198.51.100.1")
-        );
-        // No header: the proxy itself; garbage stops the walk at the last
-        // trusted hop; all trusted: the left-most.
-        assert_eq!(client("10.0.0.1", &[], &trusted), ip("10.0.0.1"));
-        assert_eq!(
-            client("10.0.0.1", &["198.51.100.1, unknown, 10.2.2.2"], &trusted),
-            ip("10.2.2.2")
-        );
-        assert_eq!(
-            client("10.0.0.1", &["10.3.3.3, 10.2.2.2"], &trusted),
-            ip("10.3.3.3")
-        );
+            (
+                "10.0.0.1",
+                &["[2001:db8::1]:4711"],
+                "2001:db8::1",
+                "brackets and a port",
+            ),
+            ("10.0.0.1", &["198.51.100.1:4711"], "198.51.100.1", "a port"),
+            (
+                "::ffff:10.0.0.1",
+                &["::ffff:198.51.100.1"],
+                "198.51.100.1",
+                "IPv4-mapped IPv6 addresses",
+            ),
+            ("10.0.0.1", &[], "10.0.0.1", "no header: the proxy itself"),
+            (
+                "10.0.0.1",
+                &["198.51.100.1, unknown, 10.2.2.2"],
+                "10.2.2.2",
+                "garbage stops the walk at the last trusted hop",
+            ),
+            (
+                "10.0.0.1",
+                &["10.3.3.3, 10.2.2.2"],
+                "10.3.3.3",
+                "all trusted: the left-most",
+            ),
+        ];
+        for (peer, forwarded_for, expected, why) in cases {
+            assert_eq!(client(peer, forwarded_for, &trusted), ip(expected), "{why}");
+        }
     }
 
     #[test]

@@ -15,52 +15,25 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::response::Response;
 use futures::future::BoxFuture;
-use http::{HeaderMap, header};
 use pin_project_lite::pin_project;
 use shop_common::auth::{Claims, TokenError, TokenVerifier, unauthorized};
+use shop_common::wire::bearer_token;
 use shop_discovery::HashKey;
 
 use super::reject;
 
-/// Verifies the bearer token of every request it sees.
-#[derive(Debug, Clone)]
-pub struct AuthLayer {
-    verifier: TokenVerifier,
-}
+super::layer!(
+    /// Verifies the bearer token of every request it sees.
+    AuthLayer,
+    Auth,
+    verifier: TokenVerifier
+);
 
 impl AuthLayer {
     /// A layer verifying with `verifier`.
     pub fn new(verifier: TokenVerifier) -> Self {
         Self { verifier }
     }
-}
-
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            verifier: self.verifier.clone(),
-        }
-    }
-}
-
-/// The service of [`AuthLayer`].
-#[derive(Debug, Clone)]
-pub struct Auth<S> {
-    inner: S,
-    verifier: TokenVerifier,
-}
-
-/// The token of an `Authorization: Bearer <token>` header, if there is one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|token| !token.is_empty())
 }
 
 fn refused(detail: &str) -> Response {

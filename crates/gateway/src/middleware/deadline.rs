@@ -20,35 +20,18 @@ use tokio::time::Timeout;
 
 use super::reject;
 
-/// Bounds each request by `timeout` and hands the deadline on.
-#[derive(Debug, Clone, Copy)]
-pub struct DeadlineLayer {
-    timeout: Duration,
-}
+super::layer!(
+    /// Bounds each request by `timeout` and hands the deadline on.
+    DeadlineLayer,
+    DeadlineService,
+    timeout: Duration
+);
 
 impl DeadlineLayer {
     /// A layer giving each request `timeout`.
     pub fn new(timeout: Duration) -> Self {
         Self { timeout }
     }
-}
-
-impl<S> tower::Layer<S> for DeadlineLayer {
-    type Service = DeadlineService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService {
-            inner,
-            timeout: self.timeout,
-        }
-    }
-}
-
-/// The service of [`DeadlineLayer`].
-#[derive(Debug, Clone)]
-pub struct DeadlineService<S> {
-    inner: S,
-    timeout: Duration,
 }
 
 impl<S> tower::Service<Request> for DeadlineService<S>

@@ -100,14 +100,15 @@ pub enum Verdict<G> {
     Refuse(Response),
 }
 
-/// Defines a layer `$layer` holding `$state` and its service `$service`
-/// whose `call` runs `$check(&state, &mut request) -> Verdict<G>`.
-macro_rules! guard_layer {
-    ($(#[$doc:meta])* $layer:ident, $service:ident, $state:ty, $guard:ty, $check:path) => {
+/// Defines a layer `$layer` holding one `$field` and its service
+/// `$service`, which holds the inner service and a clone of the field;
+/// the caller writes the service's `tower::Service` impl.
+macro_rules! layer {
+    ($(#[$doc:meta])* $layer:ident, $service:ident, $field:ident: $ty:ty) => {
         $(#[$doc])*
         #[derive(Clone)]
         pub struct $layer {
-            state: $state,
+            $field: $ty,
         }
 
         impl<S> tower::Layer<S> for $layer {
@@ -116,7 +117,7 @@ macro_rules! guard_layer {
             fn layer(&self, inner: S) -> Self::Service {
                 $service {
                     inner,
-                    state: self.state.clone(),
+                    $field: self.$field.clone(),
                 }
             }
         }
@@ -125,8 +126,17 @@ macro_rules! guard_layer {
         #[derive(Clone)]
         pub struct $service<S> {
             inner: S,
-            state: $state,
+            $field: $ty,
         }
+    };
+}
+pub(crate) use layer;
+
+/// Defines a layer `$layer` holding `$state` and its service `$service`
+/// whose `call` runs `$check(&state, &mut request) -> Verdict<G>`.
+macro_rules! guard_layer {
+    ($(#[$doc:meta])* $layer:ident, $service:ident, $state:ty, $guard:ty, $check:path) => {
+        $crate::middleware::layer!($(#[$doc])* $layer, $service, state: $state);
 
         impl<S> tower::Service<axum::extract::Request> for $service<S>
         where
