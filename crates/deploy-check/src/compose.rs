@@ -195,6 +195,12 @@ pub(crate) fn last_wins(env: Vec<(String, String)>) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
+    /// `compose` read from an empty directory (no env files beside it).
+    fn parse(compose: &str) -> Result<Vec<ComposeService>, Error> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        services(compose, dir.path())
+    }
+
     #[test]
     fn environment_overrides_env_files_and_anchors_merge() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -243,7 +249,6 @@ services:
 
     #[test]
     fn image_command_and_replicas_are_read() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let compose = "\
 services:
   db:
@@ -258,9 +263,9 @@ services:
   bad:
     deploy: {replicas: many}
 ";
-        let err = services(compose, dir.path()).expect_err("many is not a number");
+        let err = parse(compose).expect_err("many is not a number");
         assert!(err.to_string().contains("bad"), "{err}");
-        let services = services(&compose.replace("many", "0"), dir.path()).expect("parses");
+        let services = parse(&compose.replace("many", "0")).expect("parses");
         let named = |name: &str| services.iter().find(|s| s.name == name).expect(name);
         let db = named("db");
         assert_eq!(db.image.as_deref(), Some("postgres:15-bookworm"));
@@ -276,7 +281,6 @@ services:
 
     #[test]
     fn published_ports_are_read_as_the_container_ports_behind_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let compose = "\
 services:
   gateway:
@@ -287,13 +291,12 @@ services:
       - {target: 9443, published: 443}
       - 'not a port'
 ";
-        let services = services(compose, dir.path()).expect("parses");
+        let services = parse(compose).expect("parses");
         assert_eq!(services[0].published_targets, [8080, 9090, 7000, 9443]);
     }
 
     #[test]
     fn a_typo_in_a_compose_environment_fails_the_check() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let compose = "\
 services:
   catalog:
@@ -305,7 +308,7 @@ services:
       SHOP_INSTANCE__ADVERTISE_ADDR: catalog:8082
       SHOP_HTTP__PROT: '8082'
 ";
-        let services = services(compose, dir.path()).expect("parses");
+        let services = parse(compose).expect("parses");
         let catalog = &services[0];
         let problems = crate::check(Service::Catalog, crate::Topology::Compose, &catalog.env)
             .expect_err("SHOP_HTTP__PROT is a typo");
@@ -314,9 +317,7 @@ services:
 
     #[test]
     fn a_missing_env_file_is_an_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let err =
-            services("services:\n  a:\n    env_file: nope.env\n", dir.path()).expect_err("missing");
+        let err = parse("services:\n  a:\n    env_file: nope.env\n").expect_err("missing");
         assert!(err.to_string().contains("nope.env"), "{err}");
     }
 }

@@ -653,13 +653,17 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
         );
     }
 
+    /// [`RENDERED`] with `from` replaced by `to`, parsed.
+    fn rendered_with(from: &str, to: &str) -> Manifests {
+        Manifests::parse(&RENDERED.replace(from, to)).expect("yaml")
+    }
+
     #[test]
     fn command_and_args_are_read_in_order() {
-        let with_args = RENDERED.replace(
+        let manifests = rendered_with(
             "          image: ferroshop/cart:0.1.0\n",
             "          image: ferroshop/cart:0.1.0\n          command: [serve]\n          args: ['-c', 'x=1']\n",
         );
-        let manifests = Manifests::parse(&with_args).expect("yaml");
         assert_eq!(
             manifests.workloads().expect("resolves")[0].command,
             ["serve", "-c", "x=1"]
@@ -668,11 +672,10 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
 
     #[test]
     fn a_typo_in_a_config_map_fails_the_check() {
-        let typo = RENDERED.replace(
+        let manifests = rendered_with(
             "SHOP_REGISTRY__SERVICES__USERS__PORT",
             "SHOP_REGISTRY__SERVICES__USERS__POTR",
         );
-        let manifests = Manifests::parse(&typo).expect("yaml");
         let workloads = manifests.workloads().expect("resolves");
         let problems =
             check(Service::Cart, Topology::Kubernetes, &workloads[0].env).expect_err("typo");
@@ -772,11 +775,10 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
 
     #[test]
     fn a_missing_config_map_is_an_error() {
-        let broken = RENDERED.replace(
+        let manifests = rendered_with(
             "configMapRef: {name: env-abc}",
             "configMapRef: {name: env-old}",
         );
-        let manifests = Manifests::parse(&broken).expect("yaml");
         let err = manifests.workloads().expect_err("dangling reference");
         assert!(err.to_string().contains("ConfigMap/env-old"), "{err}");
     }

@@ -22,7 +22,7 @@ pub mod k8s;
 pub mod yaml;
 
 use secrecy::ExposeSecret;
-use shop_common::config::{self, ConfigError, DatabaseSettings};
+use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings, Scheme};
 
 /// Why a deployment file could not be read.
@@ -157,6 +157,70 @@ fn pool_size(database: &DatabaseSettings) -> u32 {
     database.max_connections.max(1)
 }
 
+/// What every service's settings have: where it listens and registers.
+struct Parts {
+    service: Service,
+    registry: RegistrySettings,
+    instance: InstanceSettings,
+    http_port: u16,
+    admin_port: Option<u16>,
+}
+
+impl Parts {
+    fn new(
+        service: Service,
+        registry: RegistrySettings,
+        instance: InstanceSettings,
+        http_port: u16,
+        admin_port: Option<u16>,
+    ) -> Self {
+        Self {
+            service,
+            registry,
+            instance,
+            http_port,
+            admin_port,
+        }
+    }
+
+    /// A service on `database`, registering its HTTP port, with no signing
+    /// key or service token (set those over this).
+    fn with_database(self, database: &DatabaseSettings) -> Loaded {
+        Loaded {
+            database_url: Some(database.url.expose_secret().to_owned()),
+            database_connections: pool_size(database),
+            ..self.without_database()
+        }
+    }
+
+    /// A service without a database, registering its HTTP port.
+    fn without_database(self) -> Loaded {
+        Loaded {
+            service: self.service,
+            database_url: None,
+            registry: self.registry,
+            instance: self.instance,
+            http_port: self.http_port,
+            admin_port: self.admin_port,
+            registered_port: self.http_port,
+            signing_key_file: None,
+            signing_key_pem: false,
+            service_token: None,
+            database_connections: 0,
+        }
+    }
+}
+
+/// The admin port, when the admin listener is on.
+fn admin_port(admin: &AdminSettings) -> Option<u16> {
+    admin.enabled.then_some(admin.port)
+}
+
+/// A secret's text, for checks that compare or test it for emptiness.
+fn exposed(secret: Option<secrecy::SecretString>) -> Option<String> {
+    secret.map(|secret| secret.expose_secret().to_owned())
+}
+
 fn load_as<T: serde::de::DeserializeOwned>(
     env: &[(&str, &str)],
     validate: impl FnOnce(&T) -> Result<(), ConfigError>,
@@ -178,93 +242,69 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
     let loaded = match service {
         Service::Users => {
             let s: shop_users::Settings = load_as(&env, shop_users::Settings::validate)?;
-            Loaded {
+            let parts = Parts::new(
                 service,
-                database_url: Some(s.database.url.expose_secret().to_owned()),
-                registry: s.registry,
-                instance: s.instance,
-                http_port: s.http.port,
-                admin_port: s.admin.enabled.then_some(s.admin.port),
-                registered_port: s.http.port,
-                signing_key_file: s
-                    .auth
-                    .signing_key_file
-                    .map(|p| p.to_string_lossy().into_owned()),
+                s.registry,
+                s.instance,
+                s.http.port,
+                admin_port(&s.admin),
+            );
+            Loaded {
+                signing_key_file: (s.auth.signing_key_file)
+                    .map(|path| path.to_string_lossy().into_owned()),
                 signing_key_pem: s.auth.signing_key_pem.is_some(),
-                service_token: None,
-                database_connections: pool_size(&s.database),
+                ..parts.with_database(&s.database)
             }
         }
         Service::Catalog => {
             let s: shop_catalog::Settings = load_as(&env, |_| Ok(()))?;
-            Loaded {
+            Parts::new(
                 service,
-                database_url: Some(s.database.url.expose_secret().to_owned()),
-                registry: s.registry,
-                instance: s.instance,
-                http_port: s.http.port,
-                admin_port: s.admin.enabled.then_some(s.admin.port),
-                registered_port: s.http.port,
-                signing_key_file: None,
-                signing_key_pem: false,
-                service_token: None,
-                database_connections: pool_size(&s.database),
-            }
+                s.registry,
+                s.instance,
+                s.http.port,
+                admin_port(&s.admin),
+            )
+            .with_database(&s.database)
         }
         Service::Cart => {
             let s: shop_cart::Settings = load_as(&env, shop_cart::Settings::validate)?;
-            Loaded {
+            let parts = Parts::new(
                 service,
-                database_url: Some(s.database.url.expose_secret().to_owned()),
-                registry: s.registry,
-                instance: s.instance,
-                http_port: s.http.port,
-                admin_port: s.admin.enabled.then_some(s.admin.port),
-                registered_port: s.http.port,
-                signing_key_file: None,
-                signing_key_pem: false,
-                service_token: s
-                    .internal
-                    .service_token
-                    .map(|t| t.expose_secret().to_owned()),
-                database_connections: pool_size(&s.database),
+                s.registry,
+                s.instance,
+                s.http.port,
+                admin_port(&s.admin),
+            );
+            Loaded {
+                service_token: exposed(s.internal.service_token),
+                ..parts.with_database(&s.database)
             }
         }
         Service::Orders => {
             let s: shop_orders::Settings = load_as(&env, shop_orders::Settings::validate)?;
+            // Orders serves /metrics on its HTTP port and registers its gRPC one.
+            let admin_port = Some(s.http.port);
+            let parts = Parts::new(service, s.registry, s.instance, s.http.port, admin_port);
+            let loaded = parts.with_database(&s.database);
             Loaded {
-                service,
-                database_url: Some(s.database.url.expose_secret().to_owned()),
-                registry: s.registry,
-                instance: s.instance,
-                http_port: s.http.port,
-                admin_port: Some(s.http.port),
                 registered_port: s.grpc.port,
-                signing_key_file: None,
-                signing_key_pem: false,
-                service_token: s
-                    .internal
-                    .service_token
-                    .map(|t| t.expose_secret().to_owned()),
-                database_connections: pool_size(&s.database)
+                service_token: exposed(s.internal.service_token),
+                database_connections: (loaded.database_connections)
                     .saturating_add(shop_orders::READINESS_POOL_CONNECTIONS),
+                ..loaded
             }
         }
         Service::Gateway => {
             let s: shop_gateway::Settings = load_as(&env, shop_gateway::Settings::validate)?;
-            Loaded {
+            Parts::new(
                 service,
-                database_url: None,
-                registry: s.registry,
-                instance: s.instance,
-                http_port: s.http.port,
-                admin_port: s.admin.enabled.then_some(s.admin.port),
-                registered_port: s.http.port,
-                signing_key_file: None,
-                signing_key_pem: false,
-                service_token: None,
-                database_connections: 0,
-            }
+                s.registry,
+                s.instance,
+                s.http.port,
+                admin_port(&s.admin),
+            )
+            .without_database()
         }
     };
     Ok(loaded)
