@@ -1,30 +1,25 @@
-//! Building and running the cart service from [`Settings`]: the one way
-//! `main`, the all-in-one `shop` binary and the tests start it. Beside the
-//! listener runs the purge of old applied-order records.
+//! The cart service on the shared lifecycle ([`shop_runtime`]): what it
+//! assembles from [`Settings`]. Beside the listener runs the purge of old
+//! applied-order records.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use shop_common::auth::TokenVerifier;
-use shop_common::db::{self, Db, DbError};
+use shop_common::cli::Binary;
+use shop_common::config::{AdminSettings, ConfigError, HttpSettings, RetentionSettings};
+use shop_common::db::{self, Db};
 use shop_common::error::ErrorChain;
-use shop_common::health::Readiness;
-use shop_common::server::{self, BindError, Service};
-use shop_discovery::{
-    BuildError, JwksSource, Registration, Registry, RegistryError, UpstreamClient,
-};
-use tokio::net::TcpListener;
+use shop_discovery::{InstanceSettings, JwksSource, RegistrySettings, UpstreamClient};
+use shop_runtime::{Context, Parts, Service, ServiceSettings, StartError, StopAt, Worker};
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
 use crate::catalog::CatalogClient;
 use crate::routes::{self, AppState};
 use crate::store::{CartStore, MIGRATOR};
-use shop_common::config::RetentionSettings;
 
 /// The service name in discovery, logs and metrics.
 pub const SERVICE: &str = "cart";
@@ -36,59 +31,54 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// `applied_orders.retention_secs`.
 pub const APPLIED_ORDERS_PURGED: &str = "cart_applied_orders_purged_total";
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The listener could not bind.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// The database could not be opened or migrated.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// The registry could not be reached or the instance not registered.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// An upstream client could not be built from its settings.
-    #[error(transparent)]
-    Upstream(#[from] BuildError),
-}
+/// The cart service (see [`shop_runtime`] for its lifecycle).
+#[derive(Debug)]
+pub struct Cart;
 
 /// A cart service that is bound, registered and ready to run.
-pub struct Application {
-    listener: TcpListener,
-    admin: Option<(TcpListener, SocketAddr)>,
-    router: Router,
-    addr: SocketAddr,
-    db: Db,
-    registration: Registration,
-    settings: Settings,
+pub type Application = shop_runtime::Application<Cart>;
+
+impl ServiceSettings for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Settings::validate(self)
+    }
+    fn api(&self) -> HttpSettings {
+        self.http.clone()
+    }
+    fn admin(&self) -> AdminSettings {
+        self.admin.clone()
+    }
+    fn registry(&self) -> &RegistrySettings {
+        &self.registry
+    }
+    fn instance(&self) -> &InstanceSettings {
+        &self.instance
+    }
 }
 
-impl Application {
-    /// Builds the service with the registry its settings name.
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let registry = Registry::from_settings(&settings.registry).await?;
-        Self::build_in(settings, registry).await
-    }
+impl Service for Cart {
+    type Settings = Settings;
+    const NAME: &'static str = SERVICE;
+    const BINARY: Binary = Binary {
+        name: "shop-cart",
+        about: "ferroshop cart service: one cart per user, priced by the catalog",
+        version: env!("CARGO_PKG_VERSION"),
+    };
 
-    /// Builds the service with `registry` (tests and the all-in-one binary
-    /// pass their own): opens and migrates the database, binds the API and
-    /// admin listeners (port 0 picks a free port) and registers the instance
-    /// (its API address).
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
+    /// Opens and migrates the database, builds the catalog and users
+    /// clients; beside the listener runs the purge of old applied-order
+    /// records (stopped after the drain).
+    async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
+        let registry = &context.registry;
         let db = Db::connect(&settings.database).await?;
         db.migrate(&MIGRATOR).await?;
         let catalog = CatalogClient::new(
-            UpstreamClient::new("catalog", &settings.catalog, &registry)?,
+            UpstreamClient::new("catalog", &settings.catalog, registry)
+                .map_err(StartError::upstream("catalog"))?,
             &settings.catalog_cache,
         );
-        let users = UpstreamClient::new("users", &settings.users, &registry)?;
+        let users = UpstreamClient::new("users", &settings.users, registry)
+            .map_err(StartError::upstream("users"))?;
         let verifier =
             TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
         let service_token_digest = settings
@@ -109,67 +99,14 @@ impl Application {
             currency: settings.currency.as_str().into(),
         };
         let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
-        let (listener, addr) = server::bind(&settings.http).await?;
-        let admin = server::bind_admin(&settings.admin).await?;
-        let registration = settings.instance.register(&registry, SERVICE, addr)?;
-        Ok(Self {
-            listener,
-            admin,
-            router,
-            addr,
-            db,
-            registration,
-            settings,
-        })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The bound admin address (`/metrics`); `None` when `admin.enabled` is off.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|(_, addr)| *addr)
-    }
-
-    /// Serves until `stop` is cancelled: then deregisters at once (callers
-    /// stop picking this instance), stops the purge of applied-order
-    /// records, drains in-flight requests and closes the database.
-    ///
-    /// # Errors
-    /// An I/O error from the listener.
-    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let registration = self.registration;
-        // Its own token: it must also stop if the listener fails without a
-        // stop signal.
-        let purge_stop = stop.child_token();
-        let purge = tokio::spawn(purge_applied_orders(
-            CartStore::new(self.db.clone()),
-            self.settings.applied_orders.clone(),
-            purge_stop.clone(),
-        ));
-        let service = Service {
-            name: SERVICE,
-            listener: self.listener,
-            admin: self.admin.map(|(listener, _)| listener),
-            router: self.router,
-            readiness: Readiness::new(),
-            db: Some(self.db),
-            limits: self.settings.http.limits(),
-            on_stop: async move { registration.deregister().await },
+        let purge = {
+            let store = CartStore::new(db.clone());
+            let retention = settings.applied_orders.clone();
+            Worker::new("applied-order purge", StopAt::Drained, move |stop| {
+                purge_applied_orders(store, retention, stop)
+            })
         };
-        let result = server::run(service, stop).await;
-        purge_stop.cancel();
-        if let Err(err) = purge.await {
-            tracing::error!(error = %err, "applied-order purge task failed");
-        }
-        result
+        Ok((Self, Parts::http(router, db).with_worker(purge)))
     }
 }
 

@@ -1,13 +1,11 @@
 //! Settings of the cart service.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{
-    self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings,
-    RetentionSettings,
+    AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings, RetentionSettings,
 };
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
@@ -109,17 +107,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
-    /// then `SHOP_` environment variables.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings: Self = config::load(file)?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
     /// Checks what serde cannot.
     ///
     /// # Errors
@@ -157,6 +144,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use secrecy::SecretString;
+    use shop_common::config;
     use shop_common::config::MAX_PURGE_BATCH_SIZE;
 
     use super::*;

@@ -3,7 +3,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`config`] | [`Settings`] and their defaults (port 8083, `./data/cart.db`) |
-//! | [`app`] | [`Application`]: build from settings, register, run until stopped |
+//! | [`app`] | [`Cart`] on the shared lifecycle; [`Application`] builds, registers and runs it |
 //! | [`domain`] | parsed values: [`domain::ProductId`], [`domain::Quantity`], the priced [`domain::Cart`] |
 //! | [`store`] | the `carts`, `cart_items` and `applied_orders` tables |
 //! | [`catalog`] | the catalog client: names and prices, through discovery |
@@ -18,6 +18,6 @@ pub mod error;
 pub mod routes;
 pub mod store;
 
-pub use app::Application;
+pub use app::{Application, Cart};
 pub use config::Settings;
 pub use error::{Error, Result};

@@ -1,10 +1,9 @@
 //! Settings of the catalog service.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 
 use serde::Deserialize;
-use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 /// The default HTTP port of the catalog service.
@@ -42,21 +41,11 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
-    /// then `SHOP_` environment variables.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        config::load(file)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+    use shop_common::config;
 
     #[test]
     fn zero_configuration_means_sqlite_on_8082() {

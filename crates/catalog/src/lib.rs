@@ -4,7 +4,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`config`] | [`Settings`] and their defaults (port 8082, `./data/catalog.db`) |
-//! | [`app`] | [`Application`]: build from settings, bind, run until stopped |
+//! | [`app`] | the service on the shared lifecycle ([`shop_runtime`]); [`Application`] builds, registers and runs it |
 //! | [`domain`] | [`domain::Product`] and the parsed request values: [`domain::ProductId`], [`domain::PageLimit`], [`domain::Cursor`], [`domain::ProductIds`] |
 //! | [`store`] | the `products` table and its seed, the same queries on SQLite and PostgreSQL |
 //! | [`routes`] | the HTTP handlers (`GET /api/products`, `GET /api/products/{id}`) |
@@ -17,6 +17,6 @@ pub mod error;
 pub mod routes;
 pub mod store;
 
-pub use app::Application;
+pub use app::{Application, Catalog};
 pub use config::Settings;
 pub use error::{Error, Result};

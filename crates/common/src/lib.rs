@@ -13,11 +13,9 @@
 //! | [`db`] | connecting to `sqlite:` or `postgres:` URLs and running migrations |
 //! | [`error`] | the RFC 9457 problem+json error body |
 //! | [`extract`] | request extractors whose rejections are problem+json |
-//! | [`alloc`] | the process-wide memory allocator (mimalloc) |
 //! | [`auth`] | EdDSA token verification and the `AuthUser` extractor; signing and the JWKS document with the `issue` feature |
 //! | [`wire`] | internal header names (`x-shop-*`) and bearer-token parsing, spelled once |
 
-pub mod alloc;
 pub mod auth;
 pub mod cli;
 pub mod config;

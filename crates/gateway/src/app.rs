@@ -1,20 +1,16 @@
-//! Building and running the gateway from [`Settings`]: the one way `main`,
-//! the all-in-one `shop` binary and the tests start it.
+//! The gateway on the shared lifecycle ([`shop_runtime`]): what it
+//! assembles from [`Settings`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use shop_common::auth::TokenVerifier;
-use shop_common::config::ConfigError;
+use shop_common::cli::Binary;
+use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
 use shop_common::health::Readiness;
-use shop_common::server::{self, BindError, Service};
-use shop_discovery::{
-    BuildError, JwksSource, Registration, Registry, RegistryError, UpstreamClient,
-};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use shop_discovery::{InstanceSettings, JwksSource, RegistrySettings, UpstreamClient};
+use shop_runtime::{Api, Context, Parts, Service, ServiceSettings, StartError};
 use tower::ServiceBuilder;
 
 use crate::Settings;
@@ -35,69 +31,46 @@ use crate::state::{AppState, Shared, Upstream, Upstreams};
 /// The service name in discovery, logs and metrics.
 pub const SERVICE: &str = "gateway";
 
-/// Why the gateway could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The settings are inconsistent.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The listener could not bind.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// The registry could not be reached or the instance not registered.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// An upstream client could not be built from its settings.
-    #[error("upstreams.{upstream}: {source}")]
-    Upstream {
-        /// The upstream whose settings are at fault.
-        upstream: &'static str,
-        /// The cause.
-        #[source]
-        source: BuildError,
-    },
-}
+/// The gateway (see [`shop_runtime`] for its lifecycle).
+#[derive(Debug)]
+pub struct Gateway;
 
 /// A gateway that is bound, registered and ready to run.
-pub struct Application {
-    listener: TcpListener,
-    admin: Option<(TcpListener, SocketAddr)>,
-    api: Router,
-    upstreams: Upstreams,
-    addr: SocketAddr,
-    registration: Registration,
-    settings: Settings,
+pub type Application = shop_runtime::Application<Gateway>;
+
+impl ServiceSettings for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Settings::validate(self)
+    }
+    fn api(&self) -> HttpSettings {
+        self.http.clone()
+    }
+    fn admin(&self) -> AdminSettings {
+        self.admin.clone()
+    }
+    fn registry(&self) -> &RegistrySettings {
+        &self.registry
+    }
+    fn instance(&self) -> &InstanceSettings {
+        &self.instance
+    }
 }
 
-impl Application {
-    /// Builds the gateway with the registry its settings name.
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        settings.validate()?;
-        let registry = Registry::from_settings(&settings.registry).await?;
-        Self::build_in(settings, registry).await
-    }
+impl Service for Gateway {
+    type Settings = Settings;
+    const NAME: &'static str = SERVICE;
+    const BINARY: Binary = Binary {
+        name: "shop-gateway",
+        about: "ferroshop API gateway: the single public entry point",
+        version: env!("CARGO_PKG_VERSION"),
+    };
 
-    /// Builds the gateway with `registry` (tests and the all-in-one binary
-    /// pass their own): validates the settings, builds one upstream client
-    /// per service, binds the API and admin listeners (port 0 picks a free
-    /// port) and registers the instance (its API address) as `gateway`.
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
-        settings.validate()?;
-        // Install the shared recorder before any metric is registered.
-        shop_common::metrics::handle();
+    /// Builds one upstream client per service and the edge layers around
+    /// the routes; ready while every upstream has a healthy instance.
+    async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
         let upstream = |which: Upstream, upstream_settings| {
-            UpstreamClient::new(which.service(), upstream_settings, &registry).map_err(|source| {
-                StartError::Upstream {
-                    upstream: which.service(),
-                    source,
-                }
-            })
+            UpstreamClient::new(which.service(), upstream_settings, &context.registry)
+                .map_err(StartError::upstream(settings_key(which)))
         };
         let upstreams = Upstreams {
             users: upstream(Upstream::Users, &settings.upstreams.users)?,
@@ -109,74 +82,35 @@ impl Application {
             &settings.auth,
             Arc::new(JwksSource::new(upstreams.users.clone())),
         );
-        let state = AppState::new(Shared {
-            orders: OrdersChannel::new(upstreams.orders.clone()).client(),
-            upstreams: upstreams.clone(),
-            body_limit: settings.limits.body_bytes,
-            trusted_proxies: settings.proxy.trusted_proxies.clone(),
-        });
-        let api = routes::router(state, &verifier).merge(docs::swagger_ui());
-        let api = with_edge_layers(api, &settings);
-        let (listener, addr) = server::bind(&settings.http).await?;
-        let admin = server::bind_admin(&settings.admin).await?;
-        let registration = settings.instance.register(&registry, SERVICE, addr)?;
-        Ok(Self {
-            listener,
-            admin,
-            api,
-            upstreams,
-            addr,
-            registration,
-            settings,
-        })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The bound admin address (`/metrics`); `None` when `admin.enabled` is off.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|(_, addr)| *addr)
-    }
-
-    /// Serves until `stop` is cancelled: then deregisters at once, reports
-    /// not ready, and drains in-flight requests (then the admin listener).
-    ///
-    /// # Errors
-    /// An I/O error from a listener.
-    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let Self {
-            listener,
-            admin,
-            api,
-            upstreams,
-            registration,
-            settings,
-            ..
-        } = self;
         let readiness = Upstream::ALL
             .into_iter()
             .fold(Readiness::new(), |readiness, which| {
                 readiness.with_check(UpstreamReady::new(upstreams.get(which).clone()))
             });
-        let service = Service {
-            name: SERVICE,
-            listener,
-            admin: admin.map(|(listener, _)| listener),
-            router: api,
+        let state = AppState::new(Shared {
+            orders: OrdersChannel::new(upstreams.orders.clone()).client(),
+            upstreams,
+            body_limit: settings.limits.body_bytes,
+            trusted_proxies: settings.proxy.trusted_proxies.clone(),
+        });
+        let api = routes::router(state, &verifier).merge(docs::swagger_ui());
+        let parts = Parts {
+            api: Api::Http(with_edge_layers(api, settings)),
             readiness,
             db: None,
-            limits: settings.http.limits(),
-            on_stop: async move { registration.deregister().await },
+            workers: Vec::new(),
         };
-        server::run(service, stop).await
+        Ok((Self, parts))
+    }
+}
+
+/// The settings key of an upstream's client settings, for start errors.
+fn settings_key(which: Upstream) -> &'static str {
+    match which {
+        Upstream::Users => "upstreams.users",
+        Upstream::Catalog => "upstreams.catalog",
+        Upstream::Cart => "upstreams.cart",
+        Upstream::Orders => "upstreams.orders",
     }
 }
 

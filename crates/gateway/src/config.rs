@@ -2,12 +2,11 @@
 //! service, the token checks, and the edge limits.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 
 use http::HeaderValue;
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
-use shop_common::config::{self, AdminSettings, ConfigError, HttpSettings};
+use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
 use shop_discovery::balance::ConsistentHashSettings;
 use shop_discovery::{InstanceSettings, PolicySettings, RegistrySettings, UpstreamSettings};
 
@@ -240,17 +239,6 @@ pub struct ProxySettings {
 }
 
 impl Settings {
-    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
-    /// then `SHOP_` environment variables.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings: Self = config::load(file)?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
     /// Checks what serde cannot.
     ///
     /// # Errors
@@ -372,6 +360,7 @@ impl CorsSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shop_common::config;
 
     #[test]
     fn defaults_are_valid_and_cart_hashes_on_the_user() {

@@ -10,7 +10,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`config`] | [`Settings`] and their defaults (port 8080, limits, balancing per upstream) |
-//! | [`app`] | [`Application`]: build from settings, register as `gateway`, run until stopped |
+//! | [`app`] | the gateway on the shared lifecycle ([`shop_runtime`]); [`Application`] builds, registers and runs it |
 //! | [`routes`] | the route table, the router built from it, the orders facade, the docs routes |
 //! | [`forward`] | forwarding a request to an upstream, bodies streamed |
 //! | [`grpc`] | the orders gRPC client over the discovery balancer |
@@ -31,5 +31,5 @@ pub mod readiness;
 pub mod routes;
 pub mod state;
 
-pub use app::Application;
+pub use app::{Application, Gateway};
 pub use config::Settings;

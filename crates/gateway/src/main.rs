@@ -1,28 +1,12 @@
 //! `shop-gateway`: the gateway service as its own process.
 
-use std::process::ExitCode;
-
-use shop_common::cli::{Binary, run_service};
-use shop_gateway::{Application, Settings};
-
-const BINARY: Binary = Binary {
-    name: "shop-gateway",
-    about: "ferroshop API gateway: the single public entry point",
-    version: env!("CARGO_PKG_VERSION"),
-};
+// mimalloc: several times cheaper than glibc's malloc for the many small
+// per-request buffers (docs/benchmarks.md). Set here, in the binary, so
+// that linking the library never chooses an allocator for anyone.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    run_service(
-        BINARY,
-        Settings::load,
-        |settings| settings.http.addr(),
-        |settings| async move {
-            let app = Application::build(settings).await?;
-            app.run_until_stopped(shop_common::shutdown::on_signal())
-                .await?;
-            Ok(())
-        },
-    )
-    .await
+async fn main() -> std::process::ExitCode {
+    shop_runtime::main::<shop_gateway::Gateway>().await
 }

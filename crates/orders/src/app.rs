@@ -1,5 +1,5 @@
-//! Building and running the orders service from [`Settings`]: the one way
-//! `main`, the all-in-one `shop` binary and the tests start it.
+//! The orders service on the shared lifecycle ([`shop_runtime`]): what it
+//! assembles from [`Settings`].
 //!
 //! Two listeners: gRPC (the API, `grpc.health.v1` and server reflection)
 //! and HTTP admin (`/healthz`, `/readyz`, `/metrics`). The outbox relay and
@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shop_common::auth::TokenVerifier;
-use shop_common::db::{Db, DbError};
-use shop_common::health::{self, Readiness};
-use shop_common::server::{self, BindError, Service};
-use shop_discovery::{
-    BuildError, JwksSource, Registration, Registry, RegistryError, Scheme, UpstreamClient,
-};
+use shop_common::cli::Binary;
+use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
+use shop_common::db::Db;
+use shop_common::health::Readiness;
+use shop_discovery::{InstanceSettings, JwksSource, RegistrySettings, UpstreamClient};
 use shop_proto::orders::v1::order_service_server::OrderServiceServer;
-use tokio::net::TcpListener;
+use shop_runtime::{
+    Api, Context, GrpcServe, Parts, Service, ServiceSettings, StartError, StopAt, Worker,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -28,7 +29,7 @@ use crate::Settings;
 use crate::cart::CartClient;
 use crate::grpc::OrdersGrpc;
 use crate::purge::Purger;
-use crate::relay::{Acknowledger, Relay};
+use crate::relay::Relay;
 use crate::store::{MIGRATOR, OrderStore};
 
 /// The service name in discovery, logs and metrics.
@@ -47,56 +48,53 @@ pub const READINESS_POOL_CONNECTIONS: u32 = 1;
 /// How long one database check behind `grpc.health.v1` may take.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A listener could not bind.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// The database could not be opened or migrated.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// The registry could not be reached or the instance not registered.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// An upstream client could not be built from its settings.
-    #[error(transparent)]
-    Upstream(#[from] BuildError),
-}
+/// The orders service (see [`shop_runtime`] for its lifecycle).
+#[derive(Debug)]
+pub struct Orders;
 
 /// An orders service that is bound, registered and ready to run.
-pub struct Application {
-    grpc_listener: TcpListener,
-    grpc_addr: SocketAddr,
-    admin_listener: TcpListener,
-    admin_addr: SocketAddr,
-    db: Db,
-    probe_db: Db,
-    service: OrdersGrpc,
-    relay: Option<(Relay, Acknowledger)>,
-    purger: Purger,
-    registration: Registration,
-    settings: Settings,
+pub type Application = shop_runtime::Application<Orders>;
+
+impl ServiceSettings for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Settings::validate(self)
+    }
+    fn api(&self) -> HttpSettings {
+        self.grpc.listener()
+    }
+    /// The HTTP listener is orders' admin listener: always on.
+    fn admin(&self) -> AdminSettings {
+        AdminSettings::new(self.http.host, self.http.port)
+    }
+    fn registry(&self) -> &RegistrySettings {
+        &self.registry
+    }
+    fn instance(&self) -> &InstanceSettings {
+        &self.instance
+    }
+    /// gRPC has no `/readyz`: the admin listener answers it.
+    fn probe_addr(&self) -> SocketAddr {
+        self.http.addr()
+    }
 }
 
-impl Application {
-    /// Builds the service with the registry its settings name.
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let registry = Registry::from_settings(&settings.registry).await?;
-        Self::build_in(settings, registry).await
-    }
+impl Service for Orders {
+    type Settings = Settings;
+    const NAME: &'static str = SERVICE;
+    const BINARY: Binary = Binary {
+        name: "shop-orders",
+        about: "ferroshop orders service: exactly-once order placement over gRPC",
+        version: env!("CARGO_PKG_VERSION"),
+    };
 
-    /// Builds the service with `registry` (tests and the all-in-one binary
-    /// pass their own): opens and migrates the database, binds both
-    /// listeners (port 0 picks a free port) and registers the gRPC address
-    /// as service `orders` with scheme `grpc`.
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub async fn build_in(settings: Settings, registry: Registry) -> Result<Self, StartError> {
+    /// Opens and migrates the database (and the readiness check's own
+    /// pool), builds the cart and users clients and the gRPC server. Beside
+    /// it run the outbox relay (stops claiming at the stop signal), its
+    /// acknowledger and the outbox purge (both stop after the drain, so
+    /// drained calls still deliver and report), and the gRPC health
+    /// follower.
+    async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
+        let registry = &context.registry;
         let db = Db::connect(&settings.database).await?;
         db.migrate(&MIGRATOR).await?;
         // The admin listener's readiness check gets a pool of its own (see
@@ -105,8 +103,12 @@ impl Application {
         probe.max_connections = READINESS_POOL_CONNECTIONS;
         let probe_db = Db::connect(&probe).await?;
 
-        let cart = CartClient::new(UpstreamClient::new("cart", &settings.cart, &registry)?);
-        let users = UpstreamClient::new("users", &settings.users, &registry)?;
+        let cart = CartClient::new(
+            UpstreamClient::new("cart", &settings.cart, registry)
+                .map_err(StartError::upstream("cart"))?,
+        );
+        let users = UpstreamClient::new("users", &settings.users, registry)
+            .map_err(StartError::upstream("users"))?;
         let verifier =
             TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
         if settings.internal.service_token.is_none() {
@@ -115,214 +117,101 @@ impl Application {
             );
         }
         let store = OrderStore::new(db.clone());
+        let mut workers = Vec::new();
         // Every instance purges, relay or not: the rows it deletes are
         // done with.
         let purger = Purger::new(store.clone(), settings.outbox.clone());
-
-        let (grpc_listener, grpc_addr) = server::bind(&settings.grpc.listener()).await?;
-        let (admin_listener, admin_addr) = server::bind(&settings.http).await?;
-        let registration =
-            settings
-                .instance
-                .register_with_scheme(&registry, SERVICE, grpc_addr, Scheme::Grpc)?;
+        workers.push(Worker::new("outbox purge", StopAt::Drained, move |stop| {
+            purger.run(stop)
+        }));
         let relay = settings.relay.enabled.then(|| {
-            Relay::new(
-                registration.instance().id.clone(),
+            let (relay, acknowledger) = Relay::new(
+                context.instance_id.clone(),
                 store.clone(),
                 cart.clone(),
                 settings.internal.service_token.clone(),
                 settings.relay.clone(),
-            )
+            );
+            let handle = relay.clone();
+            workers.push(Worker::new("outbox relay", StopAt::Signal, move |stop| {
+                relay.run(stop)
+            }));
+            workers.push(Worker::new(
+                "outbox acknowledger",
+                StopAt::Drained,
+                move |stop| acknowledger.run(stop),
+            ));
+            handle
         });
-        let service = OrdersGrpc::new(
-            store,
-            cart,
-            verifier,
-            relay.as_ref().map(|(relay, _)| relay.clone()),
-        );
-        Ok(Self {
-            grpc_listener,
-            grpc_addr,
-            admin_listener,
-            admin_addr,
-            db,
-            probe_db,
-            service,
-            relay,
-            purger,
-            registration,
-            settings,
-        })
-    }
-
-    /// The bound gRPC address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.grpc_addr
-    }
-
-    /// The bound gRPC port.
-    pub fn port(&self) -> u16 {
-        self.grpc_addr.port()
-    }
-
-    /// The bound HTTP admin address.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
-    }
-
-    /// The bound HTTP admin port.
-    pub fn admin_port(&self) -> u16 {
-        self.admin_addr.port()
-    }
-
-    /// The instance id (also the relay's name in `outbox.claimed_by`).
-    pub fn instance_id(&self) -> &str {
-        &self.registration.instance().id
-    }
-
-    /// Serves until `stop` is cancelled. Then: deregisters at once and
-    /// reports NOT_SERVING (callers stop picking this instance), stops
-    /// accepting gRPC calls and drains in-flight ones (bounded by
-    /// `grpc.drain_timeout_secs`), stops the relay (rows it had claimed but
-    /// not tried are released) and the outbox purge, marks the deliveries
-    /// of the drained calls, and closes the database.
-    ///
-    /// # Errors
-    /// An I/O error from a listener, or the gRPC server's error.
-    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let Self {
-            grpc_listener,
-            grpc_addr,
-            admin_listener,
-            db,
-            probe_db,
-            service,
-            relay,
-            purger,
-            registration,
-            settings,
-            ..
-        } = self;
+        let service = OrdersGrpc::new(store, cart, verifier, relay);
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // The first status is known before the first call can arrive.
         set_status(&reporter, database_status(&db).await).await;
-        let health_task = tokio::spawn(follow_database(
-            reporter.clone(),
-            db.clone(),
-            Duration::from_millis(settings.grpc.health_interval_ms),
-            stop.clone(),
-        ));
-        let (reflection_v1, reflection_v1alpha) = if settings.grpc.reflection {
-            let v1 = tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()
-                .map_err(std::io::Error::other)?;
-            let v1alpha = tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1alpha()
-                .map_err(std::io::Error::other)?;
-            (Some(v1), Some(v1alpha))
-        } else {
-            (None, None)
+        let interval = Duration::from_millis(settings.grpc.health_interval_ms);
+        let follower = {
+            let (reporter, db) = (reporter.clone(), db.clone());
+            Worker::new("gRPC health", StopAt::Signal, move |stop| {
+                follow_database(reporter, db, interval, stop)
+            })
         };
-
-        // The acknowledger outlives the gRPC drain: drained calls still
-        // deliver and report.
-        let acks_stop = CancellationToken::new();
-        let (relay_task, acks_task) = match relay {
-            Some((relay, acknowledger)) => (
-                Some(tokio::spawn(relay.run(stop.clone()))),
-                Some(tokio::spawn(acknowledger.run(acks_stop.clone()))),
-            ),
-            None => (None, None),
-        };
-        // Its own token: it must also stop if a listener fails without a
-        // stop signal, before the database closes.
-        let purge_stop = stop.child_token();
-        let purge_task = tokio::spawn(purger.run(purge_stop.clone()));
-
-        let shutdown = {
-            let stop = stop.clone();
-            let reporter = reporter.clone();
-            async move {
-                stop.cancelled().await;
-                registration.deregister().await;
+        workers.push(follower);
+        let limits = settings.grpc.clone();
+        let serve: GrpcServe = Box::new(move |listener, deregistered| {
+            let shutdown = async move {
+                deregistered.await;
                 set_status(&reporter, ServingStatus::NotServing).await;
                 tracing::info!(service = SERVICE, "deregistered; draining gRPC calls");
-            }
-        };
-        let limits = &settings.grpc;
-        let keepalive = (limits.keepalive_interval_ms > 0)
-            .then(|| Duration::from_millis(limits.keepalive_interval_ms));
-        let grpc = tonic::transport::Server::builder()
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
-            .http2_keepalive_interval(keepalive)
-            .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
-            .add_service(health_service)
-            .add_optional_service(reflection_v1)
-            .add_optional_service(reflection_v1alpha)
-            .add_service(
-                OrderServiceServer::new(service)
-                    .max_decoding_message_size(limits.max_message_bytes)
-                    .max_encoding_message_size(limits.max_message_bytes),
-            )
-            .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), shutdown);
-        let drain = settings.grpc.listener().drain_timeout();
-        let grpc = async {
-            let deadline = async {
-                stop.cancelled().await;
-                tokio::time::sleep(drain).await;
             };
-            tokio::select! {
-                result = grpc => result.map_err(std::io::Error::other),
-                () = deadline => {
-                    tracing::warn!(drain_secs = drain.as_secs_f64(), "gRPC drain time over; dropping open calls");
-                    Ok(())
-                }
-            }
+            let keepalive = (limits.keepalive_interval_ms > 0)
+                .then(|| Duration::from_millis(limits.keepalive_interval_ms));
+            Box::pin(async move {
+                let (reflection_v1, reflection_v1alpha) = if limits.reflection {
+                    let v1 = reflection_builder()
+                        .build_v1()
+                        .map_err(std::io::Error::other)?;
+                    let v1alpha = reflection_builder()
+                        .build_v1alpha()
+                        .map_err(std::io::Error::other)?;
+                    (Some(v1), Some(v1alpha))
+                } else {
+                    (None, None)
+                };
+                tonic::transport::Server::builder()
+                    .max_concurrent_streams(limits.max_concurrent_streams)
+                    .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
+                    .http2_keepalive_interval(keepalive)
+                    .http2_keepalive_timeout(Some(Duration::from_millis(
+                        limits.keepalive_timeout_ms,
+                    )))
+                    .add_service(health_service)
+                    .add_optional_service(reflection_v1)
+                    .add_optional_service(reflection_v1alpha)
+                    .add_service(
+                        OrderServiceServer::new(service)
+                            .max_decoding_message_size(limits.max_message_bytes)
+                            .max_encoding_message_size(limits.max_message_bytes),
+                    )
+                    .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+        });
+        let parts = Parts {
+            api: Api::Grpc(serve),
+            readiness: Readiness::new().with_check(probe_db),
+            db: Some(db),
+            workers,
         };
-        tracing::info!(service = SERVICE, addr = %grpc_addr, "gRPC listening");
-
-        // The HTTP listener is itself orders' admin listener: it adds the
-        // metrics route the shared admin listener serves, and no other.
-        let admin = server::run(
-            Service {
-                name: SERVICE,
-                listener: admin_listener,
-                admin: None,
-                router: health::metrics_router(),
-                readiness: Readiness::new(),
-                db: Some(probe_db),
-                limits: settings.http.limits(),
-                on_stop: async {},
-            },
-            stop.clone(),
-        );
-        let (grpc_result, admin_result) = tokio::join!(grpc, admin);
-        purge_stop.cancel();
-        if let Err(err) = purge_task.await {
-            tracing::error!(error = %err, "outbox purge task failed");
-        }
-        if let Some(task) = relay_task
-            && let Err(err) = task.await
-        {
-            tracing::error!(error = %err, "outbox relay task failed");
-        }
-        acks_stop.cancel();
-        if let Some(task) = acks_task
-            && let Err(err) = task.await
-        {
-            tracing::error!(error = %err, "outbox acknowledger task failed");
-        }
-        health_task.abort();
-        db.close().await;
-        tracing::info!(service = SERVICE, "gRPC server stopped");
-        grpc_result.and(admin_result)
+        Ok((Self, parts))
     }
+}
+
+/// Server reflection for the orders API and `grpc.health.v1`.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// The gRPC service names whose health is reported: the server as a whole

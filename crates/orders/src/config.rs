@@ -1,13 +1,12 @@
 //! Settings of the orders service.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{
-    self, ConfigError, DatabaseSettings, HttpSettings, InternalSettings, RetentionSettings,
+    ConfigError, DatabaseSettings, HttpSettings, InternalSettings, RetentionSettings,
 };
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
@@ -214,17 +213,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
-    /// then `SHOP_` environment variables.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings: Self = config::load(file)?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
     /// Checks what serde cannot.
     ///
     /// # Errors
@@ -299,6 +287,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use secrecy::SecretString;
+    use shop_common::config;
     use shop_common::config::MAX_PURGE_BATCH_SIZE;
 
     use super::*;

@@ -6,7 +6,8 @@
 //! | --- | --- |
 //! | [`config`] | [`Settings`] and their defaults (gRPC 50051, admin 8084, `./data/orders.db`) |
 //! | [`app`] | [`Application`]: build from settings, register, run gRPC + admin + relay until stopped |
-//! | [`grpc`] | `ferroshop.orders.v1.OrderService`: authentication, placement, lookups, cancellation |
+//! | [`grpc`] | `ferroshop.orders.v1.OrderService`: authentication, lookups, cancellation; translates placement |
+//! | [`placement`] | placing an order exactly once per key: cart read, order + outbox row in one transaction |
 //! | [`domain`] | parsed values: [`domain::IdempotencyKey`], [`domain::OrderId`], paging; the [`domain::Order`] |
 //! | [`store`] | the `orders`, `order_lines` and `outbox` tables |
 //! | [`cart`] | the cart client: the caller's cart, and order removals on cart's internal route |
@@ -22,10 +23,11 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
+pub mod placement;
 pub mod purge;
 pub mod relay;
 pub mod store;
 
-pub use app::{Application, READINESS_POOL_CONNECTIONS};
+pub use app::{Application, Orders, READINESS_POOL_CONNECTIONS};
 pub use config::Settings;
 pub use error::{Error, Result};

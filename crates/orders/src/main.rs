@@ -1,28 +1,12 @@
 //! `shop-orders`: the orders service as its own process (its HTTP admin listener answers the probe).
 
-use std::process::ExitCode;
-
-use shop_common::cli::{Binary, run_service};
-use shop_orders::{Application, Settings};
-
-const BINARY: Binary = Binary {
-    name: "shop-orders",
-    about: "ferroshop orders service: exactly-once order placement over gRPC",
-    version: env!("CARGO_PKG_VERSION"),
-};
+// mimalloc: several times cheaper than glibc's malloc for the many small
+// per-request buffers (docs/benchmarks.md). Set here, in the binary, so
+// that linking the library never chooses an allocator for anyone.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    run_service(
-        BINARY,
-        Settings::load,
-        |settings| settings.http.addr(),
-        |settings| async move {
-            let app = Application::build(settings).await?;
-            app.run_until_stopped(shop_common::shutdown::on_signal())
-                .await?;
-            Ok(())
-        },
-    )
-    .await
+async fn main() -> std::process::ExitCode {
+    shop_runtime::main::<shop_orders::Orders>().await
 }

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use shop::{Options, Shop};
 
+// The allocator every ferroshop binary uses (see the services' `main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     shop_common::telemetry::init();

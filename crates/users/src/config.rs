@@ -1,11 +1,10 @@
 //! Settings of the users service.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 
 use serde::Deserialize;
 use shop_common::auth::IssuerSettings;
-use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 use crate::login_limit::{LoginLimitSettings, MAX_WINDOW_SECS};
@@ -53,17 +52,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Loads the settings: defaults, then the TOML `file` (or `SHOP_CONFIG`),
-    /// then `SHOP_` environment variables.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings: Self = config::load(file)?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
     /// Checks what serde cannot.
     ///
     /// # Errors
@@ -105,6 +93,7 @@ impl Settings {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+    use shop_common::config;
 
     #[test]
     fn zero_configuration_means_sqlite_on_8081() {

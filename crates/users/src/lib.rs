@@ -3,7 +3,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`config`] | [`Settings`] and their defaults (port 8081, `./data/users.db`) |
-//! | [`app`] | [`Application`]: build from settings, bind, run until stopped |
+//! | [`app`] | the service on the shared lifecycle ([`shop_runtime`]); [`Application`] builds, registers and runs it |
 //! | [`domain`] | parsed values: [`domain::Username`], [`domain::Email`], [`domain::Password`] |
 //! | [`store`] | the `users` table, the same queries on SQLite and PostgreSQL |
 //! | [`hashing`] | Argon2id off the async workers, with a dummy hash for unknown users |
@@ -20,6 +20,6 @@ pub mod login_limit;
 pub mod routes;
 pub mod store;
 
-pub use app::Application;
+pub use app::{Application, Users};
 pub use config::Settings;
 pub use error::{Error, Result};
