@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use common::{SEEDED, apps, assert_problem};
 use serde_json::Value;
+use shop_testkit::send;
 
 const FIRST: &str = "0196a1c0-5e00-7000-8000-000000000001";
 const SECOND: &str = "0196a1c0-5e00-7000-8000-000000000002";
@@ -136,13 +137,7 @@ async fn products_have_the_documented_shape_and_integer_prices() {
 async fn limits_outside_1_to_100_are_422_naming_limit() {
     for app in apps().await {
         for bad in ["0", "101", "-1", "abc", "", "1.5", "20 OR 1=1", "1e2"] {
-            let body = assert_problem(
-                app.products(&[("limit", bad)]).await,
-                422,
-                &format!("{}: limit={bad:?}", app.engine),
-            )
-            .await;
-            assert!(body["errors"]["limit"].is_string(), "{body}");
+            app.assert_invalid(&[("limit", bad)], "limit").await;
         }
         for good in ["1", "100"] {
             app.products_ok(&[("limit", good)]).await;
@@ -161,13 +156,7 @@ async fn malformed_cursors_are_422_naming_cursor() {
             "AQEBAQEBAQEBAQEBAQEB", // 15 bytes
             "AQEBAQEBAQEBAQEBAQEBAQE=",
         ] {
-            let body = assert_problem(
-                app.products(&[("cursor", bad)]).await,
-                422,
-                &format!("{}: cursor={bad:?}", app.engine),
-            )
-            .await;
-            assert!(body["errors"]["cursor"].is_string(), "{body}");
+            app.assert_invalid(&[("cursor", bad)], "cursor").await;
         }
     }
 }
@@ -278,13 +267,8 @@ async fn batch_lookup_takes_at_most_100_ids() {
         assert_eq!(page["items"].as_array().expect("items").len(), 1);
 
         hundred.push(FIRST.to_owned());
-        let body = assert_problem(
-            app.products(&[("ids", &hundred.join(","))]).await,
-            422,
-            &format!("{}: 101 ids", app.engine),
-        )
-        .await;
-        assert!(body["errors"]["ids"].is_string(), "{body}");
+        app.assert_invalid(&[("ids", &hundred.join(","))], "ids")
+            .await;
     }
 }
 
@@ -311,13 +295,7 @@ async fn malformed_batch_lookups_are_422() {
         ];
         for (query, field) in cases {
             let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let body = assert_problem(
-                app.products(&pairs).await,
-                422,
-                &format!("{}: {pairs:?}", app.engine),
-            )
-            .await;
-            assert!(body["errors"][field].is_string(), "{pairs:?}: {body}");
+            app.assert_invalid(&pairs, field).await;
         }
     }
 }
@@ -334,12 +312,7 @@ async fn sql_metacharacters_in_parameters_are_only_data() {
                 "0196a1c0-5e00-7000-8000-000000000001'); DROP TABLE products; --",
             ),
         ] {
-            assert_problem(
-                app.products(&[(name, value)]).await,
-                422,
-                &format!("{}: {name}={value:?}", app.engine),
-            )
-            .await;
+            app.assert_invalid(&[(name, value)], name).await;
         }
         assert_eq!(
             app.all_ids().await.len(),
@@ -379,19 +352,14 @@ async fn health_and_fallbacks_are_served() {
         assert_problem(app.get("/api/nothing-here").await, 404, "unknown path").await;
         // Read-only API: writes are not routed.
         let post = app
-            .client
-            .post(app.url("/api/products"))
-            .json(&serde_json::json!({"name": "x"}))
-            .send()
-            .await
-            .expect("sent");
+            .post_json("/api/products", &serde_json::json!({"name": "x"}))
+            .await;
         assert_problem(post, 405, "POST /api/products").await;
-        let delete = app
-            .client
-            .delete(app.url(&format!("/api/products/{FIRST}")))
-            .send()
-            .await
-            .expect("sent");
+        let delete = send(
+            app.client
+                .delete(app.url(&format!("/api/products/{FIRST}"))),
+        )
+        .await;
         assert_problem(delete, 405, "DELETE /api/products/{id}").await;
     }
 }

@@ -5,6 +5,7 @@ mod common;
 use common::{apps, assert_problem};
 use futures::future::join_all;
 use serde_json::{Value, json};
+use shop_testkit::send;
 
 #[tokio::test]
 async fn registration_returns_the_user_without_password_material() {
@@ -173,58 +174,27 @@ async fn invalid_fields_are_422_with_an_error_per_field_and_nothing_stored() {
 async fn malformed_requests_get_the_right_4xx_problem() {
     let app = common::spawn_app(shop_testkit::TestDatabase::sqlite()).await;
     let url = app.url("/api/users");
-    let send = |body: Vec<u8>, content_type: Option<&'static str>| {
-        let mut request = app.client.post(&url).body(body);
+    let huge = format!("{{\"username\":\"{}\"}}", "a".repeat(1024 * 1024));
+    let cases: [(&[u8], Option<&str>, u16, &str); 5] = [
+        (
+            b"{\"username\":",
+            Some("application/json"),
+            400,
+            "truncated JSON",
+        ),
+        (b"not json", Some("application/json"), 400, "not JSON"),
+        (b"{}", Some("text/plain"), 415, "text/plain"),
+        (b"{}", None, 415, "no content type"),
+        (huge.as_bytes(), Some("application/json"), 413, "1 MiB body"),
+    ];
+    for (body, content_type, status, context) in cases {
+        let mut request = app.client.post(&url).body(body.to_vec());
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        request.send()
-    };
-    assert_problem(
-        send(b"{\"username\":".to_vec(), Some("application/json"))
-            .await
-            .expect("sent"),
-        400,
-        "truncated JSON",
-    )
-    .await;
-    assert_problem(
-        send(b"not json".to_vec(), Some("application/json"))
-            .await
-            .expect("sent"),
-        400,
-        "not JSON",
-    )
-    .await;
-    assert_problem(
-        send(b"{}".to_vec(), Some("text/plain"))
-            .await
-            .expect("sent"),
-        415,
-        "text/plain",
-    )
-    .await;
-    assert_problem(
-        send(b"{}".to_vec(), None).await.expect("sent"),
-        415,
-        "no content type",
-    )
-    .await;
-    let huge = format!("{{\"username\":\"{}\"}}", "a".repeat(1024 * 1024));
-    assert_problem(
-        send(huge.into_bytes(), Some("application/json"))
-            .await
-            .expect("sent"),
-        413,
-        "1 MiB body",
-    )
-    .await;
-    assert_problem(
-        app.client.get(&url).send().await.expect("sent"),
-        405,
-        "GET on a POST route",
-    )
-    .await;
+        assert_problem(send(request).await, status, context).await;
+    }
+    assert_problem(app.get("/api/users").await, 405, "GET on a POST route").await;
     assert_eq!(app.user_count().await, 0);
 }
 

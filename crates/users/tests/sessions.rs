@@ -9,6 +9,8 @@ use common::{apps, assert_limited, assert_problem, spawn_app};
 use serde_json::Value;
 use shop_common::auth::TokenVerifier;
 use shop_testkit::TestDatabase;
+use shop_testkit::send;
+use shop_users::routes::CLIENT_IP_HEADER;
 
 #[tokio::test]
 async fn login_by_username_or_email_issues_a_bearer_token() {
@@ -153,12 +155,7 @@ async fn me_returns_the_caller_and_rejects_bad_tokens() {
 async fn the_published_jwks_verifies_issued_tokens() {
     let app = spawn_app(TestDatabase::sqlite()).await;
     let token = app.token_for("ivan").await;
-    let response = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("sent");
+    let response = app.get("/.well-known/jwks.json").await;
     assert_eq!(response.status(), 200);
     let jwks: jsonwebtoken::jwk::JwkSet = response.json().await.expect("jwks");
     let verifier = TokenVerifier::new(
@@ -172,43 +169,13 @@ async fn the_published_jwks_verifies_issued_tokens() {
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let app = spawn_app(TestDatabase::sqlite()).await;
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .expect("sent")
-            .status(),
-        200
-    );
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let ready: Value = app.get("/readyz").await.json().await.expect("json");
     assert_eq!(ready["checks"]["database"], "ok");
     app.login("nobody", "whatever").await;
     // Metrics are not on the API port: only on the admin listener.
-    let public = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(public.status(), 404);
-    assert_eq!(public.headers()["content-type"], "application/problem+json");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(metrics.status(), 200);
-    let metrics = metrics.text().await.expect("text");
+    assert_problem(app.get("/metrics").await, 404, "/metrics on the API port").await;
+    let metrics = app.scrape().await;
     assert!(
         metrics
             .lines()
@@ -230,12 +197,12 @@ async fn behind_the_gateway_failures_count_per_resolved_client_address() {
     app.register("ivy", "ivy@example.com", "correct horse battery")
         .await;
     let attempt = |client_ip: &'static str, forwarded_for: &'static str| {
-        app.client
-            .post(app.url("/api/sessions"))
-            .header("x-shop-client-ip", client_ip)
-            .header("x-forwarded-for", forwarded_for)
-            .json(&serde_json::json!({"login": "ivy", "password": "wrong horse battery"}))
-            .send()
+        let request = app.login_request("ivy", "wrong horse battery");
+        send(
+            request
+                .header(CLIENT_IP_HEADER, client_ip)
+                .header("x-forwarded-for", forwarded_for),
+        )
     };
     // A client rotating X-Forwarded-For gains nothing: the gateway's resolved address counts.
     for (i, spoof) in ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4", "5.5.5.5"]
@@ -243,23 +210,14 @@ async fn behind_the_gateway_failures_count_per_resolved_client_address() {
         .enumerate()
     {
         assert_eq!(
-            attempt("198.51.100.1", spoof).await.expect("sent").status(),
+            attempt("198.51.100.1", spoof).await.status(),
             401,
             "attempt {i}"
         );
     }
+    assert_eq!(attempt("198.51.100.1", "6.6.6.6").await.status(), 429);
     assert_eq!(
-        attempt("198.51.100.1", "6.6.6.6")
-            .await
-            .expect("sent")
-            .status(),
-        429
-    );
-    assert_eq!(
-        attempt("198.51.100.2", "6.6.6.6")
-            .await
-            .expect("sent")
-            .status(),
+        attempt("198.51.100.2", "6.6.6.6").await.status(),
         401,
         "another client is not limited"
     );

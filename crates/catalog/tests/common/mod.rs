@@ -4,40 +4,34 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Deref;
 
 use serde_json::Value;
 use shop_catalog::{Application, Settings};
 use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
-use shop_testkit::{Engine, TestDatabase};
+use shop_testkit::{LOOPBACK, TestDatabase, TestService, send};
 use tokio_util::sync::CancellationToken;
 
 /// How many products the seed migration inserts.
 pub const SEEDED: usize = 16;
 
-/// A running catalog service.
-pub struct TestApp {
-    pub base: String,
-    /// The admin listener's base URL (`/metrics`).
-    pub admin: String,
-    pub client: reqwest::Client,
-    pub engine: Engine,
-    pub db_url: String,
-    stop: CancellationToken,
-    _db: TestDatabase,
-}
+/// A running catalog service: the shared [`TestService`] handle (URLs,
+/// client, database; stopped when dropped) with catalog's request helpers.
+pub struct TestApp(TestService);
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl Deref for TestApp {
+    type Target = TestService;
+
+    fn deref(&self) -> &TestService {
+        &self.0
     }
 }
 
 /// Settings for a test: loopback, port 0 (API and admin), the given database.
 pub fn settings(db: &TestDatabase) -> Settings {
     Settings {
-        http: HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        http: HttpSettings::new(LOOPBACK, 0),
+        admin: AdminSettings::new(LOOPBACK, 0),
         database: DatabaseSettings::new(&db.url),
         ..Settings::default()
     }
@@ -45,28 +39,16 @@ pub fn settings(db: &TestDatabase) -> Settings {
 
 /// Starts the service over `db`.
 pub async fn spawn_app(db: TestDatabase) -> TestApp {
-    if std::env::var_os("TEST_LOG").is_some() {
+    if shop_testkit::test_log() {
         shop_common::telemetry::init();
     }
     let app = Application::build_in(settings(&db), shop_discovery::Registry::in_process())
         .await
         .expect("the catalog service starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let admin = format!(
-        "http://{}",
-        app.admin_addr().expect("the admin listener is on")
-    );
+    let (api, admin) = (app.local_addr(), app.admin_addr().expect("admin is on"));
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
-    TestApp {
-        base,
-        admin,
-        client: reqwest::Client::new(),
-        engine: db.engine,
-        db_url: db.url.clone(),
-        stop,
-        _db: db,
-    }
+    TestApp(TestService::new(api, admin, stop, db))
 }
 
 /// One running service per test database (SQLite, and PostgreSQL when configured).
@@ -79,27 +61,9 @@ pub async fn apps() -> Vec<TestApp> {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// `GET path` (with its query string as given).
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
-    }
-
     /// `GET /api/products` with `query` pairs, URL-encoded by the client.
     pub async fn products(&self, query: &[(&str, &str)]) -> reqwest::Response {
-        self.client
-            .get(self.url("/api/products"))
-            .query(query)
-            .send()
-            .await
-            .expect("request sent")
+        send(self.client.get(self.url("/api/products")).query(query)).await
     }
 
     /// `GET /api/products` with `query`, expecting 200; returns the body.
@@ -107,6 +71,14 @@ impl TestApp {
         let response = self.products(query).await;
         assert_eq!(response.status(), 200, "{}: {query:?}", self.engine);
         response.json().await.expect("json")
+    }
+
+    /// Asserts that `GET /api/products` with `query` is a 422 problem whose
+    /// `errors` name `field`.
+    pub async fn assert_invalid(&self, query: &[(&str, &str)], field: &str) {
+        let context = format!("{}: {query:?}", self.engine);
+        let body = assert_problem(self.products(query).await, 422, &context).await;
+        assert!(body["errors"][field].is_string(), "{context}: {body}");
     }
 
     /// Every product, walking the list page by page with `limit`.
@@ -149,21 +121,7 @@ impl TestApp {
     /// `status`, read from the admin listener's `/metrics` (0 before the
     /// first); checks that the scrape answers 200 Prometheus text.
     pub async fn requests_counted(&self, route: &str, status: u16) -> f64 {
-        let response = self
-            .client
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), 200, "{}: admin /metrics", self.engine);
-        let content_type = response.headers()["content-type"].clone();
-        assert!(
-            content_type
-                .to_str()
-                .is_ok_and(|t| t.starts_with("text/plain")),
-            "{content_type:?}"
-        );
-        let text = response.text().await.expect("text");
+        let text = self.scrape().await;
         let status = status.to_string();
         let labels = [
             ("service", "catalog"),

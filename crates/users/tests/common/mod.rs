@@ -4,41 +4,38 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Deref;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use shop_common::auth::TokenIssuer;
 use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
-use shop_testkit::{Engine, TestDatabase};
+use shop_testkit::{LOOPBACK, TestDatabase, TestService, send};
 use shop_users::login_limit::LoginLimitSettings;
+use shop_users::routes::CLIENT_IP_HEADER;
 use shop_users::{Application, Settings};
 use tokio_util::sync::CancellationToken;
 
-/// A running users service.
+/// A running users service: the shared [`TestService`] handle (URLs, client,
+/// database; stopped when dropped) and the service's token issuer.
 pub struct TestApp {
-    pub base: String,
-    /// The admin listener's base URL (`/metrics`).
-    pub admin: String,
-    pub client: reqwest::Client,
+    service: TestService,
     pub issuer: Arc<TokenIssuer>,
-    pub engine: Engine,
-    pub db_url: String,
-    stop: CancellationToken,
-    _db: TestDatabase,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl Deref for TestApp {
+    type Target = TestService;
+
+    fn deref(&self) -> &TestService {
+        &self.service
     }
 }
 
 /// Settings for a test: loopback, port 0 (API and admin), the given database.
 pub fn settings(db: &TestDatabase) -> Settings {
     Settings {
-        http: HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        http: HttpSettings::new(LOOPBACK, 0),
+        admin: AdminSettings::new(LOOPBACK, 0),
         database: DatabaseSettings::new(&db.url),
         login_limit: LoginLimitSettings {
             max_failures: 5,
@@ -60,29 +57,19 @@ pub async fn spawn_app_with(
     db: TestDatabase,
     adjust: impl FnOnce(&TestDatabase) -> Settings,
 ) -> TestApp {
-    if std::env::var_os("TEST_LOG").is_some() {
+    if shop_testkit::test_log() {
         shop_common::telemetry::init();
     }
     let app = Application::build_in(adjust(&db), shop_discovery::Registry::in_process())
         .await
         .expect("the users service starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let admin = format!(
-        "http://{}",
-        app.admin_addr().expect("the admin listener is on")
-    );
-    let issuer = app.issuer();
+    let (api, admin) = (app.local_addr(), app.admin_addr().expect("admin is on"));
+    let issuer = app.service().issuer();
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
     TestApp {
-        base,
-        admin,
-        client: reqwest::Client::new(),
+        service: TestService::new(api, admin, stop, db),
         issuer,
-        engine: db.engine,
-        db_url: db.url.clone(),
-        stop,
-        _db: db,
     }
 }
 
@@ -96,10 +83,6 @@ pub async fn apps() -> Vec<TestApp> {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     pub async fn register(&self, username: &str, email: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/users",
@@ -108,12 +91,15 @@ impl TestApp {
         .await
     }
 
+    /// `POST /api/sessions` for `login`, not yet sent (a test adds headers).
+    pub fn login_request(&self, login: &str, password: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url("/api/sessions"))
+            .json(&json!({ "login": login, "password": password }))
+    }
+
     pub async fn login(&self, login: &str, password: &str) -> reqwest::Response {
-        self.post_json(
-            "/api/sessions",
-            &json!({ "login": login, "password": password }),
-        )
-        .await
+        send(self.login_request(login, password)).await
     }
 
     /// Logs in as the gateway would forward it for the client at `client_ip`
@@ -124,22 +110,11 @@ impl TestApp {
         login: &str,
         password: &str,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/sessions"))
-            .header(shop_users::routes::CLIENT_IP_HEADER, client_ip)
-            .json(&json!({ "login": login, "password": password }))
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        send(
+            self.login_request(login, password)
+                .header(CLIENT_IP_HEADER, client_ip),
+        )
+        .await
     }
 
     /// Registers `username` and logs in; returns the access token.
@@ -163,7 +138,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        request.send().await.expect("request sent")
+        send(request).await
     }
 
     /// How many users the database holds, read directly.
