@@ -3,15 +3,14 @@
 //! internal route. Balancing, deadlines, retries and the breaker are the
 //! upstream client's.
 
-use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shop_discovery::{CallError, Deadline, Idempotent, RequestBody, ResponseBody, UpstreamClient};
+use shop_common::wire;
+use shop_discovery::{CallError, Deadline, Idempotent, RequestBody, UpstreamClient};
 use uuid::Uuid;
 
-/// The header carrying the service credential on cart's internal routes.
-pub const SERVICE_TOKEN_HEADER: &str = "x-shop-service-token";
 /// Largest cart response read; a cart holds at most a few hundred lines.
 const MAX_RESPONSE: usize = 1024 * 1024;
 
@@ -145,15 +144,7 @@ impl CartClient {
         if let Some(deadline) = deadline {
             request.extensions_mut().insert(deadline);
         }
-        let response = self.upstream.send(request).await?;
-        let status = response.status();
-        let body = read_body(response).await?;
-        match status {
-            StatusCode::OK => serde_json::from_slice(&body)
-                .map_err(|err| CartError::Response(format!("cart body: {err}"))),
-            StatusCode::UNAUTHORIZED => Err(CartError::Unauthorized),
-            status => Err(CartError::Status(status)),
-        }
+        self.exchange(request, CartError::Unauthorized).await
     }
 
     /// Takes the lines of an order out of `user`'s cart (idempotent by order
@@ -174,31 +165,37 @@ impl CartClient {
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json");
         if let Some(token) = service_token {
-            builder = builder.header(SERVICE_TOKEN_HEADER, token.expose_secret());
+            builder = builder.header(wire::SERVICE_TOKEN, token.expose_secret());
         }
         let mut request = builder
             .body(RequestBody::full(body))
             .map_err(|err| CartError::Response(err.to_string()))?;
         request.extensions_mut().insert(Idempotent);
+        self.exchange(request, CartError::ServiceRefused).await
+    }
+
+    /// Sends `request` and reads cart's JSON answer: 200 is the value, 401
+    /// is `refused`, any other status a [`CartError::Status`]. The body is
+    /// read whole, bounded in size (and by the call's deadline).
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        request: Request<RequestBody>,
+        refused: CartError,
+    ) -> Result<T, CartError> {
         let response = self.upstream.send(request).await?;
         let status = response.status();
-        let body = read_body(response).await?;
+        let body = response
+            .into_body()
+            .bytes(MAX_RESPONSE)
+            .await
+            .map_err(|err| CartError::Response(format!("reading the body: {err}")))?;
         match status {
             StatusCode::OK => serde_json::from_slice(&body)
                 .map_err(|err| CartError::Response(format!("cart body: {err}"))),
-            StatusCode::UNAUTHORIZED => Err(CartError::ServiceRefused),
+            StatusCode::UNAUTHORIZED => Err(refused),
             status => Err(CartError::Status(status)),
         }
     }
-}
-
-/// The whole body of an answer, bounded in size (and by the call's deadline).
-async fn read_body(response: http::Response<ResponseBody>) -> Result<Bytes, CartError> {
-    response
-        .into_body()
-        .bytes(MAX_RESPONSE)
-        .await
-        .map_err(|err| CartError::Response(format!("reading the body: {err}")))
 }
 
 #[cfg(test)]

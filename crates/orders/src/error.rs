@@ -7,6 +7,7 @@ use tonic::{Code, Status};
 
 use crate::cart::CartError;
 use crate::domain::OrderStatus;
+use crate::placement::PlaceError;
 use crate::store::StoreError;
 
 /// `Result` with the service's [`Error`].
@@ -24,15 +25,12 @@ pub enum Error {
     /// No such order of the caller (another user's order included).
     #[error("order not found")]
     NotFound,
-    /// The caller's cart is empty: nothing to order.
-    #[error("the cart is empty")]
-    EmptyCart,
     /// Only a placed order can be cancelled.
     #[error("the order is {} and cannot be cancelled", .0.as_str())]
     NotCancellable(OrderStatus),
-    /// The cart could not be read.
+    /// The order could not be placed.
     #[error(transparent)]
-    Cart(#[from] CartError),
+    Place(#[from] PlaceError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -43,16 +41,24 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::Unauthenticated(_) | Self::Cart(CartError::Unauthorized) => Code::Unauthenticated,
-            Self::NotFound => Code::NotFound,
-            Self::EmptyCart | Self::NotCancellable(_) => Code::FailedPrecondition,
-            Self::Cart(CartError::Call(
-                CallError::Timeout { .. } | CallError::DeadlineExceeded { .. },
-            )) => Code::DeadlineExceeded,
-            Self::Cart(CartError::Call(CallError::InvalidRequest { .. })) | Self::Store(_) => {
-                Code::Internal
+            Self::Unauthenticated(_) | Self::Place(PlaceError::Cart(CartError::Unauthorized)) => {
+                Code::Unauthenticated
             }
-            Self::Cart(_) => Code::Unavailable,
+            Self::NotFound => Code::NotFound,
+            Self::Place(PlaceError::EmptyCart) | Self::NotCancellable(_) => {
+                Code::FailedPrecondition
+            }
+            Self::Place(PlaceError::Cart(CartError::Call(
+                CallError::Timeout { .. } | CallError::DeadlineExceeded { .. },
+            ))) => Code::DeadlineExceeded,
+            Self::Place(PlaceError::Cart(CartError::Call(CallError::InvalidRequest {
+                ..
+            })))
+            | Self::Place(
+                PlaceError::Store(_) | PlaceError::Encode(_) | PlaceError::KeyWithoutOrder,
+            )
+            | Self::Store(_) => Code::Internal,
+            Self::Place(PlaceError::Cart(_)) => Code::Unavailable,
         }
     }
 }
@@ -64,19 +70,25 @@ impl From<Error> for Status {
             Error::InvalidArgument(_)
             | Error::Unauthenticated(_)
             | Error::NotFound
-            | Error::EmptyCart
+            | Error::Place(PlaceError::EmptyCart)
             | Error::NotCancellable(_) => err.to_string(),
-            Error::Cart(CartError::Unauthorized) => "invalid or expired token".to_owned(),
-            Error::Cart(cause) if code == Code::DeadlineExceeded => {
+            Error::Place(PlaceError::Cart(CartError::Unauthorized)) => {
+                "invalid or expired token".to_owned()
+            }
+            Error::Place(PlaceError::Cart(cause)) if code == Code::DeadlineExceeded => {
                 tracing::warn!(error = %ErrorChain(cause), "cart did not answer in time");
                 "the cart service did not answer in time; no order was placed".to_owned()
             }
-            Error::Cart(cause) if code == Code::Unavailable => {
+            Error::Place(PlaceError::Cart(cause)) if code == Code::Unavailable => {
                 tracing::warn!(error = %ErrorChain(cause), "cart unavailable");
                 "the cart service is unavailable; no order was placed, try again later".to_owned()
             }
-            Error::Cart(cause) => {
+            Error::Place(PlaceError::Cart(cause)) => {
                 tracing::error!(error = %ErrorChain(cause), "cart call failed");
+                "internal error".to_owned()
+            }
+            Error::Place(cause) => {
+                tracing::error!(error = %ErrorChain(cause), "placing an order failed");
                 "internal error".to_owned()
             }
             Error::Store(cause) => {

@@ -1,10 +1,12 @@
 //! `ferroshop.orders.v1.OrderService`: authenticates the caller from the
-//! `authorization` metadata, parses requests into domain values, and runs
-//! placement, lookups and cancellation against the store and the cart.
+//! `authorization` metadata, parses requests into domain values, hands
+//! placement to [`crate::placement`] and runs lookups and cancellation
+//! against the store, and translates the answers and errors.
 
 use std::time::Duration;
 
 use shop_common::auth::TokenVerifier;
+use shop_common::wire::parse_bearer;
 use shop_discovery::Deadline;
 use shop_proto::orders::v1 as pb;
 use shop_proto::orders::v1::order_service_server::OrderService;
@@ -12,40 +14,29 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::cart::{CartClient, OrderRemoval, RemovalLine};
-use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, PageSize, PageToken};
+use crate::cart::CartClient;
+use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, PageSize, PageToken};
 use crate::error::{Error, Result};
+use crate::placement::{Caller, Placed, Placement};
 use crate::relay::Relay;
-use crate::store::{Cancelled, Inserted, NewOrder, OrderStore, StoreError};
+use crate::store::{Cancelled, OrderStore};
 
 /// Time kept back from a caller's `grpc-timeout` when calling cart, so the
 /// cart call gives up (and the caller gets DEADLINE_EXCEEDED with our
 /// message) just before tonic's own timer cancels the call.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
 
-/// The caller, from a verified bearer token.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The user id (the token's subject).
-    pub user_id: Uuid,
-    /// The raw token, for calls made on the caller's behalf.
-    pub token: String,
-}
-
 /// The orders gRPC service.
 #[derive(Clone)]
 pub struct OrdersGrpc {
     store: OrderStore,
-    cart: CartClient,
+    placement: Placement,
     verifier: TokenVerifier,
-    relay: Option<Relay>,
 }
 
 impl OrdersGrpc {
-    /// The service over its store and clients. With a `relay`, each placed
-    /// order's cart removal is claimed in the order's transaction and
-    /// delivered before the order is answered; without one (relay
-    /// disabled), the rows wait for another instance's relay.
+    /// The service over its store and clients; `relay` as in
+    /// [`Placement::new`].
     pub fn new(
         store: OrderStore,
         cart: CartClient,
@@ -53,10 +44,9 @@ impl OrdersGrpc {
         relay: Option<Relay>,
     ) -> Self {
         Self {
+            placement: Placement::new(store.clone(), cart, relay),
             store,
-            cart,
             verifier,
-            relay,
         }
     }
 
@@ -65,10 +55,7 @@ impl OrdersGrpc {
         let token = metadata
             .get("authorization")
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
+            .and_then(parse_bearer)
             .ok_or(Error::Unauthenticated(
                 "missing bearer token in the authorization metadata",
             ))?;
@@ -84,93 +71,15 @@ impl OrdersGrpc {
         })
     }
 
-    /// Places an order for `caller` from their cart, exactly once per key.
-    ///
-    /// # Errors
-    /// [`Error::EmptyCart`], a cart error, or a store error.
-    pub async fn place(
+    /// The caller of a request about one order, and that order's id.
+    async fn caller_and_order(
         &self,
-        caller: &Caller,
-        key: &IdempotencyKey,
-        deadline: Option<Deadline>,
-    ) -> Result<(Order, bool)> {
-        if let Some(order) = self.store.find_by_key(caller.user_id, key).await? {
-            return Ok((order, false));
-        }
-        let cart = match self.cart.cart(&caller.token, deadline).await {
-            Ok(cart) if !cart.items.is_empty() => cart,
-            outcome => {
-                // A concurrent call with this key may have committed since
-                // the lookup, and its relay may already have emptied the
-                // cart (or cart went away since): that order is the answer.
-                if let Some(order) = self.store.find_by_key(caller.user_id, key).await? {
-                    return Ok((order, false));
-                }
-                return Err(match outcome {
-                    Ok(_) => Error::EmptyCart,
-                    Err(err) => err.into(),
-                });
-            }
-        };
-        let now = shop_common::db::now_text();
-        let order = Order {
-            id: OrderId::new(),
-            user_id: caller.user_id,
-            status: OrderStatus::Placed,
-            lines: cart
-                .items
-                .iter()
-                .map(|line| OrderLine {
-                    product_id: line.product_id,
-                    name: line.name.clone(),
-                    unit_price_cents: line.unit_price_cents,
-                    quantity: line.quantity,
-                    line_total_cents: line.line_total_cents,
-                })
-                .collect(),
-            total_cents: cart.total_cents,
-            currency: cart.currency,
-            created_at: now.clone(),
-            updated_at: now,
-        };
-        let removal = OrderRemoval {
-            order_id: order.id.0,
-            lines: order
-                .lines
-                .iter()
-                .map(|line| RemovalLine {
-                    product_id: line.product_id,
-                    quantity: line.quantity,
-                })
-                .collect(),
-        };
-        let outbox_payload = serde_json::to_string(&removal)
-            .map_err(|err| Error::Store(StoreError::from(sqlx::Error::Encode(Box::new(err)))))?;
-        let new = NewOrder {
-            order,
-            key: key.clone(),
-            outbox_payload,
-            outbox_id: Uuid::now_v7().to_string(),
-            claim: self.relay.as_ref().map(Relay::claim_new),
-        };
-        match self.store.insert(&new).await? {
-            Inserted::Created => {
-                if let Some(relay) = &self.relay {
-                    relay.deliver_placed(&new.outbox_row()).await;
-                }
-                tracing::info!(order_id = %new.order.id, user_id = %caller.user_id, total_cents = new.order.total_cents, "order placed");
-                Ok((new.order, true))
-            }
-            Inserted::KeyTaken => {
-                // A concurrent call with the same key committed first.
-                let winner = self
-                    .store
-                    .find_by_key(caller.user_id, key)
-                    .await?
-                    .ok_or_else(|| Error::Store(StoreError::from(sqlx::Error::RowNotFound)))?;
-                Ok((winner, false))
-            }
-        }
+        metadata: &MetadataMap,
+        order_id: &str,
+    ) -> Result<(Caller, OrderId)> {
+        let caller = self.authenticate(metadata).await?;
+        let id = OrderId::parse(order_id).map_err(Error::InvalidArgument)?;
+        Ok((caller, id))
     }
 }
 
@@ -196,7 +105,11 @@ impl OrderService for OrdersGrpc {
         let deadline = deadline_of(request.metadata());
         let key = IdempotencyKey::parse(&request.get_ref().idempotency_key)
             .map_err(Error::InvalidArgument)?;
-        let (order, created) = self.place(&caller, &key, deadline).await?;
+        let Placed { order, created } = self
+            .placement
+            .place(&caller, &key, deadline)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(pb::PlaceOrderResponse {
             order: Some(to_proto(&order)),
             created,
@@ -207,8 +120,9 @@ impl OrderService for OrdersGrpc {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let caller = self.authenticate(request.metadata()).await?;
-        let id = OrderId::parse(&request.get_ref().order_id).map_err(Error::InvalidArgument)?;
+        let (caller, id) = self
+            .caller_and_order(request.metadata(), &request.get_ref().order_id)
+            .await?;
         let order = self
             .store
             .get(caller.user_id, id)
@@ -248,8 +162,9 @@ impl OrderService for OrdersGrpc {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let caller = self.authenticate(request.metadata()).await?;
-        let id = OrderId::parse(&request.get_ref().order_id).map_err(Error::InvalidArgument)?;
+        let (caller, id) = self
+            .caller_and_order(request.metadata(), &request.get_ref().order_id)
+            .await?;
         match self
             .store
             .cancel(caller.user_id, id)
