@@ -157,6 +157,20 @@ fn pool_size(database: &DatabaseSettings) -> u32 {
     database.max_connections.max(1)
 }
 
+/// The [`Parts`] of a service's settings `$s`: every service's `Settings`
+/// names these fields alike, though each is a type of its own.
+macro_rules! parts {
+    ($service:expr, $s:expr) => {
+        Parts::new(
+            $service,
+            $s.registry,
+            $s.instance,
+            $s.http.port,
+            admin_port(&$s.admin),
+        )
+    };
+}
+
 /// What every service's settings have: where it listens and registers.
 struct Parts {
     service: Service,
@@ -242,13 +256,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
     let loaded = match service {
         Service::Users => {
             let s: shop_users::Settings = load_as(&env, shop_users::Settings::validate)?;
-            let parts = Parts::new(
-                service,
-                s.registry,
-                s.instance,
-                s.http.port,
-                admin_port(&s.admin),
-            );
+            let parts = parts!(service, s);
             Loaded {
                 signing_key_file: (s.auth.signing_key_file)
                     .map(|path| path.to_string_lossy().into_owned()),
@@ -258,24 +266,11 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
         }
         Service::Catalog => {
             let s: shop_catalog::Settings = load_as(&env, |_| Ok(()))?;
-            Parts::new(
-                service,
-                s.registry,
-                s.instance,
-                s.http.port,
-                admin_port(&s.admin),
-            )
-            .with_database(&s.database)
+            parts!(service, s).with_database(&s.database)
         }
         Service::Cart => {
             let s: shop_cart::Settings = load_as(&env, shop_cart::Settings::validate)?;
-            let parts = Parts::new(
-                service,
-                s.registry,
-                s.instance,
-                s.http.port,
-                admin_port(&s.admin),
-            );
+            let parts = parts!(service, s);
             Loaded {
                 service_token: exposed(s.internal.service_token),
                 ..parts.with_database(&s.database)
@@ -297,14 +292,7 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
         }
         Service::Gateway => {
             let s: shop_gateway::Settings = load_as(&env, shop_gateway::Settings::validate)?;
-            Parts::new(
-                service,
-                s.registry,
-                s.instance,
-                s.http.port,
-                admin_port(&s.admin),
-            )
-            .without_database()
+            parts!(service, s).without_database()
         }
     };
     Ok(loaded)
