@@ -27,10 +27,12 @@
 //! counted. An attempt that never reached the verify (the store failed, or
 //! the account was limited) gives its slots back ([`LoginLimiter::release`]).
 //!
-//! The client address is the TCP peer or, when `trust_forwarded_for` is on,
-//! the `x-shop-client-ip` header the gateway overwrites with the address it
-//! resolved ([`crate::routes::CLIENT_IP_HEADER`]); `X-Forwarded-For` is never
-//! read.
+//! The limiter reads no header: it counts whatever client address it is
+//! given. The routes pass the TCP peer or, when `trust_forwarded_for` is on,
+//! the address the gateway resolved and put in
+//! [`shop_common::wire::CLIENT_IP`] (`x-shop-client-ip`), overwriting
+//! whatever a client sent there ([`crate::routes::AppState::client_addr`]).
+//! Despite the setting's name, `X-Forwarded-For` is never read.
 //!
 //! Memory is bounded whatever clients send: a key is a keyed 64-bit SipHash
 //! of the address and folded login (fixed size, however long the login), and
@@ -81,10 +83,12 @@ pub struct LoginLimitSettings {
     /// counters are evicted: memory stays bounded under a flood of distinct
     /// logins or addresses.
     pub max_entries: u64,
-    /// Take the client address from the `x-shop-client-ip` header, which the
-    /// gateway overwrites with the address it resolved (default false). Turn
-    /// it on only when nothing but the gateway can reach this service: any
-    /// other caller could pick its own address per attempt.
+    /// Take the client address from the gateway's
+    /// [`shop_common::wire::CLIENT_IP`] header (`x-shop-client-ip`, which the
+    /// gateway overwrites with the address it resolved), not from
+    /// `X-Forwarded-For`, which is never read (default false). Turn it on
+    /// only when nothing but the gateway can reach this service: any other
+    /// caller could pick its own address per attempt.
     pub trust_forwarded_for: bool,
 }
 

@@ -18,7 +18,7 @@ use crate::store::OrderedLine;
 use crate::{Error, Result};
 
 /// The header carrying the service credential.
-pub const SERVICE_TOKEN_HEADER: &str = "x-shop-service-token";
+pub use shop_common::wire::SERVICE_TOKEN as SERVICE_TOKEN_HEADER;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route(

@@ -62,7 +62,7 @@ impl AppState {
 }
 
 /// The header in which the gateway passes on the client address it resolved.
-pub const CLIENT_IP_HEADER: &str = "x-shop-client-ip";
+pub use shop_common::wire::CLIENT_IP as CLIENT_IP_HEADER;
 
 /// The service's API routes (health routes are added by the application).
 pub fn router(state: AppState) -> Router {
