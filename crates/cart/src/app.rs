@@ -8,12 +8,11 @@ use axum::extract::DefaultBodyLimit;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use shop_common::auth::TokenVerifier;
-use shop_common::cli::Binary;
-use shop_common::config::{AdminSettings, ConfigError, HttpSettings, RetentionSettings};
+use shop_common::config::RetentionSettings;
 use shop_common::db::{self, Db};
 use shop_common::error::ErrorChain;
-use shop_discovery::{InstanceSettings, JwksSource, RegistrySettings, UpstreamClient};
-use shop_runtime::{Context, Parts, Service, ServiceSettings, StartError, StopAt, Worker};
+use shop_discovery::{JwksSource, UpstreamClient};
+use shop_runtime::{Context, Parts, Service, StartError, StopAt, Worker};
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
@@ -38,32 +37,12 @@ pub struct Cart;
 /// A cart service that is bound, registered and ready to run.
 pub type Application = shop_runtime::Application<Cart>;
 
-impl ServiceSettings for Settings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        Settings::validate(self)
-    }
-    fn api(&self) -> HttpSettings {
-        self.http.clone()
-    }
-    fn admin(&self) -> AdminSettings {
-        self.admin.clone()
-    }
-    fn registry(&self) -> &RegistrySettings {
-        &self.registry
-    }
-    fn instance(&self) -> &InstanceSettings {
-        &self.instance
-    }
-}
+shop_runtime::http_service_settings!(Settings);
 
 impl Service for Cart {
     type Settings = Settings;
     const NAME: &'static str = SERVICE;
-    const BINARY: Binary = Binary {
-        name: "shop-cart",
-        about: "ferroshop cart service: one cart per user, priced by the catalog",
-        version: env!("CARGO_PKG_VERSION"),
-    };
+    const ABOUT: &'static str = "ferroshop cart service: one cart per user, priced by the catalog";
 
     /// Opens and migrates the database, builds the catalog and users
     /// clients; beside the listener runs the purge of old applied-order

@@ -2,11 +2,8 @@
 //! assembles from [`Settings`].
 
 use axum::extract::DefaultBodyLimit;
-use shop_common::cli::Binary;
-use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
 use shop_common::db::Db;
-use shop_discovery::{InstanceSettings, RegistrySettings};
-use shop_runtime::{Context, Parts, Service, ServiceSettings, StartError};
+use shop_runtime::{Context, Parts, Service, StartError};
 
 use crate::Settings;
 use crate::routes::{self, AppState};
@@ -25,32 +22,12 @@ pub struct Catalog;
 /// A catalog service that is bound, registered and ready to run.
 pub type Application = shop_runtime::Application<Catalog>;
 
-impl ServiceSettings for Settings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        Ok(())
-    }
-    fn api(&self) -> HttpSettings {
-        self.http.clone()
-    }
-    fn admin(&self) -> AdminSettings {
-        self.admin.clone()
-    }
-    fn registry(&self) -> &RegistrySettings {
-        &self.registry
-    }
-    fn instance(&self) -> &InstanceSettings {
-        &self.instance
-    }
-}
+shop_runtime::http_service_settings!(Settings);
 
 impl Service for Catalog {
     type Settings = Settings;
     const NAME: &'static str = SERVICE;
-    const BINARY: Binary = Binary {
-        name: "shop-catalog",
-        about: "ferroshop catalog service: the read-only product catalog",
-        version: env!("CARGO_PKG_VERSION"),
-    };
+    const ABOUT: &'static str = "ferroshop catalog service: the read-only product catalog";
 
     /// Opens and migrates the database (seeding the demo catalog on first
     /// start).

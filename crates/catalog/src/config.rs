@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Deserialize;
-use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 /// The default HTTP port of the catalog service.
@@ -38,6 +38,17 @@ impl Default for Settings {
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
         }
+    }
+}
+
+impl Settings {
+    /// Checks what serde cannot: every catalog setting is checked by its
+    /// type, so there is nothing more (the lifecycle asks every service).
+    ///
+    /// # Errors
+    /// None today.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
     }
 }
 

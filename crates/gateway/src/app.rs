@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use axum::Router;
 use shop_common::auth::TokenVerifier;
-use shop_common::cli::Binary;
-use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
 use shop_common::health::Readiness;
-use shop_discovery::{InstanceSettings, JwksSource, RegistrySettings, UpstreamClient};
-use shop_runtime::{Api, Context, Parts, Service, ServiceSettings, StartError};
+use shop_discovery::{JwksSource, UpstreamClient};
+use shop_runtime::{Api, Context, Parts, Service, StartError};
 use tower::ServiceBuilder;
 
 use crate::Settings;
@@ -38,32 +36,12 @@ pub struct Gateway;
 /// A gateway that is bound, registered and ready to run.
 pub type Application = shop_runtime::Application<Gateway>;
 
-impl ServiceSettings for Settings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        Settings::validate(self)
-    }
-    fn api(&self) -> HttpSettings {
-        self.http.clone()
-    }
-    fn admin(&self) -> AdminSettings {
-        self.admin.clone()
-    }
-    fn registry(&self) -> &RegistrySettings {
-        &self.registry
-    }
-    fn instance(&self) -> &InstanceSettings {
-        &self.instance
-    }
-}
+shop_runtime::http_service_settings!(Settings);
 
 impl Service for Gateway {
     type Settings = Settings;
     const NAME: &'static str = SERVICE;
-    const BINARY: Binary = Binary {
-        name: "shop-gateway",
-        about: "ferroshop API gateway: the single public entry point",
-        version: env!("CARGO_PKG_VERSION"),
-    };
+    const ABOUT: &'static str = "ferroshop API gateway: the single public entry point";
 
     /// Builds one upstream client per service and the edge layers around
     /// the routes; ready while every upstream has a healthy instance.

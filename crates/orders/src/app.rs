@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shop_common::auth::TokenVerifier;
-use shop_common::cli::Binary;
 use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
 use shop_common::db::Db;
 use shop_common::health::Readiness;
@@ -81,11 +80,7 @@ impl ServiceSettings for Settings {
 impl Service for Orders {
     type Settings = Settings;
     const NAME: &'static str = SERVICE;
-    const BINARY: Binary = Binary {
-        name: "shop-orders",
-        about: "ferroshop orders service: exactly-once order placement over gRPC",
-        version: env!("CARGO_PKG_VERSION"),
-    };
+    const ABOUT: &'static str = "ferroshop orders service: exactly-once order placement over gRPC";
 
     /// Opens and migrates the database (and the readiness check's own
     /// pool), builds the cart and users clients and the gRPC server. Beside

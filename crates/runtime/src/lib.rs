@@ -76,14 +76,47 @@ pub trait ServiceSettings: DeserializeOwned + Clone + Send + Sync + 'static {
     }
 }
 
+/// Implements [`ServiceSettings`] for the settings of an HTTP service: a
+/// struct with the fields `http` (the API listener), `admin`, `registry` and
+/// `instance`, and an inherent `validate`.
+#[macro_export]
+macro_rules! http_service_settings {
+    ($settings:ty) => {
+        impl $crate::ServiceSettings for $settings {
+            fn validate(&self) -> ::std::result::Result<(), $crate::reexport::ConfigError> {
+                <$settings>::validate(self)
+            }
+            fn api(&self) -> $crate::reexport::HttpSettings {
+                self.http.clone()
+            }
+            fn admin(&self) -> $crate::reexport::AdminSettings {
+                self.admin.clone()
+            }
+            fn registry(&self) -> &$crate::reexport::RegistrySettings {
+                &self.registry
+            }
+            fn instance(&self) -> &$crate::reexport::InstanceSettings {
+                &self.instance
+            }
+        }
+    };
+}
+
+/// What [`http_service_settings!`] names.
+#[doc(hidden)]
+pub mod reexport {
+    pub use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
+    pub use shop_discovery::{InstanceSettings, RegistrySettings};
+}
+
 /// A service: what differs from one to the next.
 pub trait Service: Sized + Send + Sync + 'static {
     /// Its settings.
     type Settings: ServiceSettings;
     /// The service name in discovery, logs and metrics.
     const NAME: &'static str;
-    /// The binary's name, `--help` line and version.
-    const BINARY: Binary;
+    /// What the binary (`shop-<NAME>`) says it is in `--help`.
+    const ABOUT: &'static str;
 
     /// Opens what the service needs (database, upstream clients, keys) and
     /// returns it with its [`Parts`]. Nothing is bound or registered yet.
@@ -473,8 +506,14 @@ fn start_workers(
 /// telemetry, then build and serve until SIGINT/SIGTERM; one line and exit
 /// status 1 on failure.
 pub async fn main<S: Service>() -> ExitCode {
+    let binary = Binary {
+        // Once per process: the name lives as long as the program.
+        name: Box::leak(format!("shop-{}", S::NAME).into_boxed_str()),
+        about: S::ABOUT,
+        version: env!("CARGO_PKG_VERSION"),
+    };
     cli::run_service(
-        S::BINARY,
+        binary,
         S::Settings::load,
         ServiceSettings::probe_addr,
         |settings| async move {

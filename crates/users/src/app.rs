@@ -5,11 +5,8 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use shop_common::auth::TokenIssuer;
-use shop_common::cli::Binary;
-use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
 use shop_common::db::Db;
-use shop_discovery::{InstanceSettings, RegistrySettings};
-use shop_runtime::{Context, Parts, Service, ServiceSettings, StartError};
+use shop_runtime::{Context, Parts, Service, StartError};
 
 use crate::Settings;
 use crate::hashing::PasswordHasher;
@@ -40,32 +37,12 @@ impl Users {
 /// A users service that is bound, registered and ready to run.
 pub type Application = shop_runtime::Application<Users>;
 
-impl ServiceSettings for Settings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        Settings::validate(self)
-    }
-    fn api(&self) -> HttpSettings {
-        self.http.clone()
-    }
-    fn admin(&self) -> AdminSettings {
-        self.admin.clone()
-    }
-    fn registry(&self) -> &RegistrySettings {
-        &self.registry
-    }
-    fn instance(&self) -> &InstanceSettings {
-        &self.instance
-    }
-}
+shop_runtime::http_service_settings!(Settings);
 
 impl Service for Users {
     type Settings = Settings;
     const NAME: &'static str = SERVICE;
-    const BINARY: Binary = Binary {
-        name: "shop-users",
-        about: "ferroshop users service: registration, login, token issuing",
-        version: env!("CARGO_PKG_VERSION"),
-    };
+    const ABOUT: &'static str = "ferroshop users service: registration, login, token issuing";
 
     /// Opens and migrates the database, loads the signing key and starts
     /// the password hasher.
