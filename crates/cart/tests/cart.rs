@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_problem, spawn_stack, spawn_with_catalog_cache};
+use common::{CartStack as _, assert_problem, spawn_stack, spawn_with_catalog_cache};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -15,12 +15,7 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
         let products = stack.products().await;
         let (a, b) = (&products[0], &products[1]);
 
-        let empty: Value = stack
-            .get_cart(stack.cart(), &token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let empty: Value = stack.cart_json(&stack.cart(), &token).await;
         assert_eq!(
             empty,
             json!({"items": [], "total_cents": 0, "currency": "EUR", "version": 0}),
@@ -30,7 +25,7 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
 
         let put = stack
             .put_item(
-                stack.cart(),
+                &stack.cart(),
                 &token,
                 a["id"].as_str().expect("id"),
                 json!({"quantity": 2, "unit_price_cents": 1, "name": "free"}),
@@ -50,18 +45,13 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
 
         stack
             .put_item(
-                stack.cart(),
+                &stack.cart(),
                 &token,
                 b["id"].as_str().expect("id"),
                 json!({"quantity": 3}),
             )
             .await;
-        let cart: Value = stack
-            .get_cart(stack.cart(), &token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let cart: Value = stack.cart_json(&stack.cart(), &token).await;
         let price_a = a["price_cents"].as_i64().expect("price");
         let price_b = b["price_cents"].as_i64().expect("price");
         assert_eq!(cart["items"].as_array().expect("items").len(), 2);
@@ -82,7 +72,7 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
 
         let same = stack
             .put_item(
-                stack.cart(),
+                &stack.cart(),
                 &token,
                 b["id"].as_str().expect("id"),
                 json!({"quantity": 3}),
@@ -94,41 +84,16 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
             "setting the same quantity changes nothing"
         );
 
-        let delete = stack
-            .client
-            .delete(format!(
-                "{}/api/cart/items/{}",
-                stack.cart(),
-                a["id"].as_str().expect("id")
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("sent");
+        let path = format!("/api/cart/items/{}", a["id"].as_str().expect("id"));
+        let delete = stack.delete(&stack.cart(), &path, &token).await;
         assert_eq!(delete.status(), 204);
-        let cart: Value = stack
-            .get_cart(stack.cart(), &token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let cart: Value = stack.cart_json(&stack.cart(), &token).await;
         assert_eq!(cart["items"].as_array().expect("items").len(), 1);
         assert_eq!(cart["version"], 3);
 
-        let clear = stack
-            .client
-            .delete(format!("{}/api/cart", stack.cart()))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("sent");
+        let clear = stack.delete(&stack.cart(), "/api/cart", &token).await;
         assert_eq!(clear.status(), 204);
-        let cart: Value = stack
-            .get_cart(stack.cart(), &token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let cart: Value = stack.cart_json(&stack.cart(), &token).await;
         assert_eq!(cart["items"], json!([]));
         assert_eq!(cart["version"], 4, "{}", stack.engine);
     }
@@ -146,7 +111,7 @@ async fn bad_input_gets_the_right_4xx() {
         (json!({}), "missing"),
     ] {
         let problem = assert_problem(
-            stack.put_item(stack.cart(), &token, &product, body).await,
+            stack.put_item(&stack.cart(), &token, &product, body).await,
             422,
             why,
         )
@@ -158,7 +123,7 @@ async fn bad_input_gets_the_right_4xx() {
     }
     assert_problem(
         stack
-            .put_item(stack.cart(), &token, &product, json!({"quantity": "2"}))
+            .put_item(&stack.cart(), &token, &product, json!({"quantity": "2"}))
             .await,
         422,
         "string quantity",
@@ -166,7 +131,7 @@ async fn bad_input_gets_the_right_4xx() {
     .await;
     assert_problem(
         stack
-            .put_item(stack.cart(), &token, &product, json!({"quantity": 1.5}))
+            .put_item(&stack.cart(), &token, &product, json!({"quantity": 1.5}))
             .await,
         422,
         "fractional",
@@ -175,7 +140,7 @@ async fn bad_input_gets_the_right_4xx() {
     let unknown = uuid::Uuid::now_v7().to_string();
     let problem = assert_problem(
         stack
-            .put_item(stack.cart(), &token, &unknown, json!({"quantity": 1}))
+            .put_item(&stack.cart(), &token, &unknown, json!({"quantity": 1}))
             .await,
         404,
         "unknown product",
@@ -184,7 +149,7 @@ async fn bad_input_gets_the_right_4xx() {
     assert_eq!(problem["type"], "/problems/unknown-product");
     assert_problem(
         stack
-            .put_item(stack.cart(), &token, "not-a-uuid", json!({"quantity": 1}))
+            .put_item(&stack.cart(), &token, "not-a-uuid", json!({"quantity": 1}))
             .await,
         400,
         "malformed id",
@@ -193,7 +158,7 @@ async fn bad_input_gets_the_right_4xx() {
     assert_problem(
         stack
             .put_item(
-                stack.cart(),
+                &stack.cart(),
                 &token,
                 "'%20OR%201=1--",
                 json!({"quantity": 1}),
@@ -205,7 +170,7 @@ async fn bad_input_gets_the_right_4xx() {
     .await;
     let raw = stack
         .client
-        .put(format!("{}/api/cart/items/{product}", stack.cart()))
+        .put(format!("{}/api/cart/items/{product}", &stack.cart()))
         .bearer_auth(&token)
         .body("{")
         .header("content-type", "application/json")
@@ -216,7 +181,7 @@ async fn bad_input_gets_the_right_4xx() {
     assert_problem(
         stack
             .client
-            .get(format!("{}/api/cart", stack.cart()))
+            .get(format!("{}/api/cart", &stack.cart()))
             .send()
             .await
             .expect("sent"),
@@ -227,7 +192,7 @@ async fn bad_input_gets_the_right_4xx() {
     assert_problem(
         stack
             .client
-            .get(format!("{}/api/cart", stack.cart()))
+            .get(format!("{}/api/cart", &stack.cart()))
             .bearer_auth("nope")
             .send()
             .await
@@ -236,12 +201,7 @@ async fn bad_input_gets_the_right_4xx() {
         "bad token",
     )
     .await;
-    let cart: Value = stack
-        .get_cart(stack.cart(), &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let cart: Value = stack.cart_json(&stack.cart(), &token).await;
     assert_eq!(
         cart["version"], 0,
         "nothing was written by the bad requests"
@@ -255,38 +215,27 @@ async fn users_never_see_or_change_each_others_carts() {
     let mallory = stack.token("mallory").await;
     let product = stack.product_ids().await.remove(0);
     stack
-        .put_item(stack.cart(), &alice, &product, json!({"quantity": 5}))
+        .put_item(&stack.cart(), &alice, &product, json!({"quantity": 5}))
         .await;
 
-    let seen: Value = stack
-        .get_cart(stack.cart(), &mallory)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let seen: Value = stack.cart_json(&stack.cart(), &mallory).await;
     assert_eq!(seen["items"], json!([]));
-    let delete = stack
-        .client
-        .delete(format!("{}/api/cart", stack.cart()))
-        .bearer_auth(&mallory)
-        .send()
-        .await
-        .expect("sent");
+    let delete = stack.delete(&stack.cart(), "/api/cart", &mallory).await;
     assert_eq!(delete.status(), 204);
     let delete = stack
-        .client
-        .delete(format!("{}/api/cart/items/{product}", stack.cart()))
-        .bearer_auth(&mallory)
-        .send()
-        .await
-        .expect("sent");
+        .delete(
+            &stack.cart(),
+            &format!("/api/cart/items/{product}"),
+            &mallory,
+        )
+        .await;
     assert_eq!(delete.status(), 204);
     // The internal route takes a user id, but only with the service credential.
     let alice_id = common::user_id(&alice);
     let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": product, "quantity": 5}]});
     assert_problem(
         stack
-            .remove_order(stack.cart(), &alice_id, &body, None)
+            .remove_order(&stack.cart(), &alice_id, &body, None)
             .await,
         401,
         "no credential",
@@ -305,12 +254,7 @@ async fn users_never_see_or_change_each_others_carts() {
         .expect("sent");
     assert_problem(with_token, 401, "a user token is no service credential").await;
 
-    let cart: Value = stack
-        .get_cart(stack.cart(), &alice)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let cart: Value = stack.cart_json(&stack.cart(), &alice).await;
     assert_eq!(cart["items"][0]["quantity"], 5, "alice's cart is untouched");
 }
 
@@ -318,11 +262,12 @@ async fn users_never_see_or_change_each_others_carts() {
 async fn concurrent_updates_lose_nothing() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db, 2).await;
+        let carts = stack.carts();
         let token = stack.token("carol").await;
         let ids: Vec<String> = stack.product_ids().await.into_iter().take(12).collect();
         // Different items of one cart, through two replicas at once.
         let puts = ids.iter().enumerate().map(|(i, id)| {
-            let base = &stack.carts[i % 2].base;
+            let base = &carts[i % 2];
             stack.put_item(base, &token, id, json!({"quantity": i + 1}))
         });
         let responses = join_all(puts).await;
@@ -351,12 +296,7 @@ async fn concurrent_updates_lose_nothing() {
                 stack.engine
             );
         }
-        let cart: Value = stack
-            .get_cart(&stack.carts[1].base, &token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let cart: Value = stack.cart_json(&carts[1], &token).await;
         assert_eq!(
             cart["items"].as_array().expect("items").len(),
             12,
@@ -372,19 +312,14 @@ async fn concurrent_updates_lose_nothing() {
         // The same item from many writers: one of the written values wins.
         let same = (1..=10).map(|q| {
             stack.put_item(
-                &stack.carts[(q % 2) as usize].base,
+                &carts[(q % 2) as usize],
                 &token,
                 &ids[0],
                 json!({"quantity": q}),
             )
         });
         join_all(same).await;
-        let cart: Value = stack
-            .get_cart(stack.cart(), &token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let cart: Value = stack.cart_json(&stack.cart(), &token).await;
         let line = cart["items"]
             .as_array()
             .expect("items")
@@ -398,11 +333,11 @@ async fn concurrent_updates_lose_nothing() {
 
 #[tokio::test]
 async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
-    let stack = spawn_with_catalog_cache(0).await;
+    let mut stack = spawn_with_catalog_cache(0).await;
     let (token, product) = stack.shopper_with_one_item("dave").await;
-    stack.stop_catalog().await;
+    stack.stop_service("catalog").await;
     let problem = assert_problem(
-        stack.get_cart(stack.cart(), &token).await,
+        stack.get_cart(&stack.cart(), &token).await,
         503,
         "catalog gone",
     )
@@ -413,7 +348,7 @@ async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
     );
     assert_problem(
         stack
-            .put_item(stack.cart(), &token, &product, json!({"quantity": 2}))
+            .put_item(&stack.cart(), &token, &product, json!({"quantity": 2}))
             .await,
         503,
         "catalog gone",
@@ -424,29 +359,29 @@ async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
 #[tokio::test]
 async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
     // A long time to live: what was read stays for the whole test.
-    let stack = spawn_with_catalog_cache(600_000).await;
+    let mut stack = spawn_with_catalog_cache(600_000).await;
     let token = stack.token("erin").await;
     let ids = stack.product_ids().await;
     let (read, unread) = (&ids[0], &ids[1]);
     let before: Value = stack
-        .put_item(stack.cart(), &token, read, json!({"quantity": 2}))
+        .put_item(&stack.cart(), &token, read, json!({"quantity": 2}))
         .await
         .json()
         .await
         .expect("json");
-    stack.stop_catalog().await;
+    stack.stop_service("catalog").await;
     let (hits, misses) = (
         stack.cache_lookups("hit").await,
         stack.cache_lookups("miss").await,
     );
 
     // The product read a moment ago prices the cart and is accepted again.
-    let cart = stack.get_cart(stack.cart(), &token).await;
+    let cart = stack.get_cart(&stack.cart(), &token).await;
     assert_eq!(cart.status(), 200);
     let cart: Value = cart.json().await.expect("json");
     assert_eq!(cart["items"], before["items"], "the same names and prices");
     let put = stack
-        .put_item(stack.cart(), &token, read, json!({"quantity": 3}))
+        .put_item(&stack.cart(), &token, read, json!({"quantity": 3}))
         .await;
     assert_eq!(put.status(), 200);
     let put: Value = put.json().await.expect("json");
@@ -459,7 +394,7 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
     // A product never read is not guessed.
     assert_problem(
         stack
-            .put_item(stack.cart(), &token, unread, json!({"quantity": 1}))
+            .put_item(&stack.cart(), &token, unread, json!({"quantity": 1}))
             .await,
         503,
         "never read",
@@ -474,13 +409,13 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
 
 #[tokio::test]
 async fn a_cached_product_is_asked_for_again_once_its_ttl_ends() {
-    let stack = spawn_with_catalog_cache(50).await;
+    let mut stack = spawn_with_catalog_cache(50).await;
     let (token, _) = stack.shopper_with_one_item("frank").await;
-    stack.stop_catalog().await;
+    stack.stop_service("catalog").await;
     // Well past the 50 ms time to live.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_problem(
-        stack.get_cart(stack.cart(), &token).await,
+        stack.get_cart(&stack.cart(), &token).await,
         503,
         "entry expired",
     )
@@ -492,7 +427,7 @@ async fn metrics_are_served_on_the_admin_port_only() {
     let stack = spawn_with_catalog_cache(0).await;
     let anonymous = stack
         .client
-        .get(format!("{}/api/cart", stack.cart()))
+        .get(format!("{}/api/cart", &stack.cart()))
         .send()
         .await
         .expect("sent");
@@ -510,7 +445,7 @@ async fn metrics_are_served_on_the_admin_port_only() {
     assert!(counted >= 1.0, "{counted}");
     let public = stack
         .client
-        .get(format!("{}/metrics", stack.cart()))
+        .get(format!("{}/metrics", &stack.cart()))
         .send()
         .await
         .expect("sent");

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::spawn_with_catalog_cache;
+use common::{CartStack as _, spawn_with_catalog_cache};
 
 /// The catalog cache's time to live here: long enough that the burst below
 /// ends within it on a slow machine, short enough to wait out.
@@ -36,7 +36,7 @@ async fn concurrent_requests_missing_the_same_product_read_the_catalog_once() {
     for _ in 0..READERS {
         let (client, url, token) = (
             stack.client.clone(),
-            format!("{}/api/cart", stack.cart()),
+            format!("{}/api/cart", &stack.cart()),
             token.clone(),
         );
         readers.spawn(async move {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{SERVICE_TOKEN, assert_problem, spawn_stack, user_id};
+use common::{CartStack as _, SERVICE_TOKEN, assert_problem, spawn_stack, user_id};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -16,36 +16,36 @@ async fn removal_subtracts_ordered_lines_once() {
         let ids = stack.product_ids().await;
         let id = |i: usize| ids[i].clone();
         stack
-            .put_item(stack.cart(), &token, &id(0), json!({"quantity": 3}))
+            .put_item(&stack.cart(), &token, &id(0), json!({"quantity": 3}))
             .await;
         stack
-            .put_item(stack.cart(), &token, &id(1), json!({"quantity": 1}))
+            .put_item(&stack.cart(), &token, &id(1), json!({"quantity": 1}))
             .await;
 
         let order = uuid::Uuid::now_v7();
         let body = json!({"order_id": order, "lines": [{"product_id": id(0), "quantity": 2}, {"product_id": id(1), "quantity": 1}]});
         // Added after the order was placed: must stay.
         stack
-            .put_item(stack.cart(), &token, &id(2), json!({"quantity": 4}))
+            .put_item(&stack.cart(), &token, &id(2), json!({"quantity": 4}))
             .await;
 
         assert_problem(
             stack
-                .remove_order(stack.cart(), &user, &body, Some("wrong"))
+                .remove_order(&stack.cart(), &user, &body, Some("wrong"))
                 .await,
             401,
             "wrong credential",
         )
         .await;
         let first: Value = stack
-            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
             .await
             .json()
             .await
             .expect("json");
         assert_eq!(first["applied"], true, "{}", stack.engine);
         let repeat: Value = stack
-            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
             .await
             .json()
             .await
@@ -56,23 +56,8 @@ async fn removal_subtracts_ordered_lines_once() {
             "a repeat changes nothing"
         );
 
-        let cart: Value = stack
-            .get_cart(stack.cart(), &token)
-            .await
-            .json()
-            .await
-            .expect("json");
-        let lines: Vec<(String, i64)> = cart["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .map(|l| {
-                (
-                    l["product_id"].as_str().expect("id").to_owned(),
-                    l["quantity"].as_i64().expect("q"),
-                )
-            })
-            .collect();
+        let cart: Value = stack.cart_json(&stack.cart(), &token).await;
+        let lines = shop::testing::lines(&cart);
         let mut want = vec![(id(0), 1), (id(2), 4)];
         want.sort();
         assert_eq!(lines, want, "{}", stack.engine);
@@ -87,23 +72,18 @@ async fn concurrent_repeats_apply_once() {
         let user = user_id(&token);
         let product = stack.product_ids().await.remove(0);
         stack
-            .put_item(stack.cart(), &token, &product, json!({"quantity": 10}))
+            .put_item(&stack.cart(), &token, &product, json!({"quantity": 10}))
             .await;
         let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": product, "quantity": 3}]});
-        let calls = (0..10).map(|i| {
-            stack.remove_order(&stack.carts[i % 2].base, &user, &body, Some(SERVICE_TOKEN))
-        });
+        let carts = stack.carts();
+        let calls =
+            (0..10).map(|i| stack.remove_order(&carts[i % 2], &user, &body, Some(SERVICE_TOKEN)));
         let answers: Vec<Value> =
             join_all(calls.map(|call| async { call.await.json::<Value>().await.expect("json") }))
                 .await;
         let applied = answers.iter().filter(|a| a["applied"] == true).count();
         assert_eq!(applied, 1, "{}: {answers:?}", stack.engine);
-        let cart: Value = stack
-            .get_cart(stack.cart(), &token)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let cart: Value = stack.cart_json(&stack.cart(), &token).await;
         assert_eq!(
             cart["items"][0]["quantity"], 7,
             "{}: subtracted exactly once",
@@ -119,7 +99,7 @@ async fn invalid_removals_are_422() {
     let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": uuid::Uuid::now_v7(), "quantity": 0}]});
     assert_problem(
         stack
-            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
             .await,
         422,
         "zero quantity",
@@ -128,7 +108,7 @@ async fn invalid_removals_are_422() {
     let body = json!({"order_id": "nope", "lines": []});
     assert_problem(
         stack
-            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
             .await,
         422,
         "bad order id",
@@ -136,7 +116,7 @@ async fn invalid_removals_are_422() {
     .await;
     assert_problem(
         stack
-            .remove_order(stack.cart(), "not-a-uuid", &json!({}), Some(SERVICE_TOKEN))
+            .remove_order(&stack.cart(), "not-a-uuid", &json!({}), Some(SERVICE_TOKEN))
             .await,
         400,
         "bad user id",
@@ -160,14 +140,14 @@ async fn applied_order_records_past_the_retention_are_purged() {
         let user = user_id(&token);
         let product = stack.product_ids().await.remove(0);
         stack
-            .put_item(stack.cart(), &token, &product, json!({"quantity": 9}))
+            .put_item(&stack.cart(), &token, &product, json!({"quantity": 9}))
             .await;
         let (old, recent) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
         for order in [old, recent] {
             let body =
                 json!({"order_id": order, "lines": [{"product_id": product, "quantity": 1}]});
             let answer: Value = stack
-                .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+                .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
                 .await
                 .json()
                 .await
@@ -176,7 +156,7 @@ async fn applied_order_records_past_the_retention_are_purged() {
         }
         let before = stack.counter("cart_applied_orders_purged_total", &[]).await;
 
-        let cart_db = Db::connect(&DatabaseSettings::new(&stack.cart_url))
+        let cart_db = Db::connect(&DatabaseSettings::new(stack.db_url("cart")))
             .await
             .expect("cart database");
         for (order, days) in [(old, 8), (recent, 6)] {
@@ -216,7 +196,7 @@ async fn applied_order_records_past_the_retention_are_purged() {
         // The record kept still makes a repeat change nothing.
         let body = json!({"order_id": recent, "lines": [{"product_id": product, "quantity": 1}]});
         let repeat: Value = stack
-            .remove_order(stack.cart(), &user, &body, Some(SERVICE_TOKEN))
+            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
             .await
             .json()
             .await

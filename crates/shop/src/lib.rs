@@ -15,6 +15,10 @@
 //! make a scraper count everything twice. orders' admin listener serves it
 //! (orders always has one); the HTTP services' admin listeners are off
 //! (`admin.enabled = false`; a `[cart.admin]` table may turn one back on).
+//!
+//! [`stack`] is how the services are started — here, and in the services'
+//! integration tests, which start the part of the stack they need.
+//! [`testing`] (feature `testing`) holds what those tests share.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,10 +27,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Parser;
 use serde_json::json;
-use shop_common::config::load_scoped;
 use shop_discovery::Registry;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub mod stack;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use stack::{Ports, Stack, StackBuilder, StackError};
 
 /// The database files the stack keeps under the data directory.
 const DATABASES: [&str; 4] = ["users", "catalog", "cart", "orders"];
@@ -77,28 +85,37 @@ impl Options {
         }
     }
 
-    fn port(&self, default: u16) -> u16 {
-        if self.ephemeral_ports { 0 } else { default }
+    /// The whole stack these options describe, not started yet.
+    fn stack(&self) -> StackBuilder {
+        let dir = &self.data_dir;
+        let ports = if self.ephemeral_ports {
+            Ports::Ephemeral
+        } else {
+            Ports::Defaults { gateway: self.port }
+        };
+        let mut builder = Stack::builder()
+            .everything(self.cart_replicas.into())
+            .host(self.host)
+            .ports(ports)
+            .admin(false)
+            .config(self.config.clone())
+            .defaults::<shop_users::Users>(json!({
+                "auth": {"signing_key_file": dir.join(SIGNING_KEY_FILE)},
+                "login_limit": {"trust_forwarded_for": true},
+            }));
+        for name in DATABASES {
+            let file = dir.join(format!("{name}.db"));
+            builder = builder.database(name, format!("sqlite:{}", file.display()));
+        }
+        builder
     }
-}
-
-/// One running service.
-struct Running {
-    name: String,
-    addr: SocketAddr,
-    /// Its admin listener, listed as `<name>-admin`.
-    admin: Option<SocketAddr>,
-    stop: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
 }
 
 /// The running stack.
 pub struct Shop {
-    /// Services grouped by the order they stop in: the edge first.
-    tiers: Vec<Vec<Running>>,
+    stack: Stack,
     /// Where the process's `/metrics` is served (orders' admin listener).
     metrics: SocketAddr,
-    registry: Registry,
     data_dir: PathBuf,
 }
 
@@ -109,127 +126,13 @@ impl Shop {
     /// The first service that cannot start, with the reason.
     pub async fn start(options: &Options) -> anyhow::Result<Self> {
         prepare_data_dir(options)?;
-        let registry = Registry::in_process();
-        let config = options.config.as_deref();
-        let host = options.host.to_string();
-        let dir = &options.data_dir;
-        let service_token = uuid::Uuid::new_v4().simple().to_string();
-        let sqlite = |name: &str| format!("sqlite:{}", dir.join(format!("{name}.db")).display());
-
-        let users: shop_users::Settings = load_scoped(
-            config,
-            "users",
-            json!({
-                "http": {"host": host, "port": options.port(shop_users::config::DEFAULT_PORT)},
-                "admin": {"enabled": false, "host": host, "port": options.port(shop_users::config::DEFAULT_ADMIN_PORT)},
-                "database": {"url": sqlite("users")},
-                "auth": {"signing_key_file": dir.join(SIGNING_KEY_FILE)},
-                "login_limit": {"trust_forwarded_for": true},
-            }),
-        )?;
-        users.validate()?;
-        let users = shop_users::Application::build_in(users, registry.clone())
-            .await
-            .context("users")?;
-        let users = spawn("users", users.local_addr(), users.admin_addr(), |stop| {
-            users.run_until_stopped(stop)
-        });
-
-        let catalog: shop_catalog::Settings = load_scoped(
-            config,
-            "catalog",
-            json!({
-                "http": {"host": host, "port": options.port(shop_catalog::config::DEFAULT_PORT)},
-                "admin": {"enabled": false, "host": host, "port": options.port(shop_catalog::config::DEFAULT_ADMIN_PORT)},
-                "database": {"url": sqlite("catalog")},
-            }),
-        )?;
-        let catalog = shop_catalog::Application::build_in(catalog, registry.clone())
-            .await
-            .context("catalog")?;
-        let catalog = spawn(
-            "catalog",
-            catalog.local_addr(),
-            catalog.admin_addr(),
-            |stop| catalog.run_until_stopped(stop),
-        );
-
-        let mut carts = Vec::new();
-        for replica in 1..=options.cart_replicas {
-            // The first replica takes the well-known ports, the others any free ones.
-            let (port, admin_port) = if replica == 1 {
-                (
-                    options.port(shop_cart::config::DEFAULT_PORT),
-                    options.port(shop_cart::config::DEFAULT_ADMIN_PORT),
-                )
-            } else {
-                (0, 0)
-            };
-            let cart: shop_cart::Settings = load_scoped(
-                config,
-                "cart",
-                json!({
-                    "http": {"host": host, "port": port},
-                    "admin": {"enabled": false, "host": host, "port": admin_port},
-                    "database": {"url": sqlite("cart")},
-                    "internal": {"service_token": service_token},
-                    "instance": {"id": format!("cart-{replica}")},
-                }),
-            )?;
-            cart.validate()?;
-            let cart = shop_cart::Application::build_in(cart, registry.clone())
-                .await
-                .context("cart")?;
-            carts.push(spawn(
-                &format!("cart-{replica}"),
-                cart.local_addr(),
-                cart.admin_addr(),
-                |stop| cart.run_until_stopped(stop),
-            ));
-        }
-
-        let orders: shop_orders::Settings = load_scoped(
-            config,
-            "orders",
-            json!({
-                "http": {"host": host, "port": options.port(shop_orders::config::DEFAULT_ADMIN_PORT)},
-                "grpc": {"host": host, "port": options.port(shop_orders::config::DEFAULT_GRPC_PORT)},
-                "database": {"url": sqlite("orders")},
-                "internal": {"service_token": service_token},
-            }),
-        )?;
-        orders.validate()?;
-        let orders = shop_orders::Application::build_in(orders, registry.clone())
-            .await
-            .context("orders")?;
-        let orders_admin = orders.admin_addr();
-        let orders = spawn("orders", orders.local_addr(), Some(orders_admin), |stop| {
-            orders.run_until_stopped(stop)
-        });
-
-        let gateway: shop_gateway::Settings = load_scoped(
-            config,
-            "gateway",
-            json!({
-                "http": {"host": host, "port": if options.ephemeral_ports { 0 } else { options.port }},
-                "admin": {"enabled": false, "host": host, "port": options.port(shop_gateway::config::DEFAULT_ADMIN_PORT)},
-            }),
-        )?;
-        gateway.validate()?;
-        let gateway = shop_gateway::Application::build_in(gateway, registry.clone())
-            .await
-            .context("gateway")?;
-        let gateway = spawn(
-            "gateway",
-            gateway.local_addr(),
-            gateway.admin_addr(),
-            |stop| gateway.run_until_stopped(stop),
-        );
-
+        let stack = options.stack().start().await?;
+        let metrics = stack
+            .addr("orders-admin")
+            .context("orders has no admin listener")?;
         Ok(Self {
-            tiers: vec![vec![gateway], vec![orders], carts, vec![catalog, users]],
-            metrics: orders_admin,
-            registry,
+            stack,
+            metrics,
             data_dir: options.data_dir.clone(),
         })
     }
@@ -237,14 +140,7 @@ impl Shop {
     /// Where each service listens, edge first; admin listeners as
     /// `<service>-admin`, after the services.
     pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
-        let running = || self.tiers.iter().flatten();
-        let services = running().map(|running| (running.name.clone(), running.addr));
-        let admins = running().filter_map(|running| {
-            running
-                .admin
-                .map(|admin| (format!("{}-admin", running.name), admin))
-        });
-        services.chain(admins).collect()
+        self.stack.addresses()
     }
 
     /// Where the process's `/metrics` is served: one address for every
@@ -255,15 +151,12 @@ impl Shop {
 
     /// The address of the named listener (`users`, `cart-1`, `orders-admin`, …).
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.addresses()
-            .into_iter()
-            .find(|(candidate, _)| candidate == name)
-            .map(|(_, addr)| addr)
+        self.stack.addr(name)
     }
 
     /// The registry the services found each other through.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.stack.registry()
     }
 
     /// What to print once the stack is up: where everything listens and a
@@ -296,44 +189,7 @@ impl Shop {
     /// The first service that failed while running.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         stop.cancelled().await;
-        let mut first_error = None;
-        for tier in self.tiers {
-            for running in &tier {
-                running.stop.cancel();
-            }
-            for running in tier {
-                let outcome = running
-                    .task
-                    .await
-                    .context(running.name.clone())
-                    .and_then(|result| result.with_context(|| format!("{} failed", running.name)));
-                if let Err(err) = outcome {
-                    tracing::error!(error = %format!("{err:#}"), "service stopped with an error");
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-}
-
-fn spawn<F>(
-    name: &str,
-    addr: SocketAddr,
-    admin: Option<SocketAddr>,
-    start: impl FnOnce(CancellationToken) -> F,
-) -> Running
-where
-    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
-{
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(start(stop.clone()));
-    Running {
-        name: name.to_owned(),
-        addr,
-        admin,
-        stop,
-        task,
+        Ok(self.stack.stop().await?)
     }
 }
 
