@@ -55,18 +55,22 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> 
     let file = file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("SHOP_CONFIG").map(PathBuf::from));
-    let mut figment = Figment::new();
-    if let Some(path) = file {
-        if !path.is_file() {
-            return Err(ConfigError::invalid(
-                "config",
-                format!("file {} does not exist", path.display()),
-            ));
-        }
-        figment = figment.merge(Toml::file_exact(path));
+    Ok(with_file(Figment::new(), file.as_deref())?
+        .merge(env_provider())
+        .extract()?)
+}
+
+/// `figment` with the TOML `file` merged in, when one is named; a named file
+/// that does not exist is an error.
+fn with_file(figment: Figment, file: Option<&Path>) -> Result<Figment, ConfigError> {
+    match file {
+        Some(path) if !path.is_file() => Err(ConfigError::invalid(
+            "config",
+            format!("file {} does not exist", path.display()),
+        )),
+        Some(path) => Ok(figment.merge(Toml::file_exact(path))),
+        None => Ok(figment),
     }
-    figment = figment.merge(env_provider());
-    Ok(figment.extract()?)
 }
 
 /// Loads the settings of one service embedded in a larger process (the
@@ -82,19 +86,11 @@ pub fn load_scoped<T: DeserializeOwned>(
     scope: &str,
     defaults: serde_json::Value,
 ) -> Result<T, ConfigError> {
-    let mut figment =
-        Figment::new().merge(figment::providers::Serialized::default(scope, defaults));
-    if let Some(path) = file {
-        if !path.is_file() {
-            return Err(ConfigError::invalid(
-                "config",
-                format!("file {} does not exist", path.display()),
-            ));
-        }
-        figment = figment.merge(Toml::file_exact(path));
-    }
-    figment = figment.merge(env_provider());
-    Ok(figment.focus(scope).extract()?)
+    let defaults = Figment::new().merge(figment::providers::Serialized::default(scope, defaults));
+    Ok(with_file(defaults, file)?
+        .merge(env_provider())
+        .focus(scope)
+        .extract()?)
 }
 
 /// Loads settings from a TOML string and the given environment-style pairs,
