@@ -150,18 +150,7 @@ impl CartStore {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn remove_item(&self, user: Uuid, product: ProductId) -> Result<i64, StoreError> {
-        let user = user.to_string();
-        let now = db::now_text();
-        let mut tx = self.db.begin_write().await?;
-        let removed = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2")
-            .bind(&user)
-            .bind(product.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let version = finish_change(&mut tx, &user, &now, removed > 0).await?;
-        tx.commit().await?;
-        Ok(version)
+        self.delete_lines(user, Some(product)).await
     }
 
     /// Empties the cart; returns the version afterwards.
@@ -169,14 +158,28 @@ impl CartStore {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn clear(&self, user: Uuid) -> Result<i64, StoreError> {
+        self.delete_lines(user, None).await
+    }
+
+    /// Deletes `user`'s line of `product`, or all their lines, and bumps the
+    /// cart's version if any went, in one transaction.
+    async fn delete_lines(
+        &self,
+        user: Uuid,
+        product: Option<ProductId>,
+    ) -> Result<i64, StoreError> {
         let user = user.to_string();
         let now = db::now_text();
         let mut tx = self.db.begin_write().await?;
-        let removed = sqlx::query("DELETE FROM cart_items WHERE user_id = $1")
-            .bind(&user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let query = match product {
+            Some(product) => {
+                sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2")
+                    .bind(&user)
+                    .bind(product.to_string())
+            }
+            None => sqlx::query("DELETE FROM cart_items WHERE user_id = $1").bind(&user),
+        };
+        let removed = query.execute(&mut *tx).await?.rows_affected();
         let version = finish_change(&mut tx, &user, &now, removed > 0).await?;
         tx.commit().await?;
         Ok(version)

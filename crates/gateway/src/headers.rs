@@ -338,20 +338,24 @@ mod tests {
                 ("x-shop-client-ip", "192.0.2.99"),
             ])
         };
-        let mut map = incoming();
-        let addr = ClientAddr::resolve(ip("203.0.113.7"), &map, &trusted);
-        prepare_request(&mut map, &addr);
-        assert_eq!(map[X_FORWARDED_FOR], "203.0.113.7");
-        assert_eq!(map[X_FORWARDED_PROTO], "http");
-        assert_eq!(map[CLIENT_IP], "203.0.113.7");
-        assert!(!map.contains_key(SERVICE_TOKEN));
-
-        let mut map = incoming();
-        let addr = ClientAddr::resolve(ip("10.1.2.3"), &map, &trusted);
-        prepare_request(&mut map, &addr);
-        assert_eq!(map[X_FORWARDED_FOR], "198.51.100.1, 10.1.2.3");
-        assert_eq!(map[X_FORWARDED_PROTO], "https");
-        assert_eq!(map[CLIENT_IP], "198.51.100.1");
+        // (peer, X-Forwarded-For, X-Forwarded-Proto, x-shop-client-ip)
+        for (peer, forwarded_for, proto, client) in [
+            ("203.0.113.7", "203.0.113.7", "http", "203.0.113.7"),
+            (
+                "10.1.2.3",
+                "198.51.100.1, 10.1.2.3",
+                "https",
+                "198.51.100.1",
+            ),
+        ] {
+            let mut map = incoming();
+            let addr = ClientAddr::resolve(ip(peer), &map, &trusted);
+            prepare_request(&mut map, &addr);
+            assert_eq!(map[X_FORWARDED_FOR], forwarded_for, "from {peer}");
+            assert_eq!(map[X_FORWARDED_PROTO], proto, "from {peer}");
+            assert_eq!(map[CLIENT_IP], client, "from {peer}");
+            assert!(!map.contains_key(SERVICE_TOKEN), "from {peer}");
+        }
     }
 
     #[test]

@@ -331,10 +331,11 @@ pub fn generate_signing_key_pem() -> Result<String, TokenError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn issuer() -> TokenIssuer {
+    /// An issuer with a key generated now; the verifier's tests use it too.
+    pub(in crate::auth) fn issuer() -> TokenIssuer {
         TokenIssuer::from_settings(&IssuerSettings::default()).expect("generated key")
     }
 

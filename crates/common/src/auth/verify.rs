@@ -545,11 +545,8 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header};
 
     use super::*;
+    use crate::auth::issue::tests::issuer;
     use crate::auth::{IssuerSettings, MAX_PUBLISHED_KEYS, TokenIssuer};
-
-    fn issuer() -> TokenIssuer {
-        TokenIssuer::from_settings(&IssuerSettings::default()).expect("generated key")
-    }
 
     #[test]
     fn expired_tokens_are_rejected() {
