@@ -260,7 +260,7 @@ async fn health_reflection_and_admin_endpoints_answer() {
 async fn oversized_messages_are_refused_and_reflection_can_be_turned_off() {
     let db = shop_testkit::TestDatabase::sqlite();
     let stack = spawn_stack(db).await;
-    let mut settings = common::orders_settings(&stack.orders_url, false);
+    let mut settings = stack.orders_settings(false);
     settings.grpc.max_message_bytes = 1024;
     settings.grpc.reflection = false;
     let orders = stack.spawn_orders_with(settings).await;

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Stack, count, old_order, orders_settings, spawn_stack};
+use common::{Stack, count, old_order, spawn_stack};
 use shop_common::db::{self, Db};
 use shop_orders::store::{Inserted, OrderStore};
 
@@ -70,7 +70,7 @@ async fn place_unrelayed(stack: &Stack, user: &str) -> (String, String) {
         .expect("placed")
         .order
         .expect("order");
-    placer.running.shutdown().await;
+    placer.shutdown().await;
     (token, order.id)
 }
 
@@ -80,7 +80,7 @@ async fn a_refused_delivery_is_dead_lettered_at_once_and_never_retried() {
         let stack = spawn_stack(db).await;
         // Cart refuses this credential: 401, a delivery that can never
         // succeed.
-        let mut settings = orders_settings(&stack.orders_url, true);
+        let mut settings = stack.orders_settings(true);
         settings.internal.service_token = Some("not-the-token".to_owned().into());
         let orders = stack.spawn_orders_with(settings).await;
         let before = orders.metric(DEAD_LETTERS, &[("reason", "rejected")]).await;
@@ -132,7 +132,7 @@ async fn transient_failures_are_retried_until_the_attempt_cap_then_dead_lettered
         let stack = spawn_stack(db).await;
         let (token, order_id) = place_unrelayed(&stack, "unlucky").await;
         stack.cart_down();
-        let mut settings = orders_settings(&stack.orders_url, true);
+        let mut settings = stack.orders_settings(true);
         settings.relay.max_attempts = 3;
         let relay = stack.spawn_orders_with(settings).await;
         let before = relay.metric(DEAD_LETTERS, &[("reason", "attempts")]).await;
@@ -230,7 +230,7 @@ async fn delivered_rows_past_the_retention_are_purged_and_the_rest_kept() {
 
         // No relay (the pending row stays pending); the default retention
         // of seven days; a purge every 50 ms.
-        let mut settings = orders_settings(&stack.orders_url, false);
+        let mut settings = stack.orders_settings(false);
         settings.outbox.purge_interval_ms = 50;
         let orders = stack.spawn_orders_with(settings).await;
         let remaining = || async {

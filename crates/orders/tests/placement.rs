@@ -122,7 +122,7 @@ async fn a_committed_order_is_delivered_after_a_restart_and_a_duplicate_delivery
             .expect("placed")
             .order
             .expect("order");
-        first.running.shutdown().await;
+        first.shutdown().await;
         assert_eq!(stack.cart_lines(&token).await.len(), 2, "not delivered yet");
         assert!(stack.deliveries.of(&order.id).is_empty());
 
@@ -202,7 +202,7 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
         assert!(placed.created);
         let order = placed.order.expect("order");
         stack.wait_for_cart(&token, &[]).await;
-        orders.running.shutdown().await;
+        orders.shutdown().await;
 
         // The next order commits while no relay runs; then cart goes away
         // and a relay starts.
@@ -214,7 +214,7 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
             .expect("placed")
             .order
             .expect("order");
-        placer.running.shutdown().await;
+        placer.shutdown().await;
         stack.cart_down();
         let _relay = stack.spawn_orders(true).await;
         stack

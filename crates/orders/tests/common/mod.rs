@@ -11,62 +11,28 @@
 #![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
+use shop::StackBuilder;
+use shop::stack::{Cart, Catalog, Orders as OrdersService, Users};
+use shop::testing::TestStack;
+use shop_common::config::DatabaseSettings;
 use shop_common::db::Db;
 use shop_discovery::{Instance, Registration, Registry};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
 use shop_proto::orders::v1::{PlaceOrderRequest, PlaceOrderResponse};
-use shop_testkit::{Engine, TestDatabase};
-use tokio_util::sync::CancellationToken;
+use shop_runtime::Running;
+use shop_testkit::TestDatabase;
 use tonic::transport::Channel;
 
 /// The service credential carts accept and orders present.
 pub const SERVICE_TOKEN: &str = "test-service-token";
-/// Longest wait for an asynchronous outcome (the relay).
-pub const WAIT: Duration = Duration::from_secs(15);
-
-fn loopback() -> HttpSettings {
-    HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
-}
-
-/// The admin listener (`/metrics`) of users, catalog and cart on a free
-/// loopback port.
-fn admin_loopback() -> AdminSettings {
-    AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
-}
-
-/// A running service and how to stop it.
-pub struct Running {
-    pub base: String,
-    pub stop: CancellationToken,
-    pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl Running {
-    /// Stops the service and waits until it has stopped.
-    pub async fn shutdown(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            let result = task.await.expect("service task");
-            result.expect("service stopped cleanly");
-        }
-    }
-}
 
 /// Deliveries the proxy saw on cart's order-removal route.
 #[derive(Debug, Default, Clone)]
@@ -177,74 +143,46 @@ async fn forward(
 
 /// users + catalog + cart, a cart proxy for orders, and the orders database.
 pub struct Stack {
-    pub registry: Registry,
+    stack: TestStack,
     pub orders_registry: Registry,
-    pub users: Running,
-    pub catalog: Running,
-    pub cart: Running,
     pub proxy_addr: String,
     proxy_registration: Mutex<Option<Registration>>,
     _users_registration: Registration,
     pub deliveries: Deliveries,
-    pub engine: Engine,
-    pub orders_url: String,
-    pub cart_url: String,
-    pub client: reqwest::Client,
-    _dbs: Vec<TestDatabase>,
 }
 
-/// Starts users, catalog, cart and the proxy; orders use `orders_db`.
-pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
-    if std::env::var_os("TEST_LOG").is_some() {
-        shop_common::telemetry::init();
+impl Deref for Stack {
+    type Target = TestStack;
+
+    fn deref(&self) -> &TestStack {
+        &self.stack
     }
-    let registry = Registry::in_process();
-    let users_db = TestDatabase::sqlite();
-    let catalog_db = TestDatabase::sqlite();
-    let cart_db = TestDatabase::sqlite();
+}
 
-    let users = shop_users::Application::build_in(
-        shop_users::Settings {
-            http: loopback(),
-            admin: admin_loopback(),
-            database: DatabaseSettings::new(&users_db.url),
-            ..shop_users::Settings::default()
-        },
-        registry.clone(),
-    )
-    .await
-    .expect("users starts");
-    let users_addr = users.local_addr();
-    let users = run(users.port(), |stop| users.run_until_stopped(stop));
-
-    let catalog = shop_catalog::Application::build_in(
-        shop_catalog::Settings {
-            http: loopback(),
-            admin: admin_loopback(),
-            database: DatabaseSettings::new(&catalog_db.url),
-            ..shop_catalog::Settings::default()
-        },
-        registry.clone(),
-    )
-    .await
-    .expect("catalog starts");
-    let catalog = run(catalog.port(), |stop| catalog.run_until_stopped(stop));
-
-    let mut cart_settings = shop_cart::Settings {
-        http: loopback(),
-        admin: admin_loopback(),
-        database: DatabaseSettings::new(&cart_db.url),
-        ..shop_cart::Settings::default()
-    };
-    cart_settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
-    let cart = shop_cart::Application::build_in(cart_settings, registry.clone())
-        .await
-        .expect("cart starts");
-    let cart = run(cart.port(), |stop| cart.run_until_stopped(stop));
+/// Starts users, catalog, cart and the proxy; orders use `orders_db`, with
+/// fast relay rounds and retries.
+pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
+    let engine = orders_db.engine;
+    let stack = StackBuilder::for_tests()
+        .with::<Users>()
+        .with::<Catalog>()
+        .with::<Cart>()
+        .test_database("orders", orders_db)
+        .service_token(SERVICE_TOKEN)
+        .configure::<OrdersService>(|settings| {
+            settings.grpc.drain_timeout_secs = 2;
+            settings.http.drain_timeout_secs = 2;
+            settings.relay.poll_interval_ms = 50;
+            settings.relay.initial_backoff_ms = 20;
+            settings.relay.max_backoff_ms = 200;
+            settings.cart.breaker.open_ms = 100;
+        })
+        .start_test(engine)
+        .await;
 
     let deliveries = Deliveries::default();
     let proxy = Proxy {
-        target: cart.base.clone(),
+        target: stack.cart(),
         client: reqwest::Client::new(),
         deliveries: deliveries.clone(),
     };
@@ -256,6 +194,7 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     let orders_registry = Registry::in_process();
+    let users_addr = stack.addr("users").expect("users runs");
     let users_registration = orders_registry
         .register(Instance::new("users", "users-1", users_addr.to_string()))
         .expect("users registered for orders");
@@ -264,33 +203,12 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
         .expect("proxy registered");
 
     Stack {
-        registry,
+        stack,
         orders_registry,
-        users,
-        catalog,
-        cart,
         proxy_addr,
         proxy_registration: Mutex::new(Some(proxy_registration)),
         _users_registration: users_registration,
         deliveries,
-        engine: orders_db.engine,
-        orders_url: orders_db.url.clone(),
-        cart_url: cart_db.url.clone(),
-        client: reqwest::Client::new(),
-        _dbs: vec![users_db, catalog_db, cart_db, orders_db],
-    }
-}
-
-fn run<F>(port: u16, start: impl FnOnce(CancellationToken) -> F) -> Running
-where
-    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
-{
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(start(stop.clone()));
-    Running {
-        base: format!("http://127.0.0.1:{port}"),
-        stop,
-        task: Some(task),
     }
 }
 
@@ -304,6 +222,14 @@ pub struct Orders {
 }
 
 impl Orders {
+    /// Stops the instance and waits until it has stopped.
+    pub async fn shutdown(&mut self) {
+        self.running
+            .stopped()
+            .await
+            .expect("orders stopped cleanly");
+    }
+
     /// The value of the metric `name` (a counter or gauge) whose labels
     /// include all of `labels`, from this instance's `/metrics`; 0 when the
     /// series is not there.
@@ -334,53 +260,39 @@ pub fn place(key: &str) -> PlaceOrderRequest {
     }
 }
 
-/// Settings of a test orders instance: fast relay rounds and retries.
-pub fn orders_settings(url: &str, relay: bool) -> shop_orders::Settings {
-    let mut settings = shop_orders::Settings {
-        http: loopback(),
-        database: DatabaseSettings::new(url),
-        ..shop_orders::Settings::default()
-    };
-    settings.grpc.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    settings.grpc.port = 0;
-    settings.grpc.drain_timeout_secs = 2;
-    settings.http.drain_timeout_secs = 2;
-    settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
-    settings.relay.enabled = relay;
-    settings.relay.poll_interval_ms = 50;
-    settings.relay.initial_backoff_ms = 20;
-    settings.relay.max_backoff_ms = 200;
-    settings.cart.breaker.open_ms = 100;
-    settings
-}
-
 impl Stack {
-    /// Starts an orders instance over the stack's orders database.
-    pub async fn spawn_orders(&self, relay: bool) -> Orders {
-        self.spawn_orders_with(orders_settings(&self.orders_url, relay))
-            .await
+    /// Settings of an orders instance over the stack's orders database,
+    /// with its relay on or off.
+    pub fn orders_settings(&self, relay: bool) -> shop_orders::Settings {
+        let mut settings = self.settings::<OrdersService>(1).expect("orders settings");
+        settings.relay.enabled = relay;
+        settings
     }
 
-    /// Starts an orders instance with `settings`.
+    /// Starts an orders instance over the stack's orders database.
+    pub async fn spawn_orders(&self, relay: bool) -> Orders {
+        self.spawn_orders_with(self.orders_settings(relay)).await
+    }
+
+    /// Starts an orders instance with `settings`, finding cart through the
+    /// proxy.
     pub async fn spawn_orders_with(&self, settings: shop_orders::Settings) -> Orders {
-        let app = shop_orders::Application::build_in(settings, self.orders_registry.clone())
+        let running = self
+            .spawn::<OrdersService>(Some(&self.orders_registry), |own| *own = settings)
             .await
             .expect("orders starts");
-        let port = app.port();
-        let admin = format!("http://127.0.0.1:{}", app.admin_port());
-        let id = app.instance_id().to_owned();
-        let running = run(port, |stop| app.run_until_stopped(stop));
-        let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        let admin = running.admin_base().expect("orders has an admin listener");
+        let channel = Channel::from_shared(running.base())
             .expect("uri")
             .connect()
             .await
             .expect("orders accepts gRPC connections");
         Orders {
+            id: running.name().to_owned(),
             running,
             client: OrderServiceClient::new(channel.clone()),
             channel,
             admin,
-            id,
         }
     }
 
@@ -399,59 +311,13 @@ impl Stack {
         *self.proxy_registration.lock().expect("lock") = Some(registration);
     }
 
-    /// Registers and logs in a user; returns the access token.
-    pub async fn token(&self, username: &str) -> String {
-        let password = "correct horse battery";
-        let response = self
-            .client
-            .post(format!("{}/api/users", self.users.base))
-            .json(&json!({"username": username, "email": format!("{username}@example.com"), "password": password}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), 201);
-        let session: Value = self
-            .client
-            .post(format!("{}/api/sessions", self.users.base))
-            .json(&json!({"login": username, "password": password}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        session["access_token"].as_str().expect("token").to_owned()
-    }
-
-    /// Ids of the catalog's products, in list order.
-    pub async fn product_ids(&self) -> Vec<String> {
-        let page: Value = self
-            .client
-            .get(format!("{}/api/products?limit=100", self.catalog.base))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        page["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .map(|p| p["id"].as_str().expect("id").to_owned())
-            .collect()
-    }
-
     /// Sets the quantity of `product` in the caller's cart.
     pub async fn put_item(&self, token: &str, product: &str, quantity: i64) {
+        let body = json!({"quantity": quantity});
         let response = self
-            .client
-            .put(format!("{}/api/cart/items/{product}", self.cart.base))
-            .bearer_auth(token)
-            .json(&json!({"quantity": quantity}))
-            .send()
-            .await
-            .expect("sent");
+            .stack
+            .put_item(&self.cart(), token, product, body)
+            .await;
         assert!(
             response.status().is_success(),
             "put item: {}",
@@ -461,31 +327,12 @@ impl Stack {
 
     /// The caller's cart as JSON.
     pub async fn cart_json(&self, token: &str) -> Value {
-        self.client
-            .get(format!("{}/api/cart", self.cart.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json")
+        self.stack.cart_json(&self.cart(), token).await
     }
 
     /// (product, quantity) of the caller's cart, sorted.
     pub async fn cart_lines(&self, token: &str) -> Vec<(String, i64)> {
-        let cart = self.cart_json(token).await;
-        let mut lines: Vec<(String, i64)> = cart["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .map(|l| {
-                (
-                    l["product_id"].as_str().expect("id").to_owned(),
-                    l["quantity"].as_i64().expect("q"),
-                )
-            })
-            .collect();
+        let mut lines = shop::testing::lines(&self.cart_json(token).await);
         lines.sort();
         lines
     }
@@ -494,24 +341,13 @@ impl Stack {
     pub async fn wait_for_cart(&self, token: &str, want: &[(String, i64)]) {
         let mut want = want.to_vec();
         want.sort();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let lines = self.cart_lines(token).await;
-            if lines == want {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: cart is {lines:?}, expected {want:?}",
-                self.engine
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let what = format!("{}: the cart to be {want:?}", self.engine);
+        shop::testing::eventually(&what, || async { self.cart_lines(token).await == want }).await;
     }
 
     /// A connection to the orders database.
     pub async fn orders_db(&self) -> Db {
-        Db::connect(&DatabaseSettings::new(&self.orders_url))
+        Db::connect(&DatabaseSettings::new(self.db_url("orders")))
             .await
             .expect("orders database")
     }
@@ -532,20 +368,12 @@ impl Stack {
     }
 
     /// Waits (bounded) until `predicate` holds.
-    pub async fn eventually<F, Fut>(&self, what: &str, mut predicate: F)
+    pub async fn eventually<F, Fut>(&self, what: &str, predicate: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !predicate().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: timed out waiting for {what}",
-                self.engine
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        shop::testing::eventually(&format!("{}: {what}", self.engine), predicate).await;
     }
 }
 
