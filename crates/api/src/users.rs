@@ -1,0 +1,123 @@
+//! `/api/users`, `/api/sessions` and `/.well-known/jwks.json`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::UserId;
+
+/// Fewest characters in a username.
+pub const USERNAME_MIN_LEN: usize = 3;
+/// Most characters in a username.
+pub const USERNAME_MAX_LEN: usize = 32;
+/// Fewest characters in a password.
+pub const PASSWORD_MIN_LEN: usize = 10;
+/// Most bytes (UTF-8) in a password.
+pub const PASSWORD_MAX_BYTES: usize = 256;
+/// Most characters in an email address (RFC 5321's path limit).
+pub const EMAIL_MAX_LEN: usize = 254;
+
+/// A registration. Every field is required; a missing one is reported by
+/// name (422) like any other invalid value, which is why the fields read
+/// as `Option`s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct NewUser {
+    /// 3–32 letters, digits, `_`, `.` or `-`; stored in lower case and
+    /// unique case-insensitively.
+    #[schema(value_type = String, required = true, min_length = 3, max_length = 32,
+        pattern = "^[A-Za-z0-9_.-]{3,32}$", example = "alice")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// An address (`local@domain`, no display name, no IP-literal domain);
+    /// unique case-insensitively.
+    #[schema(value_type = String, required = true, format = Email, max_length = 254,
+        example = "alice@example.com")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// At least 10 characters and at most 256 bytes of UTF-8 (so 256 ASCII
+    /// characters, fewer of other scripts); not the username.
+    #[schema(value_type = String, required = true, format = Password, min_length = 10,
+        max_length = 256)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A registered user (never any password material).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// The user id.
+    pub id: UserId,
+    /// The username, lower case.
+    #[schema(example = "alice")]
+    pub username: String,
+    /// The email address as registered.
+    #[schema(format = Email, example = "alice@example.com")]
+    pub email: String,
+    /// Registration time (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// A login.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewSession {
+    /// Username or email, in any case.
+    #[schema(example = "alice")]
+    pub login: String,
+    /// The password.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+/// An access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    /// A JWT (EdDSA) to send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer", pattern = "^Bearer$")]
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+/// The token-signing public keys (an RFC 7517 JWK set).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Jwks {
+    /// Ed25519 public keys (`kty` `OKP`, `crv` `Ed25519`) with their `kid`.
+    pub keys: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    #[test]
+    fn the_schema_states_the_bounds_the_service_enforces() {
+        let schema = serde_json::to_value(NewUser::schema()).expect("schema");
+        let field = |name: &str| &schema["properties"][name];
+        assert_eq!(field("username")["minLength"], USERNAME_MIN_LEN);
+        assert_eq!(field("username")["maxLength"], USERNAME_MAX_LEN);
+        let pattern = format!("^[A-Za-z0-9_.-]{{{USERNAME_MIN_LEN},{USERNAME_MAX_LEN}}}$");
+        assert_eq!(field("username")["pattern"], pattern.as_str());
+        assert_eq!(field("email")["maxLength"], EMAIL_MAX_LEN);
+        assert_eq!(field("email")["format"], "email");
+        assert_eq!(field("password")["minLength"], PASSWORD_MIN_LEN);
+        assert_eq!(field("password")["maxLength"], PASSWORD_MAX_BYTES);
+        for name in ["username", "email", "password"] {
+            assert_eq!(field(name)["type"], "string", "{name} is not nullable");
+        }
+        assert_eq!(
+            schema["required"],
+            serde_json::json!(["username", "email", "password"])
+        );
+    }
+
+    #[test]
+    fn a_registration_with_missing_fields_still_reads() {
+        let new: NewUser = serde_json::from_str(r#"{"username":"alice"}"#).expect("reads");
+        assert_eq!(new.username.as_deref(), Some("alice"));
+        assert!(new.email.is_none() && new.password.is_none());
+    }
+}
