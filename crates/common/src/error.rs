@@ -17,16 +17,19 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Type URI for validation failures; the body then carries per-field `errors`.
 pub const VALIDATION_TYPE: &str = "/problems/validation";
 
-/// A problem details object (RFC 9457).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A problem details object (RFC 9457), the body of every error response;
+/// the OpenAPI document's `Problem` schema is derived from this type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI reference naming the kind of problem; `about:blank` when the
     /// status says it all.
     #[serde(rename = "type")]
+    #[schema(example = "/problems/validation")]
     pub kind: String,
     /// A short summary of the kind of problem.
     pub title: String,
     /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What went wrong with this request, for a person to read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
