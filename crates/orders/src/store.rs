@@ -141,17 +141,12 @@ impl OrderStore {
         // No transaction: the lines commit with their order, so once the
         // head is visible they are too. Most keys are new: one statement.
         let mut conn = self.db.pool().acquire().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"
-        ))
-        .bind(user.to_string())
-        .bind(key.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-        match row {
-            Some(row) => Ok(Some(load_lines(&mut conn, order_head(&row)?).await?)),
-            None => Ok(None),
-        }
+        Ok(order_where(
+            &mut conn,
+            "user_id = $1 AND idempotency_key = $2",
+            [user.to_string(), key.as_str().to_owned()],
+        )
+        .await?)
     }
 
     /// Inserts the order, its lines and its outbox row in one transaction.
@@ -524,11 +519,26 @@ async fn fetch_order(
     user: Uuid,
     id: OrderId,
 ) -> Result<Option<Order>, sqlx::Error> {
+    order_where(
+        conn,
+        "id = $1 AND user_id = $2",
+        [id.to_string(), user.to_string()],
+    )
+    .await
+}
+
+/// The one order whose row matches `condition` over `$1` and `$2`, with
+/// its lines.
+async fn order_where(
+    conn: &mut AnyConnection,
+    condition: &str,
+    [first, second]: [String; 2],
+) -> Result<Option<Order>, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2"
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE {condition}"
     ))
-    .bind(id.to_string())
-    .bind(user.to_string())
+    .bind(first)
+    .bind(second)
     .fetch_optional(&mut *conn)
     .await?;
     match row {
