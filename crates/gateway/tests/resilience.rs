@@ -16,10 +16,11 @@ use shop_testkit::Engine;
 
 #[tokio::test]
 async fn stopping_a_cart_instance_mid_run_fails_no_request() {
-    let mut settings = gateway_settings();
     // Round robin so that the instance stopped is sure to have had traffic.
-    settings.upstreams.cart.balance = PolicySettings::RoundRobin;
-    let mut stack = spawn_stack_with(Engine::Sqlite, 2, settings).await;
+    let mut stack = spawn_stack_with(Engine::Sqlite, 2, |settings| {
+        settings.upstreams.cart.balance = PolicySettings::RoundRobin;
+    })
+    .await;
     stack.wait_ready().await;
     let products: Value = stack
         .client
@@ -40,7 +41,7 @@ async fn stopping_a_cart_instance_mid_run_fails_no_request() {
     for user in 0..3 {
         let token = stack.token(&format!("shopper{user}")).await;
         let client = stack.client.clone();
-        let base = stack.gateway.base.clone();
+        let base = stack.base("gateway");
         let ids = ids.clone();
         loops.push(tokio::spawn(async move {
             let started = Instant::now();
@@ -78,8 +79,7 @@ async fn stopping_a_cart_instance_mid_run_fails_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let mut leaving = stack.carts.remove(0);
-    leaving.shutdown().await;
+    stack.stop_service("cart-1").await;
     let mut total = 0;
     for task in loops {
         let (requests, failures) = task.await.expect("loop");

@@ -1,12 +1,12 @@
 //! Test support for the gateway: the real stack (users, catalog, cart
-//! replicas, orders and the gateway on 127.0.0.1 port 0, one in-process
-//! registry), and for edge tests small fake upstreams that count what
+//! replicas, orders and the gateway from the shared stack builder), and for
+//! edge tests a gateway alone before small fake upstreams that count what
 //! reaches them, with a fake users service publishing a test key set.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 #![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,73 +14,37 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use shop::StackBuilder;
+use shop::stack::{Cart, Gateway, Orders};
+pub use shop::testing::{TestStack as Stack, WAIT};
 use shop_common::auth::{IssuerSettings, TokenIssuer};
-use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_discovery::{Instance, Registration, Registry, Scheme, UpstreamSettings};
-use shop_testkit::{Engine, TestDatabase};
+use shop_testkit::{Engine, LOOPBACK};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// The service credential carts accept and orders present.
 pub const SERVICE_TOKEN: &str = "test-service-token";
-/// Longest wait for an asynchronous outcome (the outbox relay).
-pub const WAIT: Duration = Duration::from_secs(15);
 
-pub fn loopback() -> HttpSettings {
-    HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
-}
-
-/// The admin listener (`/metrics`) on a free loopback port.
-pub fn admin_loopback() -> AdminSettings {
-    AdminSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
-}
-
-/// A running service and how to stop it.
+/// A gateway started alone: its API base URL and its handle.
 pub struct Running {
     pub base: String,
-    /// Its admin listener's base URL (`/metrics`), when it has one.
-    pub admin: Option<String>,
-    pub stop: CancellationToken,
-    pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    running: shop_runtime::Running,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl Deref for Running {
+    type Target = shop_runtime::Running;
+
+    fn deref(&self) -> &shop_runtime::Running {
+        &self.running
     }
 }
 
 impl Running {
     /// The admin listener's base URL; panics when it has none.
-    pub fn admin_base(&self) -> &str {
-        self.admin.as_deref().expect("the admin listener is on")
-    }
-
-    /// Stops the service and waits until it has drained and stopped.
-    pub async fn shutdown(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("service task").expect("stopped cleanly");
-        }
-    }
-}
-
-pub fn run<F>(
-    port: u16,
-    admin: Option<SocketAddr>,
-    start: impl FnOnce(CancellationToken) -> F,
-) -> Running
-where
-    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
-{
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(start(stop.clone()));
-    Running {
-        base: format!("http://127.0.0.1:{port}"),
-        admin: admin.map(|addr| format!("http://{addr}")),
-        stop,
-        task: Some(task),
+    pub fn admin_base(&self) -> String {
+        self.running.admin_base().expect("the admin listener is on")
     }
 }
 
@@ -92,18 +56,13 @@ pub fn fast_upstream() -> UpstreamSettings {
     settings
 }
 
-/// Gateway settings for tests: loopback port 0, quick upstreams, a rate
-/// limit high enough not to interfere.
-pub fn gateway_settings() -> shop_gateway::Settings {
-    let mut settings = shop_gateway::Settings {
-        http: loopback(),
-        admin: admin_loopback(),
-        ..shop_gateway::Settings::default()
-    };
+/// Tunes gateway settings for tests: a quick drain, quick upstreams, a
+/// rate limit high enough not to interfere.
+pub fn tune(settings: &mut shop_gateway::Settings) {
     settings.http.drain_timeout_secs = 2;
     settings.upstreams.users = fast_upstream();
     settings.upstreams.catalog = fast_upstream();
-    settings.upstreams.cart = shop_discovery::UpstreamSettings {
+    settings.upstreams.cart = UpstreamSettings {
         balance: settings.upstreams.cart.balance.clone(),
         ..fast_upstream()
     };
@@ -112,20 +71,32 @@ pub fn gateway_settings() -> shop_gateway::Settings {
     settings.rate_limit.burst = 10_000;
     settings.rate_limit.login.per_minute = 100_000;
     settings.rate_limit.login.burst = 10_000;
+}
+
+/// Gateway settings for tests: loopback port 0 (admin too), tuned.
+pub fn gateway_settings() -> shop_gateway::Settings {
+    let mut settings = shop_gateway::Settings::default();
+    settings.http.host = LOOPBACK;
+    settings.http.port = 0;
+    settings.admin.host = LOOPBACK;
+    settings.admin.port = 0;
+    tune(&mut settings);
     settings
 }
 
 /// Starts a gateway with `settings` in `registry`.
 pub async fn spawn_gateway(registry: &Registry, settings: shop_gateway::Settings) -> Running {
-    if std::env::var_os("TEST_LOG").is_some() {
+    if shop_testkit::test_log() {
         shop_common::telemetry::init();
     }
-    let gateway = shop_gateway::Application::build_in(settings, registry.clone())
+    let running = shop_gateway::Application::build_in(settings, registry.clone())
         .await
-        .expect("gateway starts");
-    run(gateway.port(), gateway.admin_addr(), |stop| {
-        gateway.run_until_stopped(stop)
-    })
+        .expect("gateway starts")
+        .spawn();
+    Running {
+        base: running.base(),
+        running,
+    }
 }
 
 // ---------------------------------------------------------------- fakes
@@ -360,187 +331,38 @@ pub fn chunked(method: &str, path: &str, token: &str, total: usize, finish: bool
 
 // ---------------------------------------------------------------- the stack
 
-/// users, catalog, cart replicas, orders and the gateway; every request of
-/// a test goes to `gateway`.
-pub struct Stack {
-    pub registry: Registry,
-    pub users: Running,
-    pub catalog: Running,
-    pub carts: Vec<Running>,
-    pub orders: Running,
-    pub gateway: Running,
-    pub engine: Engine,
-    pub cart_url: String,
-    pub client: reqwest::Client,
-    _dbs: Vec<TestDatabase>,
-}
-
-async fn database(engine: Engine) -> TestDatabase {
-    match engine {
-        Engine::Sqlite => TestDatabase::sqlite(),
-        Engine::Postgres => TestDatabase::postgres()
-            .await
-            .expect("PostgreSQL is configured"),
-    }
-}
-
 /// Starts the whole stack with every database on `engine` and `carts`
-/// cart instances over one cart database.
+/// cart instances over one cart database; every request of a test goes to
+/// the gateway.
 pub async fn spawn_stack(engine: Engine, carts: usize) -> Stack {
-    spawn_stack_with(engine, carts, gateway_settings()).await
+    spawn_stack_with(engine, carts, |_| {}).await
 }
 
-/// As [`spawn_stack`], with these gateway settings.
+/// As [`spawn_stack`], the gateway's settings tuned and then adjusted by
+/// `configure`.
 pub async fn spawn_stack_with(
     engine: Engine,
     carts: usize,
-    gateway: shop_gateway::Settings,
+    configure: impl Fn(&mut shop_gateway::Settings) + Send + Sync + 'static,
 ) -> Stack {
-    if std::env::var_os("TEST_LOG").is_some() {
-        shop_common::telemetry::init();
-    }
-    let registry = Registry::in_process();
-    let users_db = database(engine).await;
-    let catalog_db = database(engine).await;
-    let cart_db = database(engine).await;
-    let orders_db = database(engine).await;
-
-    let users = shop_users::Application::build_in(
-        shop_users::Settings {
-            http: loopback(),
-            admin: admin_loopback(),
-            database: DatabaseSettings::new(&users_db.url),
-            ..shop_users::Settings::default()
-        },
-        registry.clone(),
-    )
-    .await
-    .expect("users starts");
-    let users = run(users.port(), users.admin_addr(), |stop| {
-        users.run_until_stopped(stop)
-    });
-
-    let catalog = shop_catalog::Application::build_in(
-        shop_catalog::Settings {
-            http: loopback(),
-            admin: admin_loopback(),
-            database: DatabaseSettings::new(&catalog_db.url),
-            ..shop_catalog::Settings::default()
-        },
-        registry.clone(),
-    )
-    .await
-    .expect("catalog starts");
-    let catalog = run(catalog.port(), catalog.admin_addr(), |stop| {
-        catalog.run_until_stopped(stop)
-    });
-
-    let mut running = Vec::new();
-    for _ in 0..carts {
-        running.push(spawn_cart(&registry, &cart_db.url).await);
-    }
-
-    let mut orders_settings = shop_orders::Settings {
-        http: loopback(),
-        database: DatabaseSettings::new(&orders_db.url),
-        ..shop_orders::Settings::default()
-    };
-    orders_settings.grpc.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    orders_settings.grpc.port = 0;
-    orders_settings.grpc.drain_timeout_secs = 2;
-    orders_settings.http.drain_timeout_secs = 2;
-    orders_settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
-    orders_settings.relay.poll_interval_ms = 50;
-    orders_settings.relay.initial_backoff_ms = 20;
-    orders_settings.relay.max_backoff_ms = 200;
-    let orders = shop_orders::Application::build_in(orders_settings, registry.clone())
+    StackBuilder::for_tests()
+        .on(engine)
         .await
-        .expect("orders starts");
-    let orders_admin = orders.admin_addr();
-    let orders = run(orders.port(), Some(orders_admin), |stop| {
-        orders.run_until_stopped(stop)
-    });
-
-    let gateway = spawn_gateway(&registry, gateway).await;
-    Stack {
-        registry,
-        users,
-        catalog,
-        carts: running,
-        orders,
-        gateway,
-        engine,
-        cart_url: cart_db.url.clone(),
-        client: reqwest::Client::new(),
-        _dbs: vec![users_db, catalog_db, cart_db, orders_db],
-    }
-}
-
-/// Starts one more cart instance over the database at `url`.
-pub async fn spawn_cart(registry: &Registry, url: &str) -> Running {
-    let mut settings = shop_cart::Settings {
-        http: loopback(),
-        admin: admin_loopback(),
-        database: DatabaseSettings::new(url),
-        ..shop_cart::Settings::default()
-    };
-    settings.http.drain_timeout_secs = 5;
-    settings.internal.service_token = Some(SERVICE_TOKEN.to_owned().into());
-    let cart = shop_cart::Application::build_in(settings, registry.clone())
+        .everything(carts)
+        .service_token(SERVICE_TOKEN)
+        .configure::<Cart>(|settings| settings.http.drain_timeout_secs = 5)
+        .configure::<Orders>(|settings| {
+            settings.grpc.drain_timeout_secs = 2;
+            settings.http.drain_timeout_secs = 2;
+            settings.relay.poll_interval_ms = 50;
+            settings.relay.initial_backoff_ms = 20;
+            settings.relay.max_backoff_ms = 200;
+        })
+        .configure::<Gateway>(tune)
+        .configure::<Gateway>(configure)
+        .start_test(engine)
         .await
-        .expect("cart starts");
-    run(cart.port(), cart.admin_addr(), |stop| {
-        cart.run_until_stopped(stop)
-    })
-}
-
-impl Stack {
-    /// The gateway URL of `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway.base)
-    }
-
-    /// Registers and logs in a user through the gateway; returns the token.
-    pub async fn token(&self, username: &str) -> String {
-        let password = "correct horse battery";
-        let response = self
-            .client
-            .post(self.url("/api/users"))
-            .json(&json!({"username": username, "email": format!("{username}@example.com"), "password": password}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), 201, "register {username}");
-        let session: Value = self
-            .client
-            .post(self.url("/api/sessions"))
-            .json(&json!({"login": username, "password": password}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        session["access_token"].as_str().expect("token").to_owned()
-    }
-
-    /// Waits until the gateway reports ready (every upstream healthy).
-    pub async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let response = self.client.get(self.url("/readyz")).send().await;
-            if response.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "gateway never ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// Asserts a problem+json response (shared by every crate's tests).
-#[allow(unused_imports)] // not every test binary checks problems
 pub use shop_testkit::assert_problem;
