@@ -177,12 +177,8 @@ async fn a_cursor_past_the_end_gives_an_empty_last_page() {
 async fn unknown_parameters_are_rejected_not_ignored() {
     for app in apps().await {
         // A misspelt `ids` must not quietly return the first page.
-        assert_problem(
-            app.products(&[("id", FIRST)]).await,
-            400,
-            &format!("{}: id=", app.engine),
-        )
-        .await;
+        let misspelt = app.products(&[("id", FIRST)]).await;
+        assert_problem(misspelt, 400, &format!("{}: id=", app.engine)).await;
     }
 }
 
@@ -208,12 +204,9 @@ async fn get_by_id_returns_the_product_as_listed() {
 #[tokio::test]
 async fn unknown_ids_are_404_and_malformed_ids_400() {
     for app in apps().await {
-        let body = assert_problem(
-            app.get(&format!("/api/products/{UNKNOWN}")).await,
-            404,
-            &format!("{}: unknown", app.engine),
-        )
-        .await;
+        let body = app
+            .assert_get_problem(&format!("/api/products/{UNKNOWN}"), 404, "unknown")
+            .await;
         assert_eq!(body["type"], "/problems/product-not-found");
         for bad in [
             "not-a-uuid",
@@ -222,12 +215,8 @@ async fn unknown_ids_are_404_and_malformed_ids_400() {
             "%27%20OR%20%271%27=%271",
             "0196a1c0-5e00-7000-8000-000000000001%27--",
         ] {
-            assert_problem(
-                app.get(&format!("/api/products/{bad}")).await,
-                400,
-                &format!("{}: {bad}", app.engine),
-            )
-            .await;
+            app.assert_get_problem(&format!("/api/products/{bad}"), 400, bad)
+                .await;
         }
     }
 }
@@ -327,19 +316,16 @@ async fn sql_metacharacters_in_parameters_are_only_data() {
 async fn metrics_are_served_on_the_admin_port_only() {
     for app in apps().await {
         let before = app.requests_counted("/api/products/{id}", 404).await;
-        assert_problem(
-            app.get(&format!("/api/products/{UNKNOWN}")).await,
-            404,
-            "unknown product",
-        )
-        .await;
+        app.assert_get_problem(&format!("/api/products/{UNKNOWN}"), 404, "unknown product")
+            .await;
         let after = app.requests_counted("/api/products/{id}", 404).await;
         assert!(
             after >= before + 1.0,
             "{}: the API request is not counted ({before} -> {after})",
             app.engine
         );
-        assert_problem(app.get("/metrics").await, 404, "/metrics on the API port").await;
+        app.assert_get_problem("/metrics", 404, "/metrics on the API port")
+            .await;
     }
 }
 
@@ -349,7 +335,8 @@ async fn health_and_fallbacks_are_served() {
         for path in ["/healthz", "/readyz"] {
             assert_eq!(app.get(path).await.status(), 200, "{}: {path}", app.engine);
         }
-        assert_problem(app.get("/api/nothing-here").await, 404, "unknown path").await;
+        app.assert_get_problem("/api/nothing-here", 404, "unknown path")
+            .await;
         // Read-only API: writes are not routed.
         let post = app
             .post_json("/api/products", &serde_json::json!({"name": "x"}))

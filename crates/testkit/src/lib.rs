@@ -7,7 +7,9 @@
 //! - [`etcd_endpoints`]: the throwaway etcd that `scripts/test.sh` starts.
 //! - [`TestService`]: a started service's URLs, client and database, stopped
 //!   when dropped; [`send`] and [`scrape`] for requests; [`assert_problem`]
-//!   and [`metric_value`] for reading answers.
+//!   and [`metric_value`] for reading answers; [`started`] wraps a service
+//!   a test spawned in-process, [`per_database`] starts one on each engine.
+//! - [`assert_limited`]: a 429 that says when to retry.
 //!
 //! `scripts/test.sh` starts PostgreSQL and etcd and exports their URLs. When
 //! a URL is missing, tests that need it are skipped with a note on stderr —
@@ -24,6 +26,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use sqlx::{Connection, PgConnection};
 use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
 
 pub use http::{TestService, scrape, send};
 
@@ -120,6 +123,34 @@ pub async fn databases() -> Vec<TestDatabase> {
     all
 }
 
+/// `start` run once per database of [`databases`]: one service (or any
+/// per-database fixture) on each engine.
+pub async fn per_database<T>(start: impl AsyncFn(TestDatabase) -> T) -> Vec<T> {
+    let mut all = Vec::new();
+    for db in databases().await {
+        all.push(start(db).await);
+    }
+    all
+}
+
+/// A [`TestService`] for a service the test already spawned, listening on
+/// `api` and `admin`: `running` (its handle, which stops the service when
+/// dropped) is kept until the [`TestService`] is dropped.
+pub fn started(
+    api: impl fmt::Display,
+    admin: impl fmt::Display,
+    running: impl Send + 'static,
+    db: TestDatabase,
+) -> TestService {
+    let stop = CancellationToken::new();
+    let dropped = stop.clone();
+    tokio::spawn(async move {
+        dropped.cancelled().await;
+        drop(running);
+    });
+    TestService::new(api, admin, stop, db)
+}
+
 /// The endpoints of the test etcd, or `None` when `SHOP_TEST_ETCD_ENDPOINTS`
 /// is not set (outside CI).
 ///
@@ -188,6 +219,32 @@ pub async fn assert_problem(
         "{context}: {body}"
     );
     body
+}
+
+/// Asserts a 429 problem+json answer whose `Retry-After` is a whole number
+/// of seconds within `1..=window_secs`, and returns its body; `context`
+/// names the case in a failure.
+///
+/// # Panics
+/// When any of that does not hold — that is the assertion.
+pub async fn assert_limited(
+    response: reqwest::Response,
+    window_secs: u64,
+    context: &str,
+) -> serde_json::Value {
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("{context}: no Retry-After"))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1..=window_secs).contains(&retry_after),
+        "{context}: Retry-After {retry_after}"
+    );
+    assert_problem(response, 429, context).await
 }
 
 /// The value of the first series of metric `name` in Prometheus text whose

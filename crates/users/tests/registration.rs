@@ -46,22 +46,19 @@ async fn taken_usernames_and_emails_are_409_case_insensitively() {
                 .status(),
             201
         );
-        let body = assert_problem(
-            app.register("BOB", "other@example.com", "correct horse battery")
-                .await,
-            409,
-            "username",
-        )
-        .await;
-        assert_eq!(body["type"], "/problems/username-taken", "{}", app.engine);
-        let body = assert_problem(
-            app.register("robert", "BOB@EXAMPLE.COM", "correct horse battery")
-                .await,
-            409,
-            "email",
-        )
-        .await;
-        assert_eq!(body["type"], "/problems/email-taken", "{}", app.engine);
+        for (username, email, problem) in [
+            ("BOB", "other@example.com", "username-taken"),
+            ("robert", "BOB@EXAMPLE.COM", "email-taken"),
+        ] {
+            let taken = app.register(username, email, "correct horse battery").await;
+            let body = assert_problem(taken, 409, problem).await;
+            assert_eq!(
+                body["type"],
+                format!("/problems/{problem}"),
+                "{}",
+                app.engine
+            );
+        }
         assert_eq!(app.user_count().await, 1, "{}", app.engine);
     }
 }
@@ -73,20 +70,10 @@ async fn concurrent_duplicate_registrations_create_exactly_one_user() {
         let same_name = emails
             .iter()
             .map(|email| app.register("racer", email, "correct horse battery"));
-        let statuses: Vec<u16> = join_all(same_name)
-            .await
-            .iter()
-            .map(|r| r.status().as_u16())
-            .collect();
+        let statuses = statuses_of(same_name).await;
         assert_eq!(
-            statuses.iter().filter(|&&s| s == 201).count(),
-            1,
-            "{}: {statuses:?}",
-            app.engine
-        );
-        assert_eq!(
-            statuses.iter().filter(|&&s| s == 409).count(),
-            11,
+            (count(&statuses, 201), count(&statuses, 409)),
+            (1, 11),
             "{}: {statuses:?}",
             app.engine
         );
@@ -95,19 +82,23 @@ async fn concurrent_duplicate_registrations_create_exactly_one_user() {
         let same_email = names
             .iter()
             .map(|name| app.register(name, "Same@Example.com", "correct horse battery"));
-        let statuses: Vec<u16> = join_all(same_email)
-            .await
-            .iter()
-            .map(|r| r.status().as_u16())
-            .collect();
-        assert_eq!(
-            statuses.iter().filter(|&&s| s == 201).count(),
-            1,
-            "{}: {statuses:?}",
-            app.engine
-        );
+        let statuses = statuses_of(same_email).await;
+        assert_eq!(count(&statuses, 201), 1, "{}: {statuses:?}", app.engine);
         assert_eq!(app.user_count().await, 2, "{}", app.engine);
     }
+}
+
+/// The statuses of `requests`, sent all at once.
+async fn statuses_of(
+    requests: impl IntoIterator<Item = impl Future<Output = reqwest::Response>>,
+) -> Vec<u16> {
+    let responses = join_all(requests).await;
+    responses.iter().map(|r| r.status().as_u16()).collect()
+}
+
+/// How many of `statuses` are `status`.
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|&&s| s == status).count()
 }
 
 #[tokio::test]

@@ -10,7 +10,6 @@ use serde_json::Value;
 use shop_catalog::{Application, Settings};
 use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
 use shop_testkit::{LOOPBACK, TestDatabase, TestService, send};
-use tokio_util::sync::CancellationToken;
 
 /// How many products the seed migration inserts.
 pub const SEEDED: usize = 16;
@@ -42,22 +41,17 @@ pub async fn spawn_app(db: TestDatabase) -> TestApp {
     if shop_testkit::test_log() {
         shop_common::telemetry::init();
     }
-    let app = Application::build_in(settings(&db), shop_discovery::Registry::in_process())
+    let running = Application::build_in(settings(&db), shop_discovery::Registry::in_process())
         .await
-        .expect("the catalog service starts");
-    let (api, admin) = (app.local_addr(), app.admin_addr().expect("admin is on"));
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
-    TestApp(TestService::new(api, admin, stop, db))
+        .expect("the catalog service starts")
+        .spawn();
+    let (api, admin) = (running.addr(), running.admin_addr().expect("admin is on"));
+    TestApp(shop_testkit::started(api, admin, running, db))
 }
 
 /// One running service per test database (SQLite, and PostgreSQL when configured).
 pub async fn apps() -> Vec<TestApp> {
-    let mut apps = Vec::new();
-    for db in shop_testkit::databases().await {
-        apps.push(spawn_app(db).await);
-    }
-    apps
+    shop_testkit::per_database(spawn_app).await
 }
 
 impl TestApp {
@@ -71,6 +65,13 @@ impl TestApp {
         let response = self.products(query).await;
         assert_eq!(response.status(), 200, "{}: {query:?}", self.engine);
         response.json().await.expect("json")
+    }
+
+    /// Asserts that `GET path` is a problem+json answer with `status`
+    /// (`case` and the engine name a failure); returns its body.
+    pub async fn assert_get_problem(&self, path: &str, status: u16, case: &str) -> Value {
+        let context = format!("{}: {case}", self.engine);
+        assert_problem(self.get(path).await, status, &context).await
     }
 
     /// Asserts that `GET /api/products` with `query` is a 422 problem whose

@@ -14,7 +14,6 @@ use shop_testkit::{LOOPBACK, TestDatabase, TestService, send};
 use shop_users::login_limit::LoginLimitSettings;
 use shop_users::routes::CLIENT_IP_HEADER;
 use shop_users::{Application, Settings};
-use tokio_util::sync::CancellationToken;
 
 /// A running users service: the shared [`TestService`] handle (URLs, client,
 /// database; stopped when dropped) and the service's token issuer.
@@ -49,37 +48,32 @@ pub fn settings(db: &TestDatabase) -> Settings {
 
 /// Starts the service over `db` with the default test settings.
 pub async fn spawn_app(db: TestDatabase) -> TestApp {
-    spawn_app_with(db, settings).await
+    spawn_app_with(db, |_| {}).await
 }
 
-/// Starts the service over `db` with settings adjusted by `adjust`.
-pub async fn spawn_app_with(
-    db: TestDatabase,
-    adjust: impl FnOnce(&TestDatabase) -> Settings,
-) -> TestApp {
+/// Starts the service over `db` with the test [`settings`] adjusted by
+/// `adjust`.
+pub async fn spawn_app_with(db: TestDatabase, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     if shop_testkit::test_log() {
         shop_common::telemetry::init();
     }
-    let app = Application::build_in(adjust(&db), shop_discovery::Registry::in_process())
+    let mut settings = settings(&db);
+    adjust(&mut settings);
+    let app = Application::build_in(settings, shop_discovery::Registry::in_process())
         .await
         .expect("the users service starts");
-    let (api, admin) = (app.local_addr(), app.admin_addr().expect("admin is on"));
     let issuer = app.service().issuer();
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
+    let running = app.spawn();
+    let (api, admin) = (running.addr(), running.admin_addr().expect("admin is on"));
     TestApp {
-        service: TestService::new(api, admin, stop, db),
+        service: shop_testkit::started(api, admin, running, db),
         issuer,
     }
 }
 
 /// One running service per test database (SQLite, and PostgreSQL when configured).
 pub async fn apps() -> Vec<TestApp> {
-    let mut apps = Vec::new();
-    for db in shop_testkit::databases().await {
-        apps.push(spawn_app(db).await);
-    }
-    apps
+    shop_testkit::per_database(spawn_app).await
 }
 
 impl TestApp {
@@ -155,24 +149,6 @@ impl TestApp {
     }
 }
 
-/// Asserts a 429 problem+json response with a `Retry-After` within the
-/// window, and returns its body.
-pub async fn assert_limited(response: reqwest::Response, window_secs: u64, context: &str) -> Value {
-    let retry_after: u64 = response
-        .headers()
-        .get("retry-after")
-        .unwrap_or_else(|| panic!("{context}: no Retry-After"))
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    assert!(
-        (1..=window_secs).contains(&retry_after),
-        "{context}: Retry-After {retry_after}"
-    );
-    assert_problem(response, 429, context).await
-}
-
-/// Asserts a problem+json response (shared by every crate's tests).
+/// Asserts problem+json responses (shared by every crate's tests).
 #[allow(unused_imports)] // not every test binary checks problems
-pub use shop_testkit::assert_problem;
+pub use shop_testkit::{assert_limited, assert_problem};
