@@ -60,7 +60,7 @@ impl UserStore {
         password_hash: &str,
     ) -> Result<User, StoreError> {
         let user = User {
-            id: Uuid::now_v7(),
+            id: Uuid::now_v7().into(),
             username: username.as_str().to_owned(),
             email: email.as_str().to_owned(),
             created_at: db::now_text(),
@@ -140,7 +140,7 @@ impl UserStore {
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     let id: String = row.try_get("id")?;
     Ok(User {
-        id: Uuid::parse_str(&id).map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+        id: id.parse().map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
         username: row.try_get("username")?,
         email: row.try_get("email")?,
         created_at: row.try_get("created_at")?,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use email_address::EmailAddress;
 
 /// Most characters in an address (RFC 5321's path limit).
-pub const MAX_LEN: usize = 254;
+pub const MAX_LEN: usize = shop_api::users::EMAIL_MAX_LEN;
 
 /// A valid email address, kept as typed, with a lower-case key for uniqueness.
 #[derive(Debug, Clone, PartialEq, Eq)]

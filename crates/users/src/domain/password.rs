@@ -6,13 +6,13 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Username;
 
 /// Fewest characters in a password.
-pub const MIN_LEN: usize = 10;
+pub const MIN_LEN: usize = shop_api::users::PASSWORD_MIN_LEN;
 /// Most bytes (UTF-8) in a password; registration and login both check this
 /// one bound, so a password that registers can always log in. Bytes, not
 /// characters, because bytes are what is hashed and what a request carries:
 /// it bounds the hashing work one request can ask for, and still holds 256
 /// ASCII characters or at least 64 of any script.
-pub const MAX_BYTES: usize = 256;
+pub const MAX_BYTES: usize = shop_api::users::PASSWORD_MAX_BYTES;
 
 /// A password that meets the rules.
 #[derive(Debug, Clone)]

@@ -3,9 +3,9 @@
 use std::fmt;
 
 /// Fewest characters in a username.
-pub const MIN_LEN: usize = 3;
+pub const MIN_LEN: usize = shop_api::users::USERNAME_MIN_LEN;
 /// Most characters in a username.
-pub const MAX_LEN: usize = 32;
+pub const MAX_LEN: usize = shop_api::users::USERNAME_MAX_LEN;
 
 /// A valid username in canonical (lower-case) form, so that uniqueness in the
 /// database is case-insensitive.

@@ -6,7 +6,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use shop_api::users::{NewSession, Session};
 use shop_common::extract;
 
 use super::AppState;
@@ -17,19 +17,6 @@ use crate::{Error, Result};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/sessions", post(create_session))
-}
-
-#[derive(Debug, Deserialize)]
-struct CreateSession {
-    login: String,
-    password: String,
-}
-
-#[derive(Debug, Serialize)]
-struct Session {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: u64,
 }
 
 /// The token response must stay out of every cache (RFC 6749 §5.1);
@@ -46,7 +33,7 @@ async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    extract::Json(request): extract::Json<CreateSession>,
+    extract::Json(request): extract::Json<NewSession>,
 ) -> Result<([(HeaderName, &'static str); 2], Json<Session>)> {
     let client = state.client_addr(peer, &headers);
     let limiter = &state.limiter;
@@ -67,7 +54,7 @@ async fn create_session(
         }
     };
     let account = match &credentials {
-        Some(credentials) => Account::Known(credentials.user.id),
+        Some(credentials) => Account::Known(credentials.user.id.as_uuid()),
         None => Account::Unknown(&request.login),
     };
     let reservation = limiter
@@ -99,7 +86,7 @@ async fn create_session(
         NO_STORE,
         Json(Session {
             access_token: token.token,
-            token_type: "Bearer",
+            token_type: "Bearer".to_owned(),
             expires_in: token.expires_in,
         }),
     ))

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use shop_api::users::NewUser;
 use shop_common::auth::AuthUser;
 use shop_common::extract;
 
@@ -20,48 +20,38 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/users/me", get(get_me))
 }
 
-/// Registration request; fields are optional here so that a missing one is
-/// reported per field like any other invalid value.
-#[derive(Debug, Deserialize)]
-struct CreateUser {
-    username: Option<String>,
-    email: Option<String>,
-    password: Option<String>,
-}
-
 /// A registration whose every field parsed.
-struct NewUser {
+struct Registration {
     username: Username,
     email: Email,
     password: Password,
 }
 
-impl CreateUser {
-    fn parse(self) -> Result<NewUser> {
-        let mut errors = BTreeMap::new();
-        let username = field(
-            &mut errors,
-            "username",
-            required(self.username).and_then(|raw| Username::parse(&raw)),
-        );
-        let email = field(
-            &mut errors,
-            "email",
-            required(self.email).and_then(|raw| Email::parse(&raw)),
-        );
-        let password = field(
-            &mut errors,
-            "password",
-            required(self.password).and_then(|raw| Password::parse(&raw, username.as_ref())),
-        );
-        match (username, email, password) {
-            (Some(username), Some(email), Some(password)) => Ok(NewUser {
-                username,
-                email,
-                password,
-            }),
-            _ => Err(Error::Validation(errors)),
-        }
+/// Parses every field of `new`, reporting each invalid or missing one by name.
+fn parse(new: NewUser) -> Result<Registration> {
+    let mut errors = BTreeMap::new();
+    let username = field(
+        &mut errors,
+        "username",
+        required(new.username).and_then(|raw| Username::parse(&raw)),
+    );
+    let email = field(
+        &mut errors,
+        "email",
+        required(new.email).and_then(|raw| Email::parse(&raw)),
+    );
+    let password = field(
+        &mut errors,
+        "password",
+        required(new.password).and_then(|raw| Password::parse(&raw, username.as_ref())),
+    );
+    match (username, email, password) {
+        (Some(username), Some(email), Some(password)) => Ok(Registration {
+            username,
+            email,
+            password,
+        }),
+        _ => Err(Error::Validation(errors)),
     }
 }
 
@@ -82,9 +72,9 @@ fn required(value: Option<String>) -> Result<String, String> {
 
 async fn create_user(
     State(state): State<AppState>,
-    extract::Json(request): extract::Json<CreateUser>,
+    extract::Json(request): extract::Json<NewUser>,
 ) -> Result<(StatusCode, Json<User>)> {
-    let new = request.parse()?;
+    let new = parse(request)?;
     let hash = state.hasher.hash(new.password.expose()).await?;
     let user = state.store.insert(&new.username, &new.email, &hash).await?;
     tracing::info!(user_id = %user.id, "user registered");
