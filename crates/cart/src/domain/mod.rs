@@ -1,25 +1,10 @@
 //! Parsed cart values and the priced cart.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-/// A product id, as the catalog knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ProductId(pub Uuid);
-
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Fewest items of one product in a cart line.
-pub const MIN_QUANTITY: i64 = 1;
-/// Most items of one product in a cart line.
-pub const MAX_QUANTITY: i64 = 99;
+/// The id of a product, as the catalog knows it (the wire type).
+pub use shop_api::ProductId;
+/// The priced cart and its lines as the API shows them (the wire types).
+pub use shop_api::cart::{Cart, CartItem as CartLine, MAX_QUANTITY, MIN_QUANTITY};
 
 /// A line quantity, 1–99.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -43,34 +28,6 @@ impl Quantity {
     pub fn get(self) -> i64 {
         self.0
     }
-}
-
-/// One priced line of a cart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CartLine {
-    /// The product.
-    pub product_id: ProductId,
-    /// Its name, from the catalog.
-    pub name: String,
-    /// Its price in minor units, from the catalog.
-    pub unit_price_cents: i64,
-    /// How many.
-    pub quantity: i64,
-    /// `unit_price_cents × quantity`.
-    pub line_total_cents: i64,
-}
-
-/// A cart priced by the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cart {
-    /// The lines, in product id order.
-    pub items: Vec<CartLine>,
-    /// The sum of the line totals in minor units.
-    pub total_cents: i64,
-    /// ISO 4217 code of every price in the cart.
-    pub currency: String,
-    /// Increases on every change to the cart's items.
-    pub version: i64,
 }
 
 /// What the catalog says about a product.
@@ -97,63 +54,62 @@ pub enum PricingError {
     MixedCurrencies(String, String),
 }
 
-impl Cart {
-    /// Prices `lines` (product, quantity) with `products`; lines whose
-    /// product the catalog no longer has are left out. An empty cart is in
-    /// `default_currency`. All arithmetic is checked.
-    ///
-    /// # Errors
-    /// [`PricingError`] on overflow or mixed currencies.
-    pub fn price(
-        lines: &[(ProductId, i64)],
-        products: &std::collections::HashMap<ProductId, CatalogProduct>,
-        version: i64,
-        default_currency: &str,
-    ) -> Result<Self, PricingError> {
-        let mut items = Vec::with_capacity(lines.len());
-        let mut total: i64 = 0;
-        let mut currency: Option<&str> = None;
-        for (product_id, quantity) in lines {
-            let Some(product) = products.get(product_id) else {
-                continue;
-            };
-            match currency {
-                Some(seen) if seen != product.currency => {
-                    return Err(PricingError::MixedCurrencies(
-                        seen.to_owned(),
-                        product.currency.clone(),
-                    ));
-                }
-                _ => currency = Some(&product.currency),
+/// Prices `lines` (product, quantity) with `products`; lines whose
+/// product the catalog no longer has are left out. An empty cart is in
+/// `default_currency`. All arithmetic is checked.
+///
+/// # Errors
+/// [`PricingError`] on overflow or mixed currencies.
+pub fn price(
+    lines: &[(ProductId, i64)],
+    products: &std::collections::HashMap<ProductId, CatalogProduct>,
+    version: i64,
+    default_currency: &str,
+) -> Result<Cart, PricingError> {
+    let mut items = Vec::with_capacity(lines.len());
+    let mut total: i64 = 0;
+    let mut currency: Option<&str> = None;
+    for (product_id, quantity) in lines {
+        let Some(product) = products.get(product_id) else {
+            continue;
+        };
+        match currency {
+            Some(seen) if seen != product.currency => {
+                return Err(PricingError::MixedCurrencies(
+                    seen.to_owned(),
+                    product.currency.clone(),
+                ));
             }
-            let line_total = product
-                .price_cents
-                .checked_mul(*quantity)
-                .ok_or(PricingError::Overflow)?;
-            total = total
-                .checked_add(line_total)
-                .ok_or(PricingError::Overflow)?;
-            items.push(CartLine {
-                product_id: *product_id,
-                name: product.name.clone(),
-                unit_price_cents: product.price_cents,
-                quantity: *quantity,
-                line_total_cents: line_total,
-            });
+            _ => currency = Some(&product.currency),
         }
-        Ok(Self {
-            items,
-            total_cents: total,
-            currency: currency.unwrap_or(default_currency).to_owned(),
-            version,
-        })
+        let line_total = product
+            .price_cents
+            .checked_mul(*quantity)
+            .ok_or(PricingError::Overflow)?;
+        total = total
+            .checked_add(line_total)
+            .ok_or(PricingError::Overflow)?;
+        items.push(CartLine {
+            product_id: *product_id,
+            name: product.name.clone(),
+            unit_price_cents: product.price_cents,
+            quantity: *quantity,
+            line_total_cents: line_total,
+        });
     }
+    Ok(Cart {
+        items,
+        total_cents: total,
+        currency: currency.unwrap_or(default_currency).to_owned(),
+        version,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use uuid::Uuid;
 
     fn product(n: u128, price: i64, currency: &str) -> CatalogProduct {
         CatalogProduct {
@@ -183,14 +139,14 @@ mod tests {
             (ProductId(Uuid::from_u128(2)), 2),
             (ProductId(Uuid::from_u128(9)), 1),
         ];
-        let cart = Cart::price(&lines, &products, 4, "USD").expect("priced");
+        let cart = price(&lines, &products, 4, "USD").expect("priced");
         assert_eq!(cart.items.len(), 2, "unknown products are left out");
         assert_eq!(cart.items[0].line_total_cents, 5997);
         assert_eq!(cart.total_cents, 6497);
         assert_eq!(cart.currency, "EUR");
         assert_eq!(cart.version, 4);
 
-        let empty = Cart::price(&[], &products, 0, "USD").expect("priced");
+        let empty = price(&[], &products, 0, "USD").expect("priced");
         assert_eq!((empty.total_cents, empty.currency.as_str()), (0, "USD"));
 
         let huge: HashMap<_, _> = [product(1, i64::MAX / 2, "EUR")]
@@ -198,7 +154,7 @@ mod tests {
             .map(|p| (p.id, p))
             .collect();
         assert_eq!(
-            Cart::price(&[(ProductId(Uuid::from_u128(1)), 3)], &huge, 1, "EUR"),
+            price(&[(ProductId(Uuid::from_u128(1)), 3)], &huge, 1, "EUR"),
             Err(PricingError::Overflow)
         );
 
@@ -211,7 +167,7 @@ mod tests {
             (ProductId(Uuid::from_u128(2)), 1),
         ];
         assert!(matches!(
-            Cart::price(&lines, &mixed, 1, "EUR"),
+            price(&lines, &mixed, 1, "EUR"),
             Err(PricingError::MixedCurrencies(..))
         ));
     }

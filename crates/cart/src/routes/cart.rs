@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use shop_api::cart::SetQuantity;
 use shop_common::auth::AuthUser;
 use shop_common::extract::{self, Path};
 use uuid::Uuid;
 
 use super::AppState;
-use crate::domain::{Cart, CatalogProduct, ProductId, Quantity};
+use crate::domain::{self, Cart, CatalogProduct, ProductId, Quantity};
 use crate::store::StoredCart;
 use crate::{Error, Result};
 
@@ -27,13 +27,6 @@ pub(super) fn router() -> Router<AppState> {
         )
 }
 
-/// The body of `PUT /api/cart/items/{id}`. Anything else the client sends
-/// (a price, a name) is ignored: those come from the catalog.
-#[derive(Debug, Deserialize)]
-struct PutItem {
-    quantity: Option<i64>,
-}
-
 async fn get_cart(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Cart>> {
     priced_cart(&state, caller.user_id).await.map(Json)
 }
@@ -41,10 +34,9 @@ async fn get_cart(State(state): State<AppState>, caller: AuthUser) -> Result<Jso
 async fn put_cart_item(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(product_id): Path<Uuid>,
-    extract::Json(body): extract::Json<PutItem>,
+    Path(product_id): Path<ProductId>,
+    extract::Json(body): extract::Json<SetQuantity>,
 ) -> Result<Json<Cart>> {
-    let product_id = ProductId(product_id);
     let quantity = body
         .quantity
         .ok_or_else(|| "is required".to_owned())
@@ -72,12 +64,9 @@ async fn put_cart_item(
 async fn delete_cart_item(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(product_id): Path<Uuid>,
+    Path(product_id): Path<ProductId>,
 ) -> Result<StatusCode> {
-    state
-        .store
-        .remove_item(caller.user_id, ProductId(product_id))
-        .await?;
+    state.store.remove_item(caller.user_id, product_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -108,7 +97,7 @@ async fn price(
     if !unknown.is_empty() {
         known.extend(state.catalog.products(&unknown).await?);
     }
-    Ok(Cart::price(
+    Ok(domain::price(
         &stored.lines,
         &known,
         stored.version,
