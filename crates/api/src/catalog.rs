@@ -1,6 +1,9 @@
 //! `/api/products` and `/api/products/{id}`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{Required, Schema};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::ProductId;
@@ -48,55 +51,113 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
-/// The query of `GET /api/products`. Values stay text here so that a bad
-/// one is reported per parameter (422) like any other invalid value; an
-/// unknown parameter is a 400, so a misspelt `ids` cannot silently return
-/// the first page instead.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+/// The query of `GET /api/products`: a page of the list (`limit`,
+/// `cursor`) or a batch lookup (`ids`), never both — a limit or cursor next
+/// to ids is a client bug, not something to ignore. Values stay text here
+/// so that a bad one is reported per parameter (422) like any other invalid
+/// value; an unknown parameter is a 400, so a misspelt `ids` cannot
+/// silently return the first page instead.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct ProductQuery {
-    /// Page size, 1–100; default 20 for the list, the whole batch with `ids`.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    /// Page size, 1–100 (default 20).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    /// Only these products (1–100 comma-separated ids; unknown ones are
-    /// left out). `limit` and `cursor` page the batch like the list.
-    #[param(value_type = Option<Vec<ProductId>>, style = Form, explode = false,
-        min_items = 1, max_items = 100)]
+    /// 1–100 comma-separated product ids; unknown ones are left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ids: Option<String>,
 }
 
+/// What `ids` looks like: 1 to [`MAX_IDS`] canonical UUIDs, comma-separated.
+pub fn ids_pattern() -> String {
+    const UUID: &str =
+        "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}";
+    format!("^{UUID}(,{UUID}){{0,{}}}$", MAX_IDS - 1)
+}
+
+/// One query parameter object (form style, exploded: each property is a
+/// parameter of its own) that is either a page or a batch. Separate
+/// parameters could not say that the two forms exclude each other.
+impl IntoParams for ProductQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let text = |pattern: String| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+        };
+        let closed = |builder: ObjectBuilder| {
+            builder
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+        };
+        let page = closed(ObjectBuilder::new().title(Some("Page")))
+            .description(Some("A page of the list, by id"))
+            .property(
+                "limit",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_LIMIT))
+                    .description(Some("Page size, 1–100 (default 20)")),
+            )
+            .property(
+                "cursor",
+                text(CURSOR_PATTERN.to_owned())
+                    .description(Some("`next_cursor` of the previous page")),
+            );
+        let batch = closed(ObjectBuilder::new().title(Some("Batch")))
+            .description(Some(
+                "The products with these ids (unknown ones are left out)",
+            ))
+            .property(
+                "ids",
+                text(ids_pattern()).description(Some("1–100 comma-separated product ids")),
+            )
+            .required("ids");
+        let query = ParameterBuilder::new()
+            .name("query")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .style(Some(ParameterStyle::Form))
+            .explode(Some(true))
+            .description(Some(
+                "Either a page of the list (`limit`, `cursor`) or a batch lookup (`ids`), \
+                 never both",
+            ))
+            .schema(Some(OneOfBuilder::new().item(page).item(batch)));
+        vec![query.build()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use utoipa::{IntoParams, PartialSchema};
+    use utoipa::PartialSchema;
 
     use super::*;
 
     #[test]
-    fn the_query_schema_states_the_bounds_the_service_enforces() {
+    fn the_query_is_a_page_or_a_batch_with_the_bounds_the_service_enforces() {
         let params = serde_json::to_value(ProductQuery::into_params(|| None)).expect("params");
-        let param = |name: &str| {
-            params
-                .as_array()
-                .and_then(|all| all.iter().find(|p| p["name"] == name))
-                .cloned()
-                .unwrap_or_default()
-        };
-        assert_eq!(param("limit")["schema"]["minimum"], 1);
-        assert_eq!(param("limit")["schema"]["maximum"], MAX_LIMIT);
-        assert_eq!(param("cursor")["schema"]["pattern"], CURSOR_PATTERN);
-        assert_eq!(param("ids")["schema"]["maxItems"], MAX_IDS);
+        let query = &params[0];
         assert_eq!(
-            param("ids")["schema"]["items"]["$ref"],
-            "#/components/schemas/ProductId"
+            (&query["in"], &query["style"], &query["explode"]),
+            (&"query".into(), &"form".into(), &true.into())
         );
-        assert_eq!(param("ids")["explode"], false);
+        let [page, batch] = [0, 1].map(|i| &query["schema"]["oneOf"][i]);
+        assert_eq!(page["properties"]["limit"]["minimum"], 1);
+        assert_eq!(page["properties"]["limit"]["maximum"], MAX_LIMIT);
+        assert_eq!(page["properties"]["cursor"]["pattern"], CURSOR_PATTERN);
+        assert_eq!(batch["required"], serde_json::json!(["ids"]));
+        for form in [page, batch] {
+            assert_eq!(form["additionalProperties"], false, "{form}");
+        }
+        let ids = batch["properties"]["ids"]["pattern"]
+            .as_str()
+            .expect("pattern");
+        assert!(ids.ends_with(&format!("{{0,{}}}$", MAX_IDS - 1)), "{ids}");
         let page = serde_json::to_value(ProductPage::schema()).expect("schema");
         assert!(
             page["properties"]["next_cursor"]
