@@ -79,6 +79,25 @@ mod tests {
     }
 
     #[test]
+    fn cursors_have_the_shape_the_api_documents() {
+        // shop_api::catalog::CURSOR_PATTERN: 21 base64url characters, then
+        // one whose low four bits are zero.
+        assert_eq!(
+            shop_api::catalog::CURSOR_PATTERN,
+            "^[A-Za-z0-9_-]{21}[AQgw]$"
+        );
+        for n in [0, 1, 0xff, u128::MAX / 3, u128::MAX] {
+            let text = Cursor::after(ProductId::from_uuid(Uuid::from_u128(n))).to_string();
+            assert_eq!(text.len(), 22);
+            assert!(text.ends_with(['A', 'Q', 'g', 'w']), "{text}");
+        }
+        for last in ['A', 'Q', 'g', 'w'] {
+            let text = format!("{}{last}", "_".repeat(21));
+            assert!(Cursor::parse(&text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
     fn anything_else_is_rejected() {
         let too_short = URL_SAFE_NO_PAD.encode([1u8; 15]);
         let too_long = URL_SAFE_NO_PAD.encode([1u8; 17]);

@@ -3,10 +3,10 @@
 use std::str::FromStr;
 
 /// The page size when the client names none.
-pub const DEFAULT_LIMIT: u32 = 20;
+pub const DEFAULT_LIMIT: u32 = shop_api::catalog::DEFAULT_LIMIT;
 /// The largest page a client may ask for. It bounds the rows one request
 /// reads and the size of one response.
-pub const MAX_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = shop_api::catalog::MAX_LIMIT;
 
 /// A page size in `1..=MAX_LIMIT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

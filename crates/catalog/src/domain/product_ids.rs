@@ -6,7 +6,7 @@ use super::ProductId;
 
 /// Most ids in one batch lookup. It bounds the query's parameters and the
 /// response; a cart holds far fewer distinct products.
-pub const MAX_IDS: usize = 100;
+pub const MAX_IDS: usize = shop_api::catalog::MAX_IDS;
 
 /// 1 to [`MAX_IDS`] distinct product ids, in ascending order.
 #[derive(Debug, Clone, PartialEq, Eq)]

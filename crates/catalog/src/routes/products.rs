@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use shop_api::catalog::ProductQuery;
 use shop_common::extract::{Path, Query};
 
 use super::AppState;
@@ -19,20 +19,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/products/{id}", get(get_product))
 }
 
-/// The raw query of `GET /api/products`. Values stay text here so that a bad
-/// one is reported per parameter (422) like any other invalid value; an
-/// unknown parameter is a 400, so a misspelt `ids` cannot silently return
-/// the first page instead.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-    ids: Option<String>,
-}
-
 /// What a `GET /api/products` asks for, every value parsed.
-enum ProductQuery {
+enum Wanted {
     /// One page of the list.
     Page {
         limit: PageLimit,
@@ -42,42 +30,41 @@ enum ProductQuery {
     Ids(ProductIds),
 }
 
-impl ListQuery {
-    fn parse(self) -> Result<ProductQuery> {
-        let mut errors = BTreeMap::new();
-        let limit = field(
-            &mut errors,
-            "limit",
-            self.limit.as_deref().map(PageLimit::parse).transpose(),
-        );
-        let after = field(
-            &mut errors,
-            "cursor",
-            self.cursor.as_deref().map(Cursor::parse).transpose(),
-        );
-        let query = match self.ids {
-            Some(raw) => {
-                // A batch is not paged: a limit or cursor next to ids is a
-                // client bug, not something to ignore.
-                for (name, given) in [
-                    ("limit", self.limit.is_some()),
-                    ("cursor", self.cursor.is_some()),
-                ] {
-                    if given {
-                        errors.insert(name.to_owned(), "cannot be combined with ids".to_owned());
-                    }
+/// Parses every parameter of `query`, reporting each invalid one by name.
+fn parse(query: ProductQuery) -> Result<Wanted> {
+    let mut errors = BTreeMap::new();
+    let limit = field(
+        &mut errors,
+        "limit",
+        query.limit.as_deref().map(PageLimit::parse).transpose(),
+    );
+    let after = field(
+        &mut errors,
+        "cursor",
+        query.cursor.as_deref().map(Cursor::parse).transpose(),
+    );
+    let wanted = match query.ids {
+        Some(raw) => {
+            // A batch is not paged: a limit or cursor next to ids is a
+            // client bug, not something to ignore.
+            for (name, given) in [
+                ("limit", query.limit.is_some()),
+                ("cursor", query.cursor.is_some()),
+            ] {
+                if given {
+                    errors.insert(name.to_owned(), "cannot be combined with ids".to_owned());
                 }
-                field(&mut errors, "ids", ProductIds::parse(&raw)).map(ProductQuery::Ids)
             }
-            None => limit.zip(after).map(|(limit, after)| ProductQuery::Page {
-                limit: limit.unwrap_or_default(),
-                after,
-            }),
-        };
-        match query {
-            Some(query) if errors.is_empty() => Ok(query),
-            _ => Err(Error::Validation(errors)),
+            field(&mut errors, "ids", ProductIds::parse(&raw)).map(Wanted::Ids)
         }
+        None => limit.zip(after).map(|(limit, after)| Wanted::Page {
+            limit: limit.unwrap_or_default(),
+            after,
+        }),
+    };
+    match wanted {
+        Some(wanted) if errors.is_empty() => Ok(wanted),
+        _ => Err(Error::Validation(errors)),
     }
 }
 
@@ -94,16 +81,16 @@ fn field<T>(
 
 async fn list_products(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<ProductPage>> {
-    let page = match query.parse()? {
-        ProductQuery::Page { limit, after } => state.store.list(limit, after).await?,
-        ProductQuery::Ids(ids) => ProductPage {
+    Query(query): Query<ProductQuery>,
+) -> Result<Json<shop_api::catalog::ProductPage>> {
+    let page = match parse(query)? {
+        Wanted::Page { limit, after } => state.store.list(limit, after).await?,
+        Wanted::Ids(ids) => ProductPage {
             items: state.store.find_by_ids(&ids).await?,
             next_cursor: None,
         },
     };
-    Ok(Json(page))
+    Ok(Json(page.into()))
 }
 
 async fn get_product(
