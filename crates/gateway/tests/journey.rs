@@ -58,15 +58,7 @@ async fn a_customer_shops_through_the_gateway_only() {
                 .expect("put");
             assert_eq!(response.status(), 200, "{engine}");
         }
-        let cart: Value = client
-            .get(stack.url("/api/cart"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("cart")
-            .json()
-            .await
-            .expect("json");
+        let cart: Value = stack.cart_json(&stack.base("gateway"), &token).await;
         assert_eq!(cart["items"].as_array().expect("items").len(), 2);
 
         // Placing without a key is refused before orders sees it.
@@ -116,15 +108,7 @@ async fn a_customer_shops_through_the_gateway_only() {
         // The relay empties the cart asynchronously.
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let cart: Value = client
-                .get(stack.url("/api/cart"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("cart")
-                .json()
-                .await
-                .expect("json");
+            let cart: Value = stack.cart_json(&stack.base("gateway"), &token).await;
             if cart["items"].as_array().is_some_and(Vec::is_empty) {
                 break;
             }

@@ -10,7 +10,7 @@ use common::{
     assert_problem, gateway_settings, register_dead, spawn_fake, spawn_fake_users, spawn_gateway,
     spawn_stack_with,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use shop_discovery::{PolicySettings, Registry, Scheme};
 use shop_testkit::Engine;
 
@@ -22,21 +22,7 @@ async fn stopping_a_cart_instance_mid_run_fails_no_request() {
     })
     .await;
     stack.wait_ready().await;
-    let products: Value = stack
-        .client
-        .get(stack.url("/api/products?limit=5"))
-        .send()
-        .await
-        .expect("products")
-        .json()
-        .await
-        .expect("json");
-    let ids: Vec<String> = products["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|p| p["id"].as_str().expect("id").to_owned())
-        .collect();
+    let ids: Vec<String> = stack.product_ids().await.into_iter().take(5).collect();
     let mut loops = Vec::new();
     for user in 0..3 {
         let token = stack.token(&format!("shopper{user}")).await;

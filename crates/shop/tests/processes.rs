@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use shop::testing::{eventually, ids, login, products};
 use shop_discovery::registry::EtcdSettings;
 use shop_discovery::{Instances, Registry};
 use shop_testkit::TestDatabase;
@@ -293,49 +294,11 @@ impl Cluster {
     }
 
     async fn token(&self, base: &str, username: &str) -> String {
-        let password = "correct horse battery";
-        let created = self
-            .client
-            .post(format!("{base}/api/users"))
-            .json(&json!({"username": username, "email": format!("{username}@example.com"), "password": password}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(
-            created.status(),
-            201,
-            "{}",
-            created.text().await.unwrap_or_default()
-        );
-        let session: Value = self
-            .client
-            .post(format!("{base}/api/sessions"))
-            .json(&json!({"login": username, "password": password}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        session["access_token"].as_str().expect("token").to_owned()
+        login(&self.client, base, username).await
     }
 
     async fn product_ids(&self, base: &str) -> Vec<String> {
-        let page: Value = self
-            .client
-            .get(format!("{base}/api/products?limit=5"))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        page["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .map(|p| p["id"].as_str().expect("id").to_owned())
-            .collect()
+        ids(&products(&self.client, base).await)
     }
 
     async fn cart(&self, base: &str, token: &str) -> Value {
@@ -450,9 +413,10 @@ async fn the_journey_and_instances_dying_under_load() {
         .await
         .expect("cancel");
     assert_eq!(cancel.status(), 200);
-    let cleared =
-        wait_until(|| async { cluster.cart(&base, &token).await["items"] == json!([]) }).await;
-    assert!(cleared, "the relay cleared the ordered lines");
+    eventually("the relay to clear the ordered lines", || async {
+        cluster.cart(&base, &token).await["items"] == json!([])
+    })
+    .await;
 
     // SIGKILL one cart while a client loop reads and updates carts.
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -508,7 +472,8 @@ async fn the_journey_and_instances_dying_under_load() {
         .expect("wait");
     assert!(status.success(), "SIGTERM is a clean stop: {status}");
     let now: Instances = cluster.registry.watch("cart").borrow().clone();
-    let gone = wait_until(|| async {
+    let what = format!("cart-2 to deregister (instances when it exited: {now:?})");
+    eventually(&what, || async {
         cluster
             .registry
             .watch("cart")
@@ -517,10 +482,6 @@ async fn the_journey_and_instances_dying_under_load() {
             .all(|i| i.id != "cart-2")
     })
     .await;
-    assert!(
-        gone,
-        "cart-2 deregistered (instances when it exited: {now:?})"
-    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.notify_one();
     let (done, failures) = looping.await.expect("join");
@@ -614,28 +575,13 @@ async fn orders_killed_after_accepting_an_order_keeps_it_once() {
         .or_else(|| list["items"].as_array())
         .expect("orders");
     assert_eq!(orders.len(), 1, "{list}");
-    let cleared =
-        wait_until(|| async { cluster.cart(&base, &token).await["items"] == json!([]) }).await;
-    assert!(cleared, "the cart was cleared after the restart");
+    eventually("the cart to be cleared after the restart", || async {
+        cluster.cart(&base, &token).await["items"] == json!([])
+    })
+    .await;
     let cart = cluster.cart(&base, &token).await;
     assert_eq!(
         cart["version"], 3,
         "two puts and exactly one removal: {cart}"
     );
-}
-
-/// Polls `check` for up to 15 s.
-async fn wait_until<F, Fut>(check: F) -> bool
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use shop::testing::{PASSWORD, login};
 use shop::{Options, Shop};
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +15,20 @@ async fn start(dir: &std::path::Path) -> (Shop, CancellationToken) {
         .await
         .expect("the stack starts");
     (shop, CancellationToken::new())
+}
+
+/// Stops `shop` through `stop` and waits for a clean stop.
+async fn stop_cleanly(shop: Shop, stop: CancellationToken) {
+    let task = tokio::spawn(shop.run_until_stopped(stop.clone()));
+    stop.cancel();
+    task.await.expect("join").expect("clean stop");
+}
+
+/// Registers bob with users; returns the status.
+async fn register_bob(client: &reqwest::Client, shop: &Shop) -> u16 {
+    let bob = json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD});
+    let sent = client.post(url(shop, "users", "/api/users")).json(&bob);
+    shop_testkit::send(sent).await.status().as_u16()
 }
 
 fn url(shop: &Shop, service: &str, path: &str) -> String {
@@ -97,22 +112,7 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
     }
 
     // A user's token from users is accepted by both carts (keys found through the registry).
-    client
-        .post(url(&shop, "users", "/api/users"))
-        .json(&json!({"username": "alice", "email": "alice@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("sent");
-    let session: Value = client
-        .post(url(&shop, "users", "/api/sessions"))
-        .json(&json!({"login": "alice", "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let token = session["access_token"].as_str().expect("token");
+    let token = &login(&client, &url(&shop, "users", ""), "alice").await;
     for cart in ["cart-1", "cart-2"] {
         let response = client
             .get(url(&shop, cart, "/api/cart"))
@@ -156,16 +156,9 @@ async fn the_signing_key_survives_restarts_and_reset_empties_the_databases() {
     let (shop, stop) = start(dir.path()).await;
     let first_key = std::fs::read_to_string(&key).expect("key");
     let client = reqwest::Client::new();
-    let created = client
-        .post(url(&shop, "users", "/api/users"))
-        .json(&json!({"username": "bob", "email": "bob@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(created.status(), 201);
-    let task = tokio::spawn(shop.run_until_stopped(stop.clone()));
-    stop.cancel();
-    task.await.expect("join").expect("clean stop");
+    let created = register_bob(&client, &shop).await;
+    assert_eq!(created, 201);
+    stop_cleanly(shop, stop).await;
 
     let mut options = Options::ephemeral(dir.path());
     let shop = Shop::start(&options).await.expect("restarts");
@@ -174,27 +167,14 @@ async fn the_signing_key_survives_restarts_and_reset_empties_the_databases() {
         first_key,
         "the key is kept"
     );
-    let again = client
-        .post(url(&shop, "users", "/api/users"))
-        .json(&json!({"username": "bob", "email": "bob@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(again.status(), 409, "data kept across a restart");
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(shop.run_until_stopped(stop.clone()));
-    stop.cancel();
-    task.await.expect("join").expect("clean stop");
+    let again = register_bob(&client, &shop).await;
+    assert_eq!(again, 409, "data kept across a restart");
+    stop_cleanly(shop, CancellationToken::new()).await;
 
     options.reset = true;
     let shop = Shop::start(&options).await.expect("restarts with --reset");
-    let fresh = client
-        .post(url(&shop, "users", "/api/users"))
-        .json(&json!({"username": "bob", "email": "bob@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(fresh.status(), 201, "--reset starts from empty databases");
+    let fresh = register_bob(&client, &shop).await;
+    assert_eq!(fresh, 201, "--reset starts from empty databases");
     assert_eq!(
         std::fs::read_to_string(&key).expect("key"),
         first_key,
@@ -222,7 +202,5 @@ async fn the_smoke_script_passes_against_the_stack() {
     );
     assert!(stdout.contains("smoke test passed"), "{stdout}");
 
-    let task = tokio::spawn(shop.run_until_stopped(stop.clone()));
-    stop.cancel();
-    task.await.expect("join").expect("clean stop");
+    stop_cleanly(shop, stop).await;
 }
