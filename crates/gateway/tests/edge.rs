@@ -3,6 +3,8 @@
 //! against, shedding, unknown and internal routes, header hygiene, and the
 //! docs.
 
+#![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
+
 mod common;
 
 use std::time::Duration;
@@ -11,25 +13,78 @@ use common::{
     Fake, FakeUsers, assert_problem, chunked, gateway_settings, raw, send_many, spawn_fake,
     spawn_fake_users, spawn_gateway,
 };
-use reqwest::Method;
+use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use shop_common::auth::{IssuerSettings, TokenIssuer};
 use shop_discovery::Registry;
 use shop_gateway::config::TrustedProxies;
+use shop_testkit::{assert_limited, send};
 
+/// A gateway before fake users, cart and catalog services.
 struct Edge {
     _registry: Registry,
     users: FakeUsers,
     cart: Fake,
     catalog: Fake,
-    gateway: common::Running,
+    _gateway: common::Running,
+    /// The gateway's public base URL.
+    base: String,
+    /// The gateway's admin base URL.
+    admin: String,
     client: reqwest::Client,
 }
 
 impl Edge {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway.base)
+        format!("{}{path}", self.base)
     }
+
+    /// A request to `path` on the gateway's public port, not yet sent.
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// `GET path` on the public port.
+    async fn get(&self, path: &str) -> Response {
+        send(self.request(Method::GET, path)).await
+    }
+
+    /// `GET path` on the public port, expecting 200; returns the body.
+    async fn text(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.expect("text")
+    }
+
+    /// The admin port's `/metrics`, checked to be 200 Prometheus text.
+    async fn scrape(&self) -> String {
+        shop_testkit::scrape(&self.client, &self.admin).await
+    }
+
+    /// Sends six `GET /api/products`, the i-th forwarded for
+    /// `forwarded_for(i)` (nothing when empty), and asserts that a burst of
+    /// three passes and a later one is told to retry within two seconds.
+    async fn assert_burst_of_three(&self, forwarded_for: impl Fn(usize) -> String, case: &str) {
+        let products = self.url("/api/products");
+        let (statuses, refused) =
+            send_many(&self.client, &products, Method::GET, 6, forwarded_for).await;
+        assert_eq!(&statuses[..3], &[200, 200, 200], "{case}: {statuses:?}");
+        let refused = refused.unwrap_or_else(|| panic!("{case}: no 429 in {statuses:?}"));
+        assert_limited(refused, 2, case).await;
+    }
+}
+
+/// A gateway whose general bucket holds a burst of three at one a second,
+/// taking forwarded addresses from `trusted_proxies` (none when empty).
+async fn rate_limited(trusted_proxies: &[&str]) -> Edge {
+    edge(|settings| {
+        settings.rate_limit.per_second = 1;
+        settings.rate_limit.burst = 3;
+        if !trusted_proxies.is_empty() {
+            settings.proxy.trusted_proxies = TrustedProxies::parse(trusted_proxies).expect("range");
+        }
+    })
+    .await
 }
 
 async fn edge(configure: impl FnOnce(&mut shop_gateway::Settings)) -> Edge {
@@ -40,12 +95,15 @@ async fn edge(configure: impl FnOnce(&mut shop_gateway::Settings)) -> Edge {
     let mut settings = gateway_settings();
     configure(&mut settings);
     let gateway = spawn_gateway(&registry, settings).await;
+    let admin = gateway.admin_addr().expect("the admin listener is on");
     Edge {
         _registry: registry,
         users,
         cart,
         catalog,
-        gateway,
+        base: gateway.base(),
+        admin: format!("http://{admin}"),
+        _gateway: gateway,
         client: reqwest::Client::new(),
     }
 }
@@ -80,24 +138,18 @@ async fn bad_tokens_are_refused_without_reaching_the_service() {
     ];
     for (token, case) in cases {
         for path in ["/api/cart", "/api/orders", "/api/users/me"] {
-            let mut request = edge.client.get(edge.url(path));
+            let mut request = edge.request(Method::GET, path);
             if let Some(token) = &token {
                 request = request.bearer_auth(token);
             }
-            let response = request.send().await.expect("sent");
+            let response = send(request).await;
             assert!(response.headers().contains_key("www-authenticate"));
             assert_problem(response, 401, &format!("{case} token on {path}")).await;
         }
     }
     assert!(edge.cart.hits().is_empty(), "cart never saw a bad token");
     let valid = edge.users.token("0190c9f0-0000-7000-8000-000000000001");
-    let response = edge
-        .client
-        .get(edge.url("/api/cart"))
-        .bearer_auth(&valid)
-        .send()
-        .await
-        .expect("sent");
+    let response = send(edge.request(Method::GET, "/api/cart").bearer_auth(&valid)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(edge.cart.hits().len(), 1, "a valid token is forwarded");
 }
@@ -105,19 +157,16 @@ async fn bad_tokens_are_refused_without_reaching_the_service() {
 #[tokio::test]
 async fn forwarded_requests_carry_trace_ids_and_lose_hop_by_hop_headers() {
     let edge = edge(|_| {}).await;
-    let response = edge
-        .client
-        .get(edge.url("/api/products?limit=2"))
+    let request = edge
+        .request(Method::GET, "/api/products?limit=2")
         .header("connection", "x-hop")
         .header("x-hop", "1")
         .header("keep-alive", "timeout=5")
         .header("proxy-authorization", "Basic eA==")
         .header("x-forwarded-for", "198.51.100.9")
         .header("x-shop-service-token", "guess")
-        .header("x-shop-client-ip", "203.0.113.7")
-        .send()
-        .await
-        .expect("sent");
+        .header("x-shop-client-ip", "203.0.113.7");
+    let response = send(request).await;
     assert_eq!(response.status(), 200);
     let request_id = response.headers()["x-request-id"].clone();
     let body: Value = response.json().await.expect("json");
@@ -153,13 +202,11 @@ async fn forwarded_requests_carry_trace_ids_and_lose_hop_by_hop_headers() {
 
     // A valid incoming trace context and request id are passed on unchanged.
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    edge.client
-        .get(edge.url("/api/products"))
+    let traced = edge
+        .request(Method::GET, "/api/products")
         .header("traceparent", traceparent)
-        .header("x-request-id", "req-42")
-        .send()
-        .await
-        .expect("sent");
+        .header("x-request-id", "req-42");
+    send(traced).await;
     let hits = edge.catalog.hits();
     assert_eq!(hits[1].headers["traceparent"], traceparent);
     assert_eq!(hits[1].headers["x-request-id"], "req-42");
@@ -179,24 +226,14 @@ async fn unknown_and_internal_routes_are_404_at_the_gateway() {
         ("GET", "/internal/anything"),
         ("GET", "/api/productsx"),
     ] {
-        let response = edge
-            .client
-            .request(method.parse().expect("method"), edge.url(path))
+        let request = edge
+            .request(method.parse().expect("method"), path)
             .bearer_auth(&token)
-            .header("x-shop-service-token", "guess")
-            .send()
-            .await
-            .expect("sent");
-        assert_problem(response, 404, path).await;
+            .header("x-shop-service-token", "guess");
+        assert_problem(send(request).await, 404, path).await;
     }
-    let response = edge
-        .client
-        .patch(edge.url("/api/cart"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(response, 405, "wrong method").await;
+    let patch = send(edge.request(Method::PATCH, "/api/cart").bearer_auth(&token)).await;
+    assert_problem(patch, 405, "wrong method").await;
     assert!(edge.cart.hits().is_empty());
     assert!(edge.catalog.hits().is_empty());
 }
@@ -208,17 +245,17 @@ async fn cors_preflights_are_answered_by_the_gateway() {
     })
     .await;
     let preflight = |origin: &'static str| {
-        edge.client
-            .request(reqwest::Method::OPTIONS, edge.url("/api/cart/items/x"))
+        let request = edge
+            .request(Method::OPTIONS, "/api/cart/items/x")
             .header("origin", origin)
             .header("access-control-request-method", "PUT")
             .header(
                 "access-control-request-headers",
                 "authorization, content-type",
-            )
-            .send()
+            );
+        send(request)
     };
-    let response = preflight("https://shop.example").await.expect("sent");
+    let response = preflight("https://shop.example").await;
     assert!(response.status().is_success(), "{}", response.status());
     assert_eq!(
         response.headers()["access-control-allow-origin"],
@@ -228,7 +265,7 @@ async fn cors_preflights_are_answered_by_the_gateway() {
         .to_str()
         .expect("ascii");
     assert!(methods.contains("PUT"), "{methods}");
-    let response = preflight("https://evil.example").await.expect("sent");
+    let response = preflight("https://evil.example").await;
     assert!(
         !response
             .headers()
@@ -240,12 +277,9 @@ async fn cors_preflights_are_answered_by_the_gateway() {
     );
 
     let simple = edge
-        .client
-        .get(edge.url("/api/products"))
-        .header("origin", "https://shop.example")
-        .send()
-        .await
-        .expect("sent");
+        .request(Method::GET, "/api/products")
+        .header("origin", "https://shop.example");
+    let simple = send(simple).await;
     assert_eq!(
         simple.headers()["access-control-allow-origin"],
         "https://shop.example"
@@ -275,57 +309,49 @@ async fn oversized_bodies_headers_and_uris_are_refused() {
     let token = edge.users.token("0190c9f0-0000-7000-8000-000000000001");
 
     // Declared too large: refused before reading.
-    let response = edge
-        .client
-        .post(edge.url("/api/users"))
+    let declared = edge
+        .request(Method::POST, "/api/users")
         .header("content-type", "application/json")
-        .body(vec![b'x'; 8 * 1024])
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(response, 413, "declared length").await;
-    // Chunked, streamed to the upstream (POST) and buffered for retries (PUT).
-    let (status, text) = raw(
-        &edge.gateway.base,
-        &chunked("POST", "/api/users", &token, 5 * 1024, false),
-    )
-    .await;
-    assert_eq!(status, 413, "streamed chunked POST: {text}");
-    let (status, text) = raw(
-        &edge.gateway.base,
-        &chunked("PUT", "/api/cart/items/x", &token, 5 * 1024, false),
-    )
-    .await;
-    assert_eq!(status, 413, "buffered chunked PUT: {text}");
-    // Within the limit: forwarded whole.
-    let (status, text) = raw(
-        &edge.gateway.base,
-        &chunked("PUT", "/api/cart/items/x", &token, 2 * 1024, true),
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+        .body(vec![b'x'; 8 * 1024]);
+    assert_problem(send(declared).await, 413, "declared length").await;
+    // Chunked, streamed to the upstream (POST) and buffered for retries
+    // (PUT); within the limit, forwarded whole.
+    for (method, path, total, finish, status, case) in [
+        ("POST", "/api/users", 5, false, 413, "streamed chunked POST"),
+        (
+            "PUT",
+            "/api/cart/items/x",
+            5,
+            false,
+            413,
+            "buffered chunked PUT",
+        ),
+        (
+            "PUT",
+            "/api/cart/items/x",
+            2,
+            true,
+            200,
+            "chunked PUT within the limit",
+        ),
+    ] {
+        let request = chunked(method, path, &token, total * 1024, finish);
+        let (got, text) = raw(&edge.base, &request).await;
+        assert_eq!(got, status, "{case}: {text}");
+    }
     assert_eq!(edge.cart.hits().last().expect("hit").body_len, 2 * 1024);
 
-    let response = edge
-        .client
-        .get(edge.url("/api/products"))
-        .header("x-big", "y".repeat(6 * 1024))
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(response, 431, "header bytes").await;
-    let mut request = edge.client.get(edge.url("/api/products"));
+    let big = edge
+        .request(Method::GET, "/api/products")
+        .header("x-big", "y".repeat(6 * 1024));
+    assert_problem(send(big).await, 431, "header bytes").await;
+    let mut request = edge.request(Method::GET, "/api/products");
     for i in 0..80 {
         request = request.header(format!("x-h{i}"), "1");
     }
-    assert_problem(request.send().await.expect("sent"), 431, "header count").await;
-    let response = edge
-        .client
-        .get(edge.url(&format!("/api/products?cursor={}", "c".repeat(2048))))
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(response, 414, "uri").await;
+    assert_problem(send(request).await, 431, "header count").await;
+    let long = format!("/api/products?cursor={}", "c".repeat(2048));
+    assert_problem(edge.get(&long).await, 414, "uri").await;
     assert!(
         edge.catalog.hits().is_empty(),
         "no oversized request reached the catalog"
@@ -334,40 +360,10 @@ async fn oversized_bodies_headers_and_uris_are_refused() {
 
 #[tokio::test]
 async fn clients_over_the_rate_are_told_when_to_retry() {
-    let edge = edge(|settings| {
-        settings.rate_limit.per_second = 1;
-        settings.rate_limit.burst = 3;
-    })
-    .await;
-    let mut statuses = Vec::new();
-    let mut limited = None;
-    for _ in 0..6 {
-        let response = edge
-            .client
-            .get(edge.url("/api/products"))
-            .send()
-            .await
-            .expect("sent");
-        statuses.push(response.status().as_u16());
-        if response.status() == 429 && limited.is_none() {
-            limited = Some(response);
-        }
-    }
-    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
-    let limited = limited.expect("a 429");
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    assert!((1..=2).contains(&retry_after), "{retry_after}");
-    assert_problem(limited, 429, "rate limited").await;
-    let health = edge
-        .client
-        .get(edge.url("/healthz"))
-        .send()
-        .await
-        .expect("sent");
+    let edge = rate_limited(&[]).await;
+    edge.assert_burst_of_three(|_| String::new(), "rate limited")
+        .await;
+    let health = edge.get("/healthz").await;
     assert_eq!(health.status(), 200, "probes are not rate limited");
 }
 
@@ -383,7 +379,7 @@ async fn overload_is_shed_but_probes_still_answer() {
     // Two slow requests take both permits.
     let slow: Vec<_> = (0..2)
         .map(|_| {
-            let request = edge.client.get(edge.url("/api/products/slow")).send();
+            let request = edge.request(Method::GET, "/api/products/slow").send();
             tokio::spawn(request)
         })
         .collect();
@@ -395,34 +391,14 @@ async fn overload_is_shed_but_probes_still_answer() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let shed = edge
-        .client
-        .get(edge.url("/api/products"))
-        .send()
-        .await
-        .expect("sent");
+    let shed = edge.get("/api/products").await;
     assert!(shed.headers().contains_key("retry-after"));
     assert_problem(shed, 503, "shed").await;
-    let response = edge
-        .client
-        .get(edge.url("/healthz"))
-        .send()
-        .await
-        .expect("sent");
+    let response = edge.get("/healthz").await;
     assert_eq!(response.status(), 200, "/healthz under overload");
-    let metrics = edge
-        .client
-        .get(format!("{}/metrics", edge.gateway.admin_base()))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(metrics.status(), 200, "admin /metrics under overload");
-    let readyz = edge
-        .client
-        .get(edge.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
+    // Admin /metrics under overload: 200 Prometheus text.
+    edge.scrape().await;
+    let readyz = edge.get("/readyz").await;
     // orders has no instance here: not ready, and the body says which.
     assert_eq!(readyz.status(), 503);
     let report: Value = readyz.json().await.expect("json");
@@ -436,15 +412,8 @@ async fn overload_is_shed_but_probes_still_answer() {
 #[tokio::test]
 async fn the_api_describes_itself_without_the_internet() {
     let edge = edge(|_| {}).await;
-    let document: Value = edge
-        .client
-        .get(edge.url("/api/openapi.json"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("the document parses");
+    let document = edge.text("/api/openapi.json").await;
+    let document: Value = serde_json::from_str(&document).expect("the document parses");
     assert!(
         document["openapi"]
             .as_str()
@@ -452,60 +421,29 @@ async fn the_api_describes_itself_without_the_internet() {
     );
     assert!(document["paths"]["/api/orders/{id}/cancel"]["post"].is_object());
 
-    let page = edge
-        .client
-        .get(edge.url("/docs/"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
+    let html = edge.text("/docs/").await;
     assert!(html.to_lowercase().contains("swagger"), "{html}");
     assert!(
         !html.contains("https://") && !html.contains("http://"),
         "the page loads nothing from elsewhere: {html}"
     );
-    let init = edge
-        .client
-        .get(edge.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(init.status(), 200);
-    let init = init.text().await.expect("js");
+    let init = edge.text("/docs/swagger-initializer.js").await;
     assert!(init.contains("/api/openapi.json"), "{init}");
-    let bundle = edge
-        .client
-        .get(edge.url("/docs/swagger-ui-bundle.js"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(bundle.status(), 200, "assets are served by the gateway");
+    // Assets are served by the gateway.
+    edge.text("/docs/swagger-ui-bundle.js").await;
 }
 
 #[tokio::test]
 async fn clients_in_one_ipv6_64_share_a_bucket_behind_a_trusted_proxy() {
-    let edge = edge(|settings| {
-        settings.rate_limit.per_second = 1;
-        settings.rate_limit.burst = 3;
-        // Loopback, where the test's requests come from, is the proxy.
-        settings.proxy.trusted_proxies = TrustedProxies::parse(&["127.0.0.1/32"]).expect("range");
-    })
-    .await;
-    let products = edge.url("/api/products");
-    // One client rotating through the addresses of its /64.
-    let (statuses, refused) = send_many(&edge.client, &products, Method::GET, 6, |i| {
-        format!("2001:db8:1:2::{:x}", i + 1)
-    })
-    .await;
-    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
-    let refused = refused.expect("one /64, one bucket");
-    assert_problem(refused, 429, "rotating /64").await;
+    // Loopback, where the test's requests come from, is the proxy.
+    let edge = rate_limited(&["127.0.0.1/32"]).await;
+    // One client rotating through the addresses of its /64: one bucket.
+    let rotating = |i: usize| format!("2001:db8:1:2::{:x}", i + 1);
+    edge.assert_burst_of_three(rotating, "rotating /64").await;
     // Another /64 has a bucket of its own.
-    let (statuses, _) = send_many(&edge.client, &products, Method::GET, 1, |_| {
-        "2001:db8:1:3::1".to_owned()
-    })
-    .await;
+    let products = edge.url("/api/products");
+    let another = |_| "2001:db8:1:3::1".to_owned();
+    let (statuses, _) = send_many(&edge.client, &products, Method::GET, 1, another).await;
     assert_eq!(statuses, [200], "another /64");
     // The services still learn the full address.
     let hits = edge.catalog.hits();
@@ -518,21 +456,12 @@ async fn clients_in_one_ipv6_64_share_a_bucket_behind_a_trusted_proxy() {
 
 #[tokio::test]
 async fn an_untrusted_peer_cannot_dodge_its_bucket_with_forwarded_for() {
-    let edge = edge(|settings| {
-        settings.rate_limit.per_second = 1;
-        settings.rate_limit.burst = 3;
-        // Forwarding is trusted, but only from a proxy elsewhere.
-        settings.proxy.trusted_proxies = TrustedProxies::parse(&["10.0.0.0/8"]).expect("range");
-    })
-    .await;
-    let products = edge.url("/api/products");
-    let (statuses, refused) = send_many(&edge.client, &products, Method::GET, 6, |i| {
-        format!("198.51.100.{}", i + 1)
-    })
-    .await;
-    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
-    let refused = refused.expect("a fresh X-Forwarded-For is no fresh bucket");
-    assert_problem(refused, 429, "spoofed X-Forwarded-For").await;
+    // Forwarding is trusted, but only from a proxy elsewhere.
+    let edge = rate_limited(&["10.0.0.0/8"]).await;
+    // A fresh X-Forwarded-For is no fresh bucket.
+    let spoofed = |i: usize| format!("198.51.100.{}", i + 1);
+    edge.assert_burst_of_three(spoofed, "spoofed X-Forwarded-For")
+        .await;
     let hits = edge.catalog.hits();
     assert_eq!(hits[0].headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(hits[0].headers["x-shop-client-ip"], "127.0.0.1");
@@ -540,9 +469,8 @@ async fn an_untrusted_peer_cannot_dodge_its_bucket_with_forwarded_for() {
 
 #[tokio::test]
 async fn login_and_registration_have_a_stricter_bucket() {
+    // The general bucket stays at the tests' generous default.
     let edge = edge(|settings| {
-        settings.rate_limit.per_second = 1_000;
-        settings.rate_limit.burst = 1_000;
         settings.rate_limit.login.per_minute = 1;
         settings.rate_limit.login.burst = 3;
     })
@@ -561,14 +489,7 @@ async fn login_and_registration_have_a_stricter_bucket() {
     let (statuses, refused) =
         send_many(&edge.client, &edge.url("/api/users"), Method::POST, 2, none).await;
     assert_eq!(statuses, [200, 429]);
-    let refused = refused.expect("a 429");
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    assert!((1..=60).contains(&retry_after), "{retry_after}");
-    assert_problem(refused, 429, "login").await;
+    assert_limited(refused.expect("a 429"), 60, "login").await;
     // Far under the general limit, everything else still passes.
     let (statuses, _) = send_many(
         &edge.client,
@@ -592,32 +513,9 @@ async fn metrics_are_not_public_and_the_admin_port_counts_public_requests() {
         ];
         shop_testkit::metric_value(text, "http_requests_total", &labels).unwrap_or(0.0)
     };
-    let scrape = || async {
-        let response = edge
-            .client
-            .get(format!("{}/metrics", edge.gateway.admin_base()))
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), 200);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .is_ok_and(|t| t.starts_with("text/plain")),
-            "{:?}",
-            response.headers()["content-type"]
-        );
-        response.text().await.expect("text")
-    };
-    let before = series(&scrape().await);
-    let listed = edge
-        .client
-        .get(edge.url("/api/products"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(listed.status(), 200);
-    let after = scrape().await;
+    let before = series(&edge.scrape().await);
+    assert_eq!(edge.get("/api/products").await.status(), 200);
+    let after = edge.scrape().await;
     assert!(
         series(&after) >= before + 1.0,
         "the public request is not counted: {before} -> {}",
@@ -630,12 +528,7 @@ async fn metrics_are_not_public_and_the_admin_port_counts_public_requests() {
 
     // The public port: the usual 404 problem, nothing forwarded upstream.
     let seen = edge.catalog.hits().len() + edge.cart.hits().len();
-    let public = edge
-        .client
-        .get(edge.url("/metrics"))
-        .send()
-        .await
-        .expect("sent");
+    let public = edge.get("/metrics").await;
     assert_problem(public, 404, "/metrics on the public port").await;
     assert_eq!(edge.catalog.hits().len() + edge.cart.hits().len(), seen);
 }
