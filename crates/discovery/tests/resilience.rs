@@ -60,6 +60,13 @@ impl Fleet {
     }
 }
 
+/// `GET path` with a caller's deadline `within` from now.
+fn get_within(path: &str, within: Duration) -> http::Request<RequestBody> {
+    let mut request = get(path);
+    request.extensions_mut().insert(Deadline::after(within));
+    request
+}
+
 /// Sends `n` GETs of `path`, asserting each answer's status.
 async fn assert_statuses(client: &UpstreamClient, n: usize, path: &str, status: StatusCode) {
     for i in 0..n {
@@ -374,10 +381,7 @@ async fn responses_stream_and_deadlines_travel_to_the_upstream() {
     );
 
     // A caller's shorter deadline wins, and is what the upstream hears.
-    let mut request = get("/");
-    request
-        .extensions_mut()
-        .insert(Deadline::after(Duration::from_millis(400)));
+    let request = get_within("/", Duration::from_millis(400));
     client.send(request).await.unwrap();
     let deadline: u64 = servers[0].last_deadline().unwrap().parse().unwrap();
     assert!(deadline <= 400, "{deadline}");
@@ -400,10 +404,7 @@ async fn responses_stream_and_deadlines_travel_to_the_upstream() {
 async fn a_body_that_stalls_past_the_deadline_is_an_error() {
     let fleet = Fleet::start(&["a"], Mode::Ok).await;
     let client = fleet.client(|_| {});
-    let mut request = get("/stream");
-    request
-        .extensions_mut()
-        .insert(Deadline::after(Duration::from_millis(300)));
+    let request = get_within("/stream", Duration::from_millis(300));
     // The headers and the first chunk arrive; the rest never does.
     let response = client.send(request).await.unwrap();
     let read = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
@@ -423,10 +424,7 @@ async fn a_body_that_stalls_past_the_deadline_is_an_error() {
 async fn a_caller_deadline_that_runs_out_is_deadline_exceeded() {
     let fleet = Fleet::start(&["a", "b"], Mode::Hang).await;
     let client = fleet.client(|_| {});
-    let mut request = get("/");
-    request
-        .extensions_mut()
-        .insert(Deadline::after(Duration::from_millis(200)));
+    let request = get_within("/", Duration::from_millis(200));
     let err = client.send(request).await.unwrap_err();
     assert!(matches!(err, CallError::DeadlineExceeded { .. }), "{err:?}");
     assert_eq!(fleet.hits(), 1, "no retry once the deadline is spent");

@@ -161,16 +161,21 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends `request` (`what` names it in errors) and reads a 2xx answer's
+/// JSON body.
+async fn json_of(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+    let response = request.send().await.context(what.to_owned())?;
+    let response = response.error_for_status().context(what.to_owned())?;
+    response.json().await.context(what.to_owned())
+}
+
 /// The id of the first product in the catalog.
 async fn first_product(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let page: Value = client
-        .get(format!("{base}/api/products?limit=1"))
-        .send()
-        .await
-        .context("GET /api/products")?
-        .error_for_status()?
-        .json()
-        .await?;
+    let page = json_of(
+        client.get(format!("{base}/api/products?limit=1")),
+        "GET /api/products",
+    )
+    .await?;
     let items = page.get("items").unwrap_or(&page);
     items
         .as_array()
@@ -192,15 +197,12 @@ async fn log_in(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Res
     if !(created.status() == StatusCode::CREATED || created.status() == StatusCode::CONFLICT) {
         bail!("POST /api/users -> {}", created.status());
     }
-    let session: Value = client
-        .post(format!("{base}/api/sessions"))
-        .json(&json!({"login": name, "password": PASSWORD}))
-        .send()
-        .await
-        .context("POST /api/sessions")?
-        .error_for_status()?
-        .json()
-        .await?;
+    let login = json!({"login": name, "password": PASSWORD});
+    let session = json_of(
+        client.post(format!("{base}/api/sessions")).json(&login),
+        "POST /api/sessions",
+    )
+    .await?;
     session
         .get("access_token")
         .and_then(Value::as_str)

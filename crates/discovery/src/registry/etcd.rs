@@ -191,6 +191,18 @@ impl Backoff {
     fn reset(&mut self) {
         self.current = self.initial;
     }
+
+    /// Tells `lost` the next delay and waits it out; `false` when `stopped`
+    /// completes first.
+    async fn wait(
+        &mut self,
+        stopped: impl Future<Output = ()>,
+        lost: impl FnOnce(Duration),
+    ) -> bool {
+        let delay = self.next();
+        lost(delay);
+        until(stopped, tokio::time::sleep(delay)).await.is_some()
+    }
 }
 
 async fn with_timeout<T>(
@@ -202,6 +214,14 @@ async fn with_timeout<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(format!("{what}: {err}").into()),
         Err(_) => Err(format!("{what}: no answer within {} ms", limit.as_millis()).into()),
+    }
+}
+
+/// `work`'s output, or `None` when `stopped` completes first.
+async fn until<T>(stopped: impl Future<Output = ()>, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        () = stopped => None,
+        output = work => Some(output),
     }
 }
 
@@ -227,18 +247,24 @@ async fn keep_registered(
     };
     let mut backoff = Backoff::new(&settings);
     let mut lease = None;
-    loop {
-        let outcome = tokio::select! {
-            () = stop.cancelled() => break,
-            outcome = session(&client, &settings, &key, &value, &registered, &mut lease, &mut backoff) => outcome,
-        };
+    while let Some(Err(err)) = until(
+        stop.cancelled(),
+        session(
+            &client,
+            &settings,
+            &key,
+            &value,
+            &registered,
+            &mut lease,
+            &mut backoff,
+        ),
+    )
+    .await
+    {
         registered.send_replace(false);
-        let Err(err) = outcome;
-        let delay = backoff.next();
-        tracing::warn!(key, error = %err, retry_in_ms = delay.as_millis(), "etcd registration lost; re-registering");
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(delay) => {}
+        let lost = |delay: Duration| tracing::warn!(key, error = %err, retry_in_ms = delay.as_millis(), "etcd registration lost; re-registering");
+        if !backoff.wait(stop.cancelled(), lost).await {
+            break;
         }
     }
     registered.send_replace(false);
@@ -322,17 +348,15 @@ async fn watch_service(
 ) {
     let prefix = settings.service_prefix(&service);
     let mut backoff = Backoff::new(&settings);
-    loop {
-        let outcome = tokio::select! {
-            () = tx.closed() => return,
-            outcome = watch_session(&client, &settings, &prefix, &tx, &mut backoff) => outcome,
-        };
-        let Err(err) = outcome;
-        let delay = backoff.next();
-        tracing::warn!(service, error = %err, retry_in_ms = delay.as_millis(), "etcd watch lost; re-syncing");
-        tokio::select! {
-            () = tx.closed() => return,
-            () = tokio::time::sleep(delay) => {}
+    while let Some(Err(err)) = until(
+        tx.closed(),
+        watch_session(&client, &settings, &prefix, &tx, &mut backoff),
+    )
+    .await
+    {
+        let lost = |delay: Duration| tracing::warn!(service, error = %err, retry_in_ms = delay.as_millis(), "etcd watch lost; re-syncing");
+        if !backoff.wait(tx.closed(), lost).await {
+            return;
         }
     }
 }
