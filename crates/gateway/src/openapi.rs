@@ -1,11 +1,23 @@
 //! The OpenAPI 3.1 document of the public API, generated from code with
-//! utoipa. Forwarded routes have no handler of their own in the gateway,
-//! so they are described by the documentation-only functions of
-//! [`paths`]; the schemas mirror the services' JSON. A test checks that
-//! the document lists exactly the routes of [`crate::routes::ROUTES`].
+//! utoipa, from the very types the services serialize ([`shop_api`], and
+//! [`Problem`] for every error body).
+//!
+//! Each operation is described once, by a documentation-only function of
+//! [`paths`] listing what is particular to it (its success, its own 404 or
+//! 409). What the edge and the forwarding add to every operation of a kind
+//! — 401 on a bearer route, 400/413/415/422 on a JSON body, 429, 502–504 —
+//! is added by [`EdgeResponses`] from the route table, so a new route gets
+//! them by being listed in [`crate::routes::ROUTES`]. A test checks that
+//! the document lists exactly the routes of that table.
 
+use shop_common::error::{PROBLEM_JSON, Problem};
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::{Content, Ref, RefOr, Type, header::Header, schema::Object};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{Access, ROUTES, Route, Target};
 
 /// The whole document.
 #[derive(OpenApi)]
@@ -28,33 +40,17 @@ use utoipa::{Modify, OpenApi, ToSchema};
         paths::delete_cart,
         paths::put_cart_item,
         paths::delete_cart_item,
-        crate::routes::orders::place_order,
-        crate::routes::orders::list_orders,
-        crate::routes::orders::get_order,
-        crate::routes::orders::cancel_order,
+        paths::place_order,
+        paths::list_orders,
+        paths::get_order,
+        paths::cancel_order,
         paths::get_openapi,
         paths::get_docs,
         paths::healthz,
         paths::readyz,
     ),
-    components(schemas(
-        Problem,
-        NewUser,
-        User,
-        NewSession,
-        Session,
-        Jwks,
-        Product,
-        ProductPage,
-        Cart,
-        CartItem,
-        SetQuantity,
-        crate::routes::orders::Order,
-        crate::routes::orders::OrderLine,
-        crate::routes::orders::OrderStatus,
-        crate::routes::orders::OrderPage,
-    )),
-    modifiers(&BearerAuth),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth, &EdgeResponses),
     tags(
         (name = "users", description = "Registration, login and the current user"),
         (name = "catalog", description = "Products"),
@@ -83,160 +79,121 @@ impl Modify for BearerAuth {
     }
 }
 
-/// An RFC 9457 problem details body (`application/problem+json`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Problem {
-    /// A URI reference naming the kind of problem (`about:blank` when the status says it all).
-    #[schema(rename = "type", example = "/problems/validation")]
-    kind: String,
-    /// A short summary of the kind of problem.
-    title: String,
-    /// The HTTP status code.
-    status: u16,
-    /// What went wrong with this request.
-    detail: Option<String>,
-    /// Field name to message, on validation failures (422).
-    errors: Option<std::collections::BTreeMap<String, String>>,
+/// Adds to each operation of [`ROUTES`] the problem responses that do not
+/// depend on the operation but on its kind; a response the operation
+/// describes itself is kept.
+struct EdgeResponses;
+
+impl Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            for route in ROUTES.iter().filter(|route| route.path == path.as_str()) {
+                if let Some(operation) = operation_mut(item, route) {
+                    for (status, description) in edge_responses(route, operation) {
+                        operation
+                            .responses
+                            .responses
+                            .entry(status.to_string())
+                            .or_insert_with(|| problem_response(status, description));
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// A registration.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct NewUser {
-    /// 3–32 letters, digits, `_`, `-` or `.`; unique, case-insensitively.
-    #[schema(example = "alice")]
-    username: String,
-    /// Unique, case-insensitively.
-    #[schema(example = "alice@example.com")]
-    email: String,
-    /// At least 8 characters.
-    password: String,
+fn operation_mut<'a>(item: &'a mut PathItem, route: &Route) -> Option<&'a mut Operation> {
+    use crate::routes::Verb;
+    match route.verb {
+        Verb::Get => item.get.as_mut(),
+        Verb::Post => item.post.as_mut(),
+        Verb::Put => item.put.as_mut(),
+        Verb::Delete => item.delete.as_mut(),
+    }
 }
 
-/// A user.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct User {
-    /// The user id.
-    id: uuid::Uuid,
-    /// The username.
-    username: String,
-    /// The email address.
-    email: String,
-    /// When the user registered (RFC 3339).
-    created_at: String,
+/// The statuses the gateway (or any service behind it) can answer
+/// `operation` with, whatever the operation does.
+fn edge_responses(route: &Route, operation: &Operation) -> Vec<(u16, &'static str)> {
+    // The edge layers, in front of every route of the table.
+    let mut responses = vec![
+        (414, "The URI is too long"),
+        (431, "The request headers are too large"),
+        (
+            429,
+            "Rate limited: too many requests from this client (see `Retry-After`)",
+        ),
+        (
+            503,
+            "The gateway is overloaded, or a service this needs is unavailable (see `Retry-After`)",
+        ),
+        (504, "The request's deadline passed before an answer"),
+    ];
+    if route.access == Access::Bearer {
+        responses.push((401, "Missing, invalid or expired bearer token"));
+    }
+    if matches!(route.target, Target::Proxy(_) | Target::Orders(_)) {
+        responses.push((
+            500,
+            "An unexpected error in a service (details only in its log)",
+        ));
+        responses.push((502, "A service this needs failed or answered badly"));
+    }
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    let located = |wanted: utoipa::openapi::path::ParameterIn| {
+        parameters
+            .iter()
+            .any(|parameter| matches!(parameter, RefOr::T(p) if p.parameter_in == wanted))
+    };
+    if located(utoipa::openapi::path::ParameterIn::Path) {
+        responses.push((400, "A malformed path parameter (an id that is not a UUID)"));
+        responses.push((
+            404,
+            "Nothing has this id (for orders: no order of the caller's)",
+        ));
+    }
+    if located(utoipa::openapi::path::ParameterIn::Query) {
+        responses.push((400, "An unknown or malformed query parameter"));
+        responses.push((422, "An invalid query parameter (the problem names it)"));
+    }
+    if operation.request_body.is_some() {
+        responses.extend([
+            (400, "Malformed JSON, or a body that could not be read"),
+            (413, "The body is larger than the limit"),
+            (415, "The body is not `application/json`"),
+            (
+                422,
+                "Well-formed JSON of the wrong shape, or invalid fields (the problem names them)",
+            ),
+        ]);
+    }
+    responses
 }
 
-/// A login.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct NewSession {
-    /// Username or email.
-    login: String,
-    /// The password.
-    password: String,
+fn problem_response(status: u16, description: &str) -> RefOr<Response> {
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        Content::new(Some(Ref::from_schema_name("Problem"))),
+    );
+    if matches!(status, 429 | 503) {
+        response = response.header("Retry-After", Header::new(Object::with_type(Type::Integer)));
+    }
+    RefOr::T(response.build())
 }
 
-/// An access token.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Session {
-    /// A JWT (EdDSA) to send as `Authorization: Bearer <token>`.
-    access_token: String,
-    /// Always `Bearer`.
-    #[schema(example = "Bearer")]
-    token_type: String,
-    /// Seconds until the token expires.
-    expires_in: u64,
-}
-
-/// The token-signing public keys (RFC 7517 JWK set).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Jwks {
-    /// Ed25519 public keys (`kty` `OKP`, `crv` `Ed25519`) with their `kid`.
-    keys: Vec<serde_json::Value>,
-}
-
-/// A product.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Product {
-    /// The product id.
-    id: uuid::Uuid,
-    /// The stock keeping unit.
-    sku: String,
-    /// The display name.
-    name: String,
-    /// A longer description, plain text.
-    description: String,
-    /// Unit price in minor units of `currency`.
-    price_cents: i64,
-    /// ISO 4217 code.
-    #[schema(example = "EUR")]
-    currency: String,
-    /// A path to the product image, relative to the shop's static files.
-    image: Option<String>,
-}
-
-/// One page of products.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ProductPage {
-    /// The products of this page, by id.
-    items: Vec<Product>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
-/// The caller's cart, priced by the catalog now.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Cart {
-    /// The lines.
-    items: Vec<CartItem>,
-    /// Sum of the line totals.
-    total_cents: i64,
-    /// ISO 4217 code.
-    currency: String,
-    /// Changes on every change of the cart.
-    version: i64,
-}
-
-/// A cart line.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CartItem {
-    /// The product.
-    product_id: uuid::Uuid,
-    /// Its name, from the catalog.
-    name: String,
-    /// Its price, from the catalog (never from the client).
-    unit_price_cents: i64,
-    /// 1–99.
-    quantity: i64,
-    /// `unit_price_cents × quantity`.
-    line_total_cents: i64,
-}
-
-/// The quantity to set.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SetQuantity {
-    /// 1–99.
-    #[schema(minimum = 1, maximum = 99)]
-    quantity: i64,
-}
-
-/// Documentation-only descriptions of the routes the gateway forwards
-/// (the services hold the handlers) and of the routes it serves itself
-/// outside the route table.
+/// Documentation-only descriptions of the public operations: the routes the
+/// gateway forwards (the services hold the handlers), the orders facade
+/// (its handlers are in [`crate::routes::orders`]) and the routes it serves
+/// itself outside the route table. Each lists the answers particular to it;
+/// [`EdgeResponses`] adds the rest.
 #[allow(clippy::unused_async)]
 pub mod paths {
-    use super::{
-        Cart, Jwks, NewSession, NewUser, Problem, ProductPage, Session, SetQuantity, User,
-    };
+    use shop_api::cart::{Cart, SetQuantity};
+    use shop_api::catalog::{Product, ProductPage, ProductQuery};
+    use shop_api::orders::{Order, OrderPage, OrderQuery};
+    use shop_api::users::{Jwks, NewSession, NewUser, Session, User};
+    use shop_api::{OrderId, ProductId};
+    use shop_common::error::Problem;
 
     /// Register a user.
     #[utoipa::path(post, path = "/api/users", tag = "users",
@@ -244,16 +201,12 @@ pub mod paths {
         responses(
             (status = 201, description = "Registered", body = User),
             (status = 409, description = "Username or email taken", body = Problem, content_type = "application/problem+json"),
-            (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         ))]
     pub fn create_user() {}
 
     /// The current user.
     #[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
-        responses(
-            (status = 200, description = "The caller", body = User),
-            (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        ))]
+        responses((status = 200, description = "The caller", body = User)))]
     pub fn get_me() {}
 
     /// Log in: exchange credentials for an access token.
@@ -262,7 +215,6 @@ pub mod paths {
         responses(
             (status = 200, description = "Logged in", body = Session),
             (status = 401, description = "Bad credentials (the same answer for an unknown user)", body = Problem, content_type = "application/problem+json"),
-            (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"),
         ))]
     pub fn create_session() {}
 
@@ -273,63 +225,81 @@ pub mod paths {
 
     /// List products (paged), or look several up by id.
     #[utoipa::path(get, path = "/api/products", tag = "catalog",
-        params(
-            ("limit" = Option<u32>, Query, description = "Page size, 1–100 (default 20)"),
-            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-            ("ids" = Option<String>, Query, description = "Comma-separated product ids (at most 100); not with limit/cursor"),
-        ),
-        responses(
-            (status = 200, description = "A page of products", body = ProductPage),
-            (status = 400, description = "Unknown query parameter", body = Problem, content_type = "application/problem+json"),
-            (status = 422, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
-        ))]
+        params(ProductQuery),
+        responses((status = 200, description = "A page of products", body = ProductPage)))]
     pub fn list_products() {}
 
     /// One product.
     #[utoipa::path(get, path = "/api/products/{id}", tag = "catalog",
-        params(("id" = String, Path, description = "Product id (UUID)")),
+        params(("id" = ProductId, Path, description = "The product id")),
         responses(
-            (status = 200, description = "The product", body = super::Product),
-            (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+            (status = 200, description = "The product", body = Product),
         ))]
     pub fn get_product() {}
 
     /// The caller's cart.
     #[utoipa::path(get, path = "/api/cart", tag = "cart", security(("bearer" = [])),
-        responses(
-            (status = 200, description = "The cart", body = Cart),
-            (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        ))]
+        responses((status = 200, description = "The cart", body = Cart)))]
     pub fn get_cart() {}
 
     /// Empty the caller's cart.
     #[utoipa::path(delete, path = "/api/cart", tag = "cart", security(("bearer" = [])),
-        responses(
-            (status = 204, description = "Emptied"),
-            (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        ))]
+        responses((status = 204, description = "Emptied")))]
     pub fn delete_cart() {}
 
     /// Set the quantity of a product in the cart (idempotent).
     #[utoipa::path(put, path = "/api/cart/items/{product_id}", tag = "cart", security(("bearer" = [])),
-        params(("product_id" = String, Path, description = "Product id (UUID)")),
+        params(("product_id" = ProductId, Path, description = "The product id")),
         request_body = SetQuantity,
         responses(
             (status = 200, description = "The updated cart", body = Cart),
-            (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-            (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-            (status = 422, description = "Invalid quantity", body = Problem, content_type = "application/problem+json"),
         ))]
     pub fn put_cart_item() {}
 
     /// Remove a product from the cart.
     #[utoipa::path(delete, path = "/api/cart/items/{product_id}", tag = "cart", security(("bearer" = [])),
-        params(("product_id" = String, Path, description = "Product id (UUID)")),
-        responses(
-            (status = 204, description = "Removed (or was not there)"),
-            (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        ))]
+        params(("product_id" = ProductId, Path, description = "The product id")),
+        responses((status = 204, description = "Removed (or was not there)")))]
     pub fn delete_cart_item() {}
+
+    /// Place an order from the caller's cart.
+    ///
+    /// The `Idempotency-Key` header is required: a repeat with the same key
+    /// returns the first order (200) and never places a second one.
+    #[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])),
+        params(("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,126}[!-~])?$",
+            description = "1–128 printable ASCII characters chosen by the client")),
+        responses(
+            (status = 201, description = "Placed", body = Order, headers(("Location" = String, description = "The order's URL"))),
+            (status = 200, description = "A repeat of an earlier request with the same key: the first order", body = Order),
+            (status = 400, description = "No Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+            (status = 409, description = "The cart is empty", body = Problem, content_type = "application/problem+json"),
+            (status = 422, description = "Invalid Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        ))]
+    pub fn place_order() {}
+
+    /// The caller's orders, newest first.
+    #[utoipa::path(get, path = "/api/orders", tag = "orders", security(("bearer" = [])),
+        params(OrderQuery),
+        responses((status = 200, description = "A page of orders", body = OrderPage)))]
+    pub fn list_orders() {}
+
+    /// One of the caller's orders; another user's order is 404.
+    #[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", security(("bearer" = [])),
+        params(("id" = OrderId, Path, description = "The order id")),
+        responses(
+            (status = 200, description = "The order", body = Order),
+        ))]
+    pub fn get_order() {}
+
+    /// Cancel one of the caller's placed orders.
+    #[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+        params(("id" = OrderId, Path, description = "The order id")),
+        responses(
+            (status = 200, description = "The cancelled order", body = Order),
+            (status = 409, description = "Not cancellable (already cancelled)", body = Problem, content_type = "application/problem+json"),
+        ))]
+    pub fn cancel_order() {}
 
     /// This document.
     #[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
@@ -360,12 +330,16 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::routes::{DOCS_PATH, PROBES, ROUTES};
+    use crate::routes::{DOCS_PATH, PROBES};
+
+    fn document() -> serde_json::Value {
+        let json = ApiDoc::openapi().to_json().expect("serialises");
+        serde_json::from_str(&json).expect("parses")
+    }
 
     #[test]
     fn the_document_lists_exactly_the_routes_served() {
-        let json = ApiDoc::openapi().to_json().expect("serialises");
-        let document: serde_json::Value = serde_json::from_str(&json).expect("parses");
+        let document = document();
         assert!(
             document["openapi"]
                 .as_str()
@@ -393,10 +367,94 @@ mod tests {
         let schemas = document["components"]["schemas"]
             .as_object()
             .expect("schemas");
-        for name in ["Problem", "Order", "Cart", "User", "ProductPage"] {
+        for name in [
+            "Problem",
+            "Order",
+            "Cart",
+            "User",
+            "ProductPage",
+            "ProductId",
+        ] {
             assert!(schemas.contains_key(name), "{name} schema");
         }
         assert!(schemas["Problem"]["properties"].get("type").is_some());
         assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    /// Every operation of the route table lists what the edge can answer
+    /// it with, and every error is a problem body.
+    #[test]
+    fn every_operation_documents_its_errors_as_problems() {
+        let document = document();
+        for route in ROUTES {
+            let method = route.verb.method().as_str().to_lowercase();
+            let operation = &document["paths"][route.path][&method];
+            let responses = operation["responses"].as_object().expect("responses");
+            let mut expected = vec!["414", "429", "431", "503", "504"];
+            if route.access == Access::Bearer {
+                expected.push("401");
+            }
+            if operation.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            if route.path.contains('{') {
+                expected.extend(["400", "404"]);
+            }
+            if route.target != Target::OpenApi {
+                expected.extend(["500", "502"]);
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {}: {status}",
+                    route.path
+                );
+            }
+            for (status, response) in responses {
+                if status.starts_with(['4', '5']) {
+                    assert_eq!(
+                        response["content"][PROBLEM_JSON]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {} {status}",
+                        route.path
+                    );
+                }
+            }
+        }
+    }
+
+    /// Ids in paths and bodies are UUIDs, and the documented constraints
+    /// are the ones the wire types state.
+    #[test]
+    fn ids_are_uuids_and_bounds_are_stated() {
+        let document = document();
+        let id = &document["components"]["schemas"]["ProductId"];
+        assert_eq!(
+            (id["type"].as_str(), id["format"].as_str()),
+            (Some("string"), Some("uuid"))
+        );
+        for (path, method) in [
+            ("/api/products/{id}", "get"),
+            ("/api/cart/items/{product_id}", "put"),
+            ("/api/orders/{id}", "get"),
+        ] {
+            let parameter = &document["paths"][path][method]["parameters"][0];
+            assert_eq!(parameter["in"], "path");
+            assert!(
+                parameter["schema"]["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("Id")),
+                "{path}: {parameter}"
+            );
+        }
+        let quantity = &document["components"]["schemas"]["SetQuantity"]["properties"]["quantity"];
+        assert_eq!(quantity["maximum"], shop_api::cart::MAX_QUANTITY);
+        let username = &document["components"]["schemas"]["NewUser"]["properties"]["username"];
+        assert_eq!(username["maxLength"], shop_api::users::USERNAME_MAX_LEN);
+        let key = &document["paths"]["/api/orders"]["post"]["parameters"][0];
+        assert_eq!(
+            key["schema"]["pattern"],
+            shop_api::orders::IDEMPOTENCY_KEY_PATTERN
+        );
     }
 }

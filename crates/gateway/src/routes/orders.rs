@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
-use serde::{Deserialize, Serialize};
+use shop_api::OrderId;
+use shop_api::orders::{MAX_LIMIT, Order, OrderLine, OrderPage, OrderQuery, OrderStatus};
 use shop_common::auth::unauthorized;
 use shop_common::error::{ErrorChain, Problem};
 use shop_common::extract::{Path, Query};
@@ -18,84 +19,12 @@ use shop_discovery::error::UPSTREAM_PROBLEM_TYPE;
 use shop_discovery::{CallError, Deadline, Idempotent};
 use shop_proto::orders::v1 as pb;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use utoipa::ToSchema;
 
 use crate::middleware::trace_context::TRACEPARENT;
 use crate::state::AppState;
 
 /// The header carrying the client's idempotency key of `POST /api/orders`.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// Most orders per page.
-const MAX_PAGE: i32 = 100;
-
-/// An order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Order {
-    /// The order id (UUID v7).
-    #[schema(format = Uuid)]
-    pub id: String,
-    /// The owner.
-    #[schema(format = Uuid)]
-    pub user_id: String,
-    /// `placed` or `cancelled`.
-    pub status: OrderStatus,
-    /// What was ordered, priced when the order was placed.
-    pub lines: Vec<OrderLine>,
-    /// Sum of the line totals.
-    pub total_cents: i64,
-    /// ISO 4217 code.
-    #[schema(example = "EUR")]
-    pub currency: String,
-    /// When the order was placed (RFC 3339, UTC).
-    pub created_at: String,
-    /// When the order last changed (RFC 3339, UTC).
-    pub updated_at: String,
-}
-
-/// The state of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderStatus {
-    /// Placed; may still be cancelled.
-    Placed,
-    /// Cancelled.
-    Cancelled,
-}
-
-/// An order line.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrderLine {
-    /// The product.
-    #[schema(format = Uuid)]
-    pub product_id: String,
-    /// Its name when ordered.
-    pub name: String,
-    /// Its price when ordered.
-    pub unit_price_cents: i64,
-    /// How many.
-    pub quantity: i64,
-    /// `unit_price_cents × quantity`.
-    pub line_total_cents: i64,
-}
-
-/// One page of the caller's orders, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrderPage {
-    /// The orders of this page.
-    pub items: Vec<Order>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// The query of `GET /api/orders`; values stay text so a bad one is a 422
-/// naming it, and an unknown parameter is a 400.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
 
 /// What a facade call carries from the HTTP request into gRPC: the
 /// headers to pass on (reference-counted copies) and the deadline.
@@ -142,21 +71,8 @@ fn pass_on(metadata: &mut MetadataMap, key: &'static str, value: Option<&HeaderV
     }
 }
 
-/// Place an order from the caller's cart.
-///
-/// The `Idempotency-Key` header is required: a repeat with the same key
-/// returns the first order (200) and never places a second one.
-#[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1–128 printable ASCII characters chosen by the client")),
-    responses(
-        (status = 201, description = "Placed", body = Order, headers(("Location" = String, description = "The order's URL"))),
-        (status = 200, description = "A repeat of an earlier request with the same key: the first order", body = Order),
-        (status = 400, description = "No Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The cart is empty", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Orders or cart unavailable", body = crate::openapi::Problem, content_type = "application/problem+json"),
-    ))]
+/// Place an order from the caller's cart; the `Idempotency-Key` header is
+/// required, and a repeat with the same key returns the first order (200).
 pub async fn place_order(
     State(state): State<AppState>,
     call: CallContext,
@@ -171,7 +87,7 @@ pub async fn place_order(
         Ok(answer) => answer.into_inner(),
         Err(status) => return status_problem(&status).into_response(),
     };
-    let Some(order) = answer.order.and_then(|order| Order::try_from(order).ok()) else {
+    let Some(order) = answer.order.and_then(|order| order_from_pb(order).ok()) else {
         return bad_answer("PlaceOrder returned no valid order").into_response();
     };
     if answer.created {
@@ -187,36 +103,23 @@ pub async fn place_order(
 }
 
 /// The caller's orders, newest first.
-#[utoipa::path(get, path = "/api/orders", tag = "orders", security(("bearer" = [])),
-    params(
-        ("limit" = Option<i32>, Query, description = "Page size, 1–100 (default 20)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-    ),
-    responses(
-        (status = 200, description = "A page of orders", body = OrderPage),
-        (status = 400, description = "Unknown query parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
-    ))]
 pub async fn list_orders(
     State(state): State<AppState>,
     call: CallContext,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<OrderQuery>,
 ) -> Response {
     let page_size = match query.limit.as_deref().map(str::parse::<i32>) {
         None => 0,
-        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+        Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
         Some(_) => {
-            return Problem::validation(
-                [(
-                    "limit".to_owned(),
-                    format!("must be a number from 1 to {MAX_PAGE}"),
-                )]
-                .into(),
-            )
-            .into_response();
+            return invalid("limit", format!("must be a number from 1 to {MAX_LIMIT}"));
         }
     };
+    // An empty token means "the first page" to orders; from a client it is
+    // not a cursor any page returned.
+    if query.cursor.as_deref() == Some("") {
+        return invalid("cursor", "is not a cursor from a previous page".to_owned());
+    }
     let mut request = call.request(pb::ListOrdersRequest {
         page_size,
         page_token: query.cursor.unwrap_or_default(),
@@ -226,7 +129,7 @@ pub async fn list_orders(
         Ok(answer) => answer.into_inner(),
         Err(status) => return status_problem(&status).into_response(),
     };
-    let items: Result<Vec<Order>, _> = answer.orders.into_iter().map(Order::try_from).collect();
+    let items: Result<Vec<Order>, _> = answer.orders.into_iter().map(order_from_pb).collect();
     let Ok(items) = items else {
         return bad_answer("ListOrders returned an invalid order").into_response();
     };
@@ -234,46 +137,39 @@ pub async fn list_orders(
     Json(OrderPage { items, next_cursor }).into_response()
 }
 
+/// 422 naming the one invalid query parameter.
+fn invalid(name: &str, message: String) -> Response {
+    Problem::validation([(name.to_owned(), message)].into()).into_response()
+}
+
 /// One of the caller's orders; another user's order is 404.
-#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Order id (UUID)")),
-    responses(
-        (status = 200, description = "The order", body = Order),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order of the caller", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed id", body = crate::openapi::Problem, content_type = "application/problem+json"),
-    ))]
 pub async fn get_order(
     State(state): State<AppState>,
     call: CallContext,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
 ) -> Response {
-    let mut request = call.request(pb::GetOrderRequest { order_id: id });
+    let mut request = call.request(pb::GetOrderRequest {
+        order_id: id.to_string(),
+    });
     request.extensions_mut().insert(Idempotent);
     order_response(state.orders.clone().get_order(request).await)
 }
 
 /// Cancel one of the caller's placed orders.
-#[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Order id (UUID)")),
-    responses(
-        (status = 200, description = "The cancelled order", body = Order),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order of the caller", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not cancellable (already cancelled)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-    ))]
 pub async fn cancel_order(
     State(state): State<AppState>,
     call: CallContext,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
 ) -> Response {
-    let request = call.request(pb::CancelOrderRequest { order_id: id });
+    let request = call.request(pb::CancelOrderRequest {
+        order_id: id.to_string(),
+    });
     order_response(state.orders.clone().cancel_order(request).await)
 }
 
 fn order_response(answer: Result<tonic::Response<pb::Order>, tonic::Status>) -> Response {
     match answer {
-        Ok(order) => match Order::try_from(order.into_inner()) {
+        Ok(order) => match order_from_pb(order.into_inner()) {
             Ok(order) => Json(order).into_response(),
             Err(reason) => bad_answer(reason).into_response(),
         },
@@ -307,36 +203,42 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-impl TryFrom<pb::Order> for Order {
-    type Error = &'static str;
-
-    fn try_from(order: pb::Order) -> Result<Self, Self::Error> {
-        let status = match pb::OrderStatus::try_from(order.status) {
-            Ok(pb::OrderStatus::Placed) => OrderStatus::Placed,
-            Ok(pb::OrderStatus::Cancelled) => OrderStatus::Cancelled,
-            _ => return Err("an order without a valid status"),
-        };
-        Ok(Self {
-            id: order.id,
-            user_id: order.user_id,
-            status,
-            lines: order
-                .lines
-                .into_iter()
-                .map(|line| OrderLine {
-                    product_id: line.product_id,
-                    name: line.name,
-                    unit_price_cents: line.unit_price_cents,
-                    quantity: line.quantity,
-                    line_total_cents: line.line_total_cents,
-                })
-                .collect(),
-            total_cents: order.total_cents,
-            currency: order.currency,
-            created_at: rfc3339(order.created_at.as_ref()).ok_or("an order without created_at")?,
-            updated_at: rfc3339(order.updated_at.as_ref()).ok_or("an order without updated_at")?,
+/// The API's order from the gRPC one; an answer that does not fit the API
+/// (no valid status, an id that is not a UUID, no timestamps) is an error.
+fn order_from_pb(order: pb::Order) -> Result<Order, &'static str> {
+    let status = match pb::OrderStatus::try_from(order.status) {
+        Ok(pb::OrderStatus::Placed) => OrderStatus::Placed,
+        Ok(pb::OrderStatus::Cancelled) => OrderStatus::Cancelled,
+        _ => return Err("an order without a valid status"),
+    };
+    let lines = order
+        .lines
+        .into_iter()
+        .map(|line| {
+            Ok(OrderLine {
+                product_id: uuid(&line.product_id, "a line with a malformed product id")?,
+                name: line.name,
+                unit_price_cents: line.unit_price_cents,
+                quantity: line.quantity,
+                line_total_cents: line.line_total_cents,
+            })
         })
-    }
+        .collect::<Result<_, &'static str>>()?;
+    Ok(Order {
+        id: uuid(&order.id, "an order with a malformed id")?,
+        user_id: uuid(&order.user_id, "an order with a malformed user id")?,
+        status,
+        lines,
+        total_cents: order.total_cents,
+        currency: order.currency,
+        created_at: rfc3339(order.created_at.as_ref()).ok_or("an order without created_at")?,
+        updated_at: rfc3339(order.updated_at.as_ref()).ok_or("an order without updated_at")?,
+    })
+}
+
+/// One of the id types, from its text in a gRPC answer.
+fn uuid<T: std::str::FromStr>(text: &str, problem: &'static str) -> Result<T, &'static str> {
+    text.parse().map_err(|_| problem)
 }
 
 fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> Option<String> {
@@ -465,10 +367,10 @@ mod tests {
     fn orders_convert_with_rfc3339_times() {
         let order = pb::Order {
             id: "0190c9f0-0000-7000-8000-000000000001".to_owned(),
-            user_id: "u".to_owned(),
+            user_id: "0190c9f0-0000-7000-8000-0000000000aa".to_owned(),
             status: pb::OrderStatus::Cancelled as i32,
             lines: vec![pb::OrderLine {
-                product_id: "p".to_owned(),
+                product_id: "0190c9f0-0000-7000-8000-0000000000bb".to_owned(),
                 name: "Mug".to_owned(),
                 unit_price_cents: 450,
                 quantity: 2,
@@ -485,12 +387,23 @@ mod tests {
                 nanos: 500_000_000,
             }),
         };
-        let json = serde_json::to_value(Order::try_from(order).expect("valid")).expect("json");
+        let json =
+            serde_json::to_value(order_from_pb(order.clone()).expect("valid")).expect("json");
         assert_eq!(json["status"], "cancelled");
         assert_eq!(json["created_at"], "2023-11-14T22:13:20Z");
         assert_eq!(json["updated_at"], "2023-11-14T22:13:21.500Z");
         assert_eq!(json["lines"][0]["line_total_cents"], 900);
+        assert_eq!(json["user_id"], "0190c9f0-0000-7000-8000-0000000000aa");
+        assert_eq!(
+            json["lines"][0]["product_id"],
+            "0190c9f0-0000-7000-8000-0000000000bb"
+        );
         let unspecified = pb::Order::default();
-        assert!(Order::try_from(unspecified).is_err());
+        assert!(order_from_pb(unspecified).is_err());
+        let malformed = pb::Order {
+            user_id: "u".to_owned(),
+            ..order
+        };
+        assert!(order_from_pb(malformed).is_err(), "ids are UUIDs");
     }
 }
