@@ -29,6 +29,29 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# venv_install DIR REQ...: a Python virtualenv in DIR/venv (python3 and
+# python3-venv from apt when missing) holding the pinned REQs
+# (`name==version`); installs only those missing or at another version, and
+# puts the virtualenv's bin first on PATH. Tools stay in DIR between runs.
+venv_install() {
+    local dir=$1 py="$1/venv/bin/python" req missing=()
+    shift
+    if ! "$py" -m pip --version >/dev/null 2>&1; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+        mkdir -p "$dir"
+        python3 -m venv "$dir/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$dir/venv"; }
+    fi
+    for req in "$@"; do
+        [ "$("$py" -m pip show "${req%%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${req##*==}" ] || missing+=("$req")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "pip install ${missing[*]}"
+        "$py" -m pip install -q --disable-pip-version-check "${missing[@]}"
+    fi
+    PATH="$dir/venv/bin:$PATH"
+    export PATH
+}
+
 # pg_bindir: the newest installed PostgreSQL server's bin directory.
 pg_bindir() {
     local dir

