@@ -2,7 +2,7 @@
 //! one query path, unique violations, readiness.
 
 use shop_common::config::DatabaseSettings;
-use shop_common::db::{Backend, Db, DbError, unique_violation};
+use shop_common::db::{Backend, Db, DbError, parse_column, unique_violation};
 use shop_common::health::{Readiness, ReadinessCheck};
 use shop_testkit::{Engine, databases};
 use sqlx::Row;
@@ -79,20 +79,17 @@ async fn sqlite_files_and_directories_are_created_with_wal() {
         .await
         .expect("connect");
     assert!(path.is_file());
-    let mode: String = sqlx::query("PRAGMA journal_mode")
-        .fetch_one(db.pool())
-        .await
-        .expect("pragma")
-        .try_get(0)
-        .expect("column");
-    assert_eq!(mode.to_lowercase(), "wal");
-    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
-        .fetch_one(db.pool())
-        .await
-        .expect("pragma")
-        .try_get(0)
-        .expect("column");
-    assert_eq!(fk, 1);
+    for (pragma, want) in [("journal_mode", "wal"), ("foreign_keys", "1")] {
+        let row = sqlx::query(&format!("PRAGMA {pragma}"))
+            .fetch_one(db.pool())
+            .await
+            .expect("pragma");
+        let value: String = match row.try_get::<i64, _>(0) {
+            Ok(number) => number.to_string(),
+            Err(_) => row.try_get(0).expect("column"),
+        };
+        assert_eq!(value.to_lowercase(), want, "PRAGMA {pragma}");
+    }
 }
 
 #[tokio::test]
@@ -162,4 +159,59 @@ async fn a_postgres_statement_past_its_timeout_is_cancelled_but_migrations_are_n
         assert_eq!(row.get::<String, _>("t"), "200ms");
     }
     db.close().await;
+}
+
+#[tokio::test]
+async fn the_oldest_rows_go_first_in_bounded_deletes_and_counts_and_ids_read_back() {
+    for test_db in databases().await {
+        let engine = test_db.engine;
+        let db = Db::connect(&DatabaseSettings::new(&test_db.url))
+            .await
+            .expect("connect");
+        db.migrate(&MIGRATOR).await.expect("migrate");
+        // `name` plays the timestamp: text order is time order.
+        for (id, stamp) in [("3", "2003"), ("1", "2001"), ("2", "2002"), ("4", "2004")] {
+            sqlx::query("INSERT INTO items (id, name) VALUES ($1, $2)")
+                .bind(id)
+                .bind(stamp)
+                .execute(db.pool())
+                .await
+                .expect("insert");
+        }
+        let ids = async || -> Vec<u32> {
+            let rows = sqlx::query("SELECT id FROM items ORDER BY id")
+                .fetch_all(db.pool())
+                .await
+                .expect("select");
+            rows.iter()
+                .map(|row| parse_column(row, "id").expect("a number"))
+                .collect()
+        };
+
+        let delete = |limit| db.delete_oldest("items", "id", "name", "2004", limit);
+        assert_eq!(delete(1).await.expect("delete"), 1, "{engine}");
+        assert_eq!(ids().await, [2, 3, 4], "{engine}: the oldest went first");
+        assert_eq!(delete(5).await.expect("delete"), 2, "{engine}");
+        assert_eq!(ids().await, [4], "{engine}: a row at the cut-off stays");
+        assert_eq!(delete(5).await.expect("delete"), 0, "{engine}");
+
+        let count = "SELECT COUNT(*) FROM items";
+        assert_eq!(db.count(count).await.expect("count"), 1, "{engine}");
+        let row = sqlx::query("SELECT name FROM items")
+            .fetch_one(db.pool())
+            .await
+            .expect("select");
+        assert_eq!(parse_column::<u32>(&row, "name").expect("parses"), 2004);
+        assert!(
+            matches!(
+                parse_column::<uuid::Uuid>(&row, "name"),
+                Err(sqlx::Error::Decode(_))
+            ),
+            "{engine}: text that does not parse is a decode error"
+        );
+        assert!(matches!(
+            parse_column::<u32>(&row, "nope"),
+            Err(sqlx::Error::ColumnNotFound(_))
+        ));
+    }
 }

@@ -3,7 +3,7 @@
 //! a bounded drain of both listeners, and the listener's limits against
 //! slow, idle and too many clients.
 
-#![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
+#![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -284,6 +284,17 @@ fn strict(timeout: Duration, max_connections: usize) -> ListenerLimits {
     }
 }
 
+/// A strict listener (see [`strict`]) and one raw connection to it that
+/// has sent `sent` (nothing when empty).
+async fn connected(limits: ListenerLimits, sent: &[u8]) -> (Served, TcpStream) {
+    let served = start(limits).await;
+    let mut stream = TcpStream::connect(addr(&served)).await.expect("connect");
+    if !sent.is_empty() {
+        stream.write_all(sent).await.expect("write");
+    }
+    (served, stream)
+}
+
 fn addr(served: &Served) -> String {
     served.base.trim_start_matches("http://").to_owned()
 }
@@ -305,6 +316,25 @@ async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> Option<Ve
     Some(seen)
 }
 
+/// Asserts that the server closes `stream` (`what` names it) `within` a
+/// bound far above the limit tested, and answers others afterwards; returns
+/// what the stream read.
+async fn assert_closed(
+    served: &Served,
+    stream: &mut TcpStream,
+    within: Duration,
+    what: &str,
+) -> Vec<u8> {
+    let seen = closed_by_server(stream, within)
+        .await
+        .unwrap_or_else(|| panic!("{what} stayed open"));
+    assert!(
+        fast_answers(served).await,
+        "{what}: others are served after"
+    );
+    seen
+}
+
 async fn fast_answers(served: &Served) -> bool {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -318,22 +348,17 @@ async fn fast_answers(served: &Served) -> bool {
 
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_disconnected() {
-    let served = start(strict(Duration::from_millis(300), 64)).await;
-    let mut silent = TcpStream::connect(addr(&served)).await.expect("connect");
+    let (served, mut silent) = connected(strict(Duration::from_millis(300), 64), b"").await;
     assert!(fast_answers(&served).await, "others are served meanwhile");
-    let seen = closed_by_server(&mut silent, Duration::from_secs(10)).await;
-    assert!(seen.is_some(), "a silent connection stayed open");
-    assert!(fast_answers(&served).await);
+    let silent_one = "a silent connection";
+    assert_closed(&served, &mut silent, Duration::from_secs(10), silent_one).await;
     served.stop.cancel();
 }
 
 #[tokio::test]
 async fn headers_sent_too_slowly_are_cut_off() {
-    let served = start(strict(Duration::from_millis(500), 64)).await;
-    let mut slow = TcpStream::connect(addr(&served)).await.expect("connect");
-    slow.write_all(b"GET /fast HTTP/1.1\r\nhost: test\r\n")
-        .await
-        .expect("write");
+    let limits = strict(Duration::from_millis(500), 64);
+    let (served, mut slow) = connected(limits, b"GET /fast HTTP/1.1\r\nhost: test\r\n").await;
     // One header line every 100 ms: each write is well within any idle
     // bound, but the whole header block never completes in time.
     let mut cut_off = false;
@@ -352,11 +377,11 @@ async fn headers_sent_too_slowly_are_cut_off() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = if cut_off {
-        Some(Vec::new())
+        Vec::new()
     } else {
-        closed_by_server(&mut slow, Duration::from_secs(5)).await
+        let trickling = "a connection trickling its headers for 10 s";
+        assert_closed(&served, &mut slow, Duration::from_secs(5), trickling).await
     };
-    let seen = seen.expect("a connection trickling its headers for 10 s stayed open");
     assert!(
         !String::from_utf8_lossy(&seen).contains(" 200 "),
         "the request was served: {}",
@@ -368,11 +393,8 @@ async fn headers_sent_too_slowly_are_cut_off() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let served = start(strict(Duration::from_millis(300), 64)).await;
-    let mut idle = TcpStream::connect(addr(&served)).await.expect("connect");
-    idle.write_all(b"GET /fast HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .expect("write");
+    let limits = strict(Duration::from_millis(300), 64);
+    let (served, mut idle) = connected(limits, b"GET /fast HTTP/1.1\r\nhost: test\r\n\r\n").await;
     let mut buf = [0u8; 1024];
     let n = idle.read(&mut buf).await.expect("response");
     let head = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -382,15 +404,14 @@ async fn an_idle_keep_alive_connection_is_closed() {
         "{head}"
     );
     // Kept alive after the answer, then closed once idle for the bound.
-    let seen = closed_by_server(&mut idle, Duration::from_secs(10)).await;
-    assert!(seen.is_some(), "an idle keep-alive connection stayed open");
+    let idle_one = "an idle keep-alive connection";
+    assert_closed(&served, &mut idle, Duration::from_secs(10), idle_one).await;
     served.stop.cancel();
 }
 
 #[tokio::test]
 async fn past_the_connection_cap_a_client_waits_until_one_closes() {
-    let served = start(strict(Duration::from_secs(30), 2)).await;
-    let first = TcpStream::connect(addr(&served)).await.expect("connect");
+    let (served, first) = connected(strict(Duration::from_secs(30), 2), b"").await;
     let second = TcpStream::connect(addr(&served)).await.expect("connect");
     // Let the server take both before the third arrives.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -343,13 +343,7 @@ impl Manifests {
             instances,
             env: crate::compose::last_wins(env),
             files: self.mounted_files(pod, container)?,
-            ports: container["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["containerPort"].as_u64())
-                .filter_map(|p| u16::try_from(p).ok())
-                .collect(),
+            ports: port_numbers(&container["ports"], "containerPort"),
             named_ports: container["ports"]
                 .as_array()
                 .into_iter()
@@ -516,13 +510,7 @@ impl Manifests {
                     .unwrap_or_default()
                     .to_owned(),
                 headless: s["spec"]["clusterIP"] == "None",
-                ports: s["spec"]["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p["port"].as_u64())
-                    .filter_map(|p| u16::try_from(p).ok())
-                    .collect(),
+                ports: port_numbers(&s["spec"]["ports"], "port"),
                 selector: s["spec"]["selector"]
                     .as_object()
                     .into_iter()
@@ -555,6 +543,18 @@ fn rule_admits_port(rule: &Value, workload: &Workload, port: u16) -> bool {
             }),
         }
     })
+}
+
+/// The port numbers under `key` in a list of ports (a container's
+/// `ports`, a Service's `spec.ports`); entries without one are skipped.
+fn port_numbers(ports: &Value, key: &str) -> Vec<u16> {
+    ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|port| port[key].as_u64())
+        .filter_map(|port| u16::try_from(port).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -653,30 +653,30 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
         );
     }
 
-    /// [`RENDERED`] with `from` replaced by `to`, parsed.
-    fn rendered_with(from: &str, to: &str) -> Manifests {
-        Manifests::parse(&RENDERED.replace(from, to)).expect("yaml")
+    /// The workloads of [`RENDERED`] with `from` replaced by `to`.
+    fn workloads_with(from: &str, to: &str) -> Result<Vec<Workload>, Error> {
+        Manifests::parse(&RENDERED.replace(from, to))
+            .expect("yaml")
+            .workloads()
     }
 
     #[test]
     fn command_and_args_are_read_in_order() {
-        let manifests = rendered_with(
+        let workloads = workloads_with(
             "          image: ferroshop/cart:0.1.0\n",
             "          image: ferroshop/cart:0.1.0\n          command: [serve]\n          args: ['-c', 'x=1']\n",
         );
         assert_eq!(
-            manifests.workloads().expect("resolves")[0].command,
+            workloads.expect("resolves")[0].command,
             ["serve", "-c", "x=1"]
         );
     }
 
     #[test]
     fn a_typo_in_a_config_map_fails_the_check() {
-        let manifests = rendered_with(
-            "SHOP_REGISTRY__SERVICES__USERS__PORT",
-            "SHOP_REGISTRY__SERVICES__USERS__POTR",
-        );
-        let workloads = manifests.workloads().expect("resolves");
+        let typo = "SHOP_REGISTRY__SERVICES__USERS__POTR";
+        let workloads = workloads_with("SHOP_REGISTRY__SERVICES__USERS__PORT", typo);
+        let workloads = workloads.expect("resolves");
         let problems =
             check(Service::Cart, Topology::Kubernetes, &workloads[0].env).expect_err("typo");
         assert!(problems[0].contains("potr"), "{problems:?}");
@@ -775,11 +775,9 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
 
     #[test]
     fn a_missing_config_map_is_an_error() {
-        let manifests = rendered_with(
-            "configMapRef: {name: env-abc}",
-            "configMapRef: {name: env-old}",
-        );
-        let err = manifests.workloads().expect_err("dangling reference");
+        let reference = "configMapRef: {name: env-";
+        let dangling = workloads_with(&format!("{reference}abc}}"), &format!("{reference}old}}"));
+        let err = dangling.expect_err("dangling reference");
         assert!(err.to_string().contains("ConfigMap/env-old"), "{err}");
     }
 }

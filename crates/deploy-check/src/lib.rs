@@ -590,22 +590,17 @@ mod tests {
 
     #[test]
     fn images_and_names_map_to_services() {
-        assert_eq!(
-            Service::from_name_or_image("ferroshop/users:0.1.0"),
-            Some(Service::Users)
-        );
-        assert_eq!(
-            Service::from_name_or_image("localhost/ferroshop/catalog:0.1.0"),
-            Some(Service::Catalog)
-        );
-        assert_eq!(
-            Service::from_name_or_image("reg.example:5000/ferroshop/cart@sha256:ab"),
-            Some(Service::Cart)
-        );
-        assert_eq!(
-            Service::from_name_or_image("shop-orders"),
-            Some(Service::Orders)
-        );
-        assert_eq!(Service::from_name_or_image("postgres:17-bookworm"), None);
+        for (name, service) in [
+            ("ferroshop/users:0.1.0", Some(Service::Users)),
+            ("localhost/ferroshop/catalog:0.1.0", Some(Service::Catalog)),
+            (
+                "reg.example:5000/ferroshop/cart@sha256:ab",
+                Some(Service::Cart),
+            ),
+            ("shop-orders", Some(Service::Orders)),
+            ("postgres:17-bookworm", None),
+        ] {
+            assert_eq!(Service::from_name_or_image(name), service, "{name}");
+        }
     }
 }

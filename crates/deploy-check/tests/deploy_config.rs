@@ -202,13 +202,7 @@ fn every_compose_service_starts_with_its_environment() {
         1,
         "cart and orders must share one internal service token"
     );
-    for service in Service::ALL {
-        assert!(
-            seen.contains_key(&service),
-            "compose runs no {}",
-            service.name()
-        );
-    }
+    assert_every_service("compose runs no", |service| seen.contains_key(&service));
     assert_eq!(
         seen[&Service::Cart].len(),
         2,
@@ -378,22 +372,15 @@ fn every_kubernetes_workload_starts_with_its_environment() {
             for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
                 assert!(container[probe].is_object(), "{id}: no {probe}");
             }
-            assert!(
-                container["resources"]["requests"]["memory"].is_string(),
-                "{id}: no memory request"
-            );
-            assert!(
-                container["resources"]["limits"]["memory"].is_string(),
-                "{id}: no memory limit"
-            );
+            for (resources, what) in [("requests", "request"), ("limits", "limit")] {
+                assert!(
+                    container["resources"][resources]["memory"].is_string(),
+                    "{id}: no memory {what}"
+                );
+            }
         }
-        for service in Service::ALL {
-            assert!(
-                seen.contains(&service),
-                "{target} deploys no {}",
-                service.name()
-            );
-        }
+        let deploys = format!("{target} deploys no");
+        assert_every_service(&deploys, |service| seen.contains(&service));
     }
 }
 
@@ -783,5 +770,13 @@ fn kubernetes_names_every_image_by_the_same_scheme_as_compose() {
             assert_eq!(workload.image, image_name(prefix, service), "{id}");
         }
         assert_eq!(seen.len(), Service::ALL.len(), "{target} runs {seen:?}");
+    }
+}
+
+/// Asserts `holds` of every service; `missing` starts the failure message
+/// (`"compose runs no"`), which ends with the service's name.
+fn assert_every_service(missing: &str, holds: impl Fn(Service) -> bool) {
+    for service in Service::ALL {
+        assert!(holds(service), "{missing} {}", service.name());
     }
 }

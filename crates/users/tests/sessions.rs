@@ -37,8 +37,7 @@ async fn login_by_username_or_email_issues_a_bearer_token() {
 #[tokio::test]
 async fn unknown_users_and_wrong_passwords_get_the_same_answer() {
     for app in apps().await {
-        app.register("dave", "dave@example.com", "correct horse battery")
-            .await;
+        app.register_as("dave").await;
         let wrong = app.login("dave", "wrong horse battery").await;
         let unknown = app.login("nobody", "wrong horse battery").await;
         assert_eq!(
@@ -64,8 +63,7 @@ async fn unknown_users_and_wrong_passwords_get_the_same_answer() {
 #[tokio::test]
 async fn failed_logins_are_rate_limited_per_client_and_login() {
     let app = spawn_app(TestDatabase::sqlite()).await;
-    app.register("erin", "erin@example.com", "correct horse battery")
-        .await;
+    app.register_as("erin").await;
     for attempt in 0..5 {
         assert_eq!(
             app.login("erin", "wrong horse battery").await.status(),
@@ -76,8 +74,7 @@ async fn failed_logins_are_rate_limited_per_client_and_login() {
     let limited = app.login("Erin", "correct horse battery").await;
     assert_limited(limited, 300, "sixth attempt, even with the right password").await;
 
-    app.register("frank", "frank@example.com", "correct horse battery")
-        .await;
+    app.register_as("frank").await;
     assert_eq!(
         app.login("frank", "correct horse battery").await.status(),
         200,
@@ -88,8 +85,7 @@ async fn failed_logins_are_rate_limited_per_client_and_login() {
 #[tokio::test]
 async fn a_successful_login_resets_the_failure_count() {
     let app = spawn_app(TestDatabase::sqlite()).await;
-    app.register("gina", "gina@example.com", "correct horse battery")
-        .await;
+    app.register_as("gina").await;
     for round in 0..3 {
         for _ in 0..4 {
             assert_eq!(app.login("gina", "wrong horse battery").await.status(), 401);
@@ -186,8 +182,7 @@ async fn behind_the_gateway_failures_count_per_resolved_client_address() {
         settings.login_limit.trust_forwarded_for = true;
     })
     .await;
-    app.register("ivy", "ivy@example.com", "correct horse battery")
-        .await;
+    app.register_as("ivy").await;
     let attempt = |client_ip: &'static str, forwarded_for: &'static str| {
         let request = app.login_request("ivy", "wrong horse battery");
         send(
@@ -222,8 +217,7 @@ async fn concurrent_wrong_guesses_are_limited_before_any_is_verified() {
         settings.login_limit.max_failures = LIMIT;
     })
     .await;
-    app.register("jack", "jack@example.com", "correct horse battery")
-        .await;
+    app.register_as("jack").await;
     let passwords: Vec<String> = (0..50).map(|i| format!("wrong horse {i}")).collect();
     let guesses = passwords.iter().map(|password| app.login("jack", password));
     let mut verified = 0;
@@ -262,8 +256,7 @@ async fn guesses_at_one_account_are_limited_together_across_logins_and_clients()
     .await;
     app.register("kate", "Kate@example.com", "correct horse battery")
         .await;
-    app.register("liam", "liam@example.com", "correct horse battery")
-        .await;
+    app.register_as("liam").await;
     // Each (client, login) pair guesses once, far below the per-client limit
     // of 5: only a per-account count can stop this spraying.
     let sprayers = ["198.51.100.1", "198.51.100.2", "198.51.100.3"];
@@ -339,8 +332,7 @@ async fn any_password_that_registers_can_log_in_and_overlong_ones_just_fail() {
         }
         assert!(registered >= 3, "{}: {registered}", app.engine);
 
-        app.register("mona", "mona@example.com", "correct horse battery")
-            .await;
+        app.register_as("mona").await;
         let wrong = assert_problem(
             app.login("mona", "wrong horse battery").await,
             401,
@@ -362,8 +354,7 @@ async fn any_password_that_registers_can_log_in_and_overlong_ones_just_fail() {
 #[tokio::test]
 async fn the_token_response_is_never_stored() {
     let app = spawn_app(TestDatabase::sqlite()).await;
-    app.register("nina", "nina@example.com", "correct horse battery")
-        .await;
+    app.register_as("nina").await;
     let response = app.login("nina", "correct horse battery").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");

@@ -15,6 +15,9 @@ use shop_users::login_limit::LoginLimitSettings;
 use shop_users::routes::CLIENT_IP_HEADER;
 use shop_users::{Application, Settings};
 
+/// The password the helpers register with.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// A running users service: the shared [`TestService`] handle (URLs, client,
 /// database; stopped when dropped) and the service's token issuer.
 pub struct TestApp {
@@ -111,15 +114,19 @@ impl TestApp {
         .await
     }
 
+    /// Registers `username` (`username@example.com`, [`PASSWORD`]),
+    /// asserting a 201.
+    pub async fn register_as(&self, username: &str) {
+        let email = format!("{username}@example.com");
+        let registered = self.register(username, &email, PASSWORD).await;
+        assert_eq!(registered.status(), 201, "{}: {username}", self.engine);
+    }
+
     /// Registers `username` and logs in; returns the access token.
     pub async fn token_for(&self, username: &str) -> String {
-        let password = "correct horse battery";
-        let registered = self
-            .register(username, &format!("{username}@example.com"), password)
-            .await;
-        assert_eq!(registered.status(), 201, "{}", self.engine);
+        self.register_as(username).await;
         let session: Value = self
-            .login(username, password)
+            .login(username, PASSWORD)
             .await
             .json()
             .await
