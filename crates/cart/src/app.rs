@@ -9,19 +9,16 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use shop_common::auth::TokenVerifier;
 use shop_common::config::RetentionSettings;
-use shop_common::db::{self, Db};
+use shop_common::db;
 use shop_common::error::ErrorChain;
 use shop_discovery::{JwksSource, UpstreamClient};
-use shop_runtime::{Context, Parts, Service, StartError, StopAt, Worker};
+use shop_runtime::{Context, Parts, Service, Spec, StartError, StopAt, Worker};
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
 use crate::catalog::CatalogClient;
 use crate::routes::{self, AppState};
 use crate::store::{CartStore, MIGRATOR};
-
-/// The service name in discovery, logs and metrics.
-pub const SERVICE: &str = "cart";
 
 /// Largest request body; cart requests are tiny.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -31,32 +28,22 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const APPLIED_ORDERS_PURGED: &str = "cart_applied_orders_purged_total";
 
 /// The cart service (see [`shop_runtime`] for its lifecycle).
-#[derive(Debug)]
 pub struct Cart;
-
-/// A cart service that is bound, registered and ready to run.
-pub type Application = shop_runtime::Application<Cart>;
-
-shop_runtime::http_service_settings!(Settings);
 
 impl Service for Cart {
     type Settings = Settings;
-    const NAME: &'static str = SERVICE;
-    const ABOUT: &'static str = "ferroshop cart service: one cart per user, priced by the catalog";
+    const SPEC: Spec = Spec::new("cart").migrated_by(&MIGRATOR);
 
     /// Opens and migrates the database, builds the catalog and users
     /// clients; beside the listener runs the purge of old applied-order
     /// records (stopped after the drain).
     async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
-        let registry = &context.registry;
-        let db = Db::connect(&settings.database).await?;
-        db.migrate(&MIGRATOR).await?;
         let catalog = CatalogClient::new(
-            UpstreamClient::new("catalog", &settings.catalog, registry)
+            UpstreamClient::new("catalog", &settings.catalog, &context.registry)
                 .map_err(StartError::upstream("catalog"))?,
             &settings.catalog_cache,
         );
-        let users = UpstreamClient::new("users", &settings.users, registry)
+        let users = UpstreamClient::new("users", &settings.users, &context.registry)
             .map_err(StartError::upstream("users"))?;
         let verifier =
             TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
@@ -70,6 +57,7 @@ impl Service for Cart {
                 "internal.service_token is not set: orders cannot clear carts (internal routes refuse every call)"
             );
         }
+        let db = context.db()?;
         let state = AppState {
             store: CartStore::new(db.clone()),
             catalog,
@@ -85,7 +73,7 @@ impl Service for Cart {
                 purge_applied_orders(store, retention, stop)
             })
         };
-        Ok((Self, Parts::http(router, db).with_worker(purge)))
+        Ok((Self, Parts::http(router, context).with_worker(purge)))
     }
 }
 

@@ -87,6 +87,8 @@ impl Default for CatalogCacheSettings {
 /// deadline and clock skew between hosts.
 pub const MIN_APPLIED_ORDER_RETENTION_SECS: u64 = 2 * 24 * 3_600;
 
+shop_runtime::http_service_settings!(Settings, database);
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

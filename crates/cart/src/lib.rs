@@ -18,6 +18,9 @@ pub mod error;
 pub mod routes;
 pub mod store;
 
-pub use app::{Application, Cart};
+pub use app::Cart;
 pub use config::Settings;
 pub use error::{Error, Result};
+
+/// A cart service that is bound, registered and ready to run.
+pub type Application = shop_runtime::Application<Cart>;

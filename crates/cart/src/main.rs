@@ -8,5 +8,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    shop_runtime::main::<shop_cart::Cart>().await
+    shop_runtime::main::<shop_cart::Cart>(env!("CARGO_PKG_DESCRIPTION")).await
 }

@@ -29,6 +29,8 @@ pub struct Settings {
     pub instance: InstanceSettings,
 }
 
+shop_runtime::http_service_settings!(Settings, database);
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

@@ -17,6 +17,9 @@ pub mod error;
 pub mod routes;
 pub mod store;
 
-pub use app::{Application, Catalog};
+pub use app::Catalog;
 pub use config::Settings;
 pub use error::{Error, Result};
+
+/// A catalog service that is bound, registered and ready to run.
+pub type Application = shop_runtime::Application<Catalog>;

@@ -8,7 +8,7 @@ use axum::Router;
 use shop_common::auth::TokenVerifier;
 use shop_common::health::Readiness;
 use shop_discovery::{JwksSource, UpstreamClient};
-use shop_runtime::{Api, Context, Parts, Service, StartError};
+use shop_runtime::{Api, Context, Parts, Service, Spec, StartError};
 use tower::ServiceBuilder;
 
 use crate::Settings;
@@ -26,22 +26,12 @@ use crate::readiness::UpstreamReady;
 use crate::routes::{self, docs};
 use crate::state::{AppState, Shared, Upstream, Upstreams};
 
-/// The service name in discovery, logs and metrics.
-pub const SERVICE: &str = "gateway";
-
 /// The gateway (see [`shop_runtime`] for its lifecycle).
-#[derive(Debug)]
 pub struct Gateway;
-
-/// A gateway that is bound, registered and ready to run.
-pub type Application = shop_runtime::Application<Gateway>;
-
-shop_runtime::http_service_settings!(Settings);
 
 impl Service for Gateway {
     type Settings = Settings;
-    const NAME: &'static str = SERVICE;
-    const ABOUT: &'static str = "ferroshop API gateway: the single public entry point";
+    const SPEC: Spec = Spec::new("gateway");
 
     /// Builds one upstream client per service and the edge layers around
     /// the routes; ready while every upstream has a healthy instance.
@@ -75,7 +65,6 @@ impl Service for Gateway {
         let parts = Parts {
             api: Api::Http(with_edge_layers(api, settings)),
             readiness,
-            db: None,
             workers: Vec::new(),
         };
         Ok((Self, parts))

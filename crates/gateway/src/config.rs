@@ -44,6 +44,8 @@ pub struct Settings {
     pub proxy: ProxySettings,
 }
 
+shop_runtime::http_service_settings!(Settings);
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

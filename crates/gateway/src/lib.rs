@@ -31,5 +31,8 @@ pub mod readiness;
 pub mod routes;
 pub mod state;
 
-pub use app::{Application, Gateway};
+pub use app::Gateway;
 pub use config::Settings;
+
+/// A gateway that is bound, registered and ready to run.
+pub type Application = shop_runtime::Application<Gateway>;

@@ -8,5 +8,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    shop_runtime::main::<shop_gateway::Gateway>().await
+    shop_runtime::main::<shop_gateway::Gateway>(env!("CARGO_PKG_DESCRIPTION")).await
 }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shop_common::auth::TokenVerifier;
-use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
+use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_common::db::Db;
 use shop_common::health::Readiness;
 use shop_discovery::{InstanceSettings, JwksSource, RegistrySettings, UpstreamClient};
 use shop_proto::orders::v1::order_service_server::OrderServiceServer;
 use shop_runtime::{
-    Api, Context, GrpcServe, Parts, Service, ServiceSettings, StartError, StopAt, Worker,
+    Api, Context, GrpcServe, Parts, Service, ServiceSettings, Spec, StartError, StopAt, Worker,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
@@ -48,11 +48,7 @@ pub const READINESS_POOL_CONNECTIONS: u32 = 1;
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The orders service (see [`shop_runtime`] for its lifecycle).
-#[derive(Debug)]
 pub struct Orders;
-
-/// An orders service that is bound, registered and ready to run.
-pub type Application = shop_runtime::Application<Orders>;
 
 impl ServiceSettings for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -71,6 +67,9 @@ impl ServiceSettings for Settings {
     fn instance(&self) -> &InstanceSettings {
         &self.instance
     }
+    fn database(&self) -> Option<&DatabaseSettings> {
+        Some(&self.database)
+    }
     /// gRPC has no `/readyz`: the admin listener answers it.
     fn probe_addr(&self) -> SocketAddr {
         self.http.addr()
@@ -79,8 +78,7 @@ impl ServiceSettings for Settings {
 
 impl Service for Orders {
     type Settings = Settings;
-    const NAME: &'static str = SERVICE;
-    const ABOUT: &'static str = "ferroshop orders service: exactly-once order placement over gRPC";
+    const SPEC: Spec = Spec::new(SERVICE).migrated_by(&MIGRATOR);
 
     /// Opens and migrates the database (and the readiness check's own
     /// pool), builds the cart and users clients and the gRPC server. Beside
@@ -89,9 +87,7 @@ impl Service for Orders {
     /// drained calls still deliver and report), and the gRPC health
     /// follower.
     async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
-        let registry = &context.registry;
-        let db = Db::connect(&settings.database).await?;
-        db.migrate(&MIGRATOR).await?;
+        let db = context.db()?;
         // The admin listener's readiness check gets a pool of its own (see
         // READINESS_POOL_CONNECTIONS).
         let mut probe = settings.database.clone();
@@ -99,10 +95,10 @@ impl Service for Orders {
         let probe_db = Db::connect(&probe).await?;
 
         let cart = CartClient::new(
-            UpstreamClient::new("cart", &settings.cart, registry)
+            UpstreamClient::new("cart", &settings.cart, &context.registry)
                 .map_err(StartError::upstream("cart"))?,
         );
-        let users = UpstreamClient::new("users", &settings.users, registry)
+        let users = UpstreamClient::new("users", &settings.users, &context.registry)
             .map_err(StartError::upstream("users"))?;
         let verifier =
             TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
@@ -195,7 +191,6 @@ impl Service for Orders {
         let parts = Parts {
             api: Api::Grpc(serve),
             readiness: Readiness::new().with_check(probe_db),
-            db: Some(db),
             workers,
         };
         Ok((Self, parts))

@@ -28,6 +28,9 @@ pub mod purge;
 pub mod relay;
 pub mod store;
 
-pub use app::{Application, Orders, READINESS_POOL_CONNECTIONS};
+pub use app::{Orders, READINESS_POOL_CONNECTIONS};
 pub use config::Settings;
 pub use error::{Error, Result};
+
+/// An orders service that is bound, registered and ready to run.
+pub type Application = shop_runtime::Application<Orders>;

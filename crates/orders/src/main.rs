@@ -8,5 +8,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    shop_runtime::main::<shop_orders::Orders>().await
+    shop_runtime::main::<shop_orders::Orders>(env!("CARGO_PKG_DESCRIPTION")).await
 }

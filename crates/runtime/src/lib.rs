@@ -26,13 +26,16 @@ use axum::Router;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use shop_common::cli::{self, Binary};
-use shop_common::config::{self, AdminSettings, ConfigError, HttpSettings, ListenerLimits};
+use shop_common::config::{
+    self, AdminSettings, ConfigError, DatabaseSettings, HttpSettings, ListenerLimits,
+};
 use shop_common::db::{Db, DbError};
 use shop_common::health::{self, Readiness};
 use shop_common::server::{self, BindError};
 use shop_discovery::{
     BuildError, InstanceSettings, Registration, Registry, RegistryError, RegistrySettings, Scheme,
 };
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +59,11 @@ pub trait ServiceSettings: DeserializeOwned + Clone + Send + Sync + 'static {
     fn registry(&self) -> &RegistrySettings;
     /// How this instance registers itself.
     fn instance(&self) -> &InstanceSettings;
+    /// The service's database, when it has one: the lifecycle opens and
+    /// migrates it before the service assembles, and closes it last.
+    fn database(&self) -> Option<&DatabaseSettings> {
+        None
+    }
 
     /// Where `--healthcheck` asks `/readyz`: the API listener, unless the
     /// API is not HTTP.
@@ -78,11 +86,23 @@ pub trait ServiceSettings: DeserializeOwned + Clone + Send + Sync + 'static {
 
 /// Implements [`ServiceSettings`] for the settings of an HTTP service: a
 /// struct with the fields `http` (the API listener), `admin`, `registry` and
-/// `instance`, and an inherent `validate`.
+/// `instance`, and an inherent `validate`; `(Settings, database)` for one
+/// with a `database` field too.
 #[macro_export]
 macro_rules! http_service_settings {
+    ($settings:ty, database) => {
+        $crate::http_service_settings!($settings, {
+            fn database(&self) -> Option<&$crate::reexport::DatabaseSettings> {
+                Some(&self.database)
+            }
+        });
+    };
     ($settings:ty) => {
+        $crate::http_service_settings!($settings, {});
+    };
+    ($settings:ty, { $($more:tt)* }) => {
         impl $crate::ServiceSettings for $settings {
+            $($more)*
             fn validate(&self) -> ::std::result::Result<(), $crate::reexport::ConfigError> {
                 <$settings>::validate(self)
             }
@@ -105,7 +125,7 @@ macro_rules! http_service_settings {
 /// What [`http_service_settings!`] names.
 #[doc(hidden)]
 pub mod reexport {
-    pub use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
+    pub use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
     pub use shop_discovery::{InstanceSettings, RegistrySettings};
 }
 
@@ -113,10 +133,8 @@ pub mod reexport {
 pub trait Service: Sized + Send + Sync + 'static {
     /// Its settings.
     type Settings: ServiceSettings;
-    /// The service name in discovery, logs and metrics.
-    const NAME: &'static str;
-    /// What the binary (`shop-<NAME>`) says it is in `--help`.
-    const ABOUT: &'static str;
+    /// Its name and the migrations of its database.
+    const SPEC: Spec;
 
     /// Opens what the service needs (database, upstream clients, keys) and
     /// returns it with its [`Parts`]. Nothing is bound or registered yet.
@@ -129,6 +147,36 @@ pub trait Service: Sized + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(Self, Parts), StartError>>;
 }
 
+/// What a service is, known before it starts: its name in discovery, logs
+/// and metrics, and the migrations the lifecycle runs on its database at
+/// every start.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// The service name.
+    pub name: &'static str,
+    /// Its database's migrations, when it has a database.
+    pub migrator: Option<&'static Migrator>,
+}
+
+impl Spec {
+    /// A service named `name`, without migrations.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            migrator: None,
+        }
+    }
+
+    /// The same service, its database migrated by `migrator`.
+    #[must_use]
+    pub const fn migrated_by(self, migrator: &'static Migrator) -> Self {
+        Self {
+            migrator: Some(migrator),
+            ..self
+        }
+    }
+}
+
 /// What a service is given to assemble itself.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -136,6 +184,22 @@ pub struct Context {
     pub registry: Registry,
     /// The id this instance registers under.
     pub instance_id: String,
+    /// The database, opened and migrated, when the settings name one.
+    pub db: Option<Db>,
+}
+
+impl Context {
+    /// The service's database.
+    ///
+    /// # Errors
+    /// [`StartError::Component`] when the settings name no database (a
+    /// service asking for one must have database settings).
+    pub fn db(&self) -> Result<Db, StartError> {
+        self.db.clone().ok_or(StartError::Component {
+            what: "database",
+            source: "the service's settings name no database".into(),
+        })
+    }
 }
 
 /// What a service serves and runs.
@@ -145,19 +209,21 @@ pub struct Parts {
     /// Readiness checks (`/readyz`), the database's included when it should
     /// be one.
     pub readiness: Readiness,
-    /// The database, closed once everything else has stopped.
-    pub db: Option<Db>,
     /// Work beside the listeners (purges, relays).
     pub workers: Vec<Worker>,
 }
 
 impl Parts {
-    /// An HTTP service on `db`, which is also its readiness check.
-    pub fn http(router: Router, db: Db) -> Self {
+    /// An HTTP service; its database, when it has one, is its readiness
+    /// check.
+    pub fn http(router: Router, context: &Context) -> Self {
+        let readiness = Readiness::new();
         Self {
             api: Api::Http(router),
-            readiness: Readiness::new().with_check(db.clone()),
-            db: Some(db),
+            readiness: match &context.db {
+                Some(db) => readiness.with_check(db.clone()),
+                None => readiness,
+            },
             workers: Vec::new(),
         }
     }
@@ -281,6 +347,7 @@ impl StartError {
 pub struct Application<S> {
     service: S,
     parts: Parts,
+    db: Option<Db>,
     listener: TcpListener,
     addr: SocketAddr,
     admin: Option<(TcpListener, SocketAddr)>,
@@ -312,11 +379,16 @@ impl<S: Service> Application<S> {
         let mut instance = settings.instance().clone();
         let instance_id = instance
             .id
-            .get_or_insert_with(|| format!("{}-{:08x}", S::NAME, rand::random::<u32>()))
+            .get_or_insert_with(|| format!("{}-{:08x}", S::SPEC.name, rand::random::<u32>()))
             .clone();
+        let db = match settings.database() {
+            Some(database) => Some(open_database(database, S::SPEC.migrator).await?),
+            None => None,
+        };
         let context = Context {
             registry: registry.clone(),
             instance_id,
+            db,
         };
         let (service, parts) = S::assemble(&settings, &context).await?;
         let api = settings.api();
@@ -332,10 +404,11 @@ impl<S: Service> Application<S> {
             Api::Http(_) => Scheme::Http,
             Api::Grpc(_) => Scheme::Grpc,
         };
-        let registration = instance.register_with_scheme(&registry, S::NAME, addr, scheme)?;
+        let registration = instance.register_with_scheme(&registry, S::SPEC.name, addr, scheme)?;
         Ok(Self {
             service,
             parts,
+            db: context.db,
             listener,
             addr,
             admin,
@@ -388,6 +461,7 @@ impl<S: Service> Application<S> {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let Self {
             parts,
+            db,
             listener,
             admin,
             limits,
@@ -397,7 +471,6 @@ impl<S: Service> Application<S> {
         let Parts {
             api,
             readiness,
-            db,
             workers,
         } = parts;
         let drained = CancellationToken::new();
@@ -413,7 +486,7 @@ impl<S: Service> Application<S> {
         let result = match api {
             Api::Http(router) => {
                 let service = server::Service {
-                    name: S::NAME,
+                    name: S::SPEC.name,
                     listener,
                     admin,
                     router,
@@ -429,7 +502,7 @@ impl<S: Service> Application<S> {
                 let admin = async {
                     let Some(admin) = admin else { return Ok(()) };
                     let service = server::Service {
-                        name: S::NAME,
+                        name: S::SPEC.name,
                         listener: admin,
                         admin: None,
                         router: health::metrics_router(),
@@ -447,15 +520,27 @@ impl<S: Service> Application<S> {
         drained.cancel();
         for (name, task) in workers {
             if let Err(err) = task.await {
-                tracing::error!(service = S::NAME, worker = name, error = %err, "worker failed");
+                tracing::error!(service = S::SPEC.name, worker = name, error = %err, "worker failed");
             }
         }
         if let Some(db) = db {
             db.close().await;
         }
-        tracing::info!(service = S::NAME, "stopped");
+        tracing::info!(service = S::SPEC.name, "stopped");
         result
     }
+}
+
+/// Opens the database of `settings` and runs `migrator` on it.
+async fn open_database(
+    settings: &DatabaseSettings,
+    migrator: Option<&'static Migrator>,
+) -> Result<Db, DbError> {
+    let db = Db::connect(settings).await?;
+    if let Some(migrator) = migrator {
+        db.migrate(migrator).await?;
+    }
+    Ok(db)
 }
 
 /// Serves a gRPC API until it has drained after the stop signal, or until
@@ -502,14 +587,15 @@ fn start_workers(
         .collect()
 }
 
-/// The whole `main` of a service binary: `--config`, `--healthcheck`,
-/// telemetry, then build and serve until SIGINT/SIGTERM; one line and exit
-/// status 1 on failure.
-pub async fn main<S: Service>() -> ExitCode {
+/// The whole `main` of a service binary `shop-<NAME>`: `--config`,
+/// `--healthcheck`, telemetry, then build and serve until SIGINT/SIGTERM;
+/// one line and exit status 1 on failure. `about` is what `--help` says the
+/// binary is (its package's description).
+pub async fn main<S: Service>(about: &'static str) -> ExitCode {
     let binary = Binary {
         // Once per process: the name lives as long as the program.
-        name: Box::leak(format!("shop-{}", S::NAME).into_boxed_str()),
-        about: S::ABOUT,
+        name: Box::leak(format!("shop-{}", S::SPEC.name).into_boxed_str()),
+        about,
         version: env!("CARGO_PKG_VERSION"),
     };
     cli::run_service(

@@ -5,17 +5,13 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use shop_common::auth::TokenIssuer;
-use shop_common::db::Db;
-use shop_runtime::{Context, Parts, Service, StartError};
+use shop_runtime::{Context, Parts, Service, Spec, StartError};
 
 use crate::Settings;
 use crate::hashing::PasswordHasher;
 use crate::login_limit::LoginLimiter;
 use crate::routes::{self, AppState};
 use crate::store::{MIGRATOR, UserStore};
-
-/// The service name in logs and metrics.
-pub const SERVICE: &str = "users";
 
 /// Largest request body; registrations and logins are tiny.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -34,21 +30,13 @@ impl Users {
     }
 }
 
-/// A users service that is bound, registered and ready to run.
-pub type Application = shop_runtime::Application<Users>;
-
-shop_runtime::http_service_settings!(Settings);
-
 impl Service for Users {
     type Settings = Settings;
-    const NAME: &'static str = SERVICE;
-    const ABOUT: &'static str = "ferroshop users service: registration, login, token issuing";
+    const SPEC: Spec = Spec::new("users").migrated_by(&MIGRATOR);
 
     /// Opens and migrates the database, loads the signing key and starts
     /// the password hasher.
-    async fn assemble(settings: &Settings, _: &Context) -> Result<(Self, Parts), StartError> {
-        let db = Db::connect(&settings.database).await?;
-        db.migrate(&MIGRATOR).await?;
+    async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
         let issuer = Arc::new(
             TokenIssuer::from_settings(&settings.auth)
                 .map_err(|err| StartError::component("signing key", err))?,
@@ -60,6 +48,7 @@ impl Service for Users {
             published = ?issuer.published_kids(),
             "token signing key loaded"
         );
+        let db = context.db()?;
         let state = AppState {
             store: UserStore::new(db.clone()),
             verifier: issuer.verifier(),
@@ -71,6 +60,6 @@ impl Service for Users {
             trust_forwarded_for: settings.login_limit.trust_forwarded_for,
         };
         let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
-        Ok((Self { issuer }, Parts::http(router, db)))
+        Ok((Self { issuer }, Parts::http(router, context)))
     }
 }

@@ -20,6 +20,9 @@ pub mod login_limit;
 pub mod routes;
 pub mod store;
 
-pub use app::{Application, Users};
+pub use app::Users;
 pub use config::Settings;
 pub use error::{Error, Result};
+
+/// A users service that is bound, registered and ready to run.
+pub type Application = shop_runtime::Application<Users>;
