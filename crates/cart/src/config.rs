@@ -183,28 +183,27 @@ mod tests {
 
     #[test]
     fn applied_orders_are_kept_long_enough() {
-        let check = |change: fn(&mut Settings), key: &str| {
-            let mut settings = Settings::default();
-            change(&mut settings);
-            let err = settings.validate().expect_err(key);
-            assert!(err.to_string().contains(key), "{err}");
-        };
-        check(
-            |s| s.applied_orders.retention_secs = MIN_APPLIED_ORDER_RETENTION_SECS - 1,
-            "applied_orders.retention_secs",
-        );
-        check(
-            |s| s.applied_orders.purge_interval_ms = 0,
-            "applied_orders.purge_interval_ms",
-        );
-        check(
-            |s| s.applied_orders.purge_batch_size = 0,
-            "applied_orders.purge_batch_size",
-        );
-        check(
-            |s| s.applied_orders.purge_batch_size = MAX_PURGE_BATCH_SIZE + 1,
-            "applied_orders.purge_batch_size",
-        );
+        let cases: [(fn(&mut Settings), &str); 4] = [
+            (
+                |s| s.applied_orders.retention_secs = MIN_APPLIED_ORDER_RETENTION_SECS - 1,
+                "applied_orders.retention_secs",
+            ),
+            (
+                |s| s.applied_orders.purge_interval_ms = 0,
+                "applied_orders.purge_interval_ms",
+            ),
+            (
+                |s| s.applied_orders.purge_batch_size = 0,
+                "applied_orders.purge_batch_size",
+            ),
+            (
+                |s| s.applied_orders.purge_batch_size = MAX_PURGE_BATCH_SIZE + 1,
+                "applied_orders.purge_batch_size",
+            ),
+        ];
+        for (change, key) in cases {
+            shop_testkit::assert_rejected(Settings::validate, change, key);
+        }
         let mut settings = Settings::default();
         settings.applied_orders.retention_secs = MIN_APPLIED_ORDER_RETENTION_SECS;
         assert!(settings.validate().is_ok(), "the minimum itself is valid");

@@ -20,6 +20,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 mod http;
+mod settings;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,6 +30,7 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 pub use http::{TestService, scrape, send};
+pub use settings::assert_rejected;
 
 /// Environment variable holding an admin URL of the test PostgreSQL server.
 pub const POSTGRES_ENV: &str = "SHOP_TEST_POSTGRES_URL";
