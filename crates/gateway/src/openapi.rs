@@ -183,7 +183,7 @@ fn problem_response(status: u16, description: &str) -> RefOr<Response> {
 
 /// Documentation-only descriptions of the public operations: the routes the
 /// gateway forwards (the services hold the handlers), the orders facade
-/// (its handlers are in [`crate::routes::orders`]) and the routes it serves
+/// (its handlers are in `routes/orders.rs`) and the routes it serves
 /// itself outside the route table. Each lists the answers particular to it;
 /// [`EdgeResponses`] adds the rest.
 #[allow(clippy::unused_async)]
