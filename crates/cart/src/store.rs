@@ -8,6 +8,7 @@
 //! cannot deadlock on a lock upgrade.
 
 use shop_common::db::{self, Db};
+use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -72,9 +73,7 @@ impl CartStore {
         for row in &rows {
             match row.try_get::<Option<i64>, _>("version")? {
                 Some(version) => cart.version = version,
-                None => cart
-                    .lines
-                    .push(line(row.try_get("product_id")?, row.try_get("quantity")?)?),
+                None => cart.lines.push(line(row)?),
             }
         }
         cart.lines.sort_unstable_by_key(|(id, _)| *id);
@@ -138,7 +137,7 @@ impl CartStore {
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|row| line(row.try_get("product_id")?, row.try_get("quantity")?))
+            .map(line)
             .collect::<Result<_, _>>()?
         };
         tx.commit().await?;
@@ -270,24 +269,19 @@ impl CartStore {
     ///
     /// [`MIN_APPLIED_ORDER_RETENTION_SECS`]: crate::config::MIN_APPLIED_ORDER_RETENTION_SECS
     pub async fn purge_applied_orders(&self, before: &str, limit: u32) -> Result<u64, StoreError> {
-        let _turn = self.db.write_turn().await;
-        Ok(sqlx::query(
-            "DELETE FROM applied_orders WHERE order_id IN ( \
-               SELECT order_id FROM applied_orders WHERE applied_at < $1 \
-               ORDER BY applied_at LIMIT $2)",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .execute(self.db.pool())
-        .await?
-        .rows_affected())
+        Ok(self
+            .db
+            .delete_oldest("applied_orders", "order_id", "applied_at", before, limit)
+            .await?)
     }
 }
 
-/// One stored line from its columns.
-fn line(product_id: String, quantity: i64) -> Result<(ProductId, i64), sqlx::Error> {
-    let id = Uuid::parse_str(&product_id).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-    Ok((ProductId(id), quantity))
+/// One stored line from its `product_id` and `quantity` columns.
+fn line(row: &AnyRow) -> Result<(ProductId, i64), sqlx::Error> {
+    Ok((
+        db::parse_column(row, "product_id")?,
+        row.try_get("quantity")?,
+    ))
 }
 
 /// Bumps the cart's version when something changed; returns the version.

@@ -119,19 +119,13 @@ impl CatalogStore {
     /// # Errors
     /// [`StoreError::Database`] when the query fails.
     pub async fn count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM products")
-            .fetch_one(self.db.pool())
-            .await?
-            .try_get("n")?)
+        Ok(self.db.count("SELECT COUNT(*) FROM products").await?)
     }
 }
 
 fn product_from_row(row: &AnyRow) -> Result<Product, StoreError> {
-    let id: String = row.try_get("id")?;
     Ok(Product {
-        id: id
-            .parse()
-            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+        id: db::parse_column(row, "id")?,
         sku: row.try_get("sku")?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,

@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::DatabaseSettings;
@@ -268,6 +269,50 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 
+    /// Runs `statement`, a `SELECT COUNT(*) …`, and returns the count.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn count(&self, statement: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query(statement)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
+    }
+
+    /// Deletes up to `limit` rows of `table` whose `stamp` column is before
+    /// `before` (a [`timestamp_text`]), oldest first, in one statement that
+    /// holds the write turn; returns how many. Rows whose `stamp` is NULL
+    /// never compare as before, so they stay. `key` is a column unique per
+    /// row. Call again while it returns `limit` ([`delete_in_batches`]).
+    ///
+    /// The names are spliced into the statement, so they are `'static`:
+    /// code's own names, never input.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn delete_oldest(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        stamp: &'static str,
+        before: &str,
+        limit: u32,
+    ) -> Result<u64, sqlx::Error> {
+        // `IN (SELECT … LIMIT)`: neither database takes `DELETE … LIMIT`.
+        let statement = format!(
+            "DELETE FROM {table} WHERE {key} IN ( \
+               SELECT {key} FROM {table} WHERE {stamp} < $1 ORDER BY {stamp} LIMIT $2)"
+        );
+        let _turn = self.write_turn().await;
+        Ok(sqlx::query(&statement)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -352,6 +397,21 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
             .unwrap_or_default()
             .to_owned()
     }))
+}
+
+/// The text column `column` of `row`, parsed: ids are stored as text and
+/// read back as their types. Text that does not parse is a decode error.
+///
+/// # Errors
+/// [`sqlx::Error::ColumnNotFound`] or [`sqlx::Error::Decode`].
+pub fn parse_column<T>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.try_get(column)?;
+    text.parse()
+        .map_err(|err: T::Err| sqlx::Error::Decode(Box::new(err)))
 }
 
 /// `count` numbered placeholders from `$first` on, comma-separated

@@ -161,10 +161,12 @@ impl OrderStatus {
     }
 }
 
-/// One line of an order, priced when the order was placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One line of an order, priced when the order was placed. Read from an
+/// `order_lines` row of the same columns.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OrderLine {
-    /// The product.
+    /// The product (stored as text).
+    #[sqlx(try_from = "String")]
     pub product_id: Uuid,
     /// Its name then.
     pub name: String,

@@ -12,7 +12,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
+use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus};
 
 /// Order lines per `INSERT`: 7 values each, far below the bound
 /// parameters either database takes in one statement.
@@ -92,7 +92,7 @@ pub enum Cancelled {
 }
 
 /// One claimed outbox row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     /// The row id (UUID v7).
     pub id: String,
@@ -320,27 +320,13 @@ impl OrderStore {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         // One statement is atomic on its own: no transaction around it.
         let _turn = self.db.write_turn().await;
-        let rows = sqlx::query(claim_statement(self.db.backend()))
+        let mut claimed: Vec<OutboxRow> = sqlx::query_as(claim_statement(self.db.backend()))
             .bind(relay)
             .bind(lease_until)
             .bind(now)
             .bind(i64::from(limit))
             .fetch_all(self.db.pool())
             .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| {
-                Ok(OutboxRow {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
-                    user_id: row.try_get("user_id")?,
-                    order_id: row.try_get("order_id")?,
-                    payload: row.try_get("payload")?,
-                    attempts: row.try_get("attempts")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
         // RETURNING gives no order; deliver oldest first.
         claimed.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(claimed)
@@ -390,18 +376,8 @@ impl OrderStore {
         next_attempt_at: &str,
         error: &str,
     ) -> Result<(), StoreError> {
-        let _turn = self.db.write_turn().await;
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
-             claimed_by = NULL, lease_until = NULL \
-             WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL AND dead_at IS NULL",
-        )
-        .bind(next_attempt_at)
-        .bind(error)
-        .bind(id)
-        .bind(relay)
-        .execute(self.db.pool())
-        .await?;
+        self.record_failure(id, relay, "next_attempt_at", next_attempt_at, error)
+            .await?;
         Ok(())
     }
 
@@ -419,19 +395,35 @@ impl OrderStore {
         now: &str,
         error: &str,
     ) -> Result<Option<i64>, StoreError> {
-        let _turn = self.db.write_turn().await;
-        let row = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, dead_at = $1, last_error = $2, \
+        self.record_failure(id, relay, "dead_at", now, error).await
+    }
+
+    /// Counts a failed attempt at a row this relay claimed, records
+    /// `error`, sets `column` (when to try next, or when it died) to `at`
+    /// and releases the claim, in one statement. Returns the row's
+    /// attempts, or `None` when the claim was lost.
+    async fn record_failure(
+        &self,
+        id: &str,
+        relay: &str,
+        column: &'static str,
+        at: &str,
+        error: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let statement = format!(
+            "UPDATE outbox SET attempts = attempts + 1, {column} = $1, last_error = $2, \
              claimed_by = NULL, lease_until = NULL \
              WHERE id = $3 AND claimed_by = $4 AND delivered_at IS NULL AND dead_at IS NULL \
-             RETURNING attempts",
-        )
-        .bind(now)
-        .bind(error)
-        .bind(id)
-        .bind(relay)
-        .fetch_optional(self.db.pool())
-        .await?;
+             RETURNING attempts"
+        );
+        let _turn = self.db.write_turn().await;
+        let row = sqlx::query(&statement)
+            .bind(at)
+            .bind(error)
+            .bind(id)
+            .bind(relay)
+            .fetch_optional(self.db.pool())
+            .await?;
         Ok(row.map(|row| row.try_get("attempts")).transpose()?)
     }
 
@@ -440,10 +432,8 @@ impl OrderStore {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn count_dead(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE dead_at IS NOT NULL")
-            .fetch_one(self.db.pool())
-            .await?;
-        Ok(row.try_get("n")?)
+        let statement = "SELECT COUNT(*) FROM outbox WHERE dead_at IS NOT NULL";
+        Ok(self.db.count(statement).await?)
     }
 
     /// Deletes up to `limit` rows delivered before `before` (a
@@ -453,18 +443,11 @@ impl OrderStore {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn purge_delivered(&self, before: &str, limit: u32) -> Result<u64, StoreError> {
-        let _turn = self.db.write_turn().await;
-        Ok(sqlx::query(
-            "DELETE FROM outbox WHERE id IN ( \
-               SELECT id FROM outbox \
-               WHERE delivered_at IS NOT NULL AND delivered_at < $1 \
-               ORDER BY delivered_at LIMIT $2)",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .execute(self.db.pool())
-        .await?
-        .rows_affected())
+        // Pending and dead rows have no `delivered_at`: never before.
+        Ok(self
+            .db
+            .delete_oldest("outbox", "id", "delivered_at", before, limit)
+            .await?)
     }
 
     /// Gives back a claimed row without trying it (the relay is stopping).
@@ -547,20 +530,14 @@ async fn order_where(
     }
 }
 
-fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
-}
-
 /// An order row without its lines.
 fn order_head(row: &AnyRow) -> Result<Order, sqlx::Error> {
-    let id: String = row.try_get("id")?;
-    let user: String = row.try_get("user_id")?;
     let status: String = row.try_get("status")?;
     let status = OrderStatus::from_stored(&status)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status:?}").into()))?;
     Ok(Order {
-        id: OrderId(parse_uuid(&id)?),
-        user_id: parse_uuid(&user)?,
+        id: OrderId(db::parse_column(row, "id")?),
+        user_id: db::parse_column(row, "user_id")?,
         status,
         lines: Vec::new(),
         total_cents: row.try_get("total_cents")?,
@@ -571,25 +548,12 @@ fn order_head(row: &AnyRow) -> Result<Order, sqlx::Error> {
 }
 
 async fn load_lines(conn: &mut AnyConnection, mut order: Order) -> Result<Order, sqlx::Error> {
-    let rows = sqlx::query(
+    order.lines = sqlx::query_as(
         "SELECT product_id, name, unit_price_cents, quantity, line_total_cents \
          FROM order_lines WHERE order_id = $1 ORDER BY line_no",
     )
     .bind(order.id.to_string())
     .fetch_all(&mut *conn)
     .await?;
-    order.lines = rows
-        .iter()
-        .map(|row| {
-            let product: String = row.try_get("product_id")?;
-            Ok(OrderLine {
-                product_id: parse_uuid(&product)?,
-                name: row.try_get("name")?,
-                unit_price_cents: row.try_get("unit_price_cents")?,
-                quantity: row.try_get("quantity")?,
-                line_total_cents: row.try_get("line_total_cents")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
     Ok(order)
 }

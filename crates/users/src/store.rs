@@ -130,17 +130,13 @@ impl UserStore {
     /// # Errors
     /// [`StoreError::Database`] when the query fails.
     pub async fn count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(self.db.pool())
-            .await?
-            .try_get("n")?)
+        Ok(self.db.count("SELECT COUNT(*) FROM users").await?)
     }
 }
 
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
-    let id: String = row.try_get("id")?;
     Ok(User {
-        id: id.parse().map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+        id: db::parse_column(row, "id")?,
         username: row.try_get("username")?,
         email: row.try_get("email")?,
         created_at: row.try_get("created_at")?,
