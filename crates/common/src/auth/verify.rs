@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Claims, DEFAULT_AUDIENCE, DEFAULT_ISSUER, LEEWAY_SECS, TokenError};
 use crate::config::ConfigError;
@@ -141,14 +141,9 @@ struct VerifierInner {
     generations: AtomicU64,
     /// Ends the refresh task.
     stop: CancellationToken,
-}
-
-impl Drop for VerifierInner {
-    fn drop(&mut self) {
-        // The last clone is gone: end the refresh task now rather than at
-        // its next tick.
-        self.stop.cancel();
-    }
+    /// Cancels `stop` when the last clone is gone: the refresh task ends
+    /// now rather than at its next tick.
+    _stop_on_drop: DropGuard,
 }
 
 /// A trusted public key.
@@ -251,6 +246,7 @@ impl TokenVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
+        let stop = CancellationToken::new();
         Self {
             inner: Arc::new(VerifierInner {
                 keys: RwLock::new(HashMap::new()),
@@ -260,7 +256,8 @@ impl TokenVerifier {
                 last_refresh: tokio::sync::Mutex::new(None),
                 verified: moka::sync::Cache::new(VERIFIED_CAPACITY),
                 generations: AtomicU64::new(0),
-                stop: CancellationToken::new(),
+                _stop_on_drop: stop.clone().drop_guard(),
+                stop,
             }),
         }
     }
@@ -724,6 +721,12 @@ mod tests {
         TokenVerifier::build(DEFAULT_ISSUER, DEFAULT_AUDIENCE, None, grace)
     }
 
+    /// Two issuers, a [`merging`] verifier with `grace` that trusts
+    /// neither yet, and the time the key-merge test starts at.
+    fn two_keys(grace: Duration) -> (TokenIssuer, TokenIssuer, TokenVerifier, Instant) {
+        (issuer(), issuer(), merging(grace), Instant::now())
+    }
+
     fn set(issuers: &[&TokenIssuer]) -> JwkSet {
         JwkSet {
             keys: issuers
@@ -816,9 +819,7 @@ mod tests {
 
     #[test]
     fn a_fetch_adds_keys_and_a_key_absent_past_the_grace_is_dropped() {
-        let (a, b) = (issuer(), issuer());
-        let verifier = merging(GRACE);
-        let t0 = Instant::now();
+        let (a, b, verifier, t0) = two_keys(GRACE);
         let at = |secs: f64| t0 + Duration::from_secs_f64(secs);
 
         assert_eq!(verifier.merge_keys_at(&set(&[&a]), at(0.0)), 1);
@@ -852,9 +853,7 @@ mod tests {
 
     #[test]
     fn a_key_listed_again_within_the_grace_starts_a_new_grace() {
-        let (a, b) = (issuer(), issuer());
-        let verifier = merging(GRACE);
-        let t0 = Instant::now();
+        let (a, b, verifier, t0) = two_keys(GRACE);
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         verifier.merge_keys_at(&set(&[&a, &b]), at(0));
         verifier.merge_keys_at(&set(&[&a]), at(5));
@@ -868,9 +867,7 @@ mod tests {
 
     #[test]
     fn without_a_grace_the_last_fetch_is_the_key_set() {
-        let (a, b) = (issuer(), issuer());
-        let verifier = merging(Duration::ZERO);
-        let t0 = Instant::now();
+        let (a, b, verifier, t0) = two_keys(Duration::ZERO);
         verifier.merge_keys_at(&set(&[&a, &b]), t0);
         assert_eq!(
             verifier.merge_keys_at(&set(&[&b]), t0 + Duration::from_millis(1)),
@@ -881,9 +878,7 @@ mod tests {
 
     #[test]
     fn a_dropped_key_forgets_only_its_own_remembered_tokens() {
-        let (a, b) = (issuer(), issuer());
-        let verifier = merging(GRACE);
-        let t0 = Instant::now();
+        let (a, b, verifier, t0) = two_keys(GRACE);
         verifier.merge_keys_at(&set(&[&a, &b]), t0);
         let (token_a, token_b) = (
             a.issue("u").expect("signed").token,
@@ -907,9 +902,7 @@ mod tests {
 
     #[test]
     fn a_kid_naming_another_key_replaces_it_and_its_tokens() {
-        let (a, b) = (issuer(), issuer());
-        let verifier = merging(GRACE);
-        let t0 = Instant::now();
+        let (a, b, verifier, t0) = two_keys(GRACE);
         verifier.merge_keys_at(&set(&[&a]), t0);
         let token_a = a.issue("u").expect("signed").token;
         assert!(verifier.verify(&token_a).is_ok());
