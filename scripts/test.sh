@@ -5,7 +5,8 @@
 # On a fresh Debian machine with only the Rust toolchain it installs what is
 # missing (PostgreSQL, etcd, protoc) with apt when run as root (or via sudo).
 # The servers live in a temporary directory on free loopback ports and are
-# always stopped on exit. Last, the README's docker compose quick start runs
+# always stopped on exit. Then the contract test runs schemathesis against
+# the API a running `shop` serves (scripts/contract.sh). Last, the README's docker compose quick start runs
 # for real (scripts/compose-e2e.sh) with images made from the binaries the
 # tests ran. Each phase prints how long it took. Under CI=true a test that needs a server it cannot
 # reach fails instead of skipping.
@@ -107,6 +108,8 @@ main() {
     phase "cargo build --bins (all features)" cargo build --workspace --all-features --bins
     phase "cargo test (PostgreSQL: $SHOP_TEST_POSTGRES_URL, etcd: $SHOP_TEST_ETCD_ENDPOINTS)" \
         cargo test --workspace --all-features "$@"
+    phase "contract test (scripts/contract.sh: schemathesis against a running shop)" \
+        bash scripts/contract.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
     phase "docker compose stack (scripts/compose-e2e.sh)" bash scripts/compose-e2e.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
     log "all checks passed in $(( SECONDS - started )) s"
 }
