@@ -6,7 +6,7 @@
 //! [`paths`] listing what is particular to it (its success, its own 404 or
 //! 409). What the edge and the forwarding add to every operation of a kind
 //! — 401 on a bearer route, 400/413/415/422 on a JSON body, 429, 502–504 —
-//! is added by [`EdgeResponses`] from the route table, so a new route gets
+//! is added by `EdgeResponses` from the route table, so a new route gets
 //! them by being listed in [`crate::routes::ROUTES`]. A test checks that
 //! the document lists exactly the routes of that table.
 
@@ -185,7 +185,7 @@ fn problem_response(status: u16, description: &str) -> RefOr<Response> {
 /// gateway forwards (the services hold the handlers), the orders facade
 /// (its handlers are in `routes/orders.rs`) and the routes it serves
 /// itself outside the route table. Each lists the answers particular to it;
-/// [`EdgeResponses`] adds the rest.
+/// `EdgeResponses` adds the rest.
 #[allow(clippy::unused_async)]
 pub mod paths {
     use shop_api::cart::{Cart, SetQuantity};
