@@ -145,6 +145,9 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    /// A change to the default settings and the key its refusal names.
+    type Case = (fn(&mut Settings), &'static str);
+
     use secrecy::SecretString;
     use shop_common::config;
     use shop_common::config::MAX_PURGE_BATCH_SIZE;
@@ -183,7 +186,7 @@ mod tests {
 
     #[test]
     fn applied_orders_are_kept_long_enough() {
-        let cases: [(fn(&mut Settings), &str); 4] = [
+        let cases: [Case; 4] = [
             (
                 |s| s.applied_orders.retention_secs = MIN_APPLIED_ORDER_RETENTION_SECS - 1,
                 "applied_orders.retention_secs",

@@ -286,6 +286,9 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    /// A change to the default settings and the key its refusal names.
+    type Case = (fn(&mut Settings), &'static str);
+
     use secrecy::SecretString;
     use shop_common::config;
     use shop_common::config::MAX_PURGE_BATCH_SIZE;
@@ -302,7 +305,7 @@ mod tests {
 
     #[test]
     fn limits_the_service_token_the_attempt_cap_and_the_outbox_purge_are_checked() {
-        let cases: [(fn(&mut Settings), &str); 9] = [
+        let cases: [Case; 9] = [
             (
                 |s| s.grpc.max_concurrent_streams = 0,
                 "grpc.max_concurrent_streams",
