@@ -1,21 +1,11 @@
 //! Settings of the cart service.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{
     AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings, RetentionSettings,
 };
 use shop_discovery::{RegistrySettings, UpstreamSettings};
-
-/// The default HTTP port of the cart service.
-pub const DEFAULT_PORT: u16 = 8083;
-/// The default admin port (`/metrics`): the API port plus 1000. A second
-/// replica on the same host sets its own, as it does its `http.port`.
-pub const DEFAULT_ADMIN_PORT: u16 = 9083;
-/// The default database: a SQLite file under `./data`.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/cart.db";
 
 /// Everything the cart service reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
@@ -92,9 +82,9 @@ shop_runtime::http_service_settings!(Settings, database);
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
-            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
-            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            http: HttpSettings::on_port(8083),
+            admin: AdminSettings::on_port(9083),
+            database: DatabaseSettings::new("sqlite:./data/cart.db"),
             auth: VerifierSettings::default(),
             internal: InternalSettings::default(),
             registry: RegistrySettings::default(),

@@ -1,17 +1,8 @@
 //! Settings of the catalog service.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use serde::Deserialize;
 use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
-
-/// The default HTTP port of the catalog service.
-pub const DEFAULT_PORT: u16 = 8082;
-/// The default admin port (`/metrics`): the API port plus 1000.
-pub const DEFAULT_ADMIN_PORT: u16 = 9082;
-/// The default database: a SQLite file under `./data`.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/catalog.db";
 
 /// Everything the catalog service reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,9 +25,9 @@ shop_runtime::http_service_settings!(Settings, database);
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
-            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
-            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            http: HttpSettings::on_port(8082),
+            admin: AdminSettings::on_port(9082),
+            database: DatabaseSettings::new("sqlite:./data/catalog.db"),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
         }
@@ -63,10 +54,13 @@ mod tests {
     #[test]
     fn zero_configuration_means_sqlite_on_8082() {
         let settings: Settings = config::load_from("", &[]).expect("defaults are valid");
-        assert_eq!(settings.http.port, DEFAULT_PORT);
-        assert_eq!(settings.admin.port, DEFAULT_ADMIN_PORT);
+        assert_eq!(settings.http.port, 8082);
+        assert_eq!(settings.admin.port, 9082);
         assert!(settings.admin.enabled);
-        assert_eq!(settings.database.url.expose_secret(), DEFAULT_DATABASE_URL);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite:./data/catalog.db"
+        );
     }
 
     #[test]

@@ -162,6 +162,11 @@ pub struct ListenerLimits {
 }
 
 impl HttpSettings {
+    /// Settings binding every interface on `port`: a service's default.
+    pub fn on_port(port: u16) -> Self {
+        Self::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+    }
+
     /// Settings binding `host:port` with the default drain time.
     pub fn new(host: IpAddr, port: u16) -> Self {
         Self {
@@ -225,6 +230,12 @@ pub struct AdminSettings {
 }
 
 impl AdminSettings {
+    /// An enabled admin listener on every interface on `port`: a service's
+    /// default.
+    pub fn on_port(port: u16) -> Self {
+        Self::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+    }
+
     /// An enabled admin listener on `host:port`.
     pub fn new(host: IpAddr, port: u16) -> Self {
         Self {

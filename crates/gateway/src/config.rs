@@ -1,8 +1,6 @@
 //! Settings of the gateway: the listener, discovery, one upstream client per
 //! service, the token checks, and the edge limits.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use http::HeaderValue;
 use serde::Deserialize;
 use shop_common::auth::VerifierSettings;
@@ -11,12 +9,6 @@ use shop_discovery::balance::ConsistentHashSettings;
 use shop_discovery::{InstanceSettings, PolicySettings, RegistrySettings, UpstreamSettings};
 
 pub use crate::headers::TrustedProxies;
-
-/// The default HTTP port of the gateway.
-pub const DEFAULT_PORT: u16 = 8080;
-/// The default admin port (`/metrics`): the API port plus 1000. The API
-/// port is the public one; this one stays inside the deployment.
-pub const DEFAULT_ADMIN_PORT: u16 = 9080;
 
 /// Everything the gateway reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,8 +41,8 @@ shop_runtime::http_service_settings!(Settings);
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
-            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
+            http: HttpSettings::on_port(8080),
+            admin: AdminSettings::on_port(9080),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
             auth: VerifierSettings::default(),
@@ -368,7 +360,7 @@ mod tests {
     fn defaults_are_valid_and_cart_hashes_on_the_user() {
         let settings = Settings::default();
         settings.validate().expect("defaults are valid");
-        assert_eq!(settings.http.port, DEFAULT_PORT);
+        assert_eq!(settings.http.port, 8080);
         assert!(matches!(
             settings.upstreams.cart.balance,
             PolicySettings::ConsistentHash(_)

@@ -10,13 +10,6 @@ use shop_common::config::{
 };
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
-/// The default gRPC port.
-pub const DEFAULT_GRPC_PORT: u16 = 50051;
-/// The default HTTP admin port (`/healthz`, `/readyz`, `/metrics`).
-pub const DEFAULT_ADMIN_PORT: u16 = 8084;
-/// The default database: a SQLite file under `./data`.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/orders.db";
-
 /// Everything the orders service reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -86,7 +79,7 @@ impl Default for GrpcSettings {
     fn default() -> Self {
         Self {
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port: DEFAULT_GRPC_PORT,
+            port: 50051,
             drain_timeout_secs: 10,
             health_interval_ms: 5_000,
             max_concurrent_streams: 256,
@@ -197,9 +190,9 @@ pub const MIN_OUTBOX_RETENTION_SECS: u64 = 3_600;
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
+            http: HttpSettings::on_port(8084),
             grpc: GrpcSettings::default(),
-            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            database: DatabaseSettings::new("sqlite:./data/orders.db"),
             auth: VerifierSettings::default(),
             internal: InternalSettings::default(),
             registry: RegistrySettings::default(),
@@ -299,8 +292,8 @@ mod tests {
     fn defaults_are_valid_and_match_the_design() {
         let settings = Settings::default();
         assert!(settings.validate().is_ok());
-        assert_eq!(settings.grpc.port, DEFAULT_GRPC_PORT);
-        assert_eq!(settings.http.port, DEFAULT_ADMIN_PORT);
+        assert_eq!(settings.grpc.port, 50051);
+        assert_eq!(settings.http.port, 8084);
     }
 
     #[test]

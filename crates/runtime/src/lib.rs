@@ -45,7 +45,7 @@ mod running;
 pub use running::Running;
 
 /// What a service's settings must tell the lifecycle.
-pub trait ServiceSettings: DeserializeOwned + Clone + Send + Sync + 'static {
+pub trait ServiceSettings: DeserializeOwned + Clone + Default + Send + Sync + 'static {
     /// Checks what serde cannot.
     ///
     /// # Errors

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use shop_common::config::load_scoped;
 use shop_discovery::Registry;
-use shop_runtime::{Application, Running, Service, StartError};
+use shop_runtime::{Application, Running, Service, ServiceSettings, StartError};
 
 pub use shop_cart::Cart;
 pub use shop_catalog::Catalog;
@@ -33,22 +33,24 @@ pub use shop_gateway::Gateway;
 pub use shop_orders::Orders;
 pub use shop_users::Users;
 
-/// A service the stack can start.
+/// A service the stack can start. Its settings scope (`[cart]` in a file,
+/// `SHOP_CART__…`), the name of its database and the label of its first
+/// replica are its name ([`shop_runtime::Spec`]).
 pub trait Member: Service {
-    /// The settings scope (`[cart]` in a file, `SHOP_CART__…`), the name of
-    /// its database, and the label of its first replica.
-    const SCOPE: &'static str;
     /// Its place in start order (the builder's tables are indexed by it).
     const INDEX: usize;
     /// When it stops: higher tiers (the edge) first.
     const TIER: u8;
     /// Whether every replica's label is numbered (`cart-1`, `cart-2`), not
     /// only the second one on (`orders`, `orders-2`).
-    const NUMBERED: bool;
+    const NUMBERED: bool = false;
 
     /// The stack's defaults for `replica` (from 1), as the service's table
-    /// of a config file would hold them.
-    fn defaults(plan: &Plan, replica: usize) -> Value;
+    /// of a config file would hold them: an HTTP service's listeners and
+    /// database.
+    fn defaults(plan: &Plan, replica: usize) -> Value {
+        plan.http_service::<Self>(replica)
+    }
 }
 
 /// How many kinds of service the stack knows.
@@ -114,16 +116,23 @@ impl Plan {
         }
     }
 
-    /// The `http`, `admin` and `database` tables of an HTTP service.
-    fn http_service(&self, scope: &str, port: u16, admin_port: u16, replica: usize) -> Value {
+    /// The `http`, `admin` and `database` tables of HTTP service `S`: its
+    /// own default ports for the first replica when the stack keeps them.
+    fn http_service<S: Member>(&self, replica: usize) -> Value {
+        let defaults = S::Settings::default();
         let mut table = json!({
-            "http": {"host": self.host, "port": self.port(port, replica)},
-            "admin": {"enabled": self.admin, "host": self.host, "port": self.port(admin_port, replica)},
+            "http": {"host": self.host, "port": self.port(defaults.api().port, replica)},
+            "admin": {"enabled": self.admin, "host": self.host, "port": self.port(defaults.admin().port, replica)},
         });
-        if let Some(url) = self.databases.get(scope) {
+        self.add_database::<S>(&mut table);
+        table
+    }
+
+    /// Adds the `database` table of `S`, when the stack was given its URL.
+    fn add_database<S: Member>(&self, table: &mut Value) {
+        if let Some(url) = self.databases.get(S::SPEC.name) {
             table["database"] = json!({"url": url});
         }
-        table
     }
 
     /// The database URL the stack gives `service`, when it was given one.
@@ -139,38 +148,22 @@ impl Plan {
 }
 
 impl Member for Users {
-    const SCOPE: &'static str = "users";
     const INDEX: usize = 0;
     const TIER: u8 = 0;
-    const NUMBERED: bool = false;
-
-    fn defaults(plan: &Plan, replica: usize) -> Value {
-        use shop_users::config::{DEFAULT_ADMIN_PORT, DEFAULT_PORT};
-        plan.http_service(Self::SCOPE, DEFAULT_PORT, DEFAULT_ADMIN_PORT, replica)
-    }
 }
 
 impl Member for Catalog {
-    const SCOPE: &'static str = "catalog";
     const INDEX: usize = 1;
     const TIER: u8 = 0;
-    const NUMBERED: bool = false;
-
-    fn defaults(plan: &Plan, replica: usize) -> Value {
-        use shop_catalog::config::{DEFAULT_ADMIN_PORT, DEFAULT_PORT};
-        plan.http_service(Self::SCOPE, DEFAULT_PORT, DEFAULT_ADMIN_PORT, replica)
-    }
 }
 
 impl Member for Cart {
-    const SCOPE: &'static str = "cart";
     const INDEX: usize = 2;
     const TIER: u8 = 1;
     const NUMBERED: bool = true;
 
     fn defaults(plan: &Plan, replica: usize) -> Value {
-        use shop_cart::config::{DEFAULT_ADMIN_PORT, DEFAULT_PORT};
-        let mut table = plan.http_service(Self::SCOPE, DEFAULT_PORT, DEFAULT_ADMIN_PORT, replica);
+        let mut table = plan.http_service::<Self>(replica);
         table["internal"] = json!({"service_token": plan.service_token});
         table["instance"] = json!({"id": label::<Self>(replica)});
         table
@@ -178,48 +171,43 @@ impl Member for Cart {
 }
 
 impl Member for Orders {
-    const SCOPE: &'static str = "orders";
     const INDEX: usize = 3;
     const TIER: u8 = 2;
-    const NUMBERED: bool = false;
 
     fn defaults(plan: &Plan, replica: usize) -> Value {
-        use shop_orders::config::{DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT};
+        let defaults = shop_orders::Settings::default();
         // orders' `http` listener is its admin one; it is always on.
         let mut table = json!({
-            "http": {"host": plan.host, "port": plan.port(DEFAULT_ADMIN_PORT, replica)},
-            "grpc": {"host": plan.host, "port": plan.port(DEFAULT_GRPC_PORT, replica)},
+            "http": {"host": plan.host, "port": plan.port(defaults.http.port, replica)},
+            "grpc": {"host": plan.host, "port": plan.port(defaults.grpc.port, replica)},
             "internal": {"service_token": plan.service_token},
         });
-        if let Some(url) = plan.databases.get(Self::SCOPE) {
-            table["database"] = json!({"url": url});
-        }
+        plan.add_database::<Self>(&mut table);
         table
     }
 }
 
 impl Member for Gateway {
-    const SCOPE: &'static str = "gateway";
     const INDEX: usize = 4;
     const TIER: u8 = 3;
-    const NUMBERED: bool = false;
 
+    /// An HTTP service whose port, when the stack keeps the well-known
+    /// ones, is the one the stack was told.
     fn defaults(plan: &Plan, replica: usize) -> Value {
-        use shop_gateway::config::DEFAULT_ADMIN_PORT;
-        let port = match plan.ports {
-            Ports::Defaults { gateway } => gateway,
-            Ports::Ephemeral => 0,
-        };
-        plan.http_service(Self::SCOPE, port, DEFAULT_ADMIN_PORT, replica)
+        let mut table = plan.http_service::<Self>(replica);
+        if let Ports::Defaults { gateway } = plan.ports {
+            table["http"]["port"] = json!(plan.port(gateway, replica));
+        }
+        table
     }
 }
 
 /// The label of replica `replica` of `S` (`users`, `cart-1`, `orders-2`).
 fn label<S: Member>(replica: usize) -> String {
     if S::NUMBERED || replica > 1 {
-        format!("{}-{replica}", S::SCOPE)
+        format!("{}-{replica}", S::SPEC.name)
     } else {
-        S::SCOPE.to_owned()
+        S::SPEC.name.to_owned()
     }
 }
 
@@ -374,7 +362,7 @@ impl StackBuilder {
         let mut defaults = S::defaults(&self.plan, replica);
         merge(&mut defaults, self.defaults[S::INDEX].clone());
         let mut settings: S::Settings =
-            load_scoped(self.plan.config.as_deref(), S::SCOPE, defaults).map_err(|err| {
+            load_scoped(self.plan.config.as_deref(), S::SPEC.name, defaults).map_err(|err| {
                 StackError::Start {
                     service: label::<S>(replica),
                     source: StartError::Config(err),
@@ -478,7 +466,7 @@ impl Stack {
         registry: Option<&Registry>,
         configure: impl FnOnce(&mut S::Settings),
     ) -> Result<Running, StackError> {
-        let replica = self.count(S::SCOPE) + 1;
+        let replica = self.count(S::SPEC.name) + 1;
         let mut settings = self.settings::<S>(replica)?;
         configure(&mut settings);
         spawn::<S>(settings, registry.unwrap_or(&self.registry), replica).await

@@ -1,20 +1,11 @@
 //! Settings of the users service.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use serde::Deserialize;
 use shop_common::auth::IssuerSettings;
 use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 use crate::login_limit::{LoginLimitSettings, MAX_WINDOW_SECS};
-
-/// The default HTTP port of the users service.
-pub const DEFAULT_PORT: u16 = 8081;
-/// The default admin port (`/metrics`): the API port plus 1000.
-pub const DEFAULT_ADMIN_PORT: u16 = 9081;
-/// The default database: a SQLite file under `./data`.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite:./data/users.db";
 
 /// Everything the users service reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,9 +33,9 @@ shop_runtime::http_service_settings!(Settings, database);
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
-            admin: AdminSettings::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_ADMIN_PORT),
-            database: DatabaseSettings::new(DEFAULT_DATABASE_URL),
+            http: HttpSettings::on_port(8081),
+            admin: AdminSettings::on_port(9081),
+            database: DatabaseSettings::new("sqlite:./data/users.db"),
             auth: IssuerSettings::default(),
             login_limit: LoginLimitSettings::default(),
             registry: RegistrySettings::default(),
@@ -100,9 +91,12 @@ mod tests {
     #[test]
     fn zero_configuration_means_sqlite_on_8081() {
         let settings: Settings = config::load_from("", &[]).expect("defaults are valid");
-        assert_eq!(settings.http.port, DEFAULT_PORT);
-        assert_eq!(settings.admin.port, DEFAULT_ADMIN_PORT);
-        assert_eq!(settings.database.url.expose_secret(), DEFAULT_DATABASE_URL);
+        assert_eq!(settings.http.port, 8081);
+        assert_eq!(settings.admin.port, 9081);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite:./data/users.db"
+        );
         settings.validate().expect("defaults validate");
     }
 
