@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{CartStack as _, assert_problem, spawn_stack, spawn_with_catalog_cache};
+use common::{CartStack as _, assert_problem, removal, spawn_stack, spawn_with_catalog_cache};
 use futures::future::join_all;
 use serde_json::{Value, json};
+use shop_testkit::send;
 
 #[tokio::test]
 async fn a_cart_is_priced_by_the_catalog_and_versioned() {
@@ -43,14 +44,8 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
         );
         assert_eq!(cart["version"], 1);
 
-        stack
-            .put_item(
-                &stack.cart(),
-                &token,
-                b["id"].as_str().expect("id"),
-                json!({"quantity": 3}),
-            )
-            .await;
+        let b_id = b["id"].as_str().expect("id");
+        stack.put(&token, b_id, 3).await;
         let cart: Value = stack.cart_json(&stack.cart(), &token).await;
         let price_a = a["price_cents"].as_i64().expect("price");
         let price_b = b["price_cents"].as_i64().expect("price");
@@ -70,17 +65,9 @@ async fn a_cart_is_priced_by_the_catalog_and_versioned() {
         }
         assert_eq!(cart["version"], 2);
 
-        let same = stack
-            .put_item(
-                &stack.cart(),
-                &token,
-                b["id"].as_str().expect("id"),
-                json!({"quantity": 3}),
-            )
-            .await;
+        let same = stack.put(&token, b_id, 3).await;
         assert_eq!(
-            same.json::<Value>().await.expect("json")["version"],
-            2,
+            same["version"], 2,
             "setting the same quantity changes nothing"
         );
 
@@ -121,86 +108,32 @@ async fn bad_input_gets_the_right_4xx() {
             "{why}: {problem}"
         );
     }
-    assert_problem(
-        stack
-            .put_item(&stack.cart(), &token, &product, json!({"quantity": "2"}))
-            .await,
-        422,
-        "string quantity",
-    )
-    .await;
-    assert_problem(
-        stack
-            .put_item(&stack.cart(), &token, &product, json!({"quantity": 1.5}))
-            .await,
-        422,
-        "fractional",
-    )
-    .await;
     let unknown = uuid::Uuid::now_v7().to_string();
-    let problem = assert_problem(
-        stack
-            .put_item(&stack.cart(), &token, &unknown, json!({"quantity": 1}))
-            .await,
-        404,
-        "unknown product",
-    )
-    .await;
-    assert_eq!(problem["type"], "/problems/unknown-product");
-    assert_problem(
-        stack
-            .put_item(&stack.cart(), &token, "not-a-uuid", json!({"quantity": 1}))
-            .await,
-        400,
-        "malformed id",
-    )
-    .await;
-    assert_problem(
-        stack
-            .put_item(
-                &stack.cart(),
-                &token,
-                "'%20OR%201=1--",
-                json!({"quantity": 1}),
-            )
-            .await,
-        400,
-        "sql in id",
-    )
-    .await;
-    let raw = stack
+    let (product, unknown) = (product.as_str(), unknown.as_str());
+    for (product, body, status, why) in [
+        (product, json!({"quantity": "2"}), 422, "string quantity"),
+        (product, json!({"quantity": 1.5}), 422, "fractional"),
+        (unknown, json!({"quantity": 1}), 404, "unknown product"),
+        ("not-a-uuid", json!({"quantity": 1}), 400, "malformed id"),
+        ("'%20OR%201=1--", json!({"quantity": 1}), 400, "sql in id"),
+    ] {
+        let put = stack.put_item(&stack.cart(), &token, product, body).await;
+        let problem = assert_problem(put, status, why).await;
+        if status == 404 {
+            assert_eq!(problem["type"], "/problems/unknown-product");
+        }
+    }
+    let broken = stack
         .client
         .put(format!("{}/api/cart/items/{product}", &stack.cart()))
         .bearer_auth(&token)
         .body("{")
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(raw, 400, "broken JSON").await;
-    assert_problem(
-        stack
-            .client
-            .get(format!("{}/api/cart", &stack.cart()))
-            .send()
-            .await
-            .expect("sent"),
-        401,
-        "no token",
-    )
-    .await;
-    assert_problem(
-        stack
-            .client
-            .get(format!("{}/api/cart", &stack.cart()))
-            .bearer_auth("nope")
-            .send()
-            .await
-            .expect("sent"),
-        401,
-        "bad token",
-    )
-    .await;
+        .header("content-type", "application/json");
+    assert_problem(send(broken).await, 400, "broken JSON").await;
+    let cart_url = format!("{}/api/cart", &stack.cart());
+    assert_problem(send(stack.client.get(&cart_url)).await, 401, "no token").await;
+    let bad_token = stack.client.get(&cart_url).bearer_auth("nope");
+    assert_problem(send(bad_token).await, 401, "bad token").await;
     let cart: Value = stack.cart_json(&stack.cart(), &token).await;
     assert_eq!(
         cart["version"], 0,
@@ -232,7 +165,7 @@ async fn users_never_see_or_change_each_others_carts() {
     assert_eq!(delete.status(), 204);
     // The internal route takes a user id, but only with the service credential.
     let alice_id = common::user_id(&alice);
-    let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": product, "quantity": 5}]});
+    let body = removal(uuid::Uuid::now_v7(), &[(&product, 5)]);
     assert_problem(
         stack
             .remove_order(&stack.cart(), &alice_id, &body, None)
@@ -241,18 +174,14 @@ async fn users_never_see_or_change_each_others_carts() {
         "no credential",
     )
     .await;
-    let with_token = stack
-        .client
-        .post(format!(
-            "{}/internal/carts/{alice_id}/order-removals",
-            stack.cart()
-        ))
-        .bearer_auth(&mallory)
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(with_token, 401, "a user token is no service credential").await;
+    let url = format!("{}/internal/carts/{alice_id}/order-removals", stack.cart());
+    let with_token = stack.client.post(url).bearer_auth(&mallory).json(&body);
+    assert_problem(
+        send(with_token).await,
+        401,
+        "a user token is no service credential",
+    )
+    .await;
 
     let cart: Value = stack.cart_json(&stack.cart(), &alice).await;
     assert_eq!(cart["items"][0]["quantity"], 5, "alice's cart is untouched");
@@ -346,14 +275,9 @@ async fn without_the_catalog_the_cart_answers_503_never_a_guess() {
         !problem.to_string().contains("127.0.0.1"),
         "no internals in the body: {problem}"
     );
-    assert_problem(
-        stack
-            .put_item(&stack.cart(), &token, &product, json!({"quantity": 2}))
-            .await,
-        503,
-        "catalog gone",
-    )
-    .await;
+    let body = json!({"quantity": 2});
+    let put = stack.put_item(&stack.cart(), &token, &product, body).await;
+    assert_problem(put, 503, "catalog gone").await;
 }
 
 #[tokio::test]
@@ -363,12 +287,7 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
     let token = stack.token("erin").await;
     let ids = stack.product_ids().await;
     let (read, unread) = (&ids[0], &ids[1]);
-    let before: Value = stack
-        .put_item(&stack.cart(), &token, read, json!({"quantity": 2}))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let before = stack.put(&token, read, 2).await;
     stack.stop_service("catalog").await;
     let (hits, misses) = (
         stack.cache_lookups("hit").await,
@@ -380,11 +299,7 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
     assert_eq!(cart.status(), 200);
     let cart: Value = cart.json().await.expect("json");
     assert_eq!(cart["items"], before["items"], "the same names and prices");
-    let put = stack
-        .put_item(&stack.cart(), &token, read, json!({"quantity": 3}))
-        .await;
-    assert_eq!(put.status(), 200);
-    let put: Value = put.json().await.expect("json");
+    let put = stack.put(&token, read, 3).await;
     assert_eq!(put["items"][0]["quantity"], 3);
     assert_eq!(
         put["items"][0]["unit_price_cents"],
@@ -392,14 +307,9 @@ async fn products_read_within_the_cache_ttl_are_reused_and_only_those() {
     );
 
     // A product never read is not guessed.
-    assert_problem(
-        stack
-            .put_item(&stack.cart(), &token, unread, json!({"quantity": 1}))
-            .await,
-        503,
-        "never read",
-    )
-    .await;
+    let body = json!({"quantity": 1});
+    let put = stack.put_item(&stack.cart(), &token, unread, body).await;
+    assert_problem(put, 503, "never read").await;
 
     // The GET and the PUT found the product kept; the last PUT missed it.
     // (Other tests of this binary share the process's counters: at least.)
@@ -425,13 +335,8 @@ async fn a_cached_product_is_asked_for_again_once_its_ttl_ends() {
 #[tokio::test]
 async fn metrics_are_served_on_the_admin_port_only() {
     let stack = spawn_with_catalog_cache(0).await;
-    let anonymous = stack
-        .client
-        .get(format!("{}/api/cart", &stack.cart()))
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(anonymous, 401, "no token").await;
+    let anonymous = send(stack.client.get(format!("{}/api/cart", &stack.cart())));
+    assert_problem(anonymous.await, 401, "no token").await;
     let counted = stack
         .counter(
             "http_requests_total",
@@ -443,11 +348,6 @@ async fn metrics_are_served_on_the_admin_port_only() {
         )
         .await;
     assert!(counted >= 1.0, "{counted}");
-    let public = stack
-        .client
-        .get(format!("{}/metrics", &stack.cart()))
-        .send()
-        .await
-        .expect("sent");
-    assert_problem(public, 404, "/metrics on the API port").await;
+    let public = send(stack.client.get(format!("{}/metrics", &stack.cart())));
+    assert_problem(public.await, 404, "/metrics on the API port").await;
 }

@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{CartStack as _, SERVICE_TOKEN, assert_problem, spawn_stack, user_id};
+use common::{CartStack as _, SERVICE_TOKEN, assert_problem, removal, spawn_stack, user_id};
 use futures::future::join_all;
 use serde_json::{Value, json};
+use shop::testing::{lines, wait_until};
 
 #[tokio::test]
 async fn removal_subtracts_ordered_lines_once() {
@@ -14,53 +15,33 @@ async fn removal_subtracts_ordered_lines_once() {
         let token = stack.token("erin").await;
         let user = user_id(&token);
         let ids = stack.product_ids().await;
-        let id = |i: usize| ids[i].clone();
-        stack
-            .put_item(&stack.cart(), &token, &id(0), json!({"quantity": 3}))
-            .await;
-        stack
-            .put_item(&stack.cart(), &token, &id(1), json!({"quantity": 1}))
-            .await;
+        stack.put(&token, &ids[0], 3).await;
+        stack.put(&token, &ids[1], 1).await;
 
         let order = uuid::Uuid::now_v7();
-        let body = json!({"order_id": order, "lines": [{"product_id": id(0), "quantity": 2}, {"product_id": id(1), "quantity": 1}]});
+        let body = removal(order, &[(&ids[0], 2), (&ids[1], 1)]);
         // Added after the order was placed: must stay.
-        stack
-            .put_item(&stack.cart(), &token, &id(2), json!({"quantity": 4}))
-            .await;
+        stack.put(&token, &ids[2], 4).await;
 
-        assert_problem(
-            stack
-                .remove_order(&stack.cart(), &user, &body, Some("wrong"))
-                .await,
-            401,
-            "wrong credential",
-        )
-        .await;
-        let first: Value = stack
-            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
-            .await
-            .json()
-            .await
-            .expect("json");
-        assert_eq!(first["applied"], true, "{}", stack.engine);
-        let repeat: Value = stack
-            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
-            .await
-            .json()
-            .await
-            .expect("json");
-        assert_eq!(repeat["applied"], false, "{}", stack.engine);
+        let wrong = stack
+            .remove_order(&stack.cart(), &user, &body, Some("wrong"))
+            .await;
+        assert_problem(wrong, 401, "wrong credential").await;
+        let first = stack
+            .assert_removal(&stack.cart(), &user, &body, true)
+            .await;
+        let repeat = stack
+            .assert_removal(&stack.cart(), &user, &body, false)
+            .await;
         assert_eq!(
             repeat["version"], first["version"],
             "a repeat changes nothing"
         );
 
         let cart: Value = stack.cart_json(&stack.cart(), &token).await;
-        let lines = shop::testing::lines(&cart);
-        let mut want = vec![(id(0), 1), (id(2), 4)];
+        let mut want = vec![(ids[0].clone(), 1), (ids[2].clone(), 4)];
         want.sort();
-        assert_eq!(lines, want, "{}", stack.engine);
+        assert_eq!(lines(&cart), want, "{}", stack.engine);
     }
 }
 
@@ -71,10 +52,8 @@ async fn concurrent_repeats_apply_once() {
         let token = stack.token("fred").await;
         let user = user_id(&token);
         let product = stack.product_ids().await.remove(0);
-        stack
-            .put_item(&stack.cart(), &token, &product, json!({"quantity": 10}))
-            .await;
-        let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": product, "quantity": 3}]});
+        stack.put(&token, &product, 10).await;
+        let body = removal(uuid::Uuid::now_v7(), &[(&product, 3)]);
         let carts = stack.carts();
         let calls =
             (0..10).map(|i| stack.remove_order(&carts[i % 2], &user, &body, Some(SERVICE_TOKEN)));
@@ -96,32 +75,19 @@ async fn concurrent_repeats_apply_once() {
 async fn invalid_removals_are_422() {
     let stack = spawn_stack(shop_testkit::TestDatabase::sqlite(), 1).await;
     let user = uuid::Uuid::now_v7().to_string();
-    let body = json!({"order_id": uuid::Uuid::now_v7(), "lines": [{"product_id": uuid::Uuid::now_v7(), "quantity": 0}]});
-    assert_problem(
-        stack
-            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
-            .await,
-        422,
-        "zero quantity",
-    )
-    .await;
-    let body = json!({"order_id": "nope", "lines": []});
-    assert_problem(
-        stack
-            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
-            .await,
-        422,
-        "bad order id",
-    )
-    .await;
-    assert_problem(
-        stack
-            .remove_order(&stack.cart(), "not-a-uuid", &json!({}), Some(SERVICE_TOKEN))
-            .await,
-        400,
-        "bad user id",
-    )
-    .await;
+    let user = user.as_str();
+    let product = uuid::Uuid::now_v7().to_string();
+    let zero = removal(uuid::Uuid::now_v7(), &[(&product, 0)]);
+    let bad_order = json!({"order_id": "nope", "lines": []});
+    for (user, body, status, why) in [
+        (user, zero, 422, "zero quantity"),
+        (user, bad_order, 422, "bad order id"),
+        ("not-a-uuid", json!({}), 400, "bad user id"),
+    ] {
+        let cart = stack.cart();
+        let answer = stack.remove_order(&cart, user, &body, Some(SERVICE_TOKEN));
+        assert_problem(answer.await, status, why).await;
+    }
 }
 
 #[tokio::test]
@@ -139,20 +105,13 @@ async fn applied_order_records_past_the_retention_are_purged() {
         let token = stack.token("gina").await;
         let user = user_id(&token);
         let product = stack.product_ids().await.remove(0);
-        stack
-            .put_item(&stack.cart(), &token, &product, json!({"quantity": 9}))
-            .await;
+        stack.put(&token, &product, 9).await;
         let (old, recent) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
         for order in [old, recent] {
-            let body =
-                json!({"order_id": order, "lines": [{"product_id": product, "quantity": 1}]});
-            let answer: Value = stack
-                .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
-                .await
-                .json()
-                .await
-                .expect("json");
-            assert_eq!(answer["applied"], true, "{}", stack.engine);
+            let body = removal(order, &[(&product, 1)]);
+            stack
+                .assert_removal(&stack.cart(), &user, &body, true)
+                .await;
         }
         let before = stack.counter("cart_applied_orders_purged_total", &[]).await;
 
@@ -178,30 +137,19 @@ async fn applied_order_records_past_the_retention_are_purged() {
                 .map(|row| row.try_get::<String, _>("order_id").expect("order_id"))
                 .collect::<Vec<_>>()
         };
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-        while kept().await.len() == 2 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: the old record is still there",
-                stack.engine
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        assert_eq!(kept().await, [recent.to_string()], "{}", stack.engine);
+        let what = format!("{}: the old record to be purged", stack.engine);
+        let left = wait_until(&what, kept, |left| left.len() < 2).await;
+        assert_eq!(left, [recent.to_string()], "{}", stack.engine);
         assert!(
             stack.counter("cart_applied_orders_purged_total", &[]).await >= before + 1.0,
             "{}: counted",
             stack.engine
         );
         // The record kept still makes a repeat change nothing.
-        let body = json!({"order_id": recent, "lines": [{"product_id": product, "quantity": 1}]});
-        let repeat: Value = stack
-            .remove_order(&stack.cart(), &user, &body, Some(SERVICE_TOKEN))
-            .await
-            .json()
-            .await
-            .expect("json");
-        assert_eq!(repeat["applied"], false, "{}", stack.engine);
+        let body = removal(recent, &[(&product, 1)]);
+        stack
+            .assert_removal(&stack.cart(), &user, &body, false)
+            .await;
         cart_db.close().await;
     }
 }

@@ -12,7 +12,7 @@ use common::{
 };
 use serde_json::json;
 use shop_discovery::{PolicySettings, Registry, Scheme};
-use shop_testkit::Engine;
+use shop_testkit::{Engine, scrape, send};
 
 #[tokio::test]
 async fn stopping_a_cart_instance_mid_run_fails_no_request() {
@@ -88,11 +88,7 @@ async fn a_slow_upstream_yields_504_within_the_deadline() {
     let client = reqwest::Client::new();
 
     let started = Instant::now();
-    let response = client
-        .get(format!("{}/api/products/slow", gateway.base))
-        .send()
-        .await
-        .expect("sent");
+    let response = send(client.get(format!("{}/api/products/slow", gateway.base))).await;
     let body = assert_problem(response, 504, "request deadline").await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -123,14 +119,11 @@ async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
     }
     let gateway = spawn_gateway(&registry, settings).await;
     let client = reqwest::Client::new();
+    let products = || send(client.get(format!("{}/api/products", gateway.base)));
 
     let mut statuses = Vec::new();
     for _ in 0..10 {
-        let response = client
-            .get(format!("{}/api/products", gateway.base))
-            .send()
-            .await
-            .expect("sent");
+        let response = products().await;
         let status = response.status().as_u16();
         statuses.push(status);
         if status == 503 {
@@ -143,12 +136,7 @@ async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
     }
     assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
     let started = Instant::now();
-    let response = client
-        .get(format!("{}/api/products", gateway.base))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 503);
+    assert_eq!(products().await.status(), 503);
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "an open breaker answers at once"
@@ -158,12 +146,12 @@ async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
     let token = users.token("0190c9f0-0000-7000-8000-000000000001");
     let mut last = 0;
     for _ in 0..10 {
-        let response = client
-            .get(format!("{}/api/orders", gateway.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("sent");
+        let response = send(
+            client
+                .get(format!("{}/api/orders", gateway.base))
+                .bearer_auth(&token),
+        );
+        let response = response.await;
         last = response.status().as_u16();
         assert!(matches!(last, 502 | 503), "{last}");
         assert_problem(response, last, "orders facade, dead instance").await;
@@ -173,15 +161,7 @@ async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
     }
     assert_eq!(last, 503, "the orders breaker opened too");
 
-    let admin = gateway.admin_base();
-    let metrics = client
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = scrape(&client, &gateway.admin_base()).await;
     for series in [
         "upstream_requests_total",
         "upstream_breaker_state",

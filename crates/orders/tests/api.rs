@@ -3,10 +3,14 @@
 
 mod common;
 
-use common::{authed, place, spawn_stack};
+use common::{authed, place, refused, spawn_stack};
 use futures::StreamExt;
-use shop_proto::orders::v1::{CancelOrderRequest, GetOrderRequest, ListOrdersRequest, OrderStatus};
-use tonic::Code;
+use shop_proto::orders::v1::order_service_client::OrderServiceClient;
+use shop_proto::orders::v1::{
+    CancelOrderRequest, GetOrderRequest, ListOrdersRequest, OrderStatus, PlaceOrderRequest,
+};
+use tonic::Code::{self, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated};
+use tonic::transport::Channel;
 
 fn get(id: &str) -> GetOrderRequest {
     GetOrderRequest {
@@ -27,6 +31,68 @@ fn list(size: i32, token: &str) -> ListOrdersRequest {
     }
 }
 
+/// One call of the orders API, for tables of refused calls.
+enum Call {
+    Place(PlaceOrderRequest),
+    Get(GetOrderRequest),
+    Cancel(CancelOrderRequest),
+    List(ListOrdersRequest),
+}
+
+impl Call {
+    /// Sends the call as `token` (none: without one); the answer, read or
+    /// not.
+    async fn send(
+        self,
+        client: &OrderServiceClient<Channel>,
+        token: Option<&str>,
+    ) -> Result<(), tonic::Status> {
+        fn request<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+            match token {
+                Some(token) => authed(message, token),
+                None => tonic::Request::new(message),
+            }
+        }
+        let mut client = client.clone();
+        match self {
+            Self::Place(call) => client.place_order(request(call, token)).await.map(drop),
+            Self::Get(call) => client.get_order(request(call, token)).await.map(drop),
+            Self::Cancel(call) => client.cancel_order(request(call, token)).await.map(drop),
+            Self::List(call) => client.list_orders(request(call, token)).await.map(drop),
+        }
+    }
+}
+
+impl Call {
+    fn place(key: &str) -> Self {
+        Self::Place(place(key))
+    }
+
+    fn get(id: &str) -> Self {
+        Self::Get(get(id))
+    }
+
+    fn cancel(id: &str) -> Self {
+        Self::Cancel(cancel(id))
+    }
+
+    fn list(size: i32, page: &str) -> Self {
+        Self::List(list(size, page))
+    }
+}
+
+/// Asserts that each call, as `token`, is refused with its code; the last
+/// field names the case.
+async fn assert_refused<const N: usize>(
+    client: &OrderServiceClient<Channel>,
+    token: Option<&str>,
+    cases: [(Call, Code, &str); N],
+) {
+    for (call, code, what) in cases {
+        refused(call.send(client, token).await, code, what);
+    }
+}
+
 #[tokio::test]
 async fn orders_are_private_inputs_are_checked_and_cancel_is_once() {
     for db in shop_testkit::databases().await {
@@ -38,11 +104,8 @@ async fn orders_are_private_inputs_are_checked_and_cancel_is_once() {
         let products = stack.product_ids().await;
 
         // Empty cart.
-        let status = client
-            .place_order(authed(place("k0"), &alice))
-            .await
-            .expect_err("empty cart");
-        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        let empty = Call::place("k0").send(&client, Some(&alice)).await;
+        let status = refused(empty, FailedPrecondition, "empty cart");
         assert_eq!(status.message(), "the cart is empty");
 
         // Three orders, for paging.
@@ -85,29 +148,20 @@ async fn orders_are_private_inputs_are_checked_and_cancel_is_once() {
         assert_eq!(second, [ids[0].as_str()]);
         assert!(page.next_page_token.is_empty());
 
-        // Another user sees none of it.
-        let status = client
-            .get_order(authed(get(&ids[0]), &bob))
-            .await
-            .expect_err("not bob's");
-        assert_eq!(status.code(), Code::NotFound);
-        let status = client
-            .cancel_order(authed(cancel(&ids[0]), &bob))
-            .await
-            .expect_err("not bob's");
-        assert_eq!(status.code(), Code::NotFound);
+        // Another user sees none of it; Bob using Alice's key places
+        // nothing of hers.
         let bobs = client
             .list_orders(authed(list(0, ""), &bob))
             .await
             .expect("list")
             .into_inner();
         assert!(bobs.orders.is_empty());
-        // Bob using Alice's key places nothing of hers.
-        let status = client
-            .place_order(authed(place("k1"), &bob))
-            .await
-            .expect_err("bob's cart is empty");
-        assert_eq!(status.code(), Code::FailedPrecondition);
+        let cases = [
+            (Call::get(&ids[0]), NotFound, "not bob's"),
+            (Call::cancel(&ids[0]), NotFound, "not bob's"),
+            (Call::place("k1"), FailedPrecondition, "bob's empty cart"),
+        ];
+        assert_refused(&client, Some(&bob), cases).await;
 
         // The owner reads and cancels; a second cancel fails.
         let order = client
@@ -122,74 +176,43 @@ async fn orders_are_private_inputs_are_checked_and_cancel_is_once() {
             .expect("cancelled")
             .into_inner();
         assert_eq!(cancelled.status, OrderStatus::Cancelled as i32);
-        let status = client
-            .cancel_order(authed(cancel(&ids[0]), &alice))
-            .await
-            .expect_err("twice");
-        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        let twice = Call::cancel(&ids[0]).send(&client, Some(&alice)).await;
+        let status = refused(twice, FailedPrecondition, "twice");
         assert_eq!(
             status.message(),
             "the order is cancelled and cannot be cancelled"
         );
 
-        // Bad input.
+        // Bad input; no token, a bad token, a tampered token.
         for (key, what) in [
             (String::new(), "empty key"),
             ("k".repeat(129), "overlong key"),
             ("tab\tkey".to_owned(), "unprintable key"),
         ] {
-            let status = client
-                .place_order(authed(place(&key), &alice))
-                .await
-                .expect_err(what);
-            assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+            let answer = Call::place(&key).send(&client, Some(&alice)).await;
+            let status = refused(answer, InvalidArgument, what);
             assert!(status.message().contains("idempotency_key"), "{what}");
         }
-        let status = client
-            .get_order(authed(get("not-a-uuid"), &alice))
-            .await
-            .expect_err("malformed id");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        let status = client
-            .cancel_order(authed(cancel("42"), &alice))
-            .await
-            .expect_err("malformed id");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        let status = client
-            .list_orders(authed(list(0, "garbage"), &alice))
-            .await
-            .expect_err("bad page token");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        let status = client
-            .list_orders(authed(list(101, ""), &alice))
-            .await
-            .expect_err("page too big");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        let status = client
-            .get_order(authed(get(&uuid::Uuid::now_v7().to_string()), &alice))
-            .await
-            .expect_err("unknown");
-        assert_eq!(status.code(), Code::NotFound);
-
-        // No token, a bad token, a tampered token.
-        let status = client
-            .list_orders(tonic::Request::new(list(0, "")))
-            .await
-            .expect_err("no token");
-        assert_eq!(status.code(), Code::Unauthenticated);
-        let status = client
-            .place_order(authed(place("k9"), "not.a.jwt"))
-            .await
-            .expect_err("bad token");
-        assert_eq!(status.code(), Code::Unauthenticated);
         let mut tampered = alice.clone();
         tampered.pop();
         tampered.push(if alice.ends_with('A') { 'B' } else { 'A' });
-        let status = client
-            .get_order(authed(get(&ids[1]), &tampered))
-            .await
-            .expect_err("tampered token");
-        assert_eq!(status.code(), Code::Unauthenticated);
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let cases = [
+            (Call::get("not-a-uuid"), InvalidArgument, "malformed id"),
+            (Call::cancel("42"), InvalidArgument, "malformed id"),
+            (Call::list(0, "garbage"), InvalidArgument, "bad page token"),
+            (Call::list(101, ""), InvalidArgument, "page too big"),
+            (Call::get(&unknown), NotFound, "unknown"),
+        ];
+        assert_refused(&client, Some(&alice), cases).await;
+        let tampered = Some(tampered.as_str());
+        for (call, token, what) in [
+            (Call::list(0, ""), None, "no token"),
+            (Call::place("k9"), Some("not.a.jwt"), "bad token"),
+            (Call::get(&ids[1]), tampered, "tampered token"),
+        ] {
+            refused(call.send(&client, token).await, Unauthenticated, what);
+        }
     }
 }
 
@@ -267,19 +290,12 @@ async fn oversized_messages_are_refused_and_reflection_can_be_turned_off() {
     let alice = stack.token("alice").await;
 
     let huge_key = "k".repeat(4096);
-    let status = orders
-        .place(&alice, &huge_key)
-        .await
-        .expect_err("a 4 KiB message over a 1 KiB limit");
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let huge = orders.place(&alice, &huge_key).await;
+    refused(huge, Code::OutOfRange, "a 4 KiB message over a 1 KiB limit");
     // The instance still serves normal calls.
-    let status = orders
-        .client
-        .clone()
-        .get_order(authed(get("0193f2a4-0000-7000-8000-000000000000"), &alice))
-        .await
-        .expect_err("no such order");
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let unknown = Call::get("0193f2a4-0000-7000-8000-000000000000");
+    let answer = unknown.send(&orders.client, Some(&alice)).await;
+    refused(answer, Code::NotFound, "no such order");
 
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -289,9 +305,8 @@ async fn oversized_messages_are_refused_and_reflection_can_be_turned_off() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let status = reflection
+    let answer = reflection
         .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .expect_err("reflection is off");
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+        .await;
+    refused(answer, Code::Unimplemented, "reflection is off");
 }

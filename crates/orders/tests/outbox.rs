@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Stack, count, old_order, spawn_stack};
+use common::{Orders, Stack, count, old_order, spawn_stack};
 use shop_common::db::{self, Db};
 use shop_orders::store::{Inserted, OrderStore};
 
@@ -42,36 +42,88 @@ async fn outbox_row(db: &Db, order_id: &str) -> (i64, bool, bool, String) {
     )
 }
 
-async fn wait_dead(stack: &Stack, db: &Db, order_id: &str) {
-    stack
-        .eventually("the row to be dead-lettered", || async {
-            count(
-                db,
-                "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND dead_at IS NOT NULL",
-                order_id,
-            )
-            .await
-                == 1
-        })
-        .await;
+/// What a dead-lettered row shows: the reason it is counted under, the
+/// attempts made (when the case fixes them) and part of its last error.
+struct DeadLetter {
+    reason: &'static str,
+    attempts: Option<i64>,
+    error: &'static str,
 }
 
-/// Places an order of a new user with one product, through an instance
-/// without a relay (so its row waits unclaimed); returns the buyer's token
-/// and the order id.
-async fn place_unrelayed(stack: &Stack, user: &str) -> (String, String) {
-    let token = stack.token(user).await;
-    let product = stack.product_ids().await.remove(0);
-    stack.put_item(&token, &product, 2).await;
+impl DeadLetter {
+    /// `orders`' count of dead letters for this reason.
+    async fn counted(&self, orders: &Orders) -> f64 {
+        orders
+            .metric(DEAD_LETTERS, &[("reason", self.reason)])
+            .await
+    }
+
+    /// Waits until order `order_id`'s row is dead-lettered, then asserts it
+    /// never delivered, with this error and attempts, and counted by
+    /// `orders` (from `before`); returns its attempts.
+    async fn assert(
+        &self,
+        stack: &Stack,
+        db: &Db,
+        orders: &Orders,
+        before: f64,
+        order_id: &str,
+    ) -> i64 {
+        let dead = "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND dead_at IS NOT NULL";
+        stack
+            .wait_count("the row to be dead-lettered", db, (dead, order_id), 1)
+            .await;
+        let (attempts, _, delivered, error) = outbox_row(db, order_id).await;
+        let engine = stack.engine;
+        if let Some(want) = self.attempts {
+            assert_eq!(
+                attempts, want,
+                "{engine}: the attempts before the dead letter"
+            );
+        }
+        assert!(!delivered, "{engine}: a dead row was never delivered");
+        assert!(error.contains(self.error), "{engine}: {error}");
+        let counted = self.counted(orders).await;
+        assert!(
+            counted >= before + 1.0,
+            "{engine}: the dead letter is counted ({counted})"
+        );
+        attempts
+    }
+}
+
+/// After a quiet while (a relay running), order `order_id`'s dead row has
+/// still made `attempts` attempts, cart saw only `statuses` for it, and
+/// `token`'s cart still holds `lines` for a human to resolve.
+async fn assert_stays_dead(
+    stack: &Stack,
+    db: &Db,
+    (order_id, attempts): (&str, i64),
+    statuses: &[u16],
+    (token, lines): (&str, &[(String, i64)]),
+) {
+    tokio::time::sleep(QUIET).await;
+    let engine = stack.engine;
+    let seen = stack.deliveries.statuses(order_id);
+    assert_eq!(seen, statuses, "{engine}: what cart saw of the order");
+    let retried = outbox_row(db, order_id).await.0;
+    assert_eq!(retried, attempts, "{engine}: never retried");
+    assert_eq!(
+        stack.cart_lines(token).await,
+        lines,
+        "{engine}: the lines stay"
+    );
+}
+
+/// Places an order of a new user with two of the first product, through
+/// an instance without a relay (so its row waits unclaimed); returns the
+/// buyer's token, the cart's lines and the order id.
+async fn place_unrelayed(stack: &Stack, user: &str) -> (String, Vec<(String, i64)>, String) {
+    let (token, products) = stack.shopper_with(user, &[2]).await;
     let mut placer = stack.spawn_orders(false).await;
-    let order = placer
-        .place(&token, "k")
-        .await
-        .expect("placed")
-        .order
-        .expect("order");
+    let order = placer.placed(&token, "k").await;
     placer.shutdown().await;
-    (token, order.id)
+    (token, vec![(products[0].clone(), 2)], order.id)
 }
 
 #[tokio::test]
@@ -83,45 +135,24 @@ async fn a_refused_delivery_is_dead_lettered_at_once_and_never_retried() {
         let mut settings = stack.orders_settings(true);
         settings.internal.service_token = Some("not-the-token".to_owned().into());
         let orders = stack.spawn_orders_with(settings).await;
-        let before = orders.metric(DEAD_LETTERS, &[("reason", "rejected")]).await;
-        let token = stack.token("refused").await;
-        let product = stack.product_ids().await.remove(0);
-        stack.put_item(&token, &product, 2).await;
-        let order = orders
-            .place(&token, "k-refused")
-            .await
-            .expect("the order is placed all the same")
-            .order
-            .expect("order");
+        let refused = DeadLetter {
+            reason: "rejected",
+            attempts: Some(1),
+            error: "service credential",
+        };
+        let before = refused.counted(&orders).await;
+        let (token, products) = stack.shopper_with("refused", &[2]).await;
+        let order = orders.placed(&token, "k-refused").await;
 
         let db = stack.orders_db().await;
-        wait_dead(&stack, &db, &order.id).await;
-        let (attempts, _, delivered, error) = outbox_row(&db, &order.id).await;
-        assert_eq!(attempts, 1, "{}: dead after one attempt", stack.engine);
-        assert!(!delivered);
-        assert!(error.contains("service credential"), "{error}");
-        assert!(
-            orders.metric(DEAD_LETTERS, &[("reason", "rejected")]).await >= before + 1.0,
-            "{}: the dead letter is counted",
-            stack.engine
-        );
+        refused
+            .assert(&stack, &db, &orders, before, &order.id)
+            .await;
 
         // Never retried, not even by a relay that would succeed.
         let _healthy = stack.spawn_orders(true).await;
-        tokio::time::sleep(QUIET).await;
-        assert_eq!(
-            stack.deliveries.statuses(&order.id),
-            [401],
-            "{}: one delivery, refused",
-            stack.engine
-        );
-        assert_eq!(outbox_row(&db, &order.id).await.0, 1, "{}", stack.engine);
-        assert_eq!(
-            stack.cart_lines(&token).await,
-            [(product, 2)],
-            "{}: the lines stay for a human to resolve",
-            stack.engine
-        );
+        let lines = [(products[0].clone(), 2)];
+        assert_stays_dead(&stack, &db, (&order.id, 1), &[401], (&token, &lines)).await;
         db.close().await;
     }
 }
@@ -130,35 +161,24 @@ async fn a_refused_delivery_is_dead_lettered_at_once_and_never_retried() {
 async fn transient_failures_are_retried_until_the_attempt_cap_then_dead_lettered() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db).await;
-        let (token, order_id) = place_unrelayed(&stack, "unlucky").await;
+        let (token, lines, order_id) = place_unrelayed(&stack, "unlucky").await;
         stack.cart_down();
         let mut settings = stack.orders_settings(true);
         settings.relay.max_attempts = 3;
         let relay = stack.spawn_orders_with(settings).await;
-        let before = relay.metric(DEAD_LETTERS, &[("reason", "attempts")]).await;
+        let capped = DeadLetter {
+            reason: "attempts",
+            attempts: Some(3),
+            error: "no available instance",
+        };
+        let before = capped.counted(&relay).await;
 
         let db = stack.orders_db().await;
-        wait_dead(&stack, &db, &order_id).await;
-        let (attempts, _, delivered, error) = outbox_row(&db, &order_id).await;
-        assert_eq!(attempts, 3, "{}: dead at the cap", stack.engine);
-        assert!(!delivered);
-        assert!(error.contains("no available instance"), "{error}");
-        assert!(
-            relay.metric(DEAD_LETTERS, &[("reason", "attempts")]).await >= before + 1.0,
-            "{}: the dead letter is counted",
-            stack.engine
-        );
+        capped.assert(&stack, &db, &relay, before, &order_id).await;
 
         // Cart is back: the dead row stays dead.
         stack.cart_up();
-        tokio::time::sleep(QUIET).await;
-        assert!(
-            stack.deliveries.statuses(&order_id).is_empty(),
-            "{}",
-            stack.engine
-        );
-        assert_eq!(outbox_row(&db, &order_id).await.0, 3, "{}", stack.engine);
-        assert_eq!(stack.cart_lines(&token).await.len(), 1, "{}", stack.engine);
+        assert_stays_dead(&stack, &db, (&order_id, 3), &[], (&token, &lines)).await;
         db.close().await;
     }
 }
@@ -167,7 +187,7 @@ async fn transient_failures_are_retried_until_the_attempt_cap_then_dead_lettered
 async fn a_row_older_than_the_relay_delivers_is_dead_lettered_without_a_call() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db).await;
-        let (token, order_id) = place_unrelayed(&stack, "late").await;
+        let (token, lines, order_id) = place_unrelayed(&stack, "late").await;
         let db = stack.orders_db().await;
         let two_days_ago = db::timestamp_text(chrono::Utc::now() - chrono::Duration::days(2));
         sqlx::query("UPDATE outbox SET created_at = $1 WHERE order_id = $2")
@@ -177,17 +197,14 @@ async fn a_row_older_than_the_relay_delivers_is_dead_lettered_without_a_call() {
             .await
             .expect("aged");
         let relay = stack.spawn_orders(true).await;
-        wait_dead(&stack, &db, &order_id).await;
-        let (_, _, delivered, error) = outbox_row(&db, &order_id).await;
-        assert!(!delivered);
-        assert!(error.contains("too old"), "{error}");
-        assert!(relay.metric(DEAD_LETTERS, &[("reason", "expired")]).await >= 1.0);
-        assert!(
-            stack.deliveries.statuses(&order_id).is_empty(),
-            "{}: cart never asked",
-            stack.engine
-        );
-        assert_eq!(stack.cart_lines(&token).await.len(), 1, "{}", stack.engine);
+        let expired = DeadLetter {
+            reason: "expired",
+            attempts: None,
+            error: "too old",
+        };
+        let attempts = expired.assert(&stack, &db, &relay, 0.0, &order_id).await;
+        // Cart never asked.
+        assert_stays_dead(&stack, &db, (&order_id, attempts), &[], (&token, &lines)).await;
         db.close().await;
     }
 }
@@ -259,12 +276,7 @@ async fn delivered_rows_past_the_retention_are_purged_and_the_rest_kept() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(remaining().await, ids[1..], "{}", stack.engine);
         assert!(orders.metric("outbox_purged_rows_total", &[]).await >= 1.0);
-        let text = reqwest::get(format!("{}/metrics", orders.admin))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = orders.scrape().await;
         assert!(text.contains("outbox_dead_letter_rows"), "{text}");
         // The orders themselves are history: never purged.
         for id in &ids {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{SERVICE_TOKEN, count, spawn_stack};
+use common::{SERVICE_TOKEN, count, refused, spawn_stack};
 use futures::future::join_all;
 use shop_common::db;
 use shop_discovery::{UpstreamClient, UpstreamSettings};
@@ -15,15 +15,15 @@ use shop_orders::store::OrderStore;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
+const ORDERS_OF_USER: &str = "SELECT COUNT(*) AS n FROM orders WHERE user_id = $1";
+const OUTBOX_OF_USER: &str = "SELECT COUNT(*) AS n FROM outbox WHERE user_id = $1";
+
 #[tokio::test]
 async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db).await;
         let orders = stack.spawn_orders(true).await;
-        let token = stack.token("alice").await;
-        let products = stack.product_ids().await;
-        stack.put_item(&token, &products[0], 3).await;
-        stack.put_item(&token, &products[1], 1).await;
+        let (token, products) = stack.shopper_with("alice", &[3, 1]).await;
 
         let calls = (0..20).map(|_| orders.place(&token, "checkout-1"));
         let answers: Vec<_> = join_all(calls)
@@ -52,33 +52,14 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
         );
         let db = stack.orders_db().await;
         let user = first.user_id.clone();
-        assert_eq!(
-            count(
-                &db,
-                "SELECT COUNT(*) AS n FROM orders WHERE user_id = $1",
-                &user
-            )
-            .await,
-            1,
-            "{}",
-            stack.engine
-        );
-        assert_eq!(
-            count(
-                &db,
-                "SELECT COUNT(*) AS n FROM outbox WHERE user_id = $1",
-                &user
-            )
-            .await,
-            1,
-            "{}",
-            stack.engine
-        );
+        for sql in [ORDERS_OF_USER, OUTBOX_OF_USER] {
+            assert_eq!(count(&db, sql, &user).await, 1, "{}: {sql}", stack.engine);
+        }
 
         // The relay clears the ordered lines, once.
         stack.wait_for_cart(&token, &[]).await;
         stack.wait_marked(&db, &first.id).await;
-        assert_eq!(stack.deliveries.of(&first.id), [true]);
+        stack.assert_delivered_once([&first.id]);
 
         // Items added after the order stay; a repeat with another cart still
         // returns the first order and creates nothing.
@@ -92,14 +73,11 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
             "{}",
             stack.engine
         );
+        let orders_of_user = count(&db, ORDERS_OF_USER, &user).await;
         assert_eq!(
-            count(
-                &db,
-                "SELECT COUNT(*) AS n FROM orders WHERE user_id = $1",
-                &user
-            )
-            .await,
-            1
+            orders_of_user, 1,
+            "{}: a repeat creates nothing",
+            stack.engine
         );
         db.close().await;
     }
@@ -109,19 +87,11 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
 async fn a_committed_order_is_delivered_after_a_restart_and_a_duplicate_delivery_changes_nothing() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db).await;
-        let token = stack.token("bob").await;
-        let products = stack.product_ids().await;
-        stack.put_item(&token, &products[0], 2).await;
-        stack.put_item(&token, &products[1], 1).await;
+        let (token, products) = stack.shopper_with("bob", &[2, 1]).await;
 
         // Crash point: the order commits, the relay never runs, the process stops.
         let mut first = stack.spawn_orders(false).await;
-        let order = first
-            .place(&token, "k-restart")
-            .await
-            .expect("placed")
-            .order
-            .expect("order");
+        let order = first.placed(&token, "k-restart").await;
         first.shutdown().await;
         assert_eq!(stack.cart_lines(&token).await.len(), 2, "not delivered yet");
         assert!(stack.deliveries.of(&order.id).is_empty());
@@ -134,7 +104,7 @@ async fn a_committed_order_is_delivered_after_a_restart_and_a_duplicate_delivery
         stack
             .wait_for_cart(&token, &[(products[2].clone(), 4)])
             .await;
-        assert_eq!(stack.deliveries.of(&order.id), [true]);
+        stack.assert_delivered_once([&order.id]);
         let version = stack.cart_json(&token).await["version"].clone();
 
         // A duplicate delivery (the row reset, as after a crash between
@@ -168,29 +138,17 @@ async fn a_committed_order_is_delivered_after_a_restart_and_a_duplicate_delivery
 async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db).await;
-        let token = stack.token("carol").await;
-        let products = stack.product_ids().await;
-        stack.put_item(&token, &products[0], 1).await;
+        let (token, products) = stack.shopper_with("carol", &[1]).await;
         let mut orders = stack.spawn_orders(true).await;
         let db = stack.orders_db().await;
 
         // Cart down while placing: UNAVAILABLE and no order row.
         stack.cart_down();
-        let status = orders
-            .place(&token, "k-down")
-            .await
-            .expect_err("cart is down");
-        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        let placing = orders.place(&token, "k-down").await;
+        let status = refused(placing, Code::Unavailable, "cart down");
         assert!(!status.message().contains("127.0.0.1"), "no internals leak");
-        assert_eq!(
-            count(
-                &db,
-                "SELECT COUNT(*) AS n FROM orders WHERE idempotency_key = $1",
-                "k-down"
-            )
-            .await,
-            0
-        );
+        let keyed = "SELECT COUNT(*) AS n FROM orders WHERE idempotency_key = $1";
+        assert_eq!(count(&db, keyed, "k-down").await, 0, "{}", stack.engine);
         stack.cart_up();
 
         // Cart down after the commit: the relay retries with backoff and
@@ -208,25 +166,14 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
         // and a relay starts.
         stack.put_item(&token, &products[1], 2).await;
         let mut placer = stack.spawn_orders(false).await;
-        let second = placer
-            .place(&token, "k-down-2")
-            .await
-            .expect("placed")
-            .order
-            .expect("order");
+        let second = placer.placed(&token, "k-down-2").await;
         placer.shutdown().await;
         stack.cart_down();
         let _relay = stack.spawn_orders(true).await;
+        let failing = "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND attempts >= 2 AND delivered_at IS NULL";
+        let query = (failing, second.id.as_str());
         stack
-            .eventually("failed attempts to be recorded", || async {
-                count(
-                    &db,
-                    "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND attempts >= 2 AND delivered_at IS NULL",
-                    &second.id,
-                )
-                .await
-                    == 1
-            })
+            .wait_count("failed attempts to be recorded", &db, query, 1)
             .await;
         assert_eq!(
             stack.cart_lines(&token).await.len(),
@@ -235,8 +182,7 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
         );
         stack.cart_up();
         stack.wait_for_cart(&token, &[]).await;
-        assert_eq!(stack.deliveries.of(&second.id), [true]);
-        assert_eq!(stack.deliveries.of(&order.id), [true]);
+        stack.assert_delivered_once([&second.id, &order.id]);
         db.close().await;
     }
 }
@@ -267,25 +213,13 @@ async fn two_instances_with_relays_deliver_each_row_once() {
             stack.wait_for_cart(token, &[]).await;
         }
         let db = stack.orders_db().await;
+        let delivered =
+            "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NOT NULL AND kind = $1";
+        let query = (delivered, "cart.order_removal");
         stack
-            .eventually("every row to be marked delivered", || async {
-                count(
-                    &db,
-                    "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NOT NULL AND kind = $1",
-                    "cart.order_removal",
-                )
-                .await
-                    == 6
-            })
+            .wait_count("every row to be marked delivered", &db, query, 6)
             .await;
-        for id in &order_ids {
-            assert_eq!(
-                stack.deliveries.of(id),
-                [true],
-                "{}: order {id} delivered exactly once",
-                stack.engine
-            );
-        }
+        stack.assert_delivered_once(&order_ids);
         db.close().await;
     }
 }
@@ -294,16 +228,9 @@ async fn two_instances_with_relays_deliver_each_row_once() {
 async fn the_placing_instance_clears_the_cart_before_it_answers() {
     for db in shop_testkit::databases().await {
         let stack = spawn_stack(db).await;
-        let token = stack.token("dora").await;
-        let products = stack.product_ids().await;
-        stack.put_item(&token, &products[0], 2).await;
+        let (token, products) = stack.shopper_with("dora", &[2]).await;
         let orders = stack.spawn_orders(true).await;
-        let order = orders
-            .place(&token, "k-handoff")
-            .await
-            .expect("placed")
-            .order
-            .expect("order");
+        let order = orders.placed(&token, "k-handoff").await;
         // No waiting: the answer comes after the removal. Its mark follows
         // from the acknowledger, without another delivery.
         assert_eq!(
@@ -312,10 +239,10 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
             "{}",
             stack.engine
         );
-        assert_eq!(stack.deliveries.of(&order.id), [true]);
+        stack.assert_delivered_once([&order.id]);
         let db = stack.orders_db().await;
         stack.wait_marked(&db, &order.id).await;
-        assert_eq!(stack.deliveries.of(&order.id), [true]);
+        stack.assert_delivered_once([&order.id]);
         // The same quantity put again at once is not undone by a late
         // removal: the next order gets it.
         stack.put_item(&token, &products[0], 2).await;
@@ -380,15 +307,7 @@ async fn deliveries_reported_before_the_acknowledger_stops_are_all_marked() {
             "{}: every reported delivery marked",
             stack.engine
         );
-        for row in &rows {
-            assert_eq!(
-                stack.deliveries.of(&row.order_id),
-                [true],
-                "{}: order {} delivered exactly once",
-                stack.engine,
-                row.order_id
-            );
-        }
+        stack.assert_delivered_once(rows.iter().map(|row| &row.order_id));
         store.db().close().await;
     }
 }

@@ -7,8 +7,9 @@
 // Test support: a failed setup or request should fail the test loudly.
 #![allow(clippy::expect_used, clippy::panic)]
 
+use std::fmt::Debug;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -73,7 +74,19 @@ pub async fn database(engine: Engine) -> TestDatabase {
     }
 }
 
-/// A started [`Stack`] with a client, for one test.
+/// Orders settings for tests: quick drains, and a relay that polls every
+/// 50 ms and backs off briefly, so deliveries land within a test's wait.
+pub fn quick_orders(settings: &mut shop_orders::Settings) {
+    settings.grpc.drain_timeout_secs = 2;
+    settings.http.drain_timeout_secs = 2;
+    settings.relay.poll_interval_ms = 50;
+    settings.relay.initial_backoff_ms = 20;
+    settings.relay.max_backoff_ms = 200;
+}
+
+/// A started [`Stack`] with a client, for one test (the stack's own
+/// methods through `Deref`; taking a service out through
+/// [`TestStack::stop_service`]).
 pub struct TestStack {
     /// The services.
     pub stack: Stack,
@@ -88,12 +101,6 @@ impl Deref for TestStack {
 
     fn deref(&self) -> &Stack {
         &self.stack
-    }
-}
-
-impl DerefMut for TestStack {
-    fn deref_mut(&mut self) -> &mut Stack {
-        &mut self.stack
     }
 }
 
@@ -156,6 +163,15 @@ impl TestStack {
     /// one); returns the access token.
     pub async fn token(&self, username: &str) -> String {
         login(&self.client, &self.entry("users"), username).await
+    }
+
+    /// `username`, registered and logged in through the gateway, shopping
+    /// there.
+    ///
+    /// # Panics
+    /// When the stack runs no gateway.
+    pub async fn shopper(&self, username: &str) -> Shopper {
+        Shopper::login(&self.client, &self.base("gateway"), username).await
     }
 
     /// Every product in the catalog, in list order.
@@ -240,6 +256,7 @@ impl TestStack {
     /// When there is no such service or it stops with an error.
     pub async fn stop_service(&mut self, label: &str) {
         let mut running = self
+            .stack
             .take(label)
             .unwrap_or_else(|| panic!("the stack runs no {label}"));
         running.stopped().await.expect("stopped cleanly");
@@ -314,21 +331,120 @@ pub fn user_id(token: &str) -> String {
     claims["sub"].as_str().expect("sub").to_owned()
 }
 
+/// Reads with `read` every 25 ms until `done` holds of what it read, and
+/// returns that.
+///
+/// # Panics
+/// When it does not within [`WAIT`]; the message names `what` and shows
+/// the last value read.
+pub async fn wait_until<T, F, Fut>(what: &str, mut read: F, done: impl Fn(&T) -> bool) -> T
+where
+    T: Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last read: {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Waits until `predicate` holds, polling every 25 ms.
 ///
 /// # Panics
 /// When it does not within [`WAIT`].
-pub async fn eventually<F, Fut>(what: &str, mut predicate: F)
+pub async fn eventually<F, Fut>(what: &str, predicate: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !predicate().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    wait_until(what, predicate, |held| *held).await;
+}
+
+/// A registered, logged-in user of the public API at `base` (the gateway,
+/// or a service itself) and the requests a shopping journey sends.
+#[derive(Debug, Clone)]
+pub struct Shopper {
+    /// The client the requests go through.
+    pub client: reqwest::Client,
+    /// Where they go (`http://addr`).
+    pub base: String,
+    /// The user's access token, sent as a bearer token.
+    pub token: String,
+}
+
+impl Shopper {
+    /// Registers and logs in `username` at `base`.
+    pub async fn login(client: &reqwest::Client, base: &str, username: &str) -> Self {
+        Self {
+            client: client.clone(),
+            base: base.to_owned(),
+            token: login(client, base, username).await,
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET {path}` as this user, whatever the answer.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        shop_testkit::send(self.client.get(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    /// `GET {path}` as this user, asserting a 200 answer; its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// `POST {path}` as this user without a body, whatever the answer.
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        shop_testkit::send(self.client.post(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    /// Places this user's cart under the idempotency `key`, whatever the
+    /// answer.
+    pub async fn place(&self, key: &str) -> reqwest::Response {
+        let request = self.client.post(self.url("/api/orders"));
+        let request = request
+            .bearer_auth(&self.token)
+            .header("idempotency-key", key);
+        shop_testkit::send(request).await
+    }
+
+    /// Sets the quantity of `product` in this user's cart, asserting 200.
+    pub async fn put_item(&self, product: &str, quantity: i64) {
+        let url = self.url(&format!("/api/cart/items/{product}"));
+        let body = json!({"quantity": quantity});
+        let put = self.client.put(url).bearer_auth(&self.token).json(&body);
+        let response = shop_testkit::send(put).await;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "put {product} x{quantity}: {text}");
+    }
+
+    /// This user's cart as JSON, whatever the answer (a problem body
+    /// while the cart is unreachable).
+    pub async fn cart(&self) -> Value {
+        self.get("/api/cart").await.json().await.expect("json")
+    }
+
+    /// Waits (bounded) until this user's cart is empty, as after the relay
+    /// removed what was ordered; the failure shows the cart last read.
+    pub async fn wait_for_empty_cart(&self, what: &str) {
+        wait_until(what, || self.cart(), |cart| cart["items"] == json!([])).await;
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shop::testing::{eventually, ids, login, products};
+use shop::testing::{Shopper, eventually, ids, products};
 use shop_discovery::registry::EtcdSettings;
 use shop_discovery::{Instances, Registry};
 use shop_testkit::TestDatabase;
@@ -293,35 +293,26 @@ impl Cluster {
         base
     }
 
-    async fn token(&self, base: &str, username: &str) -> String {
-        login(&self.client, base, username).await
+    /// `username`, registered and logged in through the gateway at `base`.
+    async fn shopper(&self, base: &str, username: &str) -> Shopper {
+        Shopper::login(&self.client, base, username).await
     }
 
     async fn product_ids(&self, base: &str) -> Vec<String> {
         ids(&products(&self.client, base).await)
     }
 
-    async fn cart(&self, base: &str, token: &str) -> Value {
-        self.client
-            .get(format!("{base}/api/cart"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("cart")
-            .json()
-            .await
-            .expect("json")
-    }
-
     /// Reads and updates carts through the gateway until `stop`; counts failures.
     fn client_loop(
-        &self,
-        base: String,
-        token: String,
+        shopper: Shopper,
         product: String,
         stop: Arc<tokio::sync::Notify>,
     ) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
-        let client = self.client.clone();
+        let Shopper {
+            client,
+            base,
+            token,
+        } = shopper;
         tokio::spawn(async move {
             let mut done = 0;
             let mut failures = Vec::new();
@@ -360,72 +351,27 @@ async fn the_journey_and_instances_dying_under_load() {
     let base = cluster.gateway().await;
 
     // The journey through the gateway.
-    let token = cluster.token(&base, "alice").await;
+    let alice = cluster.shopper(&base, "alice").await;
     let products = cluster.product_ids(&base).await;
-    for (product, quantity) in [(&products[0], 2), (&products[1], 1)] {
-        let put = cluster
-            .client
-            .put(format!("{base}/api/cart/items/{product}"))
-            .bearer_auth(&token)
-            .json(&json!({"quantity": quantity}))
-            .send()
-            .await
-            .expect("put");
-        assert_eq!(put.status(), 200);
-    }
-    let place = |key: &'static str| {
-        cluster
-            .client
-            .post(format!("{base}/api/orders"))
-            .bearer_auth(&token)
-            .header("idempotency-key", key)
-            .send()
-    };
-    let first = place("e2e-1").await.expect("order");
+    alice.put_item(&products[0], 2).await;
+    alice.put_item(&products[1], 1).await;
+    let first = alice.place("e2e-1").await;
     assert_eq!(first.status(), 201, "{}", cluster.logs());
     let order: Value = first.json().await.expect("json");
-    let again: Value = place("e2e-1")
-        .await
-        .expect("order")
-        .json()
-        .await
-        .expect("json");
+    let again: Value = alice.place("e2e-1").await.json().await.expect("json");
     assert_eq!(order["id"], again["id"], "one key, one order");
-    let list: Value = cluster
-        .client
-        .get(format!("{base}/api/orders"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
-    assert!(list.to_string().contains(order["id"].as_str().expect("id")));
-    let cancel = cluster
-        .client
-        .post(format!(
-            "{base}/api/orders/{}/cancel",
-            order["id"].as_str().expect("id")
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("cancel");
+    let order_id = order["id"].as_str().expect("id");
+    let list = alice.get_json("/api/orders").await;
+    assert!(list.to_string().contains(order_id));
+    let cancel = alice.post(&format!("/api/orders/{order_id}/cancel")).await;
     assert_eq!(cancel.status(), 200);
-    eventually("the relay to clear the ordered lines", || async {
-        cluster.cart(&base, &token).await["items"] == json!([])
-    })
-    .await;
+    alice
+        .wait_for_empty_cart("the relay to clear the ordered lines")
+        .await;
 
     // SIGKILL one cart while a client loop reads and updates carts.
     let stop = Arc::new(tokio::sync::Notify::new());
-    let looping = cluster.client_loop(
-        base.clone(),
-        token.clone(),
-        products[2].clone(),
-        Arc::clone(&stop),
-    );
+    let looping = Cluster::client_loop(alice.clone(), products[2].clone(), Arc::clone(&stop));
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.procs.get_mut("cart-1").expect("cart-1").kill();
     let killed = Instant::now();
@@ -499,27 +445,12 @@ async fn orders_killed_after_accepting_an_order_keeps_it_once() {
         return;
     };
     let base = cluster.gateway().await;
-    let token = cluster.token(&base, "bob").await;
+    let bob = cluster.shopper(&base, "bob").await;
     let products = cluster.product_ids(&base).await;
     for product in &products[..2] {
-        let put = cluster
-            .client
-            .put(format!("{base}/api/cart/items/{product}"))
-            .bearer_auth(&token)
-            .json(&json!({"quantity": 3}))
-            .send()
-            .await
-            .expect("put");
-        assert_eq!(put.status(), 200);
+        bob.put_item(product, 3).await;
     }
-    let placed = cluster
-        .client
-        .post(format!("{base}/api/orders"))
-        .bearer_auth(&token)
-        .header("idempotency-key", "kill-1")
-        .send()
-        .await
-        .expect("order");
+    let placed = bob.place("kill-1").await;
     assert_eq!(placed.status(), 201);
     let order: Value = placed.json().await.expect("json");
     // Right after it accepted the order, possibly before its relay ran.
@@ -537,14 +468,7 @@ async fn orders_killed_after_accepting_an_order_keeps_it_once() {
     let mut again = Value::Null;
     let mut last = String::new();
     for _ in 0..100 {
-        let response = cluster
-            .client
-            .post(format!("{base}/api/orders"))
-            .bearer_auth(&token)
-            .header("idempotency-key", "kill-1")
-            .send()
-            .await
-            .expect("order");
+        let response = bob.place("kill-1").await;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         if status.is_success() {
@@ -560,26 +484,15 @@ async fn orders_killed_after_accepting_an_order_keeps_it_once() {
         cluster.logs()
     );
     assert_eq!(again["id"], order["id"], "the order exists once");
-    let list: Value = cluster
-        .client
-        .get(format!("{base}/api/orders"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list = bob.get_json("/api/orders").await;
     let orders = list["orders"]
         .as_array()
         .or_else(|| list["items"].as_array())
         .expect("orders");
     assert_eq!(orders.len(), 1, "{list}");
-    eventually("the cart to be cleared after the restart", || async {
-        cluster.cart(&base, &token).await["items"] == json!([])
-    })
-    .await;
-    let cart = cluster.cart(&base, &token).await;
+    bob.wait_for_empty_cart("the cart to be cleared after the restart")
+        .await;
+    let cart = bob.cart().await;
     assert_eq!(
         cart["version"], 3,
         "two puts and exactly one removal: {cart}"

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use shop::testing::{PASSWORD, login};
 use shop::{Options, Shop};
+use shop_testkit::send;
 use tokio_util::sync::CancellationToken;
 
 async fn start(dir: &std::path::Path) -> (Shop, CancellationToken) {
@@ -28,11 +29,19 @@ async fn stop_cleanly(shop: Shop, stop: CancellationToken) {
 async fn register_bob(client: &reqwest::Client, shop: &Shop) -> u16 {
     let bob = json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD});
     let sent = client.post(url(shop, "users", "/api/users")).json(&bob);
-    shop_testkit::send(sent).await.status().as_u16()
+    send(sent).await.status().as_u16()
 }
 
 fn url(shop: &Shop, service: &str, path: &str) -> String {
     format!("http://{}{path}", shop.addr(service).expect("service runs"))
+}
+
+/// `GET {path}` of `service`, whatever the answer.
+async fn get(client: &reqwest::Client, shop: &Shop, service: &str, path: &str) -> u16 {
+    send(client.get(url(shop, service, path)))
+        .await
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
@@ -48,49 +57,33 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
         "cart-2",
         "orders-admin",
     ] {
-        let ready = client
-            .get(url(&shop, service, "/readyz"))
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(ready.status(), 200, "{service}");
+        let ready = get(&client, &shop, service, "/readyz").await;
+        assert_eq!(ready, 200, "{service}");
     }
     let banner = shop.banner();
     assert!(
         banner.contains("cart-2") && banner.contains("curl"),
         "{banner}"
     );
-    let metrics_url = format!("http://{}/metrics", shop.metrics_addr());
-    assert!(banner.contains(&metrics_url), "{banner}");
+    let metrics_base = format!("http://{}", shop.metrics_addr());
+    assert!(
+        banner.contains(&format!("{metrics_base}/metrics")),
+        "{banner}"
+    );
 
     // One /metrics for the process, on no API port; it counts the gateway's
     // requests as well as every other service's.
-    let listed = client
-        .get(url(&shop, "gateway", "/api/products?limit=1"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(listed.status(), 200);
+    let listed = get(&client, &shop, "gateway", "/api/products?limit=1").await;
+    assert_eq!(listed, 200);
     for service in ["gateway", "users", "catalog", "cart-1", "cart-2"] {
-        let response = client
-            .get(url(&shop, service, "/metrics"))
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), 404, "{service} serves /metrics publicly");
+        let public = get(&client, &shop, service, "/metrics").await;
+        assert_eq!(public, 404, "{service} serves /metrics publicly");
         assert!(
             shop.addr(&format!("{service}-admin")).is_none(),
             "{service} has an admin listener of its own"
         );
     }
-    let metrics = client
-        .get(&metrics_url)
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = shop_testkit::scrape(&client, &metrics_base).await;
     for service in ["gateway", "catalog"] {
         assert!(
             metrics
@@ -114,13 +107,8 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
     // A user's token from users is accepted by both carts (keys found through the registry).
     let token = &login(&client, &url(&shop, "users", ""), "alice").await;
     for cart in ["cart-1", "cart-2"] {
-        let response = client
-            .get(url(&shop, cart, "/api/cart"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), 200, "{cart}");
+        let response = send(client.get(url(&shop, cart, "/api/cart")).bearer_auth(token));
+        assert_eq!(response.await.status(), 200, "{cart}");
     }
 
     let carts = shop.registry().watch("cart");

@@ -4,7 +4,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 #![allow(clippy::expect_used)] // test helpers: a failed setup should fail the test
 
-use serde_json::json;
+use serde_json::{Value, json};
 use shop::StackBuilder;
 use shop::stack::{Cart, Catalog, Users};
 pub use shop::testing::{TestStack as Stack, user_id};
@@ -65,6 +65,21 @@ pub trait CartStack {
     async fn cache_lookups(&self, result: &str) -> f64;
     /// The first cart's metric `name` with `labels`, from its admin listener.
     async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64;
+    /// Sets `quantity` of `product` in `token`'s cart at the first cart,
+    /// asserting 200; the cart as the change left it.
+    async fn put(&self, token: &str, product: &str, quantity: i64) -> Value;
+    /// Cart's answer to the order removal `body` for `user`, with the
+    /// service credential, at `base`; asserts 200 and whether it `applied`.
+    async fn assert_removal(&self, base: &str, user: &str, body: &Value, applied: bool) -> Value;
+}
+
+/// An order-removal body: `order`'s (product, quantity) `lines`.
+pub fn removal(order: uuid::Uuid, lines: &[(&str, i64)]) -> Value {
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(product, quantity)| json!({"product_id": product, "quantity": quantity}))
+        .collect();
+    json!({"order_id": order, "lines": lines})
 }
 
 impl CartStack for Stack {
@@ -77,10 +92,7 @@ impl CartStack for Stack {
     async fn shopper_with_one_item(&self, username: &str) -> (String, String) {
         let token = self.token(username).await;
         let product = self.product_ids().await.remove(0);
-        let put = self
-            .put_item(&self.cart(), &token, &product, json!({"quantity": 1}))
-            .await;
-        assert_eq!(put.status(), 200, "putting the first item");
+        self.put(&token, &product, 1).await;
         (token, product)
     }
 
@@ -91,5 +103,32 @@ impl CartStack for Stack {
 
     async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.metric("cart-1", name, labels).await
+    }
+
+    async fn put(&self, token: &str, product: &str, quantity: i64) -> Value {
+        let body = json!({"quantity": quantity});
+        let put = self.put_item(&self.cart(), token, product, body).await;
+        let status = put.status();
+        let answer: Value = put.json().await.expect("json");
+        assert_eq!(
+            status, 200,
+            "{}: put {product} x{quantity}: {answer}",
+            self.engine
+        );
+        answer
+    }
+
+    async fn assert_removal(&self, base: &str, user: &str, body: &Value, applied: bool) -> Value {
+        let removal = self.remove_order(base, user, body, Some(SERVICE_TOKEN));
+        let removal = removal.await;
+        let status = removal.status();
+        let answer: Value = removal.json().await.expect("json");
+        assert_eq!(status, 200, "{}: {body}: {answer}", self.engine);
+        assert_eq!(
+            answer["applied"], applied,
+            "{}: {body}: {answer}",
+            self.engine
+        );
+        answer
     }
 }

@@ -16,7 +16,8 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use shop::StackBuilder;
 use shop::stack::{Cart, Gateway, Orders};
-pub use shop::testing::{TestStack as Stack, WAIT};
+pub use shop::testing::TestStack as Stack;
+use shop::testing::quick_orders;
 use shop_common::auth::{IssuerSettings, TokenIssuer};
 use shop_discovery::{Instance, Registration, Registry, Scheme, UpstreamSettings};
 use shop_testkit::{Engine, LOOPBACK};
@@ -351,13 +352,7 @@ pub async fn spawn_stack_with(
         .everything(carts)
         .service_token(SERVICE_TOKEN)
         .configure::<Cart>(|settings| settings.http.drain_timeout_secs = 5)
-        .configure::<Orders>(|settings| {
-            settings.grpc.drain_timeout_secs = 2;
-            settings.http.drain_timeout_secs = 2;
-            settings.relay.poll_interval_ms = 50;
-            settings.relay.initial_backoff_ms = 20;
-            settings.relay.max_backoff_ms = 200;
-        })
+        .configure::<Orders>(quick_orders)
         .configure::<Gateway>(tune)
         .configure::<Gateway>(configure)
         .start_test(engine)

@@ -21,12 +21,12 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use shop::StackBuilder;
 use shop::stack::{Cart, Catalog, Orders as OrdersService, Users};
-use shop::testing::TestStack;
+use shop::testing::{TestStack, quick_orders, wait_until};
 use shop_common::config::DatabaseSettings;
 use shop_common::db::Db;
 use shop_discovery::{Instance, Registration, Registry};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
-use shop_proto::orders::v1::{PlaceOrderRequest, PlaceOrderResponse};
+use shop_proto::orders::v1::{Order, PlaceOrderRequest, PlaceOrderResponse};
 use shop_runtime::Running;
 use shop_testkit::TestDatabase;
 use tonic::transport::Channel;
@@ -170,11 +170,7 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
         .test_database("orders", orders_db)
         .service_token(SERVICE_TOKEN)
         .configure::<OrdersService>(|settings| {
-            settings.grpc.drain_timeout_secs = 2;
-            settings.http.drain_timeout_secs = 2;
-            settings.relay.poll_interval_ms = 50;
-            settings.relay.initial_backoff_ms = 20;
-            settings.relay.max_backoff_ms = 200;
+            quick_orders(settings);
             settings.cart.breaker.open_ms = 100;
         })
         .start_test(engine)
@@ -230,17 +226,24 @@ impl Orders {
             .expect("orders stopped cleanly");
     }
 
+    /// This instance's `/metrics` text (checked to be served).
+    pub async fn scrape(&self) -> String {
+        shop_testkit::scrape(&reqwest::Client::new(), &self.admin).await
+    }
+
     /// The value of the metric `name` (a counter or gauge) whose labels
     /// include all of `labels`, from this instance's `/metrics`; 0 when the
     /// series is not there.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.admin))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        shop_testkit::metric_value(&text, name, labels).unwrap_or(0.0)
+        shop_testkit::metric_value(&self.scrape().await, name, labels).unwrap_or(0.0)
+    }
+
+    /// Places `token`'s cart under the idempotency `key`, expecting an
+    /// order; returns it.
+    pub async fn placed(&self, token: &str, key: &str) -> Order {
+        let answer = self.place(token, key).await;
+        let answer = answer.unwrap_or_else(|status| panic!("placing {key}: {status:?}"));
+        answer.order.expect("order")
     }
 
     /// Places `token`'s cart under the idempotency `key`.
@@ -337,12 +340,37 @@ impl Stack {
         lines
     }
 
-    /// Waits (bounded) until the caller's cart has `want` lines.
+    /// Registers `username` and puts `quantities[i]` of the catalog's i-th
+    /// product in their cart; returns the token and every product id.
+    pub async fn shopper_with(&self, username: &str, quantities: &[i64]) -> (String, Vec<String>) {
+        let token = self.token(username).await;
+        let products = self.product_ids().await;
+        for (product, &quantity) in products.iter().zip(quantities) {
+            self.put_item(&token, product, quantity).await;
+        }
+        (token, products)
+    }
+
+    /// Waits (bounded) until the caller's cart has `want` lines; the
+    /// failure shows the lines last read.
     pub async fn wait_for_cart(&self, token: &str, want: &[(String, i64)]) {
         let mut want = want.to_vec();
         want.sort();
         let what = format!("{}: the cart to be {want:?}", self.engine);
-        shop::testing::eventually(&what, || async { self.cart_lines(token).await == want }).await;
+        wait_until(&what, || self.cart_lines(token), |lines| *lines == want).await;
+    }
+
+    /// Asserts that cart answered each of `orders`' deliveries once, and
+    /// applied it.
+    pub fn assert_delivered_once<'a>(&self, orders: impl IntoIterator<Item = &'a String>) {
+        for id in orders {
+            assert_eq!(
+                self.deliveries.of(id),
+                [true],
+                "{}: order {id} delivered exactly once",
+                self.engine
+            );
+        }
     }
 
     /// A connection to the orders database.
@@ -355,16 +383,17 @@ impl Stack {
     /// Waits (bounded) until order `order_id`'s outbox row is marked
     /// delivered and its claim released.
     pub async fn wait_marked(&self, db: &Db, order_id: &str) {
-        self.eventually("the delivery to be marked", || async {
-            count(
-                db,
-                "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL AND claimed_by IS NULL",
-                order_id,
-            )
-            .await
-                == 1
-        })
-        .await;
+        let marked = "SELECT COUNT(*) AS n FROM outbox WHERE order_id = $1 AND delivered_at IS NOT NULL AND claimed_by IS NULL";
+        self.wait_count("the delivery to be marked", db, (marked, order_id), 1)
+            .await;
+    }
+
+    /// Waits (bounded) until `count` of `query` (sql, arg) is `want`; the
+    /// failure shows the count last read.
+    pub async fn wait_count(&self, what: &str, db: &Db, query: (&str, &str), want: i64) {
+        let (sql, arg) = query;
+        let what = format!("{}: {what}", self.engine);
+        wait_until(&what, || count(db, sql, arg), |n| *n == want).await;
     }
 
     /// Waits (bounded) until `predicate` holds.
@@ -374,6 +403,22 @@ impl Stack {
         Fut: std::future::Future<Output = bool>,
     {
         shop::testing::eventually(&format!("{}: {what}", self.engine), predicate).await;
+    }
+}
+
+/// Asserts that `answer` is an error with `code` (`what` names the case)
+/// and returns it.
+pub fn refused<T>(
+    answer: Result<T, tonic::Status>,
+    code: tonic::Code,
+    what: &str,
+) -> tonic::Status {
+    match answer {
+        Ok(_) => panic!("{what}: answered, not refused with {code:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            status
+        }
     }
 }
 
@@ -402,7 +447,7 @@ pub fn old_order(key: &str, age: chrono::Duration) -> shop_orders::store::NewOrd
     shop_orders::store::NewOrder {
         order: Order {
             id: OrderId::new(),
-            user_id: uuid::Uuid::now_v7(),
+            user_id: uuid::Uuid::now_v7().into(),
             status: OrderStatus::Placed,
             total_cents: 100,
             lines: vec![line],
