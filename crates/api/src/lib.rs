@@ -9,7 +9,7 @@
 //! checks that the numbers in the schema are the ones the services enforce.
 //!
 //! - [`ids`]: `UserId`, `ProductId`, `OrderId` — UUIDs, one newtype each;
-//! - [`users`]: registration, login, the current user;
+//! - [`users`]: registration, login, the current user, the key set;
 //! - [`catalog`]: products and their pages;
 //! - [`cart`]: the priced cart and the quantity to set;
 //! - [`orders`]: orders and their pages;

@@ -1,7 +1,9 @@
 //! `/api/users`, `/api/sessions` and `/.well-known/jwks.json`.
 
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
 
 use crate::UserId;
 
@@ -11,8 +13,10 @@ pub const USERNAME_MIN_LEN: usize = 3;
 pub const USERNAME_MAX_LEN: usize = 32;
 /// Fewest characters in a password.
 pub const PASSWORD_MIN_LEN: usize = 10;
-/// Most bytes (UTF-8) in a password.
-pub const PASSWORD_MAX_BYTES: usize = 256;
+/// Most characters (Unicode scalar values, as JSON Schema's `maxLength`
+/// counts them) in a password: at most 1 KiB of UTF-8, which bounds the
+/// hashing work one request can ask for.
+pub const PASSWORD_MAX_LEN: usize = 256;
 /// Most characters in an email address (RFC 5321's path limit).
 pub const EMAIL_MAX_LEN: usize = 254;
 
@@ -33,8 +37,7 @@ pub struct NewUser {
         example = "alice@example.com")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// At least 10 characters and at most 256 bytes of UTF-8 (so 256 ASCII
-    /// characters, fewer of other scripts); not the username.
+    /// 10–256 characters of any script; not the username.
     #[schema(value_type = String, required = true, format = Password, min_length = 10,
         max_length = 256)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,11 +83,62 @@ pub struct Session {
     pub expires_in: u64,
 }
 
-/// The token-signing public keys (an RFC 7517 JWK set).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// The token-signing public keys (an RFC 7517 JWK set), as users serves
+/// them at `/.well-known/jwks.json` and every verifier reads them. Keys of
+/// other types parse too (a verifier skips them); users publishes only
+/// Ed25519 keys, and the schema describes those.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Jwks {
-    /// Ed25519 public keys (`kty` `OKP`, `crv` `Ed25519`) with their `kid`.
-    pub keys: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The signing key first, then any published beside it (a rotation's
+    /// next or previous key).
+    #[schema(schema_with = ed25519_jwks)]
+    pub keys: Vec<Jwk>,
+}
+
+impl From<JwkSet> for Jwks {
+    fn from(set: JwkSet) -> Self {
+        Self { keys: set.keys }
+    }
+}
+
+impl From<Jwks> for JwkSet {
+    fn from(jwks: Jwks) -> Self {
+        Self { keys: jwks.keys }
+    }
+}
+
+/// The schema of [`Jwks::keys`]: Ed25519 public keys with their `kid`.
+fn ed25519_jwks() -> ArrayBuilder {
+    let constant = |value: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([value]))
+    };
+    let key = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("An Ed25519 public key (RFC 8037)"))
+        .property("kty", constant("OKP"))
+        .property("crv", constant("Ed25519"))
+        .property("alg", constant("EdDSA"))
+        .property("use", constant("sig"))
+        .property(
+            "x",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_-]{43}$"))
+                .description(Some("The public key, base64url without padding")),
+        )
+        .property(
+            "kid",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("The key id: its RFC 7638 thumbprint (SHA-256)")),
+        )
+        .required("kty")
+        .required("crv")
+        .required("x")
+        .required("kid");
+    ArrayBuilder::new().items(key)
 }
 
 #[cfg(test)]
@@ -104,7 +158,7 @@ mod tests {
         assert_eq!(field("email")["maxLength"], EMAIL_MAX_LEN);
         assert_eq!(field("email")["format"], "email");
         assert_eq!(field("password")["minLength"], PASSWORD_MIN_LEN);
-        assert_eq!(field("password")["maxLength"], PASSWORD_MAX_BYTES);
+        assert_eq!(field("password")["maxLength"], PASSWORD_MAX_LEN);
         for name in ["username", "email", "password"] {
             assert_eq!(field(name)["type"], "string", "{name} is not nullable");
         }
@@ -112,6 +166,22 @@ mod tests {
             schema["required"],
             serde_json::json!(["username", "email", "password"])
         );
+    }
+
+    #[test]
+    fn the_key_set_schema_describes_ed25519_keys() {
+        let schema = serde_json::to_value(Jwks::schema()).expect("schema");
+        let key = &schema["properties"]["keys"]["items"];
+        assert_eq!(key["properties"]["kty"]["enum"], serde_json::json!(["OKP"]));
+        assert_eq!(
+            key["properties"]["crv"]["enum"],
+            serde_json::json!(["Ed25519"])
+        );
+        assert_eq!(
+            key["required"],
+            serde_json::json!(["kty", "crv", "x", "kid"])
+        );
+        assert_eq!(schema["required"], serde_json::json!(["keys"]));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Passwords: at least 10 characters, at most 256 bytes, not the username.
+//! Passwords: 10 to 256 characters, not the username.
 //! Held as a secret that never prints.
 
 use secrecy::{ExposeSecret, SecretString};
@@ -7,12 +7,12 @@ use super::Username;
 
 /// Fewest characters in a password.
 pub const MIN_LEN: usize = shop_api::users::PASSWORD_MIN_LEN;
-/// Most bytes (UTF-8) in a password; registration and login both check this
-/// one bound, so a password that registers can always log in. Bytes, not
-/// characters, because bytes are what is hashed and what a request carries:
-/// it bounds the hashing work one request can ask for, and still holds 256
-/// ASCII characters or at least 64 of any script.
-pub const MAX_BYTES: usize = shop_api::users::PASSWORD_MAX_BYTES;
+/// Most characters (Unicode scalar values, as the API schema's `maxLength`
+/// counts them) in a password; registration and login both check this one
+/// bound, so a password that registers can always log in. A character is at
+/// most 4 bytes of UTF-8, so it also bounds what is hashed to 1 KiB: the
+/// hashing work one request can ask for.
+pub const MAX_LEN: usize = shop_api::users::PASSWORD_MAX_LEN;
 
 /// A password that meets the rules.
 #[derive(Debug, Clone)]
@@ -24,8 +24,8 @@ impl Password {
     /// # Errors
     /// A message for the client when the length is wrong or it equals the username.
     pub fn parse(raw: &str, username: Option<&Username>) -> Result<Self, String> {
-        if raw.len() > MAX_BYTES {
-            return Err(format!("must be at most {MAX_BYTES} bytes long (in UTF-8)"));
+        if !Self::fits(raw) {
+            return Err(format!("must be at most {MAX_LEN} characters long"));
         }
         if raw.chars().count() < MIN_LEN {
             return Err(format!("must be at least {MIN_LEN} characters long"));
@@ -36,10 +36,11 @@ impl Password {
         Ok(Self(SecretString::from(raw.to_owned())))
     }
 
-    /// Whether a password offered at login is within [`MAX_BYTES`]; a longer
-    /// one cannot have registered, so it simply fails to log in.
+    /// Whether a password offered at login is within [`MAX_LEN`]; a longer
+    /// one cannot have registered, so it simply fails to log in. Counts no
+    /// further than the bound, whatever the length of `raw`.
     pub fn fits(raw: &str) -> bool {
-        raw.len() <= MAX_BYTES
+        raw.chars().nth(MAX_LEN).is_none()
     }
 
     /// The password text, for hashing.
@@ -53,30 +54,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_least_ten_characters_at_most_256_bytes() {
+    fn at_least_ten_characters_at_most_256_characters() {
         assert!(Password::parse("ünïcødé-pw", None).is_ok(), "10 characters");
         assert!(Password::parse("short", None).is_err());
         assert!(Password::parse(&"x".repeat(256), None).is_ok());
         assert!(Password::parse(&"x".repeat(257), None).is_err());
-        assert!(Password::parse(&"😀".repeat(64), None).is_ok(), "256 bytes");
         assert!(
-            Password::parse(&"😀".repeat(65), None).is_err(),
-            "260 bytes"
+            Password::parse(&"😀".repeat(256), None).is_ok(),
+            "256 characters, 1 KiB"
+        );
+        assert!(
+            Password::parse(&"😀".repeat(257), None).is_err(),
+            "257 characters"
+        );
+        assert!(
+            Password::parse(&format!("{}x", "é".repeat(256)), None).is_err(),
+            "the bound is in characters, multi-byte or not"
         );
     }
 
     #[test]
     fn whatever_registers_fits_at_login() {
         for raw in [
-            "é".repeat(128),
-            "€".repeat(85),
-            "😀".repeat(64),
+            "é".repeat(256),
+            "€".repeat(256),
+            "😀".repeat(256),
             "x".repeat(256),
         ] {
             let password = Password::parse(&raw, None).expect("valid");
             assert!(Password::fits(password.expose()), "{} bytes", raw.len());
         }
-        assert!(!Password::fits(&"é".repeat(129)));
+        assert!(!Password::fits(&"é".repeat(257)));
     }
 
     #[test]
