@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
+use shop_api::catalog::ProductPage;
 use shop_discovery::{CallError, RequestBody, ResponseBody, UpstreamClient};
 
 use crate::config::CatalogCacheSettings;
@@ -47,11 +48,6 @@ enum NotKept {
     Unknown,
     /// The catalog could not be read.
     Failed(CatalogError),
-}
-
-#[derive(serde::Deserialize)]
-struct Page {
-    items: Vec<CatalogProduct>,
 }
 
 /// Products looked up in cart's catalog cache, by `result`: `hit` (kept
@@ -179,7 +175,7 @@ impl CatalogClient {
             if status != StatusCode::OK {
                 return Err(CatalogError::Response(format!("status {status}")));
             }
-            let page: Page = serde_json::from_slice(&body)
+            let page: ProductPage = serde_json::from_slice(&body)
                 .map_err(|err| CatalogError::Response(err.to_string()))?;
             found.extend(page.items.into_iter().map(|product| (product.id, product)));
         }

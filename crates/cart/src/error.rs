@@ -1,10 +1,8 @@
 //! The cart service's errors and how each looks on the wire.
 
-use std::collections::BTreeMap;
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shop_common::error::Problem;
+use shop_common::error::{FieldErrors, Problem};
 
 use crate::catalog::CatalogError;
 use crate::domain::{PricingError, ProductId};
@@ -18,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Fields failed to parse; field name to message.
     #[error("invalid fields")]
-    Validation(BTreeMap<String, String>),
+    Validation(FieldErrors),
     /// The catalog does not know this product.
     #[error("unknown product {0}")]
     UnknownProduct(ProductId),

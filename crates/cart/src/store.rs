@@ -7,11 +7,11 @@
 //! out the busy timeout), so a transaction never reads before it writes and
 //! cannot deadlock on a lock upgrade.
 
+use shop_api::{OrderId, UserId};
 use shop_common::db::{self, Db};
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, Row};
-use uuid::Uuid;
 
 use crate::domain::{ProductId, Quantity};
 
@@ -60,7 +60,7 @@ impl CartStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn get(&self, user: Uuid) -> Result<StoredCart, StoreError> {
+    pub async fn get(&self, user: UserId) -> Result<StoredCart, StoreError> {
         let rows = sqlx::query(
             "SELECT version, NULL AS product_id, NULL AS quantity FROM carts WHERE user_id = $1 \
              UNION ALL \
@@ -94,7 +94,7 @@ impl CartStore {
     /// [`StoreError`] when the database fails.
     pub async fn set_quantity(
         &self,
-        user: Uuid,
+        user: UserId,
         product: ProductId,
         quantity: Quantity,
         seen: &StoredCart,
@@ -148,7 +148,7 @@ impl CartStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn remove_item(&self, user: Uuid, product: ProductId) -> Result<i64, StoreError> {
+    pub async fn remove_item(&self, user: UserId, product: ProductId) -> Result<i64, StoreError> {
         self.delete_lines(user, Some(product)).await
     }
 
@@ -156,7 +156,7 @@ impl CartStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn clear(&self, user: Uuid) -> Result<i64, StoreError> {
+    pub async fn clear(&self, user: UserId) -> Result<i64, StoreError> {
         self.delete_lines(user, None).await
     }
 
@@ -164,7 +164,7 @@ impl CartStore {
     /// cart's version if any went, in one transaction.
     async fn delete_lines(
         &self,
-        user: Uuid,
+        user: UserId,
         product: Option<ProductId>,
     ) -> Result<i64, StoreError> {
         let user = user.to_string();
@@ -195,8 +195,8 @@ impl CartStore {
     /// [`StoreError`] when the database fails.
     pub async fn remove_order_lines(
         &self,
-        user: Uuid,
-        order: Uuid,
+        user: UserId,
+        order: OrderId,
         lines: &[OrderedLine],
     ) -> Result<(bool, i64), StoreError> {
         let user = user.to_string();

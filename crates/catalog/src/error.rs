@@ -1,10 +1,8 @@
 //! The catalog service's errors and how each looks on the wire.
 
-use std::collections::BTreeMap;
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shop_common::error::Problem;
+use shop_common::error::{FieldErrors, Problem};
 
 use crate::store::StoreError;
 
@@ -16,7 +14,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Query parameters failed to parse; parameter name to message.
     #[error("invalid parameters")]
-    Validation(BTreeMap<String, String>),
+    Validation(FieldErrors),
     /// No product has the requested id.
     #[error("product not found")]
     ProductNotFound,

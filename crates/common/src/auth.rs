@@ -11,7 +11,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use shop_api::UserId;
 
 use crate::error::Problem;
 use crate::wire;
@@ -54,7 +54,7 @@ pub enum TokenError {
 /// The claims of a ferroshop access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The user id.
+    /// The user id as the token carries it; [`Claims::user_id`] parses it.
     pub sub: String,
     /// The issuer.
     pub iss: String,
@@ -68,13 +68,26 @@ pub struct Claims {
     pub jti: String,
 }
 
+impl Claims {
+    /// The user the token was issued to: its subject, parsed.
+    ///
+    /// # Errors
+    /// [`TokenError::Invalid`] when the subject is not a user id (a token
+    /// that verified but was not issued for a user).
+    pub fn user_id(&self) -> Result<UserId, TokenError> {
+        self.sub
+            .parse()
+            .map_err(|_| TokenError::Invalid("the subject is not a user id".to_owned()))
+    }
+}
+
 /// The authenticated caller of a request, from its `Authorization: Bearer`
 /// token. Rejects with 401 problem+json when the token is missing, malformed,
 /// expired, tampered with, signed with another algorithm or by an unknown key.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// The user id (the token's subject).
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The raw bearer token, for calls made on the user's behalf.
     pub token: String,
 }
@@ -94,8 +107,9 @@ where
             tracing::debug!(error = %err, "rejected token");
             unauthorized("invalid or expired token")
         })?;
-        let user_id =
-            Uuid::parse_str(&claims.sub).map_err(|_| unauthorized("invalid token subject"))?;
+        let user_id = claims
+            .user_id()
+            .map_err(|_| unauthorized("invalid token subject"))?;
         Ok(Self {
             user_id,
             token: token.to_owned(),

@@ -143,6 +143,20 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Per-field messages of a request that did not validate, for
+/// [`Problem::validation`]: each value is parsed with [`field`], which
+/// records why it was rejected under its name, so that one answer names
+/// every invalid field.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// The parsed value, or `None` with the message recorded in `errors` under
+/// `name`.
+pub fn field<T>(errors: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
+    result
+        .map_err(|message| errors.insert(name.to_owned(), message))
+        .ok()
+}
+
 /// Displays an error and its sources on one line: `outer: middle: root`.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
@@ -183,6 +197,20 @@ mod tests {
         assert_eq!(body["status"], 422);
         assert_eq!(body["type"], VALIDATION_TYPE);
         assert_eq!(body["errors"]["email"], "invalid");
+    }
+
+    #[test]
+    fn fields_record_why_they_were_rejected() {
+        let mut errors = FieldErrors::new();
+        assert_eq!(field(&mut errors, "limit", Ok::<_, String>(3)), Some(3));
+        assert_eq!(
+            field::<u32>(&mut errors, "cursor", Err("malformed".to_owned())),
+            None
+        );
+        assert_eq!(
+            errors,
+            BTreeMap::from([("cursor".to_owned(), "malformed".to_owned())])
+        );
     }
 
     #[test]

@@ -7,6 +7,9 @@ use http::{Request, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+/// The caller's priced cart as cart serves it (the API's wire type; unknown
+/// fields are ignored).
+pub use shop_api::cart::Cart;
 use shop_common::wire;
 use shop_discovery::{CallError, Deadline, Idempotent, RequestBody, UpstreamClient};
 use uuid::Uuid;
@@ -60,34 +63,6 @@ impl CartError {
             }),
         }
     }
-}
-
-/// One priced line of a cart, as cart reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CartLine {
-    /// The product.
-    pub product_id: Uuid,
-    /// Its catalog name.
-    pub name: String,
-    /// Its catalog price, in minor units.
-    pub unit_price_cents: i64,
-    /// How many.
-    pub quantity: i64,
-    /// `unit_price_cents * quantity`.
-    pub line_total_cents: i64,
-}
-
-/// A user's cart as `GET /api/cart` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Cart {
-    /// The lines.
-    pub items: Vec<CartLine>,
-    /// Sum of the line totals.
-    pub total_cents: i64,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// The cart's version.
-    pub version: i64,
 }
 
 /// The body of `POST /internal/carts/{user_id}/order-removals`.

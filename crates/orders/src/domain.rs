@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use shop_api::UserId;
 use uuid::Uuid;
 
 /// Longest idempotency key accepted.
@@ -184,7 +185,7 @@ pub struct Order {
     /// Its id.
     pub id: OrderId,
     /// The buyer.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// Placed or cancelled.
     pub status: OrderStatus,
     /// The lines, in cart order.

@@ -12,7 +12,6 @@ use shop_proto::orders::v1 as pb;
 use shop_proto::orders::v1::order_service_server::OrderService;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::cart::CartClient;
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, PageSize, PageToken};
@@ -63,7 +62,8 @@ impl OrdersGrpc {
             tracing::debug!(error = %err, "rejected token");
             Error::Unauthenticated("invalid or expired token")
         })?;
-        let user_id = Uuid::parse_str(&claims.sub)
+        let user_id = claims
+            .user_id()
             .map_err(|_| Error::Unauthenticated("invalid token subject"))?;
         Ok(Caller {
             user_id,

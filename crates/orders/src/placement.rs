@@ -3,6 +3,7 @@
 //! outbox row that clears them from the cart in one transaction, and hand
 //! the row to this instance's relay. The gRPC adapter only translates.
 
+use shop_api::UserId;
 use shop_discovery::Deadline;
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ use crate::store::{Inserted, NewOrder, OrderStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The user id (the token's subject).
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The raw token, for calls made on the caller's behalf.
     pub token: String,
 }
@@ -140,7 +141,7 @@ impl Placement {
 }
 
 /// A new order of `user` holding the lines of their priced `cart`.
-fn order_of(user: Uuid, cart: Cart) -> Order {
+fn order_of(user: UserId, cart: Cart) -> Order {
     let now = shop_common::db::now_text();
     Order {
         id: OrderId::new(),
@@ -150,7 +151,7 @@ fn order_of(user: Uuid, cart: Cart) -> Order {
             .items
             .into_iter()
             .map(|line| OrderLine {
-                product_id: line.product_id,
+                product_id: line.product_id.as_uuid(),
                 name: line.name,
                 unit_price_cents: line.unit_price_cents,
                 quantity: line.quantity,

@@ -6,11 +6,11 @@
 //! dead-lettered (`dead_at`); only pending rows are claimed. Delivered rows
 //! are purged after the retention; dead ones stay for a human.
 
+use shop_api::UserId;
 use shop_common::db::{self, Backend, Db};
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, Row};
-use uuid::Uuid;
 
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus};
 
@@ -135,7 +135,7 @@ impl OrderStore {
     /// [`StoreError`] when the database fails.
     pub async fn find_by_key(
         &self,
-        user: Uuid,
+        user: UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
         // No transaction: the lines commit with their order, so once the
@@ -228,7 +228,7 @@ impl OrderStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn get(&self, user: Uuid, id: OrderId) -> Result<Option<Order>, StoreError> {
+    pub async fn get(&self, user: UserId, id: OrderId) -> Result<Option<Order>, StoreError> {
         let mut tx = self.db.pool().begin().await?;
         let order = fetch_order(&mut tx, user, id).await?;
         tx.commit().await?;
@@ -242,7 +242,7 @@ impl OrderStore {
     /// [`StoreError`] when the database fails.
     pub async fn list(
         &self,
-        user: Uuid,
+        user: UserId,
         after: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
@@ -281,7 +281,7 @@ impl OrderStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn cancel(&self, user: Uuid, id: OrderId) -> Result<Cancelled, StoreError> {
+    pub async fn cancel(&self, user: UserId, id: OrderId) -> Result<Cancelled, StoreError> {
         let now = db::now_text();
         let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
@@ -499,7 +499,7 @@ fn claim_statement(backend: Backend) -> &'static str {
 
 async fn fetch_order(
     conn: &mut AnyConnection,
-    user: Uuid,
+    user: UserId,
     id: OrderId,
 ) -> Result<Option<Order>, sqlx::Error> {
     order_where(

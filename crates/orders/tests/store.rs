@@ -28,7 +28,7 @@ async fn an_order_with_more_lines_than_one_insert_takes_keeps_them_all_in_order(
         let now = db::now_text();
         let order = Order {
             id: OrderId::new(),
-            user_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7().into(),
             status: OrderStatus::Placed,
             total_cents: lines.iter().map(|line| line.line_total_cents).sum(),
             lines,

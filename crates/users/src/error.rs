@@ -1,12 +1,11 @@
 //! The users service's errors and how each looks on the wire.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shop_common::auth::{TokenError, unauthorized};
-use shop_common::error::Problem;
+use shop_common::error::{FieldErrors, Problem};
 
 use crate::hashing::HashError;
 use crate::store::StoreError;
@@ -19,7 +18,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Fields failed to parse; field name to message.
     #[error("invalid fields")]
-    Validation(BTreeMap<String, String>),
+    Validation(FieldErrors),
     /// The username is registered already.
     #[error("username taken")]
     UsernameTaken,

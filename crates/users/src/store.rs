@@ -2,6 +2,7 @@
 //! PostgreSQL; uniqueness is enforced by the database's unique indexes, never
 //! by a check-then-insert.
 
+use shop_api::UserId;
 use shop_common::db::{self, Db};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -60,7 +61,7 @@ impl UserStore {
         password_hash: &str,
     ) -> Result<User, StoreError> {
         let user = User {
-            id: Uuid::now_v7().into(),
+            id: UserId::from_uuid(Uuid::now_v7()),
             username: username.as_str().to_owned(),
             email: email.as_str().to_owned(),
             created_at: db::now_text(),
@@ -117,7 +118,7 @@ impl UserStore {
     ///
     /// # Errors
     /// [`StoreError::Database`] when the query fails.
-    pub async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+    pub async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let row = sqlx::query("SELECT id, username, email, created_at FROM users WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(self.db.pool())

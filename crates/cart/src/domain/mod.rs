@@ -1,10 +1,13 @@
 //! Parsed cart values and the priced cart.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 /// The id of a product, as the catalog knows it (the wire type).
 pub use shop_api::ProductId;
 /// The priced cart and its lines as the API shows them (the wire types).
 pub use shop_api::cart::{Cart, CartItem as CartLine, MAX_QUANTITY, MIN_QUANTITY};
+/// What the catalog says about a product: the catalog's wire type, read as
+/// the catalog serves it (unknown fields are ignored).
+pub use shop_api::catalog::Product as CatalogProduct;
 
 /// A line quantity, 1–99.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -28,19 +31,6 @@ impl Quantity {
     pub fn get(self) -> i64 {
         self.0
     }
-}
-
-/// What the catalog says about a product.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CatalogProduct {
-    /// The product id.
-    pub id: ProductId,
-    /// Display name.
-    pub name: String,
-    /// Price in minor units.
-    pub price_cents: i64,
-    /// ISO 4217 currency code.
-    pub currency: String,
 }
 
 /// Why a cart cannot be priced.
@@ -111,13 +101,27 @@ mod tests {
     use std::collections::HashMap;
     use uuid::Uuid;
 
-    fn product(n: u128, price: i64, currency: &str) -> CatalogProduct {
-        CatalogProduct {
-            id: ProductId(Uuid::from_u128(n)),
-            name: format!("p{n}"),
-            price_cents: price,
-            currency: currency.to_owned(),
-        }
+    fn id(n: u128) -> ProductId {
+        ProductId(Uuid::from_u128(n))
+    }
+
+    /// The catalog's products `(n, price, currency)`, by id.
+    fn catalog(products: &[(u128, i64, &str)]) -> HashMap<ProductId, CatalogProduct> {
+        products
+            .iter()
+            .map(|&(n, price, currency)| {
+                let product = CatalogProduct {
+                    id: id(n),
+                    sku: format!("SKU-{n}"),
+                    name: format!("p{n}"),
+                    description: String::new(),
+                    price_cents: price,
+                    currency: currency.to_owned(),
+                    image: None,
+                };
+                (product.id, product)
+            })
+            .collect()
     }
 
     #[test]
@@ -130,15 +134,8 @@ mod tests {
 
     #[test]
     fn carts_are_priced_with_checked_arithmetic() {
-        let products: HashMap<_, _> = [product(1, 1999, "EUR"), product(2, 250, "EUR")]
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
-        let lines = [
-            (ProductId(Uuid::from_u128(1)), 3),
-            (ProductId(Uuid::from_u128(2)), 2),
-            (ProductId(Uuid::from_u128(9)), 1),
-        ];
+        let products = catalog(&[(1, 1999, "EUR"), (2, 250, "EUR")]);
+        let lines = [(id(1), 3), (id(2), 2), (id(9), 1)];
         let cart = price(&lines, &products, 4, "USD").expect("priced");
         assert_eq!(cart.items.len(), 2, "unknown products are left out");
         assert_eq!(cart.items[0].line_total_cents, 5997);
@@ -149,25 +146,15 @@ mod tests {
         let empty = price(&[], &products, 0, "USD").expect("priced");
         assert_eq!((empty.total_cents, empty.currency.as_str()), (0, "USD"));
 
-        let huge: HashMap<_, _> = [product(1, i64::MAX / 2, "EUR")]
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
+        let huge = catalog(&[(1, i64::MAX / 2, "EUR")]);
         assert_eq!(
-            price(&[(ProductId(Uuid::from_u128(1)), 3)], &huge, 1, "EUR"),
+            price(&[(id(1), 3)], &huge, 1, "EUR"),
             Err(PricingError::Overflow)
         );
 
-        let mixed: HashMap<_, _> = [product(1, 1, "EUR"), product(2, 1, "USD")]
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
-        let lines = [
-            (ProductId(Uuid::from_u128(1)), 1),
-            (ProductId(Uuid::from_u128(2)), 1),
-        ];
+        let mixed = catalog(&[(1, 1, "EUR"), (2, 1, "USD")]);
         assert!(matches!(
-            price(&lines, &mixed, 1, "EUR"),
+            price(&[(id(1), 1), (id(2), 1)], &mixed, 1, "EUR"),
             Err(PricingError::MixedCurrencies(..))
         ));
     }

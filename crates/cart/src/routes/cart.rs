@@ -2,16 +2,17 @@
 //! `DELETE /api/cart/items/{product_id}`, `DELETE /api/cart`.
 //! The caller's token names the cart; no route takes a user id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use shop_api::UserId;
 use shop_api::cart::SetQuantity;
 use shop_common::auth::AuthUser;
+use shop_common::error::{FieldErrors, field};
 use shop_common::extract::{self, Path};
-use uuid::Uuid;
 
 use super::AppState;
 use crate::domain::{self, Cart, CatalogProduct, ProductId, Quantity};
@@ -37,11 +38,10 @@ async fn put_cart_item(
     Path(product_id): Path<ProductId>,
     extract::Json(body): extract::Json<SetQuantity>,
 ) -> Result<Json<Cart>> {
-    let quantity = body
-        .quantity
-        .ok_or_else(|| "is required".to_owned())
-        .and_then(Quantity::parse)
-        .map_err(|message| Error::Validation(BTreeMap::from([("quantity".to_owned(), message)])))?;
+    let mut errors = FieldErrors::new();
+    let required = body.quantity.ok_or_else(|| "is required".to_owned());
+    let quantity = field(&mut errors, "quantity", required.and_then(Quantity::parse))
+        .ok_or(Error::Validation(errors))?;
     // One catalog call both proves the product exists and prices the lines
     // already in the cart; only a line another request added meanwhile
     // needs a second one.
@@ -76,7 +76,7 @@ async fn delete_cart(State(state): State<AppState>, caller: AuthUser) -> Result<
 }
 
 /// The stored cart, priced by the catalog now: never a stored or client price.
-async fn priced_cart(state: &AppState, user: Uuid) -> Result<Cart> {
+async fn priced_cart(state: &AppState, user: UserId) -> Result<Cart> {
     let stored = state.store.get(user).await?;
     price(state, &stored, HashMap::new()).await
 }

@@ -1,16 +1,15 @@
 //! `POST /internal/carts/{user_id}/order-removals`: orders takes the lines of
 //! a placed order out of the buyer's cart. Idempotent by order id.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shop_api::{OrderId, UserId};
+use shop_common::error::{FieldErrors, field};
 use shop_common::extract::{self, Path};
-use uuid::Uuid;
 
 use super::AppState;
 use crate::domain::{ProductId, Quantity};
@@ -29,13 +28,13 @@ pub(super) fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize)]
 struct OrderRemoval {
-    order_id: Uuid,
+    order_id: OrderId,
     lines: Vec<RemovalLine>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RemovalLine {
-    product_id: Uuid,
+    product_id: ProductId,
     quantity: i64,
 }
 
@@ -49,24 +48,23 @@ struct Removed {
 async fn create_order_removal(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(user_id): Path<Uuid>,
+    Path(user_id): Path<UserId>,
     extract::Json(body): extract::Json<OrderRemoval>,
 ) -> Result<Json<Removed>> {
     authorize(&state, &headers)?;
-    let mut errors = BTreeMap::new();
+    let mut errors = FieldErrors::new();
     let lines: Vec<OrderedLine> = body
         .lines
         .iter()
         .enumerate()
-        .filter_map(|(i, line)| match Quantity::parse(line.quantity) {
-            Ok(quantity) => Some(OrderedLine {
-                product_id: ProductId(line.product_id),
-                quantity,
-            }),
-            Err(message) => {
-                errors.insert(format!("lines[{i}].quantity"), message);
-                None
-            }
+        .filter_map(|(i, line)| {
+            let quantity = Quantity::parse(line.quantity);
+            field(&mut errors, &format!("lines[{i}].quantity"), quantity).map(|quantity| {
+                OrderedLine {
+                    product_id: line.product_id,
+                    quantity,
+                }
+            })
         })
         .collect();
     if !errors.is_empty() {

@@ -1,12 +1,11 @@
 //! `GET /api/products` (a page of the list, or a batch lookup by ids) and
 //! `GET /api/products/{id}`.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use shop_api::catalog::ProductQuery;
+use shop_common::error::{FieldErrors, field};
 use shop_common::extract::{Path, Query};
 
 use super::AppState;
@@ -32,7 +31,7 @@ enum Wanted {
 
 /// Parses every parameter of `query`, reporting each invalid one by name.
 fn parse(query: ProductQuery) -> Result<Wanted> {
-    let mut errors = BTreeMap::new();
+    let mut errors = FieldErrors::new();
     let limit = field(
         &mut errors,
         "limit",
@@ -66,17 +65,6 @@ fn parse(query: ProductQuery) -> Result<Wanted> {
         Some(wanted) if errors.is_empty() => Ok(wanted),
         _ => Err(Error::Validation(errors)),
     }
-}
-
-/// The parsed value, or `None` with the message recorded under `name`.
-fn field<T>(
-    errors: &mut BTreeMap<String, String>,
-    name: &str,
-    result: std::result::Result<T, String>,
-) -> Option<T> {
-    result
-        .map_err(|message| errors.insert(name.to_owned(), message))
-        .ok()
 }
 
 async fn list_products(

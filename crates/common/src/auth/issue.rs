@@ -9,12 +9,13 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, KeyAlgorithm,
     OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse, ThumbprintHash,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use shop_api::users::Jwks;
 use uuid::Uuid;
 
 use super::{Claims, DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenError, TokenVerifier};
@@ -262,12 +263,13 @@ impl TokenIssuer {
     }
 
     /// The public keys, as served at `/.well-known/jwks.json`: the signing
-    /// key first, then the published ones.
-    pub fn jwks(&self) -> JwkSet {
+    /// key first, then the published ones. The wire type, so what users
+    /// serves is what the OpenAPI document describes.
+    pub fn jwks(&self) -> Jwks {
         let mut keys = Vec::with_capacity(1 + self.published.len());
         keys.push(self.jwk.clone());
         keys.extend(self.published.iter().cloned());
-        JwkSet { keys }
+        Jwks { keys }
     }
 
     /// A verifier that trusts this issuer's keys: the signing key and the
@@ -276,7 +278,7 @@ impl TokenIssuer {
     pub fn verifier(&self) -> TokenVerifier {
         let verifier = TokenVerifier::new(&self.issuer, &self.audience);
         // Our own JWKS holds only valid Ed25519 keys.
-        verifier.set_keys(&self.jwks());
+        verifier.set_keys(&self.jwks().into());
         verifier
     }
 }

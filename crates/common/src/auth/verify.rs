@@ -610,7 +610,7 @@ mod tests {
         let issuer = issuer();
         let token = issuer.issue("u").expect("signed");
         let other = TokenVerifier::new(DEFAULT_ISSUER, "someone-else");
-        other.set_keys(&issuer.jwks());
+        other.set_keys(&issuer.jwks().into());
         assert!(other.verify(&token.token).is_err());
     }
 
@@ -631,7 +631,7 @@ mod tests {
     async fn unknown_kids_refresh_from_the_source_at_most_every_few_seconds() {
         let issuer = issuer();
         let source = Arc::new(CountingSource {
-            jwks: issuer.jwks(),
+            jwks: issuer.jwks().into(),
             fetches: Default::default(),
         });
         let verifier = on_demand(source.clone(), GRACE);
@@ -679,7 +679,8 @@ mod tests {
         verifier.set_keys(
             &TokenIssuer::from_settings(&IssuerSettings::default())
                 .expect("key")
-                .jwks(),
+                .jwks()
+                .into(),
         );
         assert!(
             verifier.remembered(&digest, claims.iat).is_none(),
@@ -906,7 +907,7 @@ mod tests {
         verifier.merge_keys_at(&set(&[&a]), t0);
         let token_a = a.issue("u").expect("signed").token;
         assert!(verifier.verify(&token_a).is_ok());
-        let mut impostor = b.jwks();
+        let mut impostor: JwkSet = b.jwks().into();
         impostor.keys[0].common.key_id = Some(a.kid().to_owned());
         assert_eq!(verifier.merge_keys_at(&impostor, t0), 1);
         assert!(
@@ -918,7 +919,7 @@ mod tests {
     #[test]
     fn only_ed25519_keys_with_a_kid_are_trusted() {
         let a = issuer();
-        let mut jwks = a.jwks();
+        let mut jwks: JwkSet = a.jwks().into();
         let mut no_kid = jwks.keys[0].clone();
         no_kid.common.key_id = None;
         let hmac: Jwk = serde_json::from_value(serde_json::json!({
@@ -1000,7 +1001,7 @@ mod tests {
         });
         // No grace at all: only a successful fetch may drop a key.
         let verifier = on_demand(source, Duration::ZERO);
-        verifier.merge_keys(&a.jwks());
+        verifier.merge_keys(&a.jwks().into());
         assert!(matches!(verifier.refresh().await, Err(TokenError::Key(_))));
         assert_eq!(verifier.kids(), vec![a.kid().to_owned()]);
         assert!(
@@ -1021,7 +1022,7 @@ mod tests {
             |source: &Arc<CountingSource>| source.fetches.load(std::sync::atomic::Ordering::SeqCst);
         let new_source = || {
             Arc::new(CountingSource {
-                jwks: a.jwks(),
+                jwks: a.jwks().into(),
                 fetches: Default::default(),
             })
         };

@@ -1,13 +1,12 @@
 //! `POST /api/users` (register) and `GET /api/users/me`.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use shop_api::users::NewUser;
 use shop_common::auth::AuthUser;
+use shop_common::error::{FieldErrors, field};
 use shop_common::extract;
 
 use super::AppState;
@@ -29,7 +28,7 @@ struct Registration {
 
 /// Parses every field of `new`, reporting each invalid or missing one by name.
 fn parse(new: NewUser) -> Result<Registration> {
-    let mut errors = BTreeMap::new();
+    let mut errors = FieldErrors::new();
     let username = field(
         &mut errors,
         "username",
@@ -53,17 +52,6 @@ fn parse(new: NewUser) -> Result<Registration> {
         }),
         _ => Err(Error::Validation(errors)),
     }
-}
-
-/// The parsed value, or `None` with the message recorded under `name`.
-fn field<T>(
-    errors: &mut BTreeMap<String, String>,
-    name: &str,
-    result: Result<T, String>,
-) -> Option<T> {
-    result
-        .map_err(|message| errors.insert(name.to_owned(), message))
-        .ok()
 }
 
 fn required(value: Option<String>) -> Result<String, String> {
