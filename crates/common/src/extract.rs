@@ -1,8 +1,9 @@
 //! Extractors whose rejections are problem+json, so a malformed request gets
 //! the same error format as every other failure.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -39,48 +40,42 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
     Problem::with_detail(rejection.status(), detail)
 }
 
-/// Path parameters. A malformed value (such as an id that is not a UUID) is
-/// 400 problem+json naming the parameter.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Path<T>(pub T);
+/// An extractor over the request's parts: axum's `$inner` with its
+/// rejection turned into a 400 problem naming what was malformed.
+macro_rules! parts_extractor {
+    ($(#[$doc:meta])* $name:ident wraps $inner:ident where T: $($bound:tt)+) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name<T>(pub T);
 
-impl<T, S> FromRequestParts<S> for Path<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
+        impl<T, S> FromRequestParts<S> for $name<T>
+        where
+            T: $($bound)+,
+            S: Send + Sync,
+        {
+            type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(path_problem(&rejection)),
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                axum::extract::$inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|axum::extract::$inner(value)| Self(value))
+                    .map_err(|rejection| {
+                        Problem::with_detail(StatusCode::BAD_REQUEST, rejection.body_text())
+                    })
+            }
         }
-    }
+    };
 }
 
-fn path_problem(rejection: &PathRejection) -> Problem {
-    Problem::with_detail(axum::http::StatusCode::BAD_REQUEST, rejection.body_text())
-}
-
-/// Query parameters. A malformed query string is 400 problem+json.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(Problem::with_detail(
-                axum::http::StatusCode::BAD_REQUEST,
-                rejection.body_text(),
-            )),
-        }
-    }
-}
+parts_extractor!(
+    /// Path parameters. A malformed value (such as an id that is not a
+    /// UUID) is 400 problem+json naming the parameter.
+    Path wraps Path where T: DeserializeOwned + Send
+);
+parts_extractor!(
+    /// Query parameters. A malformed query string is 400 problem+json.
+    Query wraps Query where T: DeserializeOwned
+);
