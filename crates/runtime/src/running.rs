@@ -79,8 +79,12 @@ impl Running {
         }
     }
 
-    /// Ends the service at once, as a crash would: no deregistration, no
-    /// drain (its registration lapses as the registry's lease runs out).
+    /// Ends the service's task at once: no drain and no stop signal to its
+    /// workers. Dropping the task drops its registration, which removes the
+    /// instance (an in-process registry at once, etcd by revoking its
+    /// lease); connections already accepted run on their own tasks until
+    /// they end. A crash that leaves its registration to lapse is a separate
+    /// process killed (see the process tests).
     pub fn kill(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
