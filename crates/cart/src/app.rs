@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
-use shop_common::auth::TokenVerifier;
+use shop_common::auth::{ServiceGuard, TokenVerifier};
 use shop_common::config::RetentionSettings;
 use shop_common::db;
 use shop_common::error::ErrorChain;
@@ -47,25 +45,15 @@ impl Service for Cart {
             .map_err(StartError::upstream("users"))?;
         let verifier =
             TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
-        let service_token_digest = settings
-            .internal
-            .service_token
-            .as_ref()
-            .map(|token| Arc::new(Sha256::digest(token.expose_secret().as_bytes()).into()));
-        if service_token_digest.is_none() {
-            tracing::warn!(
-                "internal.service_token is not set: orders cannot clear carts (internal routes refuse every call)"
-            );
-        }
         let db = context.db()?;
         let state = AppState {
             store: CartStore::new(db.clone()),
             catalog,
             verifier,
-            service_token_digest,
             currency: settings.currency.as_str().into(),
         };
-        let router = routes::router(state).layer(DefaultBodyLimit::max(BODY_LIMIT));
+        let guard = ServiceGuard::new(&settings.internal, "cart");
+        let router = routes::router(state, &guard).layer(DefaultBodyLimit::max(BODY_LIMIT));
         let purge = {
             let store = CartStore::new(db.clone());
             let retention = settings.applied_orders.clone();

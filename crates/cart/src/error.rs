@@ -26,9 +26,6 @@ pub enum Error {
     /// The cart could not be priced.
     #[error(transparent)]
     Pricing(#[from] PricingError),
-    /// An internal route was called without the right service credential.
-    #[error("missing or wrong service credential")]
-    ServiceUnauthorized,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,7 +39,6 @@ impl Error {
             Self::UnknownProduct(_) => StatusCode::NOT_FOUND,
             Self::Catalog(CatalogError::Call(err)) => err.status_code(),
             Self::Catalog(CatalogError::Response(_)) => StatusCode::BAD_GATEWAY,
-            Self::ServiceUnauthorized => StatusCode::UNAUTHORIZED,
             Self::Pricing(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,9 +57,6 @@ impl IntoResponse for Error {
             Self::Catalog(ref err @ CatalogError::Response(_)) => {
                 tracing::warn!(error = %err, "catalog answered badly");
                 Problem::with_detail(status, "the catalog answered badly; try again later")
-            }
-            Self::ServiceUnauthorized => {
-                Problem::with_detail(status, "missing or wrong service credential")
             }
             Self::Pricing(ref err) => Problem::internal(err),
             Self::Store(ref err) => Problem::internal(err),

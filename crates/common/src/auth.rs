@@ -18,12 +18,14 @@ use crate::wire;
 
 #[cfg(feature = "issue")]
 mod issue;
+mod service;
 mod verify;
 
 #[cfg(feature = "issue")]
 pub use issue::{
     IssuedToken, IssuerSettings, MAX_PUBLISHED_KEYS, TokenIssuer, generate_signing_key_pem,
 };
+pub use service::{ServiceGuard, refused as service_refused};
 pub use verify::{
     DEFAULT_JWKS_REFRESH_MS, DEFAULT_KEY_GRACE_SECS, KeySource, TokenVerifier, VerifierSettings,
 };

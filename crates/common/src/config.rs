@@ -333,13 +333,15 @@ impl RetentionSettings {
     }
 }
 
-/// The credential of internal (service-to-service) routes: cart checks it
-/// in `x-shop-service-token`, orders presents it there.
+/// The credential of internal (service-to-service) routes: cart, catalog
+/// and payments check it in `x-shop-service-token`
+/// ([`crate::auth::ServiceGuard`]), orders presents it there.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InternalSettings {
-    /// The shared token. Unset, cart refuses every internal call and orders
-    /// cannot clear carts (a warning is logged at start-up).
+    /// The shared token. Unset, a service refuses every internal call and
+    /// orders cannot clear carts, reserve stock or take payments (a warning
+    /// is logged at start-up).
     pub service_token: Option<SecretString>,
 }
 

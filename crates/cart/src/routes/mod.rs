@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRef;
-use shop_common::auth::TokenVerifier;
+use shop_common::auth::{ServiceGuard, TokenVerifier};
 
 use crate::catalog::CatalogClient;
 use crate::store::CartStore;
@@ -23,8 +23,6 @@ pub struct AppState {
     pub catalog: CatalogClient,
     /// Verifies user tokens.
     pub verifier: TokenVerifier,
-    /// SHA-256 of the internal service token, when one is configured.
-    pub service_token_digest: Option<Arc<[u8; 32]>>,
     /// Currency of an empty cart.
     pub currency: Arc<str>,
 }
@@ -35,10 +33,11 @@ impl FromRef<AppState> for TokenVerifier {
     }
 }
 
-/// The service's routes (health routes are added by the application).
-pub fn router(state: AppState) -> Router {
+/// The service's routes (health routes are added by the application); the
+/// internal ones behind `guard`.
+pub fn router(state: AppState, guard: &ServiceGuard) -> Router {
     Router::new()
         .merge(cart::router())
-        .merge(internal::router())
+        .merge(guard.protect(internal::router()))
         .with_state(state)
 }
