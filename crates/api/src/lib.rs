@@ -13,6 +13,8 @@
 //! - [`catalog`]: products and their pages;
 //! - [`cart`]: the priced cart and the quantity to set;
 //! - [`orders`]: orders and their pages;
+//! - [`stock`]: the catalog's internal stock reservations (orders → catalog);
+//! - [`payments`]: the payments service's internal API (orders → payments);
 //! - [`integer`]: integers that JSON writes as `71.0`.
 //!
 //! The problem body of every error is `shop_common::error::Problem`.
@@ -22,6 +24,8 @@ pub mod catalog;
 pub mod ids;
 pub mod integer;
 pub mod orders;
+pub mod payments;
+pub mod stock;
 pub mod users;
 
 pub use ids::{OrderId, ProductId, UserId};
