@@ -39,6 +39,12 @@ pub struct Product {
     pub currency: String,
     /// A path to the product image, relative to the shop's static files; may be absent.
     pub image: Option<String>,
+    /// Units available to order now: what is in stock less what orders
+    /// hold reserved. Never negative; 0 means out of stock (an order for
+    /// it is rejected). A snapshot, not a promise: another order may take
+    /// the last units first.
+    #[schema(minimum = 0, example = 25)]
+    pub stock: i64,
 }
 
 /// One page of products, or the answer to a batch lookup.
@@ -165,5 +171,15 @@ mod tests {
                 .contains("[AQgw]"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn every_product_states_its_stock_which_is_never_negative() {
+        let product = serde_json::to_value(Product::schema()).expect("schema");
+        let stock = &product["properties"]["stock"];
+        assert_eq!(stock["type"], "integer", "{product}");
+        assert_eq!(stock["minimum"], 0, "{product}");
+        let required = product["required"].as_array().expect("required");
+        assert!(required.contains(&"stock".into()), "{product}");
     }
 }

@@ -1,5 +1,6 @@
 //! The `products` table. One set of portable queries serves SQLite and
-//! PostgreSQL; every read is a single query.
+//! PostgreSQL; every read is a single query. Stock and its reservations
+//! are written by [`crate::stock`].
 
 use shop_common::db::{self, Db};
 use sqlx::Row;
@@ -12,9 +13,11 @@ use crate::domain::{Cursor, PageLimit, Product, ProductId, ProductIds, ProductPa
 /// in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/catalog");
 
-const COLUMNS: &str = "id, sku, name, description, price_cents, currency, image";
+/// The columns [`product_from_row`] reads, in one place for every query
+/// that answers products.
+pub(crate) const COLUMNS: &str = "id, sku, name, description, price_cents, currency, image, stock";
 
-/// Why the catalog could not be read.
+/// Why the catalog could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database failed or returned a row that does not decode.
@@ -123,7 +126,8 @@ impl CatalogStore {
     }
 }
 
-fn product_from_row(row: &AnyRow) -> Result<Product, StoreError> {
+/// A product from a row holding [`COLUMNS`].
+pub(crate) fn product_from_row(row: &AnyRow) -> Result<Product, StoreError> {
     Ok(Product {
         id: db::parse_column(row, "id")?,
         sku: row.try_get("sku")?,
@@ -132,5 +136,6 @@ fn product_from_row(row: &AnyRow) -> Result<Product, StoreError> {
         price_cents: row.try_get("price_cents")?,
         currency: row.try_get("currency")?,
         image: row.try_get("image")?,
+        stock: row.try_get("stock")?,
     })
 }

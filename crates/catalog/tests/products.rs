@@ -94,7 +94,8 @@ async fn products_have_the_documented_shape_and_integer_prices() {
                 "description",
                 "price_cents",
                 "currency",
-                "image"
+                "image",
+                "stock"
             ])
         );
         let mut skus = BTreeSet::new();

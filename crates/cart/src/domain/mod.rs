@@ -118,6 +118,7 @@ mod tests {
                     price_cents: price,
                     currency: currency.to_owned(),
                     image: None,
+                    stock: 10,
                 };
                 (product.id, product)
             })
