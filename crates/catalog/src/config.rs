@@ -1,7 +1,9 @@
 //! Settings of the catalog service.
 
 use serde::Deserialize;
-use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
+use shop_common::config::{
+    AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings,
+};
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 /// Everything the catalog service reads at start-up.
@@ -14,6 +16,9 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The catalog database (default `sqlite:./data/catalog.db`).
     pub database: DatabaseSettings,
+    /// The credential orders presents on the internal stock routes
+    /// (default none: every internal call is refused).
+    pub internal: InternalSettings,
     /// Where instances register and are found.
     pub registry: RegistrySettings,
     /// How this instance registers itself.
@@ -28,6 +33,7 @@ impl Default for Settings {
             http: HttpSettings::on_port(8082),
             admin: AdminSettings::on_port(9082),
             database: DatabaseSettings::new("sqlite:./data/catalog.db"),
+            internal: InternalSettings::default(),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
         }
@@ -35,20 +41,20 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Checks what serde cannot: every catalog setting is checked by its
-    /// type, so there is nothing more (the lifecycle asks every service).
+    /// Checks what serde cannot (the lifecycle asks every service).
     ///
     /// # Errors
-    /// None today.
+    /// A [`ConfigError`] naming `internal.service_token` when it is set but
+    /// blank.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        Ok(())
+        self.internal.validate()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
+    use secrecy::{ExposeSecret, SecretString};
     use shop_common::config;
 
     #[test]
@@ -60,6 +66,25 @@ mod tests {
         assert_eq!(
             settings.database.url.expose_secret(),
             "sqlite:./data/catalog.db"
+        );
+        assert!(
+            settings.internal.service_token.is_none(),
+            "no credential unless configured"
+        );
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn the_service_token_is_read_and_must_not_be_blank() {
+        let settings: Settings =
+            config::load_from("", &[("SHOP_INTERNAL__SERVICE_TOKEN", "s3cret")]).expect("valid");
+        let token = settings.internal.service_token.as_ref().expect("set");
+        assert_eq!(token.expose_secret(), "s3cret");
+        assert!(settings.validate().is_ok());
+        shop_testkit::assert_rejected(
+            Settings::validate,
+            |s| s.internal.service_token = Some(SecretString::from(" ")),
+            "internal.service_token",
         );
     }
 

@@ -6,13 +6,20 @@
 
 use std::ops::Deref;
 
-use serde_json::Value;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shop_api::stock::ReservationOutcome;
+use shop_api::{OrderId, ProductId};
 use shop_catalog::{Application, Settings};
-use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings};
+use shop_common::config::{AdminSettings, DatabaseSettings, HttpSettings, InternalSettings};
+use shop_common::wire;
 use shop_testkit::{LOOPBACK, TestDatabase, TestService, send};
 
 /// How many products the seed migration inserts.
 pub const SEEDED: usize = 16;
+
+/// The credential the test services accept on internal routes.
+pub const SERVICE_TOKEN: &str = "catalog-test-service-token";
 
 /// A running catalog service: the shared [`TestService`] handle (URLs,
 /// client, database; stopped when dropped) with catalog's request helpers.
@@ -32,6 +39,9 @@ pub fn settings(db: &TestDatabase) -> Settings {
         http: HttpSettings::new(LOOPBACK, 0),
         admin: AdminSettings::new(LOOPBACK, 0),
         database: DatabaseSettings::new(&db.url),
+        internal: InternalSettings {
+            service_token: Some(SecretString::from(SERVICE_TOKEN)),
+        },
         ..Settings::default()
     }
 }
@@ -131,6 +141,83 @@ impl TestApp {
             ("status", status.as_str()),
         ];
         shop_testkit::metric_value(&text, "http_requests_total", &labels).unwrap_or(0.0)
+    }
+
+    /// `PUT /internal/reservations/{order}` with the service credential
+    /// and `lines` of (product, quantity).
+    pub async fn reserve(&self, order: OrderId, lines: &[(ProductId, i64)]) -> reqwest::Response {
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|(product, quantity)| json!({"product_id": product, "quantity": quantity}))
+            .collect();
+        let path = format!("/internal/reservations/{order}");
+        self.internal_put(&path, &json!({ "lines": lines })).await
+    }
+
+    /// [`TestApp::reserve`], expecting 200; returns the outcome.
+    pub async fn reserve_ok(
+        &self,
+        order: OrderId,
+        lines: &[(ProductId, i64)],
+    ) -> ReservationOutcome {
+        let response = self.reserve(order, lines).await;
+        assert_eq!(response.status(), 200, "{}: reserve {order}", self.engine);
+        response.json().await.expect("outcome")
+    }
+
+    /// `POST /internal/reservations/{order}/release` with the service
+    /// credential, expecting 200; returns the outcome.
+    pub async fn release_ok(&self, order: OrderId) -> ReservationOutcome {
+        let path = format!("/internal/reservations/{order}/release");
+        let response = send(self.internal(self.client.post(self.url(&path)))).await;
+        assert_eq!(response.status(), 200, "{}: release {order}", self.engine);
+        response.json().await.expect("outcome")
+    }
+
+    /// `PUT /internal/products/{product}/stock` with the service credential.
+    pub async fn set_stock(&self, product: &str, stock: i64) -> reqwest::Response {
+        let path = format!("/internal/products/{product}/stock");
+        self.internal_put(&path, &json!({ "stock": stock })).await
+    }
+
+    /// [`TestApp::set_stock`], expecting 200; returns the product.
+    pub async fn set_stock_ok(&self, product: ProductId, stock: i64) -> Value {
+        let response = self.set_stock(&product.to_string(), stock).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "{}: set stock of {product}",
+            self.engine
+        );
+        let body: Value = response.json().await.expect("product");
+        assert_eq!(body["stock"], stock, "{}: {body}", self.engine);
+        body
+    }
+
+    /// The stock `GET /api/products/{product}` shows.
+    pub async fn stock_of(&self, product: ProductId) -> i64 {
+        let response = self.get(&format!("/api/products/{product}")).await;
+        assert_eq!(response.status(), 200, "{}: {product}", self.engine);
+        let body: Value = response.json().await.expect("product");
+        body["stock"].as_i64().expect("stock is an integer")
+    }
+
+    /// `PUT path` with a JSON `body` and the service credential.
+    pub async fn internal_put(&self, path: &str, body: &Value) -> reqwest::Response {
+        send(self.internal(self.client.put(self.url(path)).json(body))).await
+    }
+
+    /// `request` carrying the service credential.
+    pub fn internal(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.header(wire::SERVICE_TOKEN, SERVICE_TOKEN)
+    }
+
+    /// `catalog_reservations_total` or `catalog_releases_total` (`name`)
+    /// with `outcome`, read from `/metrics` (0 before the first). The
+    /// recorder is the process's, shared by every test of this binary.
+    pub async fn stock_counted(&self, name: &str, outcome: &str) -> f64 {
+        let text = self.scrape().await;
+        shop_testkit::metric_value(&text, name, &[("outcome", outcome)]).unwrap_or(0.0)
     }
 
     /// A direct connection to the service's database, for arranging data the
