@@ -20,8 +20,11 @@ pub struct Order {
     pub id: OrderId,
     /// The owner.
     pub user_id: UserId,
-    /// `placed` or `cancelled`.
+    /// Where the order is in checkout ([`OrderStatus`]).
     pub status: OrderStatus,
+    /// Why the order was rejected; only on `rejected` orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<Rejection>,
     /// What was ordered, priced when the order was placed.
     pub lines: Vec<OrderLine>,
     /// Sum of the line totals.
@@ -37,14 +40,115 @@ pub struct Order {
     pub updated_at: String,
 }
 
-/// The state of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// The state of an order. `pending` moves to `confirmed` or `rejected`;
+/// `confirmed` may move to `cancelling` and then `cancelled`. No other
+/// change happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
-    /// Placed; may still be cancelled.
-    Placed,
-    /// Cancelled.
+    /// Checkout is under way: payment and stock are being settled. Poll the
+    /// order until it is settled.
+    Pending,
+    /// Stock is reserved and the payment captured.
+    Confirmed,
+    /// Not accepted ([`Rejection`] says why); no stock is held and no money
+    /// taken.
+    Rejected,
+    /// Cancelled by its owner; the refund and the return of the stock are
+    /// under way.
+    Cancelling,
+    /// Cancelled: the payment is refunded and the stock returned.
     Cancelled,
+}
+
+impl OrderStatus {
+    /// Every status, in the order of the enum.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Confirmed,
+        Self::Rejected,
+        Self::Cancelling,
+        Self::Cancelled,
+    ];
+
+    /// The lower-case word (as on the wire and in the store).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `word` ([`OrderStatus::as_str`]).
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == word)
+    }
+
+    /// Whether checkout or cancellation is still under way.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, Self::Pending | Self::Cancelling)
+    }
+}
+
+/// Why an order was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rejection {
+    /// The reason.
+    pub reason: RejectionReason,
+    /// For `out_of_stock`: the products there were too few of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_of_stock: Vec<ProductId>,
+    /// For `payment_declined`: the provider's reason (`card_declined`,
+    /// `insufficient_funds`, `invalid_payment_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_reason: Option<String>,
+}
+
+/// The reason an order was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionReason {
+    /// Too few of some product in stock.
+    OutOfStock,
+    /// The payment provider declined the payment.
+    PaymentDeclined,
+    /// The payment provider kept failing; nothing was charged.
+    PaymentFailed,
+}
+
+impl RejectionReason {
+    /// Every reason.
+    pub const ALL: [Self; 3] = [Self::OutOfStock, Self::PaymentDeclined, Self::PaymentFailed];
+
+    /// The snake-case word (as on the wire and in the store).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfStock => "out_of_stock",
+            Self::PaymentDeclined => "payment_declined",
+            Self::PaymentFailed => "payment_failed",
+        }
+    }
+
+    /// The reason named `word`.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == word)
+    }
+}
+
+/// The body of `POST /api/orders`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PlaceOrder {
+    /// How the order is paid: a payment token of the provider (the
+    /// built-in test provider knows `tok_visa`, `tok_declined`,
+    /// `tok_insufficient_funds`, `tok_provider_error` and `tok_slow`).
+    /// Never a card number. Required; read as `Option` so that a missing
+    /// one is reported by name (422).
+    #[schema(value_type = String, required = true, pattern = "^tok_[a-z_]{1,60}$", example = "tok_visa")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_token: Option<String>,
 }
 
 /// An order line.
@@ -110,10 +214,25 @@ mod tests {
 
     #[test]
     fn statuses_are_lower_case_words() {
-        let json = serde_json::to_value([OrderStatus::Placed, OrderStatus::Cancelled]);
+        let json = serde_json::to_value(OrderStatus::ALL).expect("json");
+        let words: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(json, serde_json::json!(words));
+        for status in OrderStatus::ALL {
+            assert_eq!(OrderStatus::from_word(status.as_str()), Some(status));
+        }
+        for reason in RejectionReason::ALL {
+            let json = serde_json::to_value(reason).expect("json");
+            assert_eq!(json, reason.as_str());
+            assert_eq!(RejectionReason::from_word(reason.as_str()), Some(reason));
+        }
+    }
+
+    #[test]
+    fn the_payment_token_pattern_is_the_one_payments_enforces() {
+        let schema = serde_json::to_value(PlaceOrder::schema()).expect("schema");
         assert_eq!(
-            json.expect("json"),
-            serde_json::json!(["placed", "cancelled"])
+            schema["properties"]["payment_token"]["pattern"],
+            crate::payments::TOKEN_PATTERN
         );
     }
 }

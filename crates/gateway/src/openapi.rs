@@ -190,7 +190,7 @@ fn problem_response(status: u16, description: &str) -> RefOr<Response> {
 pub mod paths {
     use shop_api::cart::{Cart, SetQuantity};
     use shop_api::catalog::{Product, ProductPage, ProductQuery};
-    use shop_api::orders::{Order, OrderPage, OrderQuery};
+    use shop_api::orders::{Order, OrderPage, OrderQuery, PlaceOrder};
     use shop_api::users::{Jwks, NewSession, NewUser, Session, User};
     use shop_api::{OrderId, ProductId};
     use shop_common::error::Problem;
@@ -264,17 +264,25 @@ pub mod paths {
 
     /// Place an order from the caller's cart.
     ///
-    /// The `Idempotency-Key` header is required: a repeat with the same key
-    /// returns the first order (200) and never places a second one.
+    /// Checkout authorizes the payment, reserves the stock and captures the
+    /// payment; the answer is the order once settled — `confirmed`, or
+    /// `rejected` with its reason (`out_of_stock` naming the products,
+    /// `payment_declined`, `payment_failed`) — or, if that takes longer
+    /// than the request may wait, the `pending` order (202) to poll at its
+    /// `Location`. The `Idempotency-Key` header is required: a repeat with
+    /// the same key returns the first order as it stands now and never
+    /// places or charges a second one.
     #[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])),
         params(("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,126}[!-~])?$",
             description = "1–128 printable ASCII characters chosen by the client")),
+        request_body = PlaceOrder,
         responses(
-            (status = 201, description = "Placed", body = Order, headers(("Location" = String, description = "The order's URL"))),
-            (status = 200, description = "A repeat of an earlier request with the same key: the first order", body = Order),
+            (status = 201, description = "Placed and settled: confirmed or rejected", body = Order, headers(("Location" = String, description = "The order's URL"))),
+            (status = 202, description = "Placed, still pending: poll the Location", body = Order, headers(("Location" = String, description = "The order's URL"))),
+            (status = 200, description = "A repeat of an earlier request with the same key: the first order, settled", body = Order),
             (status = 400, description = "No Idempotency-Key", body = Problem, content_type = "application/problem+json"),
             (status = 409, description = "The cart is empty", body = Problem, content_type = "application/problem+json"),
-            (status = 422, description = "Invalid Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+            (status = 422, description = "Invalid Idempotency-Key or payment token", body = Problem, content_type = "application/problem+json"),
         ))]
     pub fn place_order() {}
 
@@ -292,12 +300,14 @@ pub mod paths {
         ))]
     pub fn get_order() {}
 
-    /// Cancel one of the caller's placed orders.
+    /// Cancel one of the caller's confirmed orders: the payment is refunded
+    /// and the stock returned (`cancelled`, or `cancelling` while that is
+    /// under way).
     #[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
         params(("id" = OrderId, Path, description = "The order id")),
         responses(
             (status = 200, description = "The cancelled order", body = Order),
-            (status = 409, description = "Not cancellable (already cancelled)", body = Problem, content_type = "application/problem+json"),
+            (status = 409, description = "Not cancellable (not confirmed)", body = Problem, content_type = "application/problem+json"),
         ))]
     pub fn cancel_order() {}
 

@@ -27,8 +27,10 @@ use tonic_health::server::HealthReporter;
 use crate::Settings;
 use crate::cart::CartClient;
 use crate::grpc::OrdersGrpc;
+use crate::participants::{CatalogClient, PaymentsClient};
 use crate::purge::Purger;
 use crate::relay::Relay;
+use crate::saga::{Recovery, Saga};
 use crate::store::{MIGRATOR, OrderStore};
 
 /// The service name in discovery, logs and metrics.
@@ -104,9 +106,19 @@ impl Service for Orders {
             TokenVerifier::from_settings(&settings.auth, Arc::new(JwksSource::new(users)));
         if settings.internal.service_token.is_none() {
             tracing::warn!(
-                "internal.service_token is not set: the outbox relay cannot clear carts (cart refuses every delivery)"
+                "internal.service_token is not set: checkout cannot reserve stock or take payments, and the outbox relay cannot clear carts (catalog, payments and cart refuse every internal call)"
             );
         }
+        let catalog = CatalogClient::new(
+            UpstreamClient::new("catalog", &settings.catalog, &context.registry)
+                .map_err(StartError::upstream("catalog"))?,
+            settings.internal.service_token.clone(),
+        );
+        let payments = PaymentsClient::new(
+            UpstreamClient::new("payments", &settings.payments, &context.registry)
+                .map_err(StartError::upstream("payments"))?,
+            settings.internal.service_token.clone(),
+        );
         let store = OrderStore::new(db.clone());
         let mut workers = Vec::new();
         // Every instance purges, relay or not: the rows it deletes are
@@ -134,7 +146,20 @@ impl Service for Orders {
             ));
             handle
         });
-        let service = OrdersGrpc::new(store, cart, verifier, relay);
+        let saga = Saga::new(
+            store.clone(),
+            catalog,
+            payments,
+            relay,
+            settings.saga.clone(),
+        );
+        // Every instance recovers: an order whose driver died is taken over
+        // by whichever instance finds its lease over first.
+        let recovery = Recovery::new(saga.clone());
+        workers.push(Worker::new("saga recovery", StopAt::Signal, move |stop| {
+            recovery.run(stop)
+        }));
+        let service = OrdersGrpc::new(store, cart, verifier, saga);
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // The first status is known before the first call can arrive.

@@ -70,6 +70,12 @@ impl CartError {
 pub struct OrderRemoval {
     /// The order (makes the removal idempotent).
     pub order_id: Uuid,
+    /// The version of the cart the order was made from: cart leaves alone
+    /// any line changed after it (a line the shopper set again after
+    /// ordering keeps its new quantity). Absent in rows written before
+    /// orders sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cart_version: Option<i64>,
     /// What was ordered.
     pub lines: Vec<RemovalLine>,
 }

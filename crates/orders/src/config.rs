@@ -32,6 +32,12 @@ pub struct Settings {
     pub cart: UpstreamSettings,
     /// Calls to the users service (for its JWKS).
     pub users: UpstreamSettings,
+    /// Calls to the catalog service (stock reservations).
+    pub catalog: UpstreamSettings,
+    /// Calls to the payments service.
+    pub payments: UpstreamSettings,
+    /// The checkout saga and its recovery worker.
+    pub saga: SagaSettings,
     /// The outbox relay.
     pub relay: RelaySettings,
     /// Upkeep of the outbox table: delivered rows are purged after
@@ -163,23 +169,91 @@ impl RelaySettings {
         Duration::from_millis(self.lease_ms)
     }
 
-    /// The delay before retry number `attempts` (1 for the first retry):
-    /// `initial * 2^(attempts-1)`, capped at the maximum, with up to a
-    /// quarter taken off at random so relays that failed together do not
-    /// retry together.
+    /// The delay before retry number `attempts` (1 for the first retry),
+    /// as [`backoff`] computes it.
     pub fn backoff(&self, attempts: u32) -> Duration {
-        let exp = attempts.saturating_sub(1).min(32);
-        let full = self
-            .initial_backoff_ms
-            .saturating_mul(1u64 << exp)
-            .min(self.max_backoff_ms);
-        let jitter = if full >= 4 {
-            rand::random_range(0..=full / 4)
-        } else {
-            0
-        };
-        Duration::from_millis(full - jitter)
+        backoff(self.initial_backoff_ms, self.max_backoff_ms, attempts)
     }
+}
+
+/// How the checkout saga runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SagaSettings {
+    /// Milliseconds `PlaceOrder` and `CancelOrder` wait for the order to
+    /// settle before answering it as it stands (`pending`, `cancelling`;
+    /// default 2000). The call's own deadline, when shorter, wins. The saga
+    /// goes on after the answer.
+    pub answer_within_ms: u64,
+    /// Milliseconds a driver of an order's saga holds it (renewed at every
+    /// step; default 15000) before the recovery worker may take it over.
+    /// Must exceed the slowest participant's `deadline_ms`.
+    pub lease_ms: u64,
+    /// Milliseconds between the recovery worker's looks for orders whose
+    /// lease ran out or whose retry is due (default 1000).
+    pub poll_interval_ms: u64,
+    /// Most orders the recovery worker takes per round (default 32).
+    pub batch_size: u32,
+    /// Provider failures of one authorization before the payment is given
+    /// up and the order rejected `payment_failed` (default 3). Other
+    /// failures (a participant down) are retried until it is back.
+    pub payment_attempts: u32,
+    /// Delay before the first retry of a failed step, in milliseconds
+    /// (default 250); doubles per failed attempt.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between retries, in milliseconds (default 30000).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for SagaSettings {
+    fn default() -> Self {
+        Self {
+            answer_within_ms: 2_000,
+            lease_ms: 15_000,
+            poll_interval_ms: 1_000,
+            batch_size: 32,
+            payment_attempts: 3,
+            initial_backoff_ms: 250,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+impl SagaSettings {
+    /// How long a call waits for its order to settle.
+    pub fn answer_within(&self) -> Duration {
+        Duration::from_millis(self.answer_within_ms)
+    }
+
+    /// The lease of a driver.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    /// The recovery worker's poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The delay before retry number `attempts` of a failed step.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        backoff(self.initial_backoff_ms, self.max_backoff_ms, attempts)
+    }
+}
+
+/// The delay before retry number `attempts` (1 for the first retry):
+/// `initial * 2^(attempts-1)` milliseconds, capped at `max`, with up to a
+/// quarter taken off at random so workers that failed together do not retry
+/// together.
+pub fn backoff(initial_ms: u64, max_ms: u64, attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(32);
+    let full = initial_ms.saturating_mul(1u64 << exp).min(max_ms);
+    let jitter = if full >= 4 {
+        rand::random_range(0..=full / 4)
+    } else {
+        0
+    };
+    Duration::from_millis(full - jitter)
 }
 
 /// Shortest accepted `outbox.retention_secs`: one hour. Purging a delivered
@@ -199,6 +273,9 @@ impl Default for Settings {
             instance: shop_discovery::InstanceSettings::default(),
             cart: UpstreamSettings::default(),
             users: UpstreamSettings::default(),
+            catalog: UpstreamSettings::default(),
+            payments: UpstreamSettings::default(),
+            saga: SagaSettings::default(),
             relay: RelaySettings::default(),
             outbox: RetentionSettings::default(),
         }
@@ -256,6 +333,38 @@ impl Settings {
                 "initial_backoff_ms must be positive and at most max_backoff_ms",
             ));
         }
+        let saga = &self.saga;
+        let slowest = self.catalog.deadline_ms.max(self.payments.deadline_ms);
+        if saga.lease_ms <= slowest {
+            return Err(ConfigError::invalid(
+                "saga.lease_ms",
+                "must exceed catalog.deadline_ms and payments.deadline_ms, or a slow step could be run by two drivers at once",
+            ));
+        }
+        if saga.poll_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "saga.poll_interval_ms",
+                "must be positive",
+            ));
+        }
+        if saga.batch_size == 0 || saga.batch_size > 1000 {
+            return Err(ConfigError::invalid(
+                "saga.batch_size",
+                "must be between 1 and 1000",
+            ));
+        }
+        if saga.payment_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "saga.payment_attempts",
+                "must be at least 1",
+            ));
+        }
+        if saga.initial_backoff_ms == 0 || saga.max_backoff_ms < saga.initial_backoff_ms {
+            return Err(ConfigError::invalid(
+                "saga.max_backoff_ms",
+                "initial_backoff_ms must be positive and at most max_backoff_ms",
+            ));
+        }
         if relay.max_attempts == 0 {
             return Err(ConfigError::invalid(
                 "relay.max_attempts",
@@ -298,7 +407,7 @@ mod tests {
 
     #[test]
     fn limits_the_service_token_the_attempt_cap_and_the_outbox_purge_are_checked() {
-        let cases: [Case; 9] = [
+        let cases: [Case; 15] = [
             (
                 |s| s.grpc.max_concurrent_streams = 0,
                 "grpc.max_concurrent_streams",
@@ -313,6 +422,15 @@ mod tests {
                 "internal.service_token",
             ),
             (|s| s.relay.max_attempts = 0, "relay.max_attempts"),
+            (
+                |s| s.saga.lease_ms = s.payments.deadline_ms,
+                "saga.lease_ms",
+            ),
+            (|s| s.saga.lease_ms = s.catalog.deadline_ms, "saga.lease_ms"),
+            (|s| s.saga.poll_interval_ms = 0, "saga.poll_interval_ms"),
+            (|s| s.saga.batch_size = 0, "saga.batch_size"),
+            (|s| s.saga.payment_attempts = 0, "saga.payment_attempts"),
+            (|s| s.saga.initial_backoff_ms = 0, "saga.max_backoff_ms"),
             (
                 |s| s.outbox.retention_secs = MIN_OUTBOX_RETENTION_SECS - 1,
                 "outbox.retention_secs",

@@ -1,5 +1,6 @@
 //! Values parsed once at the edge: [`IdempotencyKey`], [`OrderId`],
-//! [`PageSize`], [`PageToken`]; and the [`Order`] as stored.
+//! [`PageSize`], [`PageToken`], [`PaymentToken`]; and the [`Order`] as
+//! stored.
 
 use std::fmt;
 
@@ -40,6 +41,43 @@ impl IdempotencyKey {
     }
 
     /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A payment token of the provider: `tok_` and lower-case letters or `_`
+/// ([`shop_api::payments::TOKEN_PATTERN`]). No digits, so a card number can
+/// never pass for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentToken(String);
+
+/// Longest payment token accepted (`tok_` and 60 more).
+pub const MAX_PAYMENT_TOKEN_LEN: usize = 64;
+
+impl PaymentToken {
+    /// Parses a token.
+    ///
+    /// # Errors
+    /// A message for the client when it is missing or not a token.
+    pub fn parse(token: &str) -> Result<Self, String> {
+        if token.is_empty() {
+            return Err("payment_token is required".to_owned());
+        }
+        let valid = token.len() <= MAX_PAYMENT_TOKEN_LEN
+            && token.strip_prefix("tok_").is_some_and(|rest| {
+                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            });
+        if !valid {
+            return Err(
+                "payment_token must be a payment token such as tok_visa (card numbers are never accepted)"
+                    .to_owned(),
+            );
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    /// The token text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -134,33 +172,7 @@ impl fmt::Display for PageToken {
     }
 }
 
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderStatus {
-    /// Placed and not cancelled.
-    Placed,
-    /// Cancelled by its owner.
-    Cancelled,
-}
-
-impl OrderStatus {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Placed => "placed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses the stored text.
-    pub fn from_stored(text: &str) -> Option<Self> {
-        match text {
-            "placed" => Some(Self::Placed),
-            "cancelled" => Some(Self::Cancelled),
-            _ => None,
-        }
-    }
-}
+pub use shop_api::orders::{OrderStatus, Rejection, RejectionReason};
 
 /// One line of an order, priced when the order was placed. Read from an
 /// `order_lines` row of the same columns.
@@ -186,8 +198,10 @@ pub struct Order {
     pub id: OrderId,
     /// The buyer.
     pub user_id: UserId,
-    /// Placed or cancelled.
+    /// Where it is in checkout.
     pub status: OrderStatus,
+    /// Why it was rejected (rejected orders only).
+    pub rejection: Option<Rejection>,
     /// The lines, in cart order.
     pub lines: Vec<OrderLine>,
     /// Sum of the line totals, in minor units.
@@ -212,6 +226,26 @@ mod tests {
         assert!(IdempotencyKey::parse(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
         assert!(IdempotencyKey::parse("tab\there").is_err());
         assert!(IdempotencyKey::parse("café").is_err());
+    }
+
+    #[test]
+    fn payment_tokens_are_tokens_never_card_numbers() {
+        for token in shop_api::payments::tokens::ALL {
+            assert!(PaymentToken::parse(token).is_ok(), "{token}");
+        }
+        for bad in [
+            "",
+            "tok_",
+            "visa",
+            "tok_4242424242424242",
+            "4242424242424242",
+            "tok_Visa",
+            "tok visa",
+        ] {
+            assert!(PaymentToken::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PaymentToken::parse(&format!("tok_{}", "a".repeat(60))).is_ok());
+        assert!(PaymentToken::parse(&format!("tok_{}", "a".repeat(61))).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub enum Error {
     /// No such order of the caller (another user's order included).
     #[error("order not found")]
     NotFound,
-    /// Only a placed order can be cancelled.
+    /// Only a confirmed order can be cancelled.
     #[error("the order is {} and cannot be cancelled", .0.as_str())]
     NotCancellable(OrderStatus),
     /// The order could not be placed.
@@ -54,9 +54,7 @@ impl Error {
             Self::Place(PlaceError::Cart(CartError::Call(CallError::InvalidRequest {
                 ..
             })))
-            | Self::Place(
-                PlaceError::Store(_) | PlaceError::Encode(_) | PlaceError::KeyWithoutOrder,
-            )
+            | Self::Place(PlaceError::Store(_) | PlaceError::KeyWithoutOrder)
             | Self::Store(_) => Code::Internal,
             Self::Place(PlaceError::Cart(_)) => Code::Unavailable,
         }

@@ -14,10 +14,12 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::cart::CartClient;
-use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, PageSize, PageToken};
+use crate::domain::{
+    IdempotencyKey, Order, OrderId, OrderStatus, PageSize, PageToken, PaymentToken,
+};
 use crate::error::{Error, Result};
-use crate::placement::{Caller, Placed, Placement};
-use crate::relay::Relay;
+use crate::placement::{Caller, Placed, Placement, wait};
+use crate::saga::Saga;
 use crate::store::{Cancelled, OrderStore};
 
 /// Time kept back from a caller's `grpc-timeout` when calling cart, so the
@@ -30,20 +32,16 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
 pub struct OrdersGrpc {
     store: OrderStore,
     placement: Placement,
+    saga: Saga,
     verifier: TokenVerifier,
 }
 
 impl OrdersGrpc {
-    /// The service over its store and clients; `relay` as in
-    /// [`Placement::new`].
-    pub fn new(
-        store: OrderStore,
-        cart: CartClient,
-        verifier: TokenVerifier,
-        relay: Option<Relay>,
-    ) -> Self {
+    /// The service over its store, cart client and saga driver.
+    pub fn new(store: OrderStore, cart: CartClient, verifier: TokenVerifier, saga: Saga) -> Self {
         Self {
-            placement: Placement::new(store.clone(), cart, relay),
+            placement: Placement::new(store.clone(), cart, saga.clone()),
+            saga,
             store,
             verifier,
         }
@@ -105,9 +103,11 @@ impl OrderService for OrdersGrpc {
         let deadline = deadline_of(request.metadata());
         let key = IdempotencyKey::parse(&request.get_ref().idempotency_key)
             .map_err(Error::InvalidArgument)?;
+        let token = PaymentToken::parse(&request.get_ref().payment_token)
+            .map_err(Error::InvalidArgument)?;
         let Placed { order, created } = self
             .placement
-            .place(&caller, &key, deadline)
+            .place(&caller, &key, &token, deadline)
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::PlaceOrderResponse {
@@ -165,18 +165,26 @@ impl OrderService for OrdersGrpc {
         let (caller, id) = self
             .caller_and_order(request.metadata(), &request.get_ref().order_id)
             .await?;
+        let deadline = deadline_of(request.metadata());
         match self
             .store
-            .cancel(caller.user_id, id)
+            .start_cancel(caller.user_id, id, &self.saga.lease_until())
             .await
             .map_err(Error::from)?
         {
-            Cancelled::Done(order) => {
-                tracing::info!(order_id = %id, user_id = %caller.user_id, "order cancelled");
+            Cancelled::Started(order) if order.status == OrderStatus::Cancelling => {
+                tracing::info!(order_id = %id, user_id = %caller.user_id, "order cancelling");
+                let order = self
+                    .saga
+                    .drive_for(id, wait(self.saga.settings().answer_within(), deadline))
+                    .await
+                    .map_err(Error::from)?
+                    .unwrap_or(order);
                 Ok(Response::new(to_proto(&order)))
             }
+            Cancelled::Started(order) => Ok(Response::new(to_proto(&order))),
             Cancelled::NotFound => Err(Error::NotFound.into()),
-            Cancelled::NotPlaced(status) => Err(Error::NotCancellable(status).into()),
+            Cancelled::NotCancellable(status) => Err(Error::NotCancellable(status).into()),
         }
     }
 }
@@ -187,9 +195,21 @@ pub fn to_proto(order: &Order) -> pb::Order {
         id: order.id.to_string(),
         user_id: order.user_id.to_string(),
         status: match order.status {
-            OrderStatus::Placed => pb::OrderStatus::Placed,
+            OrderStatus::Pending => pb::OrderStatus::Pending,
+            OrderStatus::Confirmed => pb::OrderStatus::Confirmed,
+            OrderStatus::Rejected => pb::OrderStatus::Rejected,
+            OrderStatus::Cancelling => pb::OrderStatus::Cancelling,
             OrderStatus::Cancelled => pb::OrderStatus::Cancelled,
         } as i32,
+        rejection: order.rejection.as_ref().map(|rejection| pb::Rejection {
+            reason: rejection.reason.as_str().to_owned(),
+            out_of_stock: rejection
+                .out_of_stock
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            decline_reason: rejection.decline_reason.clone().unwrap_or_default(),
+        }),
         lines: order
             .lines
             .iter()

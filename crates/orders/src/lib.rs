@@ -22,10 +22,13 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod machine;
 pub mod metrics;
+pub mod participants;
 pub mod placement;
 pub mod purge;
 pub mod relay;
+pub mod saga;
 pub mod store;
 
 pub use app::{Orders, READINESS_POOL_CONNECTIONS};

@@ -1,15 +1,17 @@
 //! Placing an order, exactly once per (user, idempotency key): look the key
-//! up, read the caller's cart, store the order with its lines and the
-//! outbox row that clears them from the cart in one transaction, and hand
-//! the row to this instance's relay. The gRPC adapter only translates.
+//! up, read the caller's cart, store the pending order with its lines, and
+//! drive its checkout saga ([`crate::saga`]) until it settles or the call
+//! must be answered. The cart removal is written when the order is
+//! confirmed. The gRPC adapter only translates.
+
+use std::time::{Duration, Instant};
 
 use shop_api::UserId;
 use shop_discovery::Deadline;
-use uuid::Uuid;
 
-use crate::cart::{Cart, CartClient, CartError, OrderRemoval, RemovalLine};
-use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
-use crate::relay::Relay;
+use crate::cart::{Cart, CartClient, CartError};
+use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, PaymentToken};
+use crate::saga::Saga;
 use crate::store::{Inserted, NewOrder, OrderStore, StoreError};
 
 /// The caller, from a verified bearer token.
@@ -33,16 +35,14 @@ pub enum PlaceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The outbox message could not be written as JSON.
-    #[error("cannot encode the cart removal of an order")]
-    Encode(#[source] serde_json::Error),
     /// The key was taken by a concurrent placement whose order then could
     /// not be found (only a hand-deleted row could cause it).
     #[error("the idempotency key is taken but its order is gone")]
     KeyWithoutOrder,
 }
 
-/// An order placed, or found placed before with the same key.
+/// An order placed, or found placed before with the same key, as it
+/// stands when the call is answered (settled, or still pending).
 #[derive(Debug, Clone)]
 pub struct Placed {
     /// The order.
@@ -56,16 +56,13 @@ pub struct Placed {
 pub struct Placement {
     store: OrderStore,
     cart: CartClient,
-    relay: Option<Relay>,
+    saga: Saga,
 }
 
 impl Placement {
-    /// Placement over its store and cart client. With a `relay`, each
-    /// placed order's cart removal is claimed in the order's transaction and
-    /// delivered before the order is answered; without one (relay
-    /// disabled), the rows wait for another instance's relay.
-    pub fn new(store: OrderStore, cart: CartClient, relay: Option<Relay>) -> Self {
-        Self { store, cart, relay }
+    /// Placement over its store, cart client and saga driver.
+    pub fn new(store: OrderStore, cart: CartClient, saga: Saga) -> Self {
+        Self { store, cart, saga }
     }
 
     /// Places an order for `caller` from their cart, exactly once per key.
@@ -76,6 +73,7 @@ impl Placement {
         &self,
         caller: &Caller,
         key: &IdempotencyKey,
+        token: &PaymentToken,
         deadline: Option<Deadline>,
     ) -> Result<Placed, PlaceError> {
         if let Some(order) = self.earlier(caller, key).await? {
@@ -96,22 +94,26 @@ impl Placement {
                 });
             }
         };
+        let cart_version = cart.version;
         let order = order_of(caller.user_id, cart);
         let new = NewOrder {
-            outbox_payload: removal_of(&order)?,
             order,
             key: key.clone(),
-            outbox_id: Uuid::now_v7().to_string(),
-            claim: self.relay.as_ref().map(Relay::claim_new),
+            payment_token: token.as_str().to_owned(),
+            cart_version,
+            lease_until: self.saga.lease_until(),
         };
         match self.store.insert(&new).await? {
             Inserted::Created => {
-                if let Some(relay) = &self.relay {
-                    relay.deliver_placed(&new.outbox_row()).await;
-                }
-                tracing::info!(order_id = %new.order.id, user_id = %caller.user_id, total_cents = new.order.total_cents, "order placed");
+                let id = new.order.id;
+                tracing::info!(order_id = %id, user_id = %caller.user_id, total_cents = new.order.total_cents, "order placed; checkout under way");
+                let order = self
+                    .saga
+                    .drive_for(id, wait(self.saga.settings().answer_within(), deadline))
+                    .await?
+                    .unwrap_or(new.order);
                 Ok(Placed {
-                    order: new.order,
+                    order,
                     created: true,
                 })
             }
@@ -146,7 +148,8 @@ fn order_of(user: UserId, cart: Cart) -> Order {
     Order {
         id: OrderId::new(),
         user_id: user,
-        status: OrderStatus::Placed,
+        status: OrderStatus::Pending,
+        rejection: None,
         lines: cart
             .items
             .into_iter()
@@ -165,18 +168,10 @@ fn order_of(user: UserId, cart: Cart) -> Order {
     }
 }
 
-/// The outbox payload that takes `order`'s lines out of the cart.
-fn removal_of(order: &Order) -> Result<String, PlaceError> {
-    let removal = OrderRemoval {
-        order_id: order.id.0,
-        lines: order
-            .lines
-            .iter()
-            .map(|line| RemovalLine {
-                product_id: line.product_id,
-                quantity: line.quantity,
-            })
-            .collect(),
-    };
-    serde_json::to_string(&removal).map_err(PlaceError::Encode)
+/// How long a call waits for its order to settle: `within`, or less when
+/// the caller's deadline comes sooner.
+pub fn wait(within: Duration, deadline: Option<Deadline>) -> Duration {
+    deadline.map_or(within, |deadline| {
+        within.min(deadline.0.saturating_duration_since(Instant::now()))
+    })
 }

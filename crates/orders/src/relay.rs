@@ -409,7 +409,10 @@ impl Acknowledger {
 }
 
 /// `at + delay`, saturating at the latest representable time.
-fn later(at: chrono::DateTime<chrono::Utc>, delay: Duration) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn later(
+    at: chrono::DateTime<chrono::Utc>,
+    delay: Duration,
+) -> chrono::DateTime<chrono::Utc> {
     chrono::Duration::from_std(delay)
         .ok()
         .and_then(|delay| at.checked_add_signed(delay))

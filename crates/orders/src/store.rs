@@ -1,4 +1,4 @@
-//! The `orders`, `order_lines` and `outbox` tables. One set of portable
+//! The `orders` (with each order's saga), `order_lines` and `outbox` tables. One set of portable
 //! queries serves SQLite and PostgreSQL; the one dialect difference (how the
 //! relay claims outbox rows) lives in [`claim_statement`].
 //!
@@ -12,7 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, Row};
 
-use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus};
+use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, Rejection, RejectionReason};
+use crate::machine::{Outcome, SagaState, Step};
 
 /// Order lines per `INSERT`: 7 values each, far below the bound
 /// parameters either database takes in one statement.
@@ -29,21 +30,49 @@ pub const KIND_CART_REMOVAL: &str = "cart.order_removal";
 #[error("orders database error")]
 pub struct StoreError(#[from] sqlx::Error);
 
-/// An order to insert, with the outbox message that goes with it.
+/// An order to insert: pending, its saga about to authorize the payment.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
     /// The order.
     pub order: Order,
     /// The key it was placed with.
     pub key: IdempotencyKey,
+    /// The token it is paid with.
+    pub payment_token: String,
+    /// The version of the cart it was made from.
+    pub cart_version: i64,
+    /// Until when the placing instance drives the saga itself (a
+    /// [`db::timestamp_text`]); the recovery worker takes it over after.
+    pub lease_until: String,
+}
+
+/// The outbox message that takes a confirmed order's lines out of the
+/// cart, written with the confirmation.
+#[derive(Debug, Clone)]
+pub struct NewOutbox {
+    /// The row id (UUID v7).
+    pub id: String,
     /// The JSON body the relay sends to cart.
-    pub outbox_payload: String,
-    /// The outbox row's id (UUID v7).
-    pub outbox_id: String,
-    /// When set, the outbox row is written already claimed by this relay
-    /// until `lease_until`: the placing instance delivers it itself right
+    pub payload: String,
+    /// When set, the row is written already claimed by this relay until
+    /// `lease_until`: the confirming instance delivers it itself right
     /// after the commit, and other relays leave it alone meanwhile.
     pub claim: Option<Claim>,
+}
+
+/// An order with where its saga stands.
+#[derive(Debug, Clone)]
+pub struct SagaOrder {
+    /// The order.
+    pub order: Order,
+    /// Its place in the saga.
+    pub state: SagaState,
+    /// Failed attempts of the current step.
+    pub attempts: i64,
+    /// The token it is paid with (orders placed before the saga have none).
+    pub payment_token: Option<String>,
+    /// The version of the cart it was made from (likewise).
+    pub cart_version: Option<i64>,
 }
 
 /// A relay's lease on an outbox row.
@@ -55,17 +84,18 @@ pub struct Claim {
     pub lease_until: String,
 }
 
-impl NewOrder {
-    /// The outbox row as a relay delivers it.
-    pub fn outbox_row(&self) -> OutboxRow {
+impl NewOutbox {
+    /// The outbox row of `order`, as a relay delivers it; `created_at` is
+    /// when it was written.
+    pub fn row(&self, order: &Order, created_at: &str) -> OutboxRow {
         OutboxRow {
-            id: self.outbox_id.clone(),
+            id: self.id.clone(),
             kind: KIND_CART_REMOVAL.to_owned(),
-            user_id: self.order.user_id.to_string(),
-            order_id: self.order.id.to_string(),
-            payload: self.outbox_payload.clone(),
+            user_id: order.user_id.to_string(),
+            order_id: order.id.to_string(),
+            payload: self.payload.clone(),
             attempts: 0,
-            created_at: self.order.created_at.clone(),
+            created_at: created_at.to_owned(),
         }
     }
 }
@@ -80,15 +110,16 @@ pub enum Inserted {
     KeyTaken,
 }
 
-/// What [`OrderStore::cancel`] found.
+/// What [`OrderStore::start_cancel`] found.
 #[derive(Debug)]
 pub enum Cancelled {
-    /// The order was placed and is now cancelled.
-    Done(Order),
+    /// The order was confirmed and is now cancelling (or was cancelling or
+    /// cancelled already: a repeated cancel).
+    Started(Order),
     /// No such order of this user.
     NotFound,
-    /// The order is not `placed`.
-    NotPlaced(OrderStatus),
+    /// The order is pending or rejected.
+    NotCancellable(OrderStatus),
 }
 
 /// One claimed outbox row.
@@ -116,7 +147,12 @@ pub struct OrderStore {
     db: Db,
 }
 
-const ORDER_COLUMNS: &str = "id, user_id, status, total_cents, currency, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, user_id, status, total_cents, currency, created_at, updated_at, \
+     rejection_reason, out_of_stock, decline_reason";
+
+/// [`ORDER_COLUMNS`] and the saga's own.
+const SAGA_COLUMNS: &str = "id, user_id, status, total_cents, currency, created_at, updated_at, \
+     rejection_reason, out_of_stock, decline_reason, saga_step, saga_attempts, payment_token, cart_version";
 
 impl OrderStore {
     /// A store over `db` (already migrated).
@@ -149,7 +185,8 @@ impl OrderStore {
         .await?)
     }
 
-    /// Inserts the order, its lines and its outbox row in one transaction.
+    /// Inserts the pending order and its lines in one transaction, its saga
+    /// at the first step and leased to the caller until `lease_until`.
     /// The order row goes first, so a concurrent insert with the same
     /// (user, key) fails on the unique index before anything else is written
     /// (on PostgreSQL it waits for the winner to commit, then fails).
@@ -162,8 +199,9 @@ impl OrderStore {
         let user = order.user_id.to_string();
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents, currency, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents, currency, created_at, updated_at, \
+             saga_step, saga_attempts, saga_due_at, payment_token, cart_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12)",
         )
         .bind(&order_id)
         .bind(&user)
@@ -173,6 +211,10 @@ impl OrderStore {
         .bind(&order.currency)
         .bind(&order.created_at)
         .bind(&order.updated_at)
+        .bind(Step::Authorize.as_str())
+        .bind(&new.lease_until)
+        .bind(&new.payment_token)
+        .bind(new.cart_version)
         .execute(&mut *tx)
         .await;
         if let Err(err) = inserted {
@@ -205,20 +247,6 @@ impl OrderStore {
             }
             query.execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8)",
-        )
-        .bind(&new.outbox_id)
-        .bind(KIND_CART_REMOVAL)
-        .bind(&user)
-        .bind(&order_id)
-        .bind(&new.outbox_payload)
-        .bind(&order.created_at)
-        .bind(new.claim.as_ref().map(|claim| claim.relay.as_str()))
-        .bind(new.claim.as_ref().map(|claim| claim.lease_until.as_str()))
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(Inserted::Created)
     }
@@ -275,34 +303,233 @@ impl OrderStore {
         Ok(orders)
     }
 
-    /// Cancels `user`'s order `id` if it is placed. The status check and the
-    /// change are one conditional `UPDATE`, so two concurrent cancels cannot
-    /// both succeed.
+    /// Starts cancelling `user`'s order `id` if it is confirmed: it becomes
+    /// `cancelling`, its saga at the refund, leased to the caller until
+    /// `lease_until`. A cancelling or cancelled order is answered as it is
+    /// (a repeated cancel).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn cancel(&self, user: UserId, id: OrderId) -> Result<Cancelled, StoreError> {
+    pub async fn start_cancel(
+        &self,
+        user: UserId,
+        id: OrderId,
+        lease_until: &str,
+    ) -> Result<Cancelled, StoreError> {
+        let Some(order) = self.get(user, id).await? else {
+            return Ok(Cancelled::NotFound);
+        };
+        if matches!(
+            order.status,
+            OrderStatus::Cancelling | OrderStatus::Cancelled
+        ) {
+            return Ok(Cancelled::Started(order));
+        }
+        let from = SagaState {
+            status: order.status,
+            step: None,
+            rejection: None,
+        };
+        let Ok(to) = from.advance(Outcome::Cancel) else {
+            return Ok(Cancelled::NotCancellable(order.status));
+        };
+        if self.advance(id, &from, &to, lease_until, None).await? {
+            return Ok(self
+                .get(user, id)
+                .await?
+                .map_or(Cancelled::NotFound, Cancelled::Started));
+        }
+        // Changed since it was read (a concurrent cancel): answer it as it
+        // is now.
+        Ok(match self.get(user, id).await? {
+            None => Cancelled::NotFound,
+            Some(order)
+                if matches!(
+                    order.status,
+                    OrderStatus::Cancelling | OrderStatus::Cancelled
+                ) =>
+            {
+                Cancelled::Started(order)
+            }
+            Some(order) => Cancelled::NotCancellable(order.status),
+        })
+    }
+
+    /// Order `id` with its saga, whoever owns it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or the row does not decode.
+    pub async fn saga(&self, id: OrderId) -> Result<Option<SagaOrder>, StoreError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let row = sqlx::query(&format!("SELECT {SAGA_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let order = load_lines(&mut conn, order_head(&row)?).await?;
+        let step: Option<String> = row.try_get("saga_step")?;
+        let step = step
+            .map(|word| {
+                Step::from_word(&word).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown saga step {word:?}").into())
+                })
+            })
+            .transpose()?;
+        Ok(Some(SagaOrder {
+            state: SagaState {
+                status: order.status,
+                step,
+                rejection: order.rejection.clone(),
+            },
+            order,
+            attempts: row.try_get("saga_attempts")?,
+            payment_token: row.try_get("payment_token")?,
+            cart_version: row.try_get("cart_version")?,
+        }))
+    }
+
+    /// Moves order `id` from `from` to `to` if it is still at `from` (one
+    /// conditional `UPDATE`: of two drivers of one order, one moves it),
+    /// resetting the attempts and leasing the next step until `due_at`. A
+    /// confirmation writes `outbox` in the same transaction. Returns false
+    /// when the order was no longer at `from`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn advance(
+        &self,
+        id: OrderId,
+        from: &SagaState,
+        to: &SagaState,
+        due_at: &str,
+        outbox: Option<(&NewOutbox, &Order)>,
+    ) -> Result<bool, StoreError> {
         let now = db::now_text();
+        let rejection = to.rejection.as_ref();
+        let out_of_stock = rejection
+            .filter(|rejection| !rejection.out_of_stock.is_empty())
+            .map(|rejection| serde_json::to_string(&rejection.out_of_stock))
+            .transpose()
+            .map_err(|err| StoreError(sqlx::Error::Encode(err.into())))?;
         let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
-            "UPDATE orders SET status = $1, updated_at = $2 \
-             WHERE id = $3 AND user_id = $4 AND status = $5",
+            "UPDATE orders SET status = $1, saga_step = $2, saga_attempts = 0, saga_due_at = $3, \
+             rejection_reason = $4, out_of_stock = $5, decline_reason = $6, updated_at = $7 \
+             WHERE id = $8 AND status = $9 AND COALESCE(saga_step, '') = $10",
         )
-        .bind(OrderStatus::Cancelled.as_str())
+        .bind(to.status.as_str())
+        .bind(to.step.map(Step::as_str))
+        .bind(to.step.map(|_| due_at))
+        .bind(rejection.map(|rejection| rejection.reason.as_str()))
+        .bind(out_of_stock)
+        .bind(rejection.and_then(|rejection| rejection.decline_reason.as_deref()))
         .bind(&now)
         .bind(id.to_string())
-        .bind(user.to_string())
-        .bind(OrderStatus::Placed.as_str())
+        .bind(from.status.as_str())
+        .bind(from.step.map_or("", Step::as_str))
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let order = fetch_order(&mut tx, user, id).await?;
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some((outbox, order)) = outbox {
+            sqlx::query(
+                "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8)",
+            )
+            .bind(&outbox.id)
+            .bind(KIND_CART_REMOVAL)
+            .bind(order.user_id.to_string())
+            .bind(order.id.to_string())
+            .bind(&outbox.payload)
+            .bind(&now)
+            .bind(outbox.claim.as_ref().map(|claim| claim.relay.as_str()))
+            .bind(outbox.claim.as_ref().map(|claim| claim.lease_until.as_str()))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(match order {
-            None => Cancelled::NotFound,
-            Some(order) if changed == 1 => Cancelled::Done(order),
-            Some(order) => Cancelled::NotPlaced(order.status),
-        })
+        Ok(true)
+    }
+
+    /// Counts a failed attempt at order `id`'s `step` and puts the next one
+    /// off until `due_at`. Returns the attempts so far, or `None` when the
+    /// order has moved on from `step`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn failed_attempt(
+        &self,
+        id: OrderId,
+        step: Step,
+        due_at: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let _turn = self.db.write_turn().await;
+        let row = sqlx::query(
+            "UPDATE orders SET saga_attempts = saga_attempts + 1, saga_due_at = $1 \
+             WHERE id = $2 AND saga_step = $3 RETURNING saga_attempts",
+        )
+        .bind(due_at)
+        .bind(id.to_string())
+        .bind(step.as_str())
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|row| row.try_get("saga_attempts")).transpose()?)
+    }
+
+    /// Claims up to `limit` orders whose saga is due (`saga_due_at` passed:
+    /// a lease ran out, or a retry is due), leasing each until
+    /// `lease_until`. Returns their ids.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn claim_due(
+        &self,
+        now: &str,
+        lease_until: &str,
+        limit: u32,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let statement = match self.db.backend() {
+            // As for the outbox: disjoint batches without waiting.
+            Backend::Postgres => {
+                "UPDATE orders SET saga_due_at = $1 WHERE id IN ( \
+                   SELECT id FROM orders WHERE saga_step IS NOT NULL AND saga_due_at <= $2 \
+                   ORDER BY saga_due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id"
+            }
+            Backend::Sqlite => {
+                "UPDATE orders SET saga_due_at = $1 WHERE id IN ( \
+                   SELECT id FROM orders WHERE saga_step IS NOT NULL AND saga_due_at <= $2 \
+                   ORDER BY saga_due_at LIMIT $3) \
+                 RETURNING id"
+            }
+        };
+        let _turn = self.db.write_turn().await;
+        let rows = sqlx::query(statement)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut ids = rows
+            .iter()
+            .map(|row| db::parse_column(row, "id").map(OrderId))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// How many orders have a saga step left (pending or cancelling).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn count_unsettled(&self) -> Result<i64, StoreError> {
+        let statement = "SELECT COUNT(*) FROM orders WHERE saga_step IS NOT NULL";
+        Ok(self.db.count(statement).await?)
     }
 
     /// Claims up to `limit` outbox rows that are due and not leased by
@@ -532,13 +759,32 @@ async fn order_where(
 
 /// An order row without its lines.
 fn order_head(row: &AnyRow) -> Result<Order, sqlx::Error> {
+    let decode = |what: String| sqlx::Error::Decode(what.into());
     let status: String = row.try_get("status")?;
-    let status = OrderStatus::from_stored(&status)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status:?}").into()))?;
+    let status = OrderStatus::from_word(&status)
+        .ok_or_else(|| decode(format!("unknown order status {status:?}")))?;
+    let reason: Option<String> = row.try_get("rejection_reason")?;
+    let rejection = match reason {
+        None => None,
+        Some(reason) => {
+            let out_of_stock: Option<String> = row.try_get("out_of_stock")?;
+            Some(Rejection {
+                reason: RejectionReason::from_word(&reason)
+                    .ok_or_else(|| decode(format!("unknown rejection reason {reason:?}")))?,
+                out_of_stock: match out_of_stock {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|err| decode(format!("out_of_stock: {err}")))?,
+                    None => Vec::new(),
+                },
+                decline_reason: row.try_get("decline_reason")?,
+            })
+        }
+    };
     Ok(Order {
         id: OrderId(db::parse_column(row, "id")?),
         user_id: db::parse_column(row, "user_id")?,
         status,
+        rejection,
         lines: Vec::new(),
         total_cents: row.try_get("total_cents")?,
         currency: row.try_get("currency")?,

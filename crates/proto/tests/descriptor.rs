@@ -29,8 +29,12 @@ fn descriptor_set_holds_the_orders_service_and_its_imports() {
 fn generated_messages_round_trip() {
     let request = PlaceOrderRequest {
         idempotency_key: "key-1".to_owned(),
+        payment_token: "tok_visa".to_owned(),
     };
     let decoded = PlaceOrderRequest::decode(request.encode_to_vec().as_slice());
     assert_eq!(decoded.ok(), Some(request));
-    assert_eq!(OrderStatus::Placed.as_str_name(), "ORDER_STATUS_PLACED");
+    assert_eq!(
+        OrderStatus::Confirmed.as_str_name(),
+        "ORDER_STATUS_CONFIRMED"
+    );
 }

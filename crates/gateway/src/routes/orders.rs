@@ -11,10 +11,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use shop_api::OrderId;
-use shop_api::orders::{MAX_LIMIT, Order, OrderLine, OrderPage, OrderQuery, OrderStatus};
+use shop_api::orders::{
+    MAX_LIMIT, Order, OrderLine, OrderPage, OrderQuery, OrderStatus, PlaceOrder, Rejection,
+    RejectionReason,
+};
 use shop_common::auth::unauthorized;
 use shop_common::error::{ErrorChain, Problem};
-use shop_common::extract::{Path, Query};
+use shop_common::extract::{self, Path, Query};
 use shop_discovery::error::UPSTREAM_PROBLEM_TYPE;
 use shop_discovery::{CallError, Deadline, Idempotent};
 use shop_proto::orders::v1 as pb;
@@ -71,15 +74,23 @@ fn pass_on(metadata: &mut MetadataMap, key: &'static str, value: Option<&HeaderV
     }
 }
 
-/// Place an order from the caller's cart; the `Idempotency-Key` header is
-/// required, and a repeat with the same key returns the first order (200).
+/// Place an order from the caller's cart, paid with the body's payment
+/// token; the `Idempotency-Key` header is required. A new order answers 201
+/// once settled (confirmed or rejected) and 202 while still pending; a
+/// repeat with the same key answers the first order as it stands now (200,
+/// or 202 while pending). 201 and 202 carry the order's `Location`.
 pub async fn place_order(
     State(state): State<AppState>,
     call: CallContext,
     key: IdempotencyKey,
+    extract::Json(body): extract::Json<PlaceOrder>,
 ) -> Response {
+    let Some(payment_token) = body.payment_token else {
+        return invalid("payment_token", "is required".to_owned());
+    };
     let mut request = call.request(pb::PlaceOrderRequest {
         idempotency_key: key.0,
+        payment_token,
     });
     // Same key, same order: safe to retry on another instance.
     request.extensions_mut().insert(Idempotent);
@@ -90,16 +101,19 @@ pub async fn place_order(
     let Some(order) = answer.order.and_then(|order| order_from_pb(order).ok()) else {
         return bad_answer("PlaceOrder returned no valid order").into_response();
     };
-    if answer.created {
-        let location = HeaderValue::try_from(format!("/api/orders/{}", order.id)).ok();
-        let mut response = (StatusCode::CREATED, Json(order)).into_response();
-        if let Some(location) = location {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        response
-    } else {
-        (StatusCode::OK, Json(order)).into_response()
+    let status = match (order.status.is_settled(), answer.created) {
+        (false, _) => StatusCode::ACCEPTED,
+        (true, true) => StatusCode::CREATED,
+        (true, false) => StatusCode::OK,
+    };
+    let location = (status != StatusCode::OK)
+        .then(|| HeaderValue::try_from(format!("/api/orders/{}", order.id)).ok())
+        .flatten();
+    let mut response = (status, Json(order)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
     }
+    response
 }
 
 /// The caller's orders, newest first.
@@ -207,9 +221,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 /// (no valid status, an id that is not a UUID, no timestamps) is an error.
 fn order_from_pb(order: pb::Order) -> Result<Order, &'static str> {
     let status = match pb::OrderStatus::try_from(order.status) {
-        Ok(pb::OrderStatus::Placed) => OrderStatus::Placed,
+        Ok(pb::OrderStatus::Pending) => OrderStatus::Pending,
+        Ok(pb::OrderStatus::Confirmed) => OrderStatus::Confirmed,
+        Ok(pb::OrderStatus::Rejected) => OrderStatus::Rejected,
+        Ok(pb::OrderStatus::Cancelling) => OrderStatus::Cancelling,
         Ok(pb::OrderStatus::Cancelled) => OrderStatus::Cancelled,
-        _ => return Err("an order without a valid status"),
+        Ok(pb::OrderStatus::Unspecified) | Err(_) => {
+            return Err("an order without a valid status");
+        }
+    };
+    let rejection = match order.rejection {
+        None => None,
+        Some(rejection) => Some(Rejection {
+            reason: RejectionReason::from_word(&rejection.reason)
+                .ok_or("a rejection with an unknown reason")?,
+            out_of_stock: rejection
+                .out_of_stock
+                .iter()
+                .map(|id| uuid(id, "a rejection with a malformed product id"))
+                .collect::<Result<_, _>>()?,
+            decline_reason: Some(rejection.decline_reason).filter(|reason| !reason.is_empty()),
+        }),
     };
     let lines = order
         .lines
@@ -228,6 +260,7 @@ fn order_from_pb(order: pb::Order) -> Result<Order, &'static str> {
         id: uuid(&order.id, "an order with a malformed id")?,
         user_id: uuid(&order.user_id, "an order with a malformed user id")?,
         status,
+        rejection,
         lines,
         total_cents: order.total_cents,
         currency: order.currency,
@@ -369,6 +402,7 @@ mod tests {
             id: "0190c9f0-0000-7000-8000-000000000001".to_owned(),
             user_id: "0190c9f0-0000-7000-8000-0000000000aa".to_owned(),
             status: pb::OrderStatus::Cancelled as i32,
+            rejection: None,
             lines: vec![pb::OrderLine {
                 product_id: "0190c9f0-0000-7000-8000-0000000000bb".to_owned(),
                 name: "Mug".to_owned(),
