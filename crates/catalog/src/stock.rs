@@ -264,19 +264,6 @@ impl StockStore {
         .await?;
         row.as_ref().map(product_from_row).transpose()
     }
-
-    /// The recorded outcome of `order`, if it has one.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`] when the database fails.
-    pub async fn outcome(&self, order: OrderId) -> Result<Option<ReservationOutcome>, StoreError> {
-        let mut conn = self.db.pool().acquire().await?;
-        match read_outcome(&mut conn, order).await {
-            Ok(outcome) => Ok(Some(outcome)),
-            Err(sqlx::Error::RowNotFound) => Ok(None),
-            Err(err) => Err(err.into()),
-        }
-    }
 }
 
 /// The recorded outcome of `order`: its state and, when rejected, its
