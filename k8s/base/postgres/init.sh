@@ -13,7 +13,7 @@
 set -euo pipefail
 
 DB_PASSWORDS_DIR="${DB_PASSWORDS_DIR:-/run/secrets}"
-SERVICES=(users catalog cart orders)
+SERVICES=(users catalog cart orders payments)
 
 for svc in "${SERVICES[@]}"; do
     file="$DB_PASSWORDS_DIR/$svc-db-password"
