@@ -10,8 +10,9 @@
 #       `prebuilt` target below; works with no registry at all (it builds
 #       stand-ins of the base images from Debian's packages).
 #
-# SERVICE is one of users, catalog, cart, orders, gateway. The builder stages
-# do not depend on SERVICE, so building all five images compiles the
+# SERVICE is one of users, catalog, cart, orders, payments, gateway: the
+# package shop-${SERVICE}, whose binary has the package's name. The builder
+# stages do not depend on SERVICE, so building all six images compiles the
 # workspace once (BuildKit shares the layers) and only the last stage differs.
 #
 # Stages: runtime-base (distroless cc: glibc and libgcc only, no shell, no

@@ -3,9 +3,11 @@
 #
 #   scripts/gen-secrets.sh                     secrets, once
 #   scripts/images.sh                          every image, with or without a registry
-#   docker compose up -d                       PostgreSQL, etcd, users, catalog, 2 carts, orders, gateway
+#   docker compose up -d                       PostgreSQL, etcd, users, catalog, 2 carts, orders,
+#                                              payments, gateway
 #   ... every container healthy ...
 #   scripts/smoke.sh http://127.0.0.1:8080     the curl journey through the containers
+#   ... orders reached catalog's and payments' internal routes ...
 #   ... both cart replicas served shoppers ...
 #   docker compose down -v                     always, even when interrupted
 #
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 GATEWAY=http://127.0.0.1:8080
 TIMEOUT="${FERROSHOP_COMPOSE_TIMEOUT:-240}"
 # Containers the stack runs, by compose service.
-EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders gateway)
+EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders payments gateway)
 
 IMAGE_ARGS=()
 while [ "$#" -gt 0 ]; do
@@ -97,17 +99,32 @@ wait_healthy() {
     done
 }
 
-# api_requests SERVICE ADMIN_PORT: the requests to /api/ and /internal/ routes
-# a container has answered, read from /metrics on its admin port (admin.port;
-# the API port does not serve it) inside the compose network (no port of it
-# is published), through the PostgreSQL container's bash.
+# api_requests SERVICE ADMIN_PORT [PREFIXES]: the requests to routes under
+# /api/ and /internal/ (or under the PREFIXES, an awk alternation such as
+# `internal`) a container has answered, read from /metrics on its admin port
+# (admin.port; the API port does not serve it) inside the compose networks
+# (no port of them is published), through the PostgreSQL container's bash
+# (PostgreSQL is on every network, payments' too).
 api_requests() {
     # shellcheck disable=SC2016 # expanded by the container's bash
     compose exec -T postgres bash -c '
         exec 3<>"/dev/tcp/$0/$1" || exit 1
         printf "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n" "$0" >&3
         cat <&3' "$1" "$2" |
-        awk '/^http_requests_total\{/ && /route="\/(api|internal)\// { sum += $NF } END { print sum + 0 }'
+        awk -v prefixes="${3:-api|internal}" \
+            '/^http_requests_total\{/ && $0 ~ ("route=\"/(" prefixes ")/") { sum += $NF } END { print sum + 0 }'
+}
+
+# The smoke journey placed an order: orders' saga reserved stock on catalog
+# and took the payment on payments, each over its internal routes (payments
+# on a network of its own that orders shares).
+check_saga_calls() {
+    local catalog payments
+    catalog=$(api_requests catalog 9082 internal)
+    payments=$(api_requests payments 9085 internal)
+    [ "$catalog" -gt 0 ] || die "catalog answered no internal request (stock reservations from orders)"
+    [ "$payments" -gt 0 ] || die "payments answered no internal request (orders takes payments there)"
+    log "orders reached catalog ($catalog internal requests) and payments ($payments)"
 }
 
 # post_json PATH JSON: POSTs through the gateway and prints the body; a 429
@@ -171,6 +188,7 @@ main() {
     phase "docker compose up -d" compose up -d
     phase "every container healthy" wait_healthy
     phase "smoke journey through the gateway container" bash scripts/smoke.sh "$GATEWAY"
+    phase "orders reached catalog and payments" check_saga_calls
     phase "both cart replicas serve" check_cart_replicas
     log "compose run passed"
 }
