@@ -178,7 +178,7 @@ impl Budget {
     }
 }
 
-/// `158 of 197 connections (users 3×5, catalog 3×10, cart 10×8, orders 3×11)`.
+/// `173 of 197 connections (users 3×5, catalog 3×10, cart 10×8, orders 3×11, payments 3×5)`.
 impl fmt::Display for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -370,6 +370,7 @@ mod tests {
             share(Service::Catalog, 2, 10),
             share(Service::Cart, 6, 8),
             share(Service::Orders, 2, 11),
+            share(Service::Payments, 2, 5),
         ]
     }
 
@@ -383,11 +384,12 @@ mod tests {
     #[test]
     fn a_deployment_within_the_limit_fits_and_prints_its_shares() {
         let budget = budget(&base(), limits(200)).expect("fits");
-        assert_eq!(budget.used, 10 + 20 + 48 + 22);
+        assert_eq!(budget.used, 10 + 20 + 48 + 22 + 10);
         assert_eq!(budget.of(Service::Cart), 48);
+        assert_eq!(budget.of(Service::Payments), 10);
         assert_eq!(
             budget.to_string(),
-            "100 of 197 connections (users 2×5, catalog 2×10, cart 6×8, orders 2×11)"
+            "110 of 197 connections (users 2×5, catalog 2×10, cart 6×8, orders 2×11, payments 2×5)"
         );
     }
 
@@ -427,6 +429,18 @@ mod tests {
         bigger_pool[0].connections = 60; // users: 2 × 60, 200 in all
         let err = budget(&bigger_pool, limits(200)).expect_err("users pool too big");
         assert!(err.to_string().contains("users 2×60 = 120"), "{err}");
+    }
+
+    #[test]
+    fn a_payments_pool_counts_against_the_limit() {
+        // The base fits with 87 to spare; payments' pods each hold their pool.
+        let mut shares = base();
+        shares[4].connections = 5 + 87 / 2;
+        assert!(budget(&shares, limits(200)).is_ok());
+        shares[4].connections += 1;
+        let err = budget(&shares, limits(200)).expect_err("payments' pool too big");
+        assert!(err.to_string().contains("payments 2×49 = 98"), "{err}");
+        assert_eq!(err.0.used, 198);
     }
 
     #[test]

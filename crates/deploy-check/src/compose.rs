@@ -1,7 +1,8 @@
 //! The compose file as the checks see it: per service, the environment its
 //! container gets (`env_file` entries, then `environment`, which wins), the
 //! secrets mounted under `/run/secrets/`, its published ports, its image,
-//! command line and replica count.
+//! command line, replica count and the networks it joins (who can open a
+//! connection to whom: [`ComposeService::shares_network`]).
 
 use std::path::Path;
 
@@ -37,7 +38,22 @@ pub struct ComposeService {
     pub depends_on: Vec<(String, String)>,
     /// Whether it has a health check.
     pub healthcheck: bool,
+    /// The networks it joins (`networks:` as a list or a map); compose puts
+    /// a service that names none on `default`.
+    pub networks: Vec<String>,
 }
+
+impl ComposeService {
+    /// Whether `self` and `other` share a network: only then can one open a
+    /// connection to the other (compose's networks are the only fence
+    /// between containers).
+    pub fn shares_network(&self, other: &Self) -> bool {
+        self.networks.iter().any(|n| other.networks.contains(n))
+    }
+}
+
+/// The network compose attaches a service to when it names none.
+pub const DEFAULT_NETWORK: &str = "default";
 
 /// Reads every service of `compose` (the file's text). `env_file` paths are
 /// resolved against `root` (the compose file's folder, or the folder
@@ -133,6 +149,7 @@ fn service(name: &str, spec: &Value, root: &Path) -> Result<ComposeService, Erro
         published_targets: published_targets(&spec["ports"]),
         depends_on,
         healthcheck: spec["healthcheck"].is_object(),
+        networks: networks(&spec["networks"]),
     })
 }
 
@@ -154,6 +171,20 @@ fn published_targets(ports: &Value) -> Vec<u16> {
         })
         .filter_map(|port| port.parse().ok())
         .collect()
+}
+
+/// The names under `networks:` (a list, or a map of name to options);
+/// [`DEFAULT_NETWORK`] when it names none.
+fn networks(value: &Value) -> Vec<String> {
+    let names: Vec<String> = match value {
+        Value::Object(map) => map.keys().cloned().collect(),
+        other => string_list(other, "name"),
+    };
+    if names.is_empty() {
+        vec![DEFAULT_NETWORK.to_owned()]
+    } else {
+        names
+    }
 }
 
 /// A list of strings, or of objects whose `key` is the string (compose's
@@ -313,6 +344,29 @@ services:
         let problems = crate::check(Service::Catalog, crate::Topology::Compose, &catalog.env)
             .expect_err("SHOP_HTTP__PROT is a typo");
         assert!(problems[0].contains("prot"), "{problems:?}");
+    }
+
+    #[test]
+    fn networks_are_read_as_lists_or_maps_and_default_to_default() {
+        let compose = "\
+services:
+  gateway: {image: g}
+  orders: {networks: [default, payments]}
+  payments:
+    networks:
+      payments: {aliases: [pay]}
+  etcd: {networks: {default: null, payments: null}}
+";
+        let services = parse(compose).expect("parses");
+        let named = |name: &str| services.iter().find(|s| s.name == name).expect(name);
+        assert_eq!(named("gateway").networks, ["default"]);
+        assert_eq!(named("orders").networks, ["default", "payments"]);
+        assert_eq!(named("payments").networks, ["payments"]);
+        assert_eq!(named("etcd").networks, ["default", "payments"]);
+        assert!(named("orders").shares_network(named("payments")));
+        assert!(named("etcd").shares_network(named("payments")));
+        assert!(!named("gateway").shares_network(named("payments")));
+        assert!(named("gateway").shares_network(named("orders")));
     }
 
     #[test]

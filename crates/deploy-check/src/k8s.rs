@@ -3,10 +3,11 @@
 //! ConfigMaps and Secrets the way the kubelet resolves it, the files mounted
 //! from them, its image and command line, how many instances may run (the
 //! autoscaler's maximum, else `replicas`), its ports and pod metadata, the
-//! Services, and who the NetworkPolicies let reach a port — with the rules
-//! for the admin (`/metrics`) port built on them.
+//! Services, the PodDisruptionBudgets, and who the NetworkPolicies let reach
+//! a port (ingress and egress) — with the rules for the admin (`/metrics`)
+//! port built on them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use serde_json::Value;
@@ -130,6 +131,37 @@ fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
             }
         });
     by_label && by_expression
+}
+
+/// Whether a NetworkPolicy spec is of `kind` (`Ingress`, `Egress`): as
+/// listed in `policyTypes`, or, without that list, Ingress always and
+/// Egress when it has an `egress` section (Kubernetes' defaulting).
+fn policy_is(spec: &Value, kind: &str) -> bool {
+    match spec["policyTypes"].as_array() {
+        Some(types) => types.iter().any(|t| t == kind),
+        None => kind == "Ingress" || !spec["egress"].is_null(),
+    }
+}
+
+/// Whether a `from`/`to` peer selects pods of the policy's own namespace
+/// with these labels: a peer of a `podSelector` alone. A peer with a
+/// `namespaceSelector` or an `ipBlock` is about other namespaces or
+/// addresses, and is never taken to mean this namespace's pods.
+fn peer_selects_pod(peer: &Value, labels: &BTreeMap<String, String>) -> bool {
+    peer["namespaceSelector"].is_null()
+        && peer["ipBlock"].is_null()
+        && peer["podSelector"].is_object()
+        && selects(&peer["podSelector"], labels)
+}
+
+/// Who the NetworkPolicies let open a connection to one port of a workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// The workloads of the namespace admitted (their ids, `Deployment/orders`).
+    pub workloads: BTreeSet<String>,
+    /// Admissions of sources beyond the namespace's own pods (other
+    /// namespaces, address blocks, every source), each naming its policy.
+    pub beyond: Vec<String>,
 }
 
 /// A string map (labels, annotations) of a JSON object.
@@ -453,6 +485,115 @@ impl Manifests {
         out
     }
 
+    /// The NetworkPolicies that select `workload`'s pods and are of `kind`
+    /// (`Ingress`, `Egress`): with one, only what they allow is allowed.
+    fn isolating<'a>(
+        &'a self,
+        workload: &'a Workload,
+        kind: &'a str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        self.of_kind("NetworkPolicy").filter(move |policy| {
+            let spec = &policy["spec"];
+            selects(&spec["podSelector"], &workload.pod_labels) && policy_is(spec, kind)
+        })
+    }
+
+    /// Who may open a connection to TCP `port` of `target`'s pods, among
+    /// `workloads` and beyond them.
+    pub fn who_may_reach(&self, target: &Workload, port: u16, workloads: &[Workload]) -> Reach {
+        let mut reach = Reach::default();
+        if self.isolating(target, "Ingress").next().is_none() {
+            reach
+                .beyond
+                .push("no NetworkPolicy isolates its pods: every source".to_owned());
+            return reach;
+        }
+        for admission in self.ingress_admissions(target, port) {
+            let Some(peers) = &admission.peers else {
+                reach.beyond.push(format!(
+                    "NetworkPolicy/{} admits every source",
+                    admission.policy
+                ));
+                continue;
+            };
+            for peer in peers {
+                if !peer["namespaceSelector"].is_null() || !peer["ipBlock"].is_null() {
+                    reach
+                        .beyond
+                        .push(format!("NetworkPolicy/{} admits {peer}", admission.policy));
+                    continue;
+                }
+                for workload in workloads {
+                    if peer_selects_pod(peer, &workload.pod_labels) {
+                        reach.workloads.insert(workload.id.clone());
+                    }
+                }
+            }
+        }
+        reach
+    }
+
+    /// Why `from`'s pods cannot open a connection to TCP `port` of `to`'s
+    /// pods: `from`'s egress policies do not allow it, or `to`'s ingress
+    /// policies do not admit it (both must let it through). `None` when
+    /// they can.
+    pub fn unreachable(&self, from: &Workload, to: &Workload, port: u16) -> Option<String> {
+        let mut egress = self.isolating(from, "Egress").peekable();
+        let egress_allows = egress.peek().is_none()
+            || egress.any(|policy| {
+                policy["spec"]["egress"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|rule| {
+                        let to_peer = match rule["to"].as_array() {
+                            None => true,
+                            Some(peers) if peers.is_empty() => true,
+                            Some(peers) => peers
+                                .iter()
+                                .any(|peer| peer_selects_pod(peer, &to.pod_labels)),
+                        };
+                        to_peer && rule_admits_port(rule, to, port)
+                    })
+            });
+        let ingress_admits = self.isolating(to, "Ingress").next().is_none()
+            || self.ingress_admissions(to, port).iter().any(|admission| {
+                admission.peers.as_ref().is_none_or(|peers| {
+                    peers
+                        .iter()
+                        .any(|peer| peer_selects_pod(peer, &from.pod_labels))
+                })
+            });
+        match (egress_allows, ingress_admits) {
+            (true, true) => None,
+            (false, true) => Some(format!(
+                "no egress rule of a NetworkPolicy selecting {} lets it reach {} on port {port}",
+                from.id, to.id
+            )),
+            (true, false) => Some(format!(
+                "no ingress rule of a NetworkPolicy selecting {} admits {} on port {port}",
+                to.id, from.id
+            )),
+            (false, false) => Some(format!(
+                "neither {}'s egress nor {}'s ingress NetworkPolicies let {} reach {} on port {port}",
+                from.id, to.id, from.id, to.id
+            )),
+        }
+    }
+
+    /// The names of the PodDisruptionBudgets that select `workload`'s pods.
+    pub fn disruption_budgets(&self, workload: &Workload) -> Vec<String> {
+        self.of_kind("PodDisruptionBudget")
+            .filter(|pdb| selects(&pdb["spec"]["selector"], &workload.pod_labels))
+            .map(|pdb| {
+                pdb["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
     /// What is wrong with how `workload` serves `/metrics` on `admin_port`
     /// (the port its settings bind): a container port named `admin`, the
     /// `prometheus.io/scrape`, `/port` and `/path` pod annotations, and
@@ -771,6 +912,100 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
             wrong.contains("prometheus.io/port must be \"9999\""),
             "{wrong}"
         );
+    }
+
+    /// Deployments gateway, orders and payments (each labelled
+    /// `app.kubernetes.io/name: <name>`, with an `http` port) and `extra`
+    /// appended (policies, budgets).
+    fn calls(extra: &str) -> (Manifests, Vec<Workload>) {
+        let mut text = String::new();
+        for (name, port) in [("gateway", 8080), ("orders", 8084), ("payments", 8085)] {
+            text.push_str(&format!(
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  template:\n    metadata: {{labels: {{app.kubernetes.io/name: {name}}}}}\n    spec:\n      containers:\n        - name: {name}\n          image: localhost/ferroshop/{name}:0.1.0\n          ports: [{{name: http, containerPort: {port}}}]\n"
+            ));
+        }
+        let manifests = Manifests::parse(&format!("{text}{extra}")).expect("yaml");
+        let workloads = manifests.workloads().expect("resolves");
+        (manifests, workloads)
+    }
+
+    const PAYMENTS_INGRESS: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: payments}\nspec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: payments}}\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{podSelector: {matchLabels: {app.kubernetes.io/name: orders}}}]\n      ports: [{protocol: TCP, port: 8085}]\n";
+    const ORDERS_EGRESS: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: orders}\nspec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: orders}}\n  policyTypes: [Egress]\n  egress:\n    - to: [{podSelector: {matchLabels: {app.kubernetes.io/name: payments}}}]\n      ports: [{protocol: TCP, port: http}]\n";
+
+    #[test]
+    fn a_call_needs_the_callers_egress_and_the_callees_ingress() {
+        let (manifests, w) = calls(&format!("{DEFAULT_DENY}{PAYMENTS_INGRESS}{ORDERS_EGRESS}"));
+        let (gateway, orders, payments) = (&w[0], &w[1], &w[2]);
+        assert_eq!(manifests.unreachable(orders, payments, 8085), None);
+        let refused = manifests
+            .unreachable(gateway, payments, 8085)
+            .expect("denied");
+        assert!(
+            refused.contains("neither Deployment/gateway's egress"),
+            "{refused}"
+        );
+        let other_port = manifests
+            .unreachable(orders, payments, 9085)
+            .expect("denied");
+        assert!(other_port.contains("port 9085"), "{other_port}");
+
+        let (manifests, w) = calls(&format!("{DEFAULT_DENY}{PAYMENTS_INGRESS}"));
+        let refused = manifests
+            .unreachable(&w[1], &w[2], 8085)
+            .expect("no egress");
+        assert!(
+            refused.starts_with("no egress rule of a NetworkPolicy selecting Deployment/orders"),
+            "{refused}"
+        );
+        let (manifests, w) = calls(&format!("{DEFAULT_DENY}{ORDERS_EGRESS}"));
+        let refused = manifests
+            .unreachable(&w[1], &w[2], 8085)
+            .expect("no ingress");
+        assert!(
+            refused.starts_with("no ingress rule of a NetworkPolicy selecting Deployment/payments"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn who_may_reach_names_the_workloads_and_anything_beyond_them() {
+        let (manifests, w) = calls(&format!("{DEFAULT_DENY}{PAYMENTS_INGRESS}"));
+        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        assert_eq!(
+            reach.workloads,
+            BTreeSet::from(["Deployment/orders".to_owned()])
+        );
+        assert!(reach.beyond.is_empty(), "{reach:?}");
+
+        let wider = PAYMENTS_INGRESS.replace(
+            "from: [{podSelector: {matchLabels: {app.kubernetes.io/name: orders}}}]",
+            "from: [{podSelector: {}}, {namespaceSelector: {}}]",
+        );
+        let (manifests, w) = calls(&format!("{DEFAULT_DENY}{wider}"));
+        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        assert_eq!(reach.workloads.len(), 3, "every pod of the namespace");
+        assert_eq!(reach.beyond.len(), 1, "{reach:?}");
+        assert!(reach.beyond[0].starts_with("NetworkPolicy/payments admits"));
+
+        let (manifests, w) = calls(DEFAULT_DENY);
+        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        assert_eq!(reach, Reach::default(), "default deny: no one");
+        // Egress-only policies do not isolate ingress.
+        let (manifests, w) = calls(ORDERS_EGRESS);
+        assert_eq!(manifests.unreachable(&w[0], &w[2], 8085), None);
+        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        assert_eq!(
+            reach.beyond,
+            ["no NetworkPolicy isolates its pods: every source"]
+        );
+    }
+
+    #[test]
+    fn disruption_budgets_are_found_by_their_selector() {
+        let pdb = "---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: payments}\nspec:\n  maxUnavailable: 1\n  selector: {matchLabels: {app.kubernetes.io/name: payments}}\n";
+        let (manifests, w) = calls(pdb);
+        assert_eq!(manifests.disruption_budgets(&w[2]), ["payments"]);
+        assert!(manifests.disruption_budgets(&w[1]).is_empty());
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! | [`k8s`] | each workload's environment and mounted files, and the Services |
 //! | [`budget`] | the database connections every replica may open against PostgreSQL's limit |
 //!
+//! Which service may call which ([`Service::upstreams`], [`Service::callers`])
+//! is written once here; the compose networks and the Kubernetes
+//! NetworkPolicies are checked against it.
+//!
 //! [`check`] is the heart: `deny_unknown_fields` makes a misspelt key an
 //! error, `validate()` rejects bad values, and a short list of rules per
 //! service and topology names what a deployment must set (a database URL,
@@ -55,6 +59,8 @@ pub enum Service {
     Cart,
     /// `shop-orders`.
     Orders,
+    /// `shop-payments`.
+    Payments,
     /// `shop-gateway`.
     Gateway,
 }
@@ -70,12 +76,13 @@ pub enum Topology {
 
 impl Service {
     /// Every service, in the order of the design's port table.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Gateway,
         Self::Users,
         Self::Catalog,
         Self::Cart,
         Self::Orders,
+        Self::Payments,
     ];
 
     /// The service name (discovery, images, build argument).
@@ -85,6 +92,7 @@ impl Service {
             Self::Catalog => "catalog",
             Self::Cart => "cart",
             Self::Orders => "orders",
+            Self::Payments => "payments",
             Self::Gateway => "gateway",
         }
     }
@@ -99,14 +107,25 @@ impl Service {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// The services this one calls, by their discovery names.
+    /// The services this one calls, by their discovery names. Orders'
+    /// checkout saga reserves stock on catalog and takes the payment on
+    /// payments; payments is a leaf.
     pub fn upstreams(self) -> &'static [&'static str] {
         match self {
-            Self::Users | Self::Catalog => &[],
+            Self::Users | Self::Catalog | Self::Payments => &[],
             Self::Cart => &["catalog", "users"],
-            Self::Orders => &["cart", "users"],
+            Self::Orders => &["cart", "users", "catalog", "payments"],
             Self::Gateway => &["users", "catalog", "cart", "orders"],
         }
+    }
+
+    /// The services that call this one: those naming it among their
+    /// [`upstreams`](Self::upstreams). Nothing else should be able to reach it.
+    pub fn callers(self) -> Vec<Self> {
+        Self::ALL
+            .into_iter()
+            .filter(|caller| caller.upstreams().contains(&self.name()))
+            .collect()
     }
 
     /// Whether it owns a database.
@@ -114,10 +133,14 @@ impl Service {
         !matches!(self, Self::Gateway)
     }
 
-    /// Whether it needs the shared internal service token (cart checks it,
-    /// orders presents it).
+    /// Whether it needs the shared internal service token: catalog
+    /// (stock reservations), cart (clearing ordered lines) and payments
+    /// check it on their internal routes; orders presents it to them.
     pub fn needs_service_token(self) -> bool {
-        matches!(self, Self::Cart | Self::Orders)
+        matches!(
+            self,
+            Self::Catalog | Self::Cart | Self::Orders | Self::Payments
+        )
     }
 }
 
@@ -143,7 +166,7 @@ pub struct Loaded {
     pub signing_key_file: Option<String>,
     /// Whether a PEM signing key is set inline (users).
     pub signing_key_pem: bool,
-    /// `internal.service_token` (cart, orders).
+    /// `internal.service_token` (catalog, cart, orders, payments).
     pub service_token: Option<String>,
     /// The most database connections one instance may hold open: its pool
     /// of `database.max_connections`, plus the readiness pool for orders
@@ -265,8 +288,12 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
             }
         }
         Service::Catalog => {
-            let s: shop_catalog::Settings = load_as(&env, |_| Ok(()))?;
-            parts!(service, s).with_database(&s.database)
+            let s: shop_catalog::Settings = load_as(&env, shop_catalog::Settings::validate)?;
+            let parts = parts!(service, s);
+            Loaded {
+                service_token: exposed(s.internal.service_token),
+                ..parts.with_database(&s.database)
+            }
         }
         Service::Cart => {
             let s: shop_cart::Settings = load_as(&env, shop_cart::Settings::validate)?;
@@ -288,6 +315,14 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 database_connections: (loaded.database_connections)
                     .saturating_add(shop_orders::READINESS_POOL_CONNECTIONS),
                 ..loaded
+            }
+        }
+        Service::Payments => {
+            let s: shop_payments::Settings = load_as(&env, shop_payments::Settings::validate)?;
+            let parts = parts!(service, s);
+            Loaded {
+                service_token: exposed(s.internal.service_token),
+                ..parts.with_database(&s.database)
             }
         }
         Service::Gateway => {
@@ -327,7 +362,8 @@ pub fn check(
     }
     if service.needs_service_token() && loaded.service_token.as_deref().is_none_or(str::is_empty) {
         problems.push(
-            "SHOP_INTERNAL__SERVICE_TOKEN: must be set (orders clears carts with it)".to_owned(),
+            "SHOP_INTERNAL__SERVICE_TOKEN: must be set (orders presents it to catalog, cart and payments)"
+                .to_owned(),
         );
     }
     match (topology, &loaded.registry) {
@@ -499,6 +535,57 @@ mod tests {
     }
 
     #[test]
+    fn only_orders_calls_payments_and_every_internal_route_needs_the_token() {
+        assert_eq!(Service::Payments.callers(), [Service::Orders]);
+        assert!(
+            Service::Payments.upstreams().is_empty(),
+            "payments is a leaf"
+        );
+        assert_eq!(
+            Service::Catalog.callers(),
+            [Service::Gateway, Service::Cart, Service::Orders]
+        );
+        assert!(Service::Gateway.callers().is_empty());
+        let token: Vec<Service> = Service::ALL
+            .into_iter()
+            .filter(|s| s.needs_service_token())
+            .collect();
+        assert_eq!(
+            token,
+            [
+                Service::Catalog,
+                Service::Cart,
+                Service::Orders,
+                Service::Payments
+            ]
+        );
+        // Payments (and catalog) without the token are refused by name.
+        for service in [Service::Payments, Service::Catalog] {
+            let env = env(&[
+                ("SHOP_DATABASE__URL", "postgres://p@postgres:5432/db"),
+                ("SHOP_REGISTRY__BACKEND", "etcd"),
+                ("SHOP_REGISTRY__ENDPOINTS", "[http://etcd:2379]"),
+                ("SHOP_INSTANCE__ADVERTISE_ADDR", "x:1"),
+            ]);
+            let all = check(service, Topology::Compose, &env)
+                .expect_err("no token")
+                .join("\n");
+            assert!(
+                all.contains("SHOP_INTERNAL__SERVICE_TOKEN"),
+                "{}: {all}",
+                service.name()
+            );
+        }
+        // A blank one is refused by the service's own validation.
+        let blank = env(&[
+            ("SHOP_DATABASE__URL", "postgres://p@postgres:5432/payments"),
+            ("SHOP_INTERNAL__SERVICE_TOKEN", " "),
+        ]);
+        let err = load(Service::Payments, &blank).expect_err("blank token");
+        assert!(err.contains("internal.service_token"), "{err}");
+    }
+
+    #[test]
     fn kubernetes_needs_every_upstream_in_dns_with_grpc_for_orders() {
         let base = [
             ("SHOP_REGISTRY__BACKEND", "dns"),
@@ -548,6 +635,11 @@ mod tests {
             10 + shop_orders::READINESS_POOL_CONNECTIONS
         );
         assert_eq!(pool(Service::Catalog, Some("0")), 1, "a pool never has 0");
+        assert_eq!(
+            pool(Service::Payments, Some("5")),
+            5,
+            "payments' pool counts"
+        );
         assert_eq!(pool(Service::Gateway, None), 0);
     }
 
@@ -564,6 +656,7 @@ mod tests {
         assert_eq!(admin(Service::Users, &[]), Some(9081));
         assert_eq!(admin(Service::Catalog, &[]), Some(9082));
         assert_eq!(admin(Service::Cart, &[]), Some(9083));
+        assert_eq!(admin(Service::Payments, &[]), Some(9085));
         assert_eq!(
             admin(Service::Orders, &[]),
             Some(8084),
@@ -598,6 +691,10 @@ mod tests {
                 Some(Service::Cart),
             ),
             ("shop-orders", Some(Service::Orders)),
+            (
+                "localhost/ferroshop/payments:0.1.0",
+                Some(Service::Payments),
+            ),
             ("postgres:17-bookworm", None),
         ] {
             assert_eq!(Service::from_name_or_image(name), service, "{name}");

@@ -8,6 +8,11 @@
 //! misspelt or foreign key, a malformed value or a missing required key
 //! fails here rather than in a crash-looping container.
 //!
+//! Who may call whom ([`Service::upstreams`]) is checked against the compose
+//! networks and the NetworkPolicies: every call gets through, and no
+//! service is reachable by more than its callers (payments by orders alone).
+//! Every workload has a PodDisruptionBudget.
+//!
 //! The database connection budget is checked on the same parsed files, and
 //! then on copies with a replica count or a pool raised just past it, so the
 //! check is seen failing on the real manifests too. Every image name is
@@ -26,7 +31,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use shop_deploy_check::budget::{self, Budget, BudgetError, OverBudget};
 use shop_deploy_check::compose::{self, ComposeService};
-use shop_deploy_check::k8s::Manifests;
+use shop_deploy_check::k8s::{Manifests, Workload};
 use shop_deploy_check::{Loaded, Service, Topology, check, load, split_host_port};
 use shop_discovery::RegistrySettings;
 
@@ -174,14 +179,15 @@ fn every_compose_service_starts_with_its_environment() {
         }
         admin_ports.insert(entry.name.clone(), admin);
     }
-    // scripts/compose-e2e.sh reads each cart replica's /metrics on its admin port.
+    // scripts/compose-e2e.sh reads /metrics on each one's admin port: both
+    // cart replicas', and catalog's and payments' (orders' saga reached them).
     let script =
         std::fs::read_to_string(repo().join("scripts/compose-e2e.sh")).expect("compose-e2e.sh");
-    let mut reads = 0;
-    for line in script.lines() {
+    let mut read = Vec::new();
+    for line in script.lines().filter(|l| !l.trim_start().starts_with('#')) {
         let words: Vec<&str> = line.split_whitespace().collect();
         for pair in words.windows(3) {
-            if pair[0].ends_with("api_requests") && pair[1].starts_with("cart-") {
+            if pair[0].ends_with("api_requests") {
                 let port: u16 = pair[2].trim_end_matches(')').parse().expect("a port");
                 assert_eq!(
                     Some(&port),
@@ -189,18 +195,20 @@ fn every_compose_service_starts_with_its_environment() {
                     "compose-e2e.sh reads {}'s /metrics on {port}, not its admin port",
                     pair[1]
                 );
-                reads += 1;
+                read.push(pair[1]);
             }
         }
     }
-    assert!(
-        reads >= 2,
-        "compose-e2e.sh reads no cart replica's /metrics"
-    );
+    for name in ["cart-1", "cart-2", "catalog", "payments"] {
+        assert!(
+            read.contains(&name),
+            "compose-e2e.sh reads no /metrics of {name}"
+        );
+    }
     assert_eq!(
         tokens.len(),
         1,
-        "cart and orders must share one internal service token"
+        "catalog, cart, orders and payments must share one internal service token"
     );
     assert_every_service("compose runs no", |service| seen.contains_key(&service));
     assert_eq!(
@@ -220,6 +228,88 @@ fn admin_port(id: &str, loaded: &Loaded) -> u16 {
         assert_ne!(admin, loaded.http_port, "{id}: /metrics on the API port");
     }
     admin
+}
+
+/// What is wrong with who can reach whom in compose: a call
+/// ([`Service::upstreams`]) between containers that share no network, or a
+/// ferroshop container sharing a network with payments that does not call it.
+fn compose_network_problems(services: &[ComposeService]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for caller in services {
+        let Some(service) = caller.service else {
+            continue;
+        };
+        for upstream in service.upstreams() {
+            for callee in services
+                .iter()
+                .filter(|c| c.service.is_some_and(|s| s.name() == *upstream))
+            {
+                if !caller.shares_network(callee) {
+                    problems.push(format!(
+                        "{} calls {} but shares no network with it ({:?} and {:?})",
+                        caller.name, callee.name, caller.networks, callee.networks
+                    ));
+                }
+            }
+        }
+    }
+    // Payments takes money: only its callers may reach it (the
+    // infrastructure it needs, etcd and PostgreSQL, runs no ferroshop service).
+    for payments in services
+        .iter()
+        .filter(|s| s.service == Some(Service::Payments))
+    {
+        let callers = Service::Payments.callers();
+        for other in services.iter().filter(|o| o.name != payments.name) {
+            let Some(service) = other.service else {
+                continue;
+            };
+            if !callers.contains(&service) && other.shares_network(payments) {
+                problems.push(format!(
+                    "{} shares a network with {} ({:?}), which only {:?} may reach",
+                    other.name, payments.name, other.networks, callers
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn compose_networks_let_every_call_through_and_only_orders_reach_payments() {
+    let root = generated_root();
+    let services = compose_services(root.path());
+    assert_eq!(compose_network_problems(&services), Vec::<String>::new());
+    let payments = compose_entry(&services, "payments");
+    assert!(
+        !payments
+            .networks
+            .contains(&compose::DEFAULT_NETWORK.to_owned()),
+        "payments must not be on the default network: {:?}",
+        payments.networks
+    );
+
+    // The gateway put on payments' network is named.
+    let mut opened = services.clone();
+    compose_entry_mut(&mut opened, "gateway")
+        .networks
+        .push("payments".to_owned());
+    let found = compose_network_problems(&opened).join("\n");
+    assert!(
+        found.contains("gateway shares a network with payments"),
+        "{found}"
+    );
+
+    // orders taken off payments' network can no longer call it.
+    let mut cut = services.clone();
+    compose_entry_mut(&mut cut, "orders")
+        .networks
+        .retain(|n| n != "payments");
+    let found = compose_network_problems(&cut).join("\n");
+    assert!(
+        found.contains("orders calls payments but shares no network with it"),
+        "{found}"
+    );
 }
 
 fn kubectl() -> Option<PathBuf> {
@@ -464,14 +554,171 @@ fn both_stacks_run_the_one_postgres_init_script() {
     assert!(repo().join("k8s/base/postgres/init.sh").is_file());
 }
 
+/// What is wrong with who can reach whom in rendered manifests: a call
+/// ([`Service::upstreams`], and every database owner to PostgreSQL) the
+/// NetworkPolicies do not let through, or a service's API port admitting
+/// more than its callers (sources beyond the namespace only for the
+/// gateway, behind the Ingress controller).
+fn kubernetes_call_problems(manifests: &Manifests) -> Vec<String> {
+    let workloads = manifests.workloads().expect("references resolve");
+    let postgres = workloads
+        .iter()
+        .find(|w| shop_deploy_check::budget::is_postgres_image(&w.image));
+    let mut problems = Vec::new();
+    let of = |service: Service| -> Vec<(&Workload, Loaded)> {
+        workloads
+            .iter()
+            .filter(|w| w.service == Some(service))
+            .map(|w| (w, load(service, &w.env).expect("loads")))
+            .collect()
+    };
+    for service in Service::ALL {
+        for (workload, loaded) in of(service) {
+            let mut calls: Vec<(&Workload, u16)> = Vec::new();
+            for upstream in service.upstreams() {
+                let upstream = Service::from_name_or_image(upstream).expect("a service");
+                calls.extend(
+                    of(upstream)
+                        .into_iter()
+                        .map(|(w, l)| (w, l.registered_port)),
+                );
+            }
+            if let Some(postgres) = postgres.filter(|_| service.owns_database()) {
+                calls.push((postgres, 5432));
+            }
+            for (callee, port) in calls {
+                problems.extend(manifests.unreachable(workload, callee, port));
+            }
+            // Who reaches its API port: exactly its callers' pods.
+            let reach = manifests.who_may_reach(workload, loaded.registered_port, &workloads);
+            let callers: BTreeSet<String> = service
+                .callers()
+                .into_iter()
+                .flat_map(|caller| of(caller).into_iter().map(|(w, _)| w.id.clone()))
+                .collect();
+            if reach.workloads != callers {
+                problems.push(format!(
+                    "{} port {}: admits {:?}, but only {:?} call it",
+                    workload.id, loaded.registered_port, reach.workloads, callers
+                ));
+            }
+            if service != Service::Gateway && !reach.beyond.is_empty() {
+                problems.push(format!(
+                    "{} port {}: {}",
+                    workload.id,
+                    loaded.registered_port,
+                    reach.beyond.join("; ")
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn kubernetes_policies_let_every_call_through_and_only_orders_reach_payments() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    for (target, manifests) in targets {
+        assert_eq!(
+            kubernetes_call_problems(&manifests),
+            Vec::<String>::new(),
+            "{target}"
+        );
+
+        // The gateway admitted to payments.
+        let mut opened = manifests.clone();
+        let rule = &mut opened
+            .get_mut("NetworkPolicy", "payments")
+            .unwrap_or_else(|| panic!("{target}: no NetworkPolicy/payments"))["spec"]["ingress"][0];
+        match &mut rule["from"] {
+            Value::Array(peers) => peers.push(
+                json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}),
+            ),
+            other => panic!("{target}: payments policy has no from list: {other}"),
+        }
+        let found = kubernetes_call_problems(&opened).join("\n");
+        eprintln!("{target}, payments opened to the gateway: {found}");
+        assert!(
+            found.contains("Deployment/payments port 8085: admits")
+                && found.contains("Deployment/gateway"),
+            "{target}: {found}"
+        );
+
+        // Another namespace admitted to payments.
+        let mut opened = manifests.clone();
+        opened
+            .get_mut("NetworkPolicy", "payments")
+            .expect("rendered")["spec"]["ingress"][0]["from"][0] = json!({"namespaceSelector": {}});
+        let found = kubernetes_call_problems(&opened).join("\n");
+        assert!(
+            found.contains("NetworkPolicy/payments admits {\"namespaceSelector\":{}}"),
+            "{target}: {found}"
+        );
+
+        // orders' egress to payments and to catalog removed, one at a time.
+        for (callee, port) in [("payments", 8085), ("catalog", 8082)] {
+            let mut cut = manifests.clone();
+            let egress =
+                &mut cut.get_mut("NetworkPolicy", "orders").expect("rendered")["spec"]["egress"];
+            match egress {
+                Value::Array(rules) => rules.retain(|rule| {
+                    rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] != callee
+                }),
+                other => panic!("{target}: orders policy has no egress list: {other}"),
+            }
+            let found = kubernetes_call_problems(&cut).join("\n");
+            assert!(
+                found.contains(&format!(
+                    "no egress rule of a NetworkPolicy selecting Deployment/orders lets it reach Deployment/{callee} on port {port}"
+                )),
+                "{target}: {found}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_kubernetes_workload_has_a_disruption_budget() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    let budgets_of = |manifests: &Manifests| -> BTreeMap<Service, Vec<String>> {
+        let workloads = manifests.workloads().expect("references resolve");
+        workloads
+            .iter()
+            .filter_map(|w| Some((w.service?, manifests.disruption_budgets(w))))
+            .collect()
+    };
+    for (target, manifests) in targets {
+        let budgets = budgets_of(&manifests);
+        assert_every_service(
+            &format!("{target}: no PodDisruptionBudget for"),
+            |service| budgets.get(&service).is_some_and(|names| names.len() == 1),
+        );
+        assert_eq!(budgets[&Service::Payments], ["payments"], "{target}");
+
+        // Without payments' budget, the check names it.
+        let mut without = manifests.clone();
+        without
+            .get_mut("PodDisruptionBudget", "payments")
+            .expect("rendered")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] =
+            json!("nothing");
+        let budgets = budgets_of(&without);
+        assert!(budgets[&Service::Payments].is_empty(), "{target}");
+    }
+}
+
 // ---- the database connection budget
 
 /// The services that hold database connections, as every budget must count them.
-const DATABASE_SERVICES: [Service; 4] = [
+const DATABASE_SERVICES: [Service; 5] = [
     Service::Users,
     Service::Catalog,
     Service::Cart,
     Service::Orders,
+    Service::Payments,
 ];
 
 fn assert_counts_every_database_service(what: &str, budget: &Budget) {
@@ -583,6 +830,19 @@ fn compose_past_the_connection_budget_fails_naming_the_service() {
     let err = over(budget::compose(&raised), "users pool raised");
     eprintln!("docker-compose.yml, users pool {pool}: {err}");
     assert_names_share(&err, Service::Users, users * pool);
+
+    // A payments pool one connection past what fits: payments counts too.
+    let payments = u64::from(compose_entry(&services, "payments").replicas);
+    let pool = largest_fitting(&before, before.of(Service::Payments), payments) + 1;
+    let mut raised = services.clone();
+    set_env(
+        &mut compose_entry_mut(&mut raised, "payments").env,
+        "SHOP_DATABASE__MAX_CONNECTIONS",
+        &pool.to_string(),
+    );
+    let err = over(budget::compose(&raised), "payments pool raised");
+    eprintln!("docker-compose.yml, payments pool {pool}: {err}");
+    assert_names_share(&err, Service::Payments, payments * pool);
 }
 
 #[test]
@@ -654,23 +914,25 @@ fn kubernetes_past_the_connection_budget_fails_naming_the_service() {
         eprintln!("{target}, cart × {}: {err}", fits + 1);
         assert_names_share(&err, Service::Cart, per_cart * (fits + 1));
 
-        // A users pool one connection past what fits.
-        let users = workloads
-            .iter()
-            .find(|w| w.service == Some(Service::Users))
-            .expect("a users workload");
-        let pods = u64::from(users.instances);
-        let pool = largest_fitting(&before, before.of(Service::Users), pods) + 1;
-        let mut raised = manifests.clone();
-        let env = deployment_env(&mut raised, "users");
-        env.retain(|var| var["name"] != "SHOP_DATABASE__MAX_CONNECTIONS");
-        env.push(json!({"name": "SHOP_DATABASE__MAX_CONNECTIONS", "value": pool.to_string()}));
-        let err = over(
-            budget::kubernetes(&raised.workloads().expect("resolves")),
-            &format!("{target}: users pool raised"),
-        );
-        eprintln!("{target}, users pool {pool}: {err}");
-        assert_names_share(&err, Service::Users, pods * pool);
+        // A users pool, then a payments pool, one connection past what fits.
+        for service in [Service::Users, Service::Payments] {
+            let workload = workloads
+                .iter()
+                .find(|w| w.service == Some(service))
+                .unwrap_or_else(|| panic!("{target}: no {} workload", service.name()));
+            let pods = u64::from(workload.instances);
+            let pool = largest_fitting(&before, before.of(service), pods) + 1;
+            let mut raised = manifests.clone();
+            let env = deployment_env(&mut raised, service.name());
+            env.retain(|var| var["name"] != "SHOP_DATABASE__MAX_CONNECTIONS");
+            env.push(json!({"name": "SHOP_DATABASE__MAX_CONNECTIONS", "value": pool.to_string()}));
+            let err = over(
+                budget::kubernetes(&raised.workloads().expect("resolves")),
+                &format!("{target}: {} pool raised", service.name()),
+            );
+            eprintln!("{target}, {} pool {pool}: {err}", service.name());
+            assert_names_share(&err, service, pods * pool);
+        }
     }
 }
 
