@@ -37,7 +37,7 @@ pub mod testing;
 pub use stack::{Ports, Stack, StackBuilder, StackError};
 
 /// The database files the stack keeps under the data directory.
-const DATABASES: [&str; 4] = ["users", "catalog", "cart", "orders"];
+const DATABASES: [&str; 5] = ["users", "catalog", "payments", "cart", "orders"];
 /// The development signing key, kept so that tokens survive restarts.
 const SIGNING_KEY_FILE: &str = "dev-signing-key.pem";
 /// Most cart replicas `--cart-replicas` accepts.

@@ -8,8 +8,9 @@
 //!
 //! 1. the service's own defaults;
 //! 2. the stack's: the host, the ports ([`Ports`]), the admin listener, the
-//!    database URL given for the service, the service token cart and orders
-//!    share, and any [`StackBuilder::defaults`];
+//!    database URL given for the service, the service token that cart and
+//!    payments accept and orders presents, and any
+//!    [`StackBuilder::defaults`];
 //! 3. the service's table of the `--config` file and `SHOP_<SERVICE>__…`
 //!    variables (the builder's [`StackBuilder::config`]);
 //! 4. the [`StackBuilder::configure`] closures over the typed settings.
@@ -31,6 +32,7 @@ pub use shop_cart::Cart;
 pub use shop_catalog::Catalog;
 pub use shop_gateway::Gateway;
 pub use shop_orders::Orders;
+pub use shop_payments::Payments;
 pub use shop_users::Users;
 
 /// A service the stack can start. Its settings scope (`[cart]` in a file,
@@ -54,7 +56,7 @@ pub trait Member: Service {
 }
 
 /// How many kinds of service the stack knows.
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 /// A settings override for services of one kind.
 type Configure<S> = Box<dyn Fn(&mut S) + Send + Sync>;
@@ -140,8 +142,8 @@ impl Plan {
         self.databases.get(service).map(String::as_str)
     }
 
-    /// The credential cart accepts and orders presents on cart's internal
-    /// routes.
+    /// The credential cart and payments accept and orders presents on
+    /// their internal routes.
     pub fn service_token(&self) -> &str {
         &self.service_token
     }
@@ -157,8 +159,21 @@ impl Member for Catalog {
     const TIER: u8 = 0;
 }
 
-impl Member for Cart {
+/// A leaf, like catalog: orders calls it, it calls no one. Every route is
+/// internal, so it gets the stack's service token.
+impl Member for Payments {
     const INDEX: usize = 2;
+    const TIER: u8 = 0;
+
+    fn defaults(plan: &Plan, replica: usize) -> Value {
+        let mut table = plan.http_service::<Self>(replica);
+        table["internal"] = json!({"service_token": plan.service_token});
+        table
+    }
+}
+
+impl Member for Cart {
+    const INDEX: usize = 3;
     const TIER: u8 = 1;
     const NUMBERED: bool = true;
 
@@ -171,7 +186,7 @@ impl Member for Cart {
 }
 
 impl Member for Orders {
-    const INDEX: usize = 3;
+    const INDEX: usize = 4;
     const TIER: u8 = 2;
 
     fn defaults(plan: &Plan, replica: usize) -> Value {
@@ -188,7 +203,7 @@ impl Member for Orders {
 }
 
 impl Member for Gateway {
-    const INDEX: usize = 4;
+    const INDEX: usize = 5;
     const TIER: u8 = 3;
 
     /// An HTTP service whose port, when the stack keeps the well-known
@@ -264,11 +279,12 @@ impl StackBuilder {
         self
     }
 
-    /// users, catalog, `carts` carts, orders and the gateway.
+    /// users, catalog, payments, `carts` carts, orders and the gateway.
     #[must_use]
     pub fn everything(self, carts: usize) -> Self {
         self.with::<Users>()
             .with::<Catalog>()
+            .with::<Payments>()
             .replicas::<Cart>(carts)
             .with::<Orders>()
             .with::<Gateway>()
@@ -311,15 +327,15 @@ impl StackBuilder {
         self
     }
 
-    /// The database of `service` (`users`, `catalog`, `cart` — shared by
-    /// the cart replicas —, `orders`).
+    /// The database of `service` (`users`, `catalog`, `payments`, `cart`
+    /// — shared by the cart replicas —, `orders`).
     #[must_use]
     pub fn database(mut self, service: &str, url: impl Into<String>) -> Self {
         self.plan.databases.insert(service.to_owned(), url.into());
         self
     }
 
-    /// The credential cart accepts and orders presents.
+    /// The credential cart and payments accept and orders presents.
     #[must_use]
     pub fn service_token(mut self, token: impl Into<String>) -> Self {
         self.plan.service_token = token.into();
@@ -376,8 +392,9 @@ impl StackBuilder {
         Ok(settings)
     }
 
-    /// Starts the chosen services: users, catalog, the carts, orders, then
-    /// the gateway; each is listening and registered when this returns.
+    /// Starts the chosen services: users, catalog, payments, the carts,
+    /// orders, then the gateway; each is listening and registered when
+    /// this returns.
     /// What started before a failure is stopped again.
     ///
     /// # Errors
@@ -387,6 +404,7 @@ impl StackBuilder {
         let mut members = Vec::new();
         start_all::<Users>(&self, &registry, &mut members).await?;
         start_all::<Catalog>(&self, &registry, &mut members).await?;
+        start_all::<Payments>(&self, &registry, &mut members).await?;
         start_all::<Cart>(&self, &registry, &mut members).await?;
         start_all::<Orders>(&self, &registry, &mut members).await?;
         start_all::<Gateway>(&self, &registry, &mut members).await?;

@@ -1,7 +1,8 @@
-//! End to end with real processes: gateway, users, catalog, two carts and
-//! orders as separate binaries, finding each other through the test etcd,
-//! each on its own PostgreSQL database. Runs under the `etcd` feature (as
-//! `scripts/test.sh` builds the workspace) and needs the test servers.
+//! End to end with real processes: gateway, users, catalog, payments, two
+//! carts and orders as separate binaries, finding each other through the
+//! test etcd, each on its own PostgreSQL database. Runs under the `etcd`
+//! feature (as `scripts/test.sh` builds the workspace) and needs the test
+//! servers.
 
 #![cfg(feature = "etcd")]
 #![allow(clippy::expect_used, clippy::panic)] // a failed setup should fail the test
@@ -143,6 +144,11 @@ impl Cluster {
             ),
             ("catalog", "shop-catalog", vec![]),
             (
+                "payments",
+                "shop-payments",
+                vec![("SHOP_INTERNAL__SERVICE_TOKEN", SERVICE_TOKEN.to_owned())],
+            ),
+            (
                 "cart-1",
                 "shop-cart",
                 vec![
@@ -226,6 +232,7 @@ impl Cluster {
         for (service, count) in [
             ("users", 1),
             ("catalog", 1),
+            ("payments", 1),
             ("cart", 2),
             ("orders", 1),
             ("gateway", 1),

@@ -53,6 +53,7 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
         "gateway",
         "users",
         "catalog",
+        "payments",
         "cart-1",
         "cart-2",
         "orders-admin",
@@ -75,7 +76,9 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
     // requests as well as every other service's.
     let listed = get(&client, &shop, "gateway", "/api/products?limit=1").await;
     assert_eq!(listed, 200);
-    for service in ["gateway", "users", "catalog", "cart-1", "cart-2"] {
+    for service in [
+        "gateway", "users", "catalog", "payments", "cart-1", "cart-2",
+    ] {
         let public = get(&client, &shop, service, "/metrics").await;
         assert_eq!(public, 404, "{service} serves /metrics publicly");
         assert!(
@@ -97,6 +100,7 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
     for name in [
         "users.db",
         "catalog.db",
+        "payments.db",
         "cart.db",
         "orders.db",
         "dev-signing-key.pem",
@@ -111,8 +115,14 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
         assert_eq!(response.await.status(), 200, "{cart}");
     }
 
+    // payments answers only with the stack's service credential.
+    let payment = format!("/internal/payments/{}", uuid::Uuid::now_v7());
+    let unknown = get(&client, &shop, "payments", &payment).await;
+    assert_eq!(unknown, 401, "payments without the credential");
+
     let carts = shop.registry().watch("cart");
     assert_eq!(carts.borrow().len(), 2);
+    assert_eq!(shop.registry().watch("payments").borrow().len(), 1);
     let registry = shop.registry().clone();
     let cart_addr = shop.addr("cart-1").expect("cart");
     let running = tokio::spawn(shop.run_until_stopped(stop.clone()));
