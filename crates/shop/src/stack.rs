@@ -142,8 +142,8 @@ impl Plan {
         self.databases.get(service).map(String::as_str)
     }
 
-    /// The credential cart and payments accept and orders presents on
-    /// their internal routes.
+    /// The credential cart, catalog and payments accept and orders
+    /// presents on their internal routes.
     pub fn service_token(&self) -> &str {
         &self.service_token
     }
@@ -154,9 +154,17 @@ impl Member for Users {
     const TIER: u8 = 0;
 }
 
+/// Its stock reservations are internal routes: it gets the stack's
+/// service token.
 impl Member for Catalog {
     const INDEX: usize = 1;
     const TIER: u8 = 0;
+
+    fn defaults(plan: &Plan, replica: usize) -> Value {
+        let mut table = plan.http_service::<Self>(replica);
+        table["internal"] = json!({"service_token": plan.service_token});
+        table
+    }
 }
 
 /// A leaf, like catalog: orders calls it, it calls no one. Every route is
