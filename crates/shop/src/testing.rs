@@ -82,6 +82,14 @@ pub fn quick_orders(settings: &mut shop_orders::Settings) {
     settings.relay.poll_interval_ms = 50;
     settings.relay.initial_backoff_ms = 20;
     settings.relay.max_backoff_ms = 200;
+    // Checkout: participants' calls bounded well under the lease, so an
+    // order whose driver died is taken over within seconds; retries soon.
+    settings.catalog.deadline_ms = 2_000;
+    settings.payments.deadline_ms = 2_000;
+    settings.saga.lease_ms = 3_000;
+    settings.saga.poll_interval_ms = 50;
+    settings.saga.initial_backoff_ms = 20;
+    settings.saga.max_backoff_ms = 200;
 }
 
 /// A started [`Stack`] with a client, for one test (the stack's own
@@ -415,13 +423,21 @@ impl Shopper {
         shop_testkit::send(self.client.post(self.url(path)).bearer_auth(&self.token)).await
     }
 
-    /// Places this user's cart under the idempotency `key`, whatever the
-    /// answer.
+    /// Places this user's cart under the idempotency `key`, paid with the
+    /// test token that always succeeds, whatever the answer.
     pub async fn place(&self, key: &str) -> reqwest::Response {
+        self.place_paying(key, shop_api::payments::tokens::SUCCESS)
+            .await
+    }
+
+    /// Places this user's cart under the idempotency `key`, paid with
+    /// `payment_token`, whatever the answer.
+    pub async fn place_paying(&self, key: &str, payment_token: &str) -> reqwest::Response {
         let request = self.client.post(self.url("/api/orders"));
         let request = request
             .bearer_auth(&self.token)
-            .header("idempotency-key", key);
+            .header("idempotency-key", key)
+            .json(&json!({ "payment_token": payment_token }));
         shop_testkit::send(request).await
     }
 
