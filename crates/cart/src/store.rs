@@ -6,6 +6,16 @@
 //! land); on SQLite the first write takes the database's write lock (waiting
 //! out the busy timeout), so a transaction never reads before it writes and
 //! cannot deadlock on a lock upgrade.
+//!
+//! Each line carries `set_version`, the cart version its last write
+//! produced, so an order removal can tell a line the shopper changed after
+//! the order's snapshot. The version is only known once `carts` is bumped,
+//! after the line is written (the order above), so the write stamps a
+//! guess, the cart's version plus one, and `restamp` corrects it once the
+//! bump is done; the guess is wrong only when a concurrent change to the
+//! same cart took that number first.
+
+use std::collections::BTreeMap;
 
 use shop_api::{OrderId, UserId};
 use shop_common::db::{self, Db};
@@ -39,6 +49,19 @@ pub struct OrderedLine {
     pub product_id: ProductId,
     /// How many were ordered.
     pub quantity: Quantity,
+}
+
+/// What an order removal did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Removal {
+    /// Whether this call applied the order; `false` for a repeat, which
+    /// changes nothing.
+    pub applied: bool,
+    /// The cart's version afterwards.
+    pub version: i64,
+    /// Ordered products whose lines this call left as they are because they
+    /// were set after the order's snapshot, in product id order.
+    pub skipped: Vec<ProductId>,
 }
 
 /// Access to the cart tables.
@@ -102,21 +125,28 @@ impl CartStore {
         let user = user.to_string();
         let now = db::now_text();
         let mut tx = self.db.begin_write().await?;
-        let changed = sqlx::query(
-            "INSERT INTO cart_items (user_id, product_id, quantity, updated_at) VALUES ($1, $2, $3, $4) \
+        let stamped = sqlx::query(
+            "INSERT INTO cart_items (user_id, product_id, quantity, updated_at, set_version) \
+             VALUES ($1, $2, $3, $4, COALESCE((SELECT version FROM carts WHERE user_id = $1), 0) + 1) \
              ON CONFLICT (user_id, product_id) DO UPDATE \
-             SET quantity = excluded.quantity, updated_at = excluded.updated_at \
-             WHERE cart_items.quantity <> excluded.quantity",
+             SET quantity = excluded.quantity, updated_at = excluded.updated_at, \
+                 set_version = excluded.set_version \
+             WHERE cart_items.quantity <> excluded.quantity \
+             RETURNING set_version",
         )
         .bind(&user)
         .bind(product.to_string())
         .bind(quantity.get())
         .bind(&now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?
-        .rows_affected()
-            > 0;
+        .map(|row| row.try_get::<i64, _>("set_version"))
+        .transpose()?;
+        let changed = stamped.is_some();
         let version = finish_change(&mut tx, &user, &now, changed).await?;
+        if let Some(stamped) = stamped {
+            restamp(&mut tx, &user, product, stamped, version).await?;
+        }
         let expected = if changed {
             seen.version + 1
         } else {
@@ -188,8 +218,14 @@ impl CartStore {
     /// ordered quantities (items added after the order stay; a line that
     /// drops to zero goes). Idempotent by order id: the first call inserts
     /// the order id in the same transaction, so a repeat — sequential or
-    /// concurrent — changes nothing. Returns whether this call applied it,
-    /// and the cart's version afterwards.
+    /// concurrent — changes nothing.
+    ///
+    /// `snapshot` is the cart version the order was made from: a line set
+    /// after it (its `set_version` is greater) is the shopper's newer
+    /// choice and is left exactly as it is, reported in
+    /// [`Removal::skipped`]. Without it every ordered line is taken out, as
+    /// for removals recorded before orders sent the version. Lines of one
+    /// product are taken out together, in product id order.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -198,11 +234,12 @@ impl CartStore {
         user: UserId,
         order: OrderId,
         lines: &[OrderedLine],
-    ) -> Result<(bool, i64), StoreError> {
+        snapshot: Option<i64>,
+    ) -> Result<Removal, StoreError> {
         let user = user.to_string();
         let now = db::now_text();
         let mut tx = self.db.begin_write().await?;
-        let first = sqlx::query(
+        let applied = sqlx::query(
             "INSERT INTO applied_orders (order_id, user_id, applied_at) VALUES ($1, $2, $3) \
              ON CONFLICT (order_id) DO NOTHING",
         )
@@ -213,40 +250,76 @@ impl CartStore {
         .await?
         .rows_affected()
             == 1;
-        let mut changed = 0;
-        if first {
+        let mut ordered = BTreeMap::new();
+        if applied {
             for line in lines {
-                let product = line.product_id.to_string();
-                let deleted = sqlx::query(
-                    "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2 AND quantity <= $3",
-                )
-                .bind(&user)
-                .bind(&product)
-                .bind(line.quantity.get())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                changed += deleted;
-                if deleted > 0 {
-                    // The line is gone: nothing is left to subtract from.
-                    continue;
-                }
-                changed += sqlx::query(
-                    "UPDATE cart_items SET quantity = quantity - $3, updated_at = $4 \
-                     WHERE user_id = $1 AND product_id = $2 AND quantity > $3",
-                )
-                .bind(&user)
-                .bind(&product)
-                .bind(line.quantity.get())
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                *ordered.entry(line.product_id).or_insert(0) += line.quantity.get();
             }
         }
-        let version = finish_change(&mut tx, &user, &now, changed > 0).await?;
+        // No stamp is above `i64::MAX`: without a snapshot no line is newer.
+        let newest = snapshot.unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        let mut subtracted = Vec::new();
+        let mut skipped = Vec::new();
+        for (&product, &quantity) in &ordered {
+            let id = product.to_string();
+            let gone = sqlx::query(
+                "DELETE FROM cart_items \
+                 WHERE user_id = $1 AND product_id = $2 AND quantity <= $3 AND set_version <= $4",
+            )
+            .bind(&user)
+            .bind(&id)
+            .bind(quantity)
+            .bind(newest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if gone > 0 {
+                // The line is gone: nothing is left to subtract from.
+                deleted += gone;
+                continue;
+            }
+            let stamped = sqlx::query(
+                "UPDATE cart_items SET quantity = quantity - $3, updated_at = $4, \
+                 set_version = COALESCE((SELECT version FROM carts WHERE user_id = $1), 0) + 1 \
+                 WHERE user_id = $1 AND product_id = $2 AND quantity > $3 AND set_version <= $5 \
+                 RETURNING set_version",
+            )
+            .bind(&user)
+            .bind(&id)
+            .bind(quantity)
+            .bind(&now)
+            .bind(newest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = stamped {
+                subtracted.push((product, row.try_get::<i64, _>("set_version")?));
+                continue;
+            }
+            let newer = sqlx::query(
+                "SELECT 1 AS newer FROM cart_items \
+                 WHERE user_id = $1 AND product_id = $2 AND set_version > $3",
+            )
+            .bind(&user)
+            .bind(&id)
+            .bind(newest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if newer.is_some() {
+                skipped.push(product);
+            }
+        }
+        let changed = deleted > 0 || !subtracted.is_empty();
+        let version = finish_change(&mut tx, &user, &now, changed).await?;
+        for (product, stamped) in subtracted {
+            restamp(&mut tx, &user, product, stamped, version).await?;
+        }
         tx.commit().await?;
-        Ok((first, version))
+        Ok(Removal {
+            applied,
+            version,
+            skipped,
+        })
     }
 
     /// Deletes up to `limit` records of applied order removals applied
@@ -312,4 +385,27 @@ async fn finish_change(
         }
     };
     row.try_get("version")
+}
+
+/// Sets the stamp of `user`'s line of `product`, written by this change with
+/// the guess `stamped`, to `version`, the version the change produced.
+/// The line's row is already this transaction's (it wrote it), so this
+/// takes no new lock.
+async fn restamp(
+    tx: &mut AnyConnection,
+    user: &str,
+    product: ProductId,
+    stamped: i64,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    if stamped == version {
+        return Ok(());
+    }
+    sqlx::query("UPDATE cart_items SET set_version = $3 WHERE user_id = $1 AND product_id = $2")
+        .bind(user)
+        .bind(product.to_string())
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
