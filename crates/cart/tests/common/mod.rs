@@ -71,6 +71,9 @@ pub trait CartStack {
     /// Cart's answer to the order removal `body` for `user`, with the
     /// service credential, at `base`; asserts 200 and whether it `applied`.
     async fn assert_removal(&self, base: &str, user: &str, body: &Value, applied: bool) -> Value;
+    /// The version of `token`'s cart at the first cart, as orders' snapshot
+    /// reads it.
+    async fn cart_version(&self, token: &str) -> i64;
 }
 
 /// An order-removal body: `order`'s (product, quantity) `lines`.
@@ -80,6 +83,13 @@ pub fn removal(order: uuid::Uuid, lines: &[(&str, i64)]) -> Value {
         .map(|(product, quantity)| json!({"product_id": product, "quantity": quantity}))
         .collect();
     json!({"order_id": order, "lines": lines})
+}
+
+/// An order-removal body for an order made from the cart at `cart_version`.
+pub fn removal_at(order: uuid::Uuid, cart_version: i64, lines: &[(&str, i64)]) -> Value {
+    let mut body = removal(order, lines);
+    body["cart_version"] = json!(cart_version);
+    body
 }
 
 impl CartStack for Stack {
@@ -130,5 +140,10 @@ impl CartStack for Stack {
             self.engine
         );
         answer
+    }
+
+    async fn cart_version(&self, token: &str) -> i64 {
+        let cart = self.cart_json(&self.cart(), token).await;
+        cart["version"].as_i64().expect("version")
     }
 }
