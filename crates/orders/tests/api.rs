@@ -1,13 +1,17 @@
-//! The orders API's edges: authorization, bad input, cancellation, paging,
-//! `grpc.health.v1` and server reflection — on SQLite and PostgreSQL.
+//! The orders API's edges: authorization, bad input (payment tokens
+//! included), cancellation, paging, `grpc.health.v1` and server reflection
+//! — on SQLite and PostgreSQL.
+
+#![allow(clippy::expect_used)] // test helpers: a failed call should fail the test
 
 mod common;
 
-use common::{authed, place, refused, spawn_stack};
+use common::{authed, place, place_paying, refused, spawn_stack};
 use futures::StreamExt;
+use shop_api::payments::tokens;
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
 use shop_proto::orders::v1::{
-    CancelOrderRequest, GetOrderRequest, ListOrdersRequest, OrderStatus, PlaceOrderRequest,
+    CancelOrderRequest, GetOrderRequest, ListOrdersRequest, Order, OrderStatus, PlaceOrderRequest,
 };
 use tonic::Code::{self, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated};
 use tonic::transport::Channel;
@@ -68,6 +72,10 @@ impl Call {
         Self::Place(place(key))
     }
 
+    fn place_paying(key: &str, payment_token: &str) -> Self {
+        Self::Place(place_paying(key, payment_token))
+    }
+
     fn get(id: &str) -> Self {
         Self::Get(get(id))
     }
@@ -91,6 +99,36 @@ async fn assert_refused<const N: usize>(
     for (call, code, what) in cases {
         refused(call.send(client, token).await, code, what);
     }
+}
+
+/// Cancels `id` as `token`: the answer is the order cancelled, or still
+/// cancelling (its refund and release under way), which then settles as
+/// cancelled; returns the cancelled order.
+async fn cancel_settled(client: &OrderServiceClient<Channel>, token: &str, id: &str) -> Order {
+    let answer = client
+        .clone()
+        .cancel_order(authed(cancel(id), token))
+        .await
+        .expect("cancelled")
+        .into_inner();
+    assert_eq!(answer.id, id);
+    assert!(
+        [OrderStatus::Cancelling, OrderStatus::Cancelled].contains(&answer.status()),
+        "cancel answers the order cancelling or cancelled: {answer:?}"
+    );
+    shop::testing::wait_until(
+        "the cancellation to settle",
+        || async {
+            client
+                .clone()
+                .get_order(authed(get(id), token))
+                .await
+                .expect("own order")
+                .into_inner()
+        },
+        |order| order.status() == OrderStatus::Cancelled,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -119,7 +157,8 @@ async fn orders_are_private_inputs_are_checked_and_cancel_is_once() {
                 .into_inner()
                 .order
                 .expect("order");
-            assert_eq!(order.status, OrderStatus::Placed as i32);
+            assert_eq!(order.status(), OrderStatus::Confirmed, "{order:?}");
+            assert!(order.rejection.is_none());
             assert!(order.created_at.is_some());
             ids.push(order.id);
             stack.wait_for_cart(&alice, &[]).await;
@@ -163,24 +202,45 @@ async fn orders_are_private_inputs_are_checked_and_cancel_is_once() {
         ];
         assert_refused(&client, Some(&bob), cases).await;
 
-        // The owner reads and cancels; a second cancel fails.
+        // The owner reads and cancels; a second cancel answers the
+        // cancelled order as it is, changing nothing.
         let order = client
             .get_order(authed(get(&ids[0]), &alice))
             .await
             .expect("own order")
             .into_inner();
         assert_eq!(order.id, ids[0]);
-        let cancelled = client
+        assert_eq!(order.status(), OrderStatus::Confirmed);
+        let cancelled = cancel_settled(&client, &alice, &ids[0]).await;
+        assert_eq!(cancelled.lines, order.lines, "{}", stack.engine);
+        let twice = client
             .cancel_order(authed(cancel(&ids[0]), &alice))
             .await
-            .expect("cancelled")
+            .expect("a repeated cancel answers the order")
             .into_inner();
-        assert_eq!(cancelled.status, OrderStatus::Cancelled as i32);
-        let twice = Call::cancel(&ids[0]).send(&client, Some(&alice)).await;
-        let status = refused(twice, FailedPrecondition, "twice");
+        assert_eq!(
+            twice, cancelled,
+            "{}: a repeat changes nothing",
+            stack.engine
+        );
+
+        // Only a confirmed order can be cancelled: a declined one cannot.
+        stack.put_item(&alice, &products[0], 1).await;
+        let declined = client
+            .place_order(authed(place_paying("k4", tokens::DECLINED), &alice))
+            .await
+            .expect("answered")
+            .into_inner()
+            .order
+            .expect("order");
+        assert_eq!(declined.status(), OrderStatus::Rejected, "{declined:?}");
+        let reason = declined.rejection.as_ref().map(|r| r.reason.as_str());
+        assert_eq!(reason, Some("payment_declined"), "{declined:?}");
+        let refused_cancel = Call::cancel(&declined.id).send(&client, Some(&alice)).await;
+        let status = refused(refused_cancel, FailedPrecondition, "a rejected order");
         assert_eq!(
             status.message(),
-            "the order is cancelled and cannot be cancelled"
+            "the order is rejected and cannot be cancelled"
         );
 
         // Bad input; no token, a bad token, a tampered token.
@@ -192,6 +252,21 @@ async fn orders_are_private_inputs_are_checked_and_cancel_is_once() {
             let answer = Call::place(&key).send(&client, Some(&alice)).await;
             let status = refused(answer, InvalidArgument, what);
             assert!(status.message().contains("idempotency_key"), "{what}");
+        }
+        // A payment token is required, and a card number never passes for
+        // one (refused before the cart is read: Alice's is not empty).
+        for (payment_token, what) in [
+            ("", "no payment token"),
+            ("4242424242424242", "a card number"),
+            ("tok_4242424242424242", "a card number as a token"),
+            ("tok_Visa", "not a token"),
+        ] {
+            let answer = Call::place_paying("k5", payment_token)
+                .send(&client, Some(&alice))
+                .await;
+            let status = refused(answer, InvalidArgument, what);
+            assert!(status.message().contains("payment_token"), "{what}");
+            assert!(!status.message().contains("4242"), "{what}: not echoed");
         }
         let mut tampered = alice.clone();
         tampered.pop();

@@ -1,6 +1,7 @@
-//! Placing orders: exactly once per key (sequential and concurrent), the
-//! cart cleared once through the relay, and recovery from crashes and an
-//! unreachable cart — on SQLite and PostgreSQL.
+//! Placing orders: exactly once per key (sequential and concurrent),
+//! confirmed through the checkout saga, the cart cleared once through the
+//! relay, and recovery from crashes and an unreachable cart — on SQLite and
+//! PostgreSQL.
 
 mod common;
 
@@ -12,6 +13,7 @@ use shop_orders::cart::CartClient;
 use shop_orders::config::RelaySettings;
 use shop_orders::relay::Relay;
 use shop_orders::store::OrderStore;
+use shop_proto::orders::v1::OrderStatus;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -45,6 +47,27 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
             "{}: exactly one call created it",
             stack.engine
         );
+        // The creating call answers once checkout has settled; a repeat
+        // may have read it still pending, never anything else.
+        for answer in &answers {
+            let order = answer.order.as_ref().expect("order");
+            let want = if answer.created {
+                vec![OrderStatus::Confirmed]
+            } else {
+                vec![OrderStatus::Pending, OrderStatus::Confirmed]
+            };
+            assert!(
+                want.contains(&order.status()),
+                "{}: created {}: {order:?}",
+                stack.engine,
+                answer.created
+            );
+        }
+        let first = answers
+            .iter()
+            .find(|a| a.created)
+            .and_then(|a| a.order.clone())
+            .expect("the created order");
         assert_eq!(first.lines.len(), 2);
         assert_eq!(
             first.total_cents,
@@ -66,7 +89,7 @@ async fn concurrent_repeats_of_one_key_create_one_order_and_clear_the_cart_once(
         stack.put_item(&token, &products[2], 2).await;
         let repeat = orders.place(&token, "checkout-1").await.expect("repeat");
         assert!(!repeat.created);
-        assert_eq!(repeat.order.expect("order").id, first.id);
+        assert_eq!(repeat.order.expect("order"), first, "{}", stack.engine);
         assert_eq!(
             stack.cart_lines(&token).await,
             [(products[2].clone(), 2)],
@@ -159,6 +182,7 @@ async fn an_unreachable_cart_places_nothing_and_delays_delivery_until_it_is_back
             .expect("placed once cart is back");
         assert!(placed.created);
         let order = placed.order.expect("order");
+        assert_eq!(order.status(), OrderStatus::Confirmed, "{order:?}");
         stack.wait_for_cart(&token, &[]).await;
         orders.shutdown().await;
 
@@ -207,7 +231,11 @@ async fn two_instances_with_relays_deliver_each_row_once() {
         let order_ids: Vec<String> = join_all(calls)
             .await
             .into_iter()
-            .map(|r| r.expect("placed").order.expect("order").id)
+            .map(|r| {
+                let order = r.expect("placed").order.expect("order");
+                assert_eq!(order.status(), OrderStatus::Confirmed, "{order:?}");
+                order.id
+            })
             .collect();
         for token in &placed {
             stack.wait_for_cart(token, &[]).await;
@@ -248,7 +276,9 @@ async fn the_placing_instance_clears_the_cart_before_it_answers() {
         stack.put_item(&token, &products[0], 2).await;
         let second = orders.place(&token, "k-handoff-2").await.expect("placed");
         assert!(second.created);
-        assert_eq!(second.order.expect("order").lines.len(), 1);
+        let second = second.order.expect("order");
+        assert_eq!(second.status(), OrderStatus::Confirmed, "{second:?}");
+        assert_eq!(second.lines.len(), 1);
         db.close().await;
     }
 }
@@ -263,7 +293,7 @@ async fn deliveries_reported_before_the_acknowledger_stops_are_all_marked() {
         for i in 0..5 {
             let token = stack.token(&format!("acked{i}")).await;
             stack.put_item(&token, &products[i % 3], 1).await;
-            orders.place(&token, "k").await.expect("placed");
+            orders.placed(&token, "k").await;
         }
         let store = OrderStore::new(stack.orders_db().await);
         let cart = CartClient::new(

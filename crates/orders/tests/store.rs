@@ -29,7 +29,8 @@ async fn an_order_with_more_lines_than_one_insert_takes_keeps_them_all_in_order(
         let order = Order {
             id: OrderId::new(),
             user_id: Uuid::now_v7().into(),
-            status: OrderStatus::Placed,
+            status: OrderStatus::Pending,
+            rejection: None,
             total_cents: lines.iter().map(|line| line.line_total_cents).sum(),
             lines,
             currency: "EUR".to_owned(),
@@ -39,9 +40,9 @@ async fn an_order_with_more_lines_than_one_insert_takes_keeps_them_all_in_order(
         let new = NewOrder {
             order: order.clone(),
             key: IdempotencyKey::parse("many-lines").expect("key"),
-            outbox_payload: "{}".to_owned(),
-            outbox_id: Uuid::now_v7().to_string(),
-            claim: None,
+            payment_token: shop_api::payments::tokens::SUCCESS.to_owned(),
+            cart_version: 1,
+            lease_until: db::timestamp_text(chrono::Utc::now() + chrono::Duration::minutes(5)),
         };
         assert!(
             matches!(

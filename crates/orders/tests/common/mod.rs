@@ -1,11 +1,12 @@
-//! A stack for orders tests: users, catalog and cart on 127.0.0.1 port 0 in
-//! one in-process registry, orders instances over one orders database, and
-//! a real tonic client.
+//! A stack for orders tests: users, catalog, payments and cart on 127.0.0.1
+//! port 0 in one in-process registry, orders instances over one orders
+//! database, and a real tonic client.
 //!
 //! Orders find cart through a counting proxy, in a registry of their own
-//! (holding users and the proxy as `cart`): the proxy forwards every call to
-//! the real cart and counts order-removal deliveries per order, and taking
-//! it out of the registry makes cart unreachable for orders only.
+//! (holding users, catalog, payments and the proxy as `cart`): the proxy
+//! forwards every call to the real cart and counts order-removal deliveries
+//! per order, and taking it out of the registry makes cart unreachable for
+//! orders only.
 
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
@@ -20,13 +21,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use shop::StackBuilder;
-use shop::stack::{Cart, Catalog, Orders as OrdersService, Users};
+use shop::stack::{Cart, Catalog, Orders as OrdersService, Payments, Users};
 use shop::testing::{TestStack, quick_orders, wait_until};
+use shop_api::payments::tokens;
 use shop_common::config::DatabaseSettings;
 use shop_common::db::Db;
 use shop_discovery::{Instance, Registration, Registry};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
-use shop_proto::orders::v1::{Order, PlaceOrderRequest, PlaceOrderResponse};
+use shop_proto::orders::v1::{Order, OrderStatus, PlaceOrderRequest, PlaceOrderResponse};
 use shop_runtime::Running;
 use shop_testkit::TestDatabase;
 use tonic::transport::Channel;
@@ -141,13 +143,15 @@ async fn forward(
         .into_response()
 }
 
-/// users + catalog + cart, a cart proxy for orders, and the orders database.
+/// users + catalog + payments + cart, a cart proxy for orders, and the
+/// orders database.
 pub struct Stack {
     stack: TestStack,
     pub orders_registry: Registry,
     pub proxy_addr: String,
     proxy_registration: Mutex<Option<Registration>>,
-    _users_registration: Registration,
+    /// users, catalog and payments as orders find them.
+    _registrations: [Registration; 3],
     pub deliveries: Deliveries,
 }
 
@@ -159,13 +163,14 @@ impl Deref for Stack {
     }
 }
 
-/// Starts users, catalog, cart and the proxy; orders use `orders_db`, with
-/// fast relay rounds and retries.
+/// Starts users, catalog, payments, cart and the proxy; orders use
+/// `orders_db`, with fast relay rounds, saga steps and retries.
 pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
     let engine = orders_db.engine;
     let stack = StackBuilder::for_tests()
         .with::<Users>()
         .with::<Catalog>()
+        .with::<Payments>()
         .with::<Cart>()
         .test_database("orders", orders_db)
         .service_token(SERVICE_TOKEN)
@@ -190,10 +195,18 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     let orders_registry = Registry::in_process();
-    let users_addr = stack.addr("users").expect("users runs");
-    let users_registration = orders_registry
-        .register(Instance::new("users", "users-1", users_addr.to_string()))
-        .expect("users registered for orders");
+    let registrations = ["users", "catalog", "payments"].map(|service| {
+        let addr = stack
+            .addr(service)
+            .unwrap_or_else(|| panic!("{service} runs"));
+        orders_registry
+            .register(Instance::new(
+                service,
+                format!("{service}-1"),
+                addr.to_string(),
+            ))
+            .unwrap_or_else(|err| panic!("{service} registered for orders: {err}"))
+    });
     let proxy_registration = orders_registry
         .register(Instance::new("cart", "cart-proxy", proxy_addr.clone()))
         .expect("proxy registered");
@@ -203,7 +216,7 @@ pub async fn spawn_stack(orders_db: TestDatabase) -> Stack {
         orders_registry,
         proxy_addr,
         proxy_registration: Mutex::new(Some(proxy_registration)),
-        _users_registration: users_registration,
+        _registrations: registrations,
         deliveries,
     }
 }
@@ -238,28 +251,56 @@ impl Orders {
         shop_testkit::metric_value(&self.scrape().await, name, labels).unwrap_or(0.0)
     }
 
-    /// Places `token`'s cart under the idempotency `key`, expecting an
-    /// order; returns it.
+    /// Places `token`'s cart under the idempotency `key`, paid with the
+    /// test card that always succeeds, expecting a new order that is
+    /// confirmed by the time the call answers; returns it.
     pub async fn placed(&self, token: &str, key: &str) -> Order {
         let answer = self.place(token, key).await;
         let answer = answer.unwrap_or_else(|status| panic!("placing {key}: {status:?}"));
-        answer.order.expect("order")
+        assert!(answer.created, "placing {key}: a new order");
+        let order = answer.order.expect("order");
+        assert_eq!(
+            order.status,
+            OrderStatus::Confirmed as i32,
+            "placing {key}: confirmed before the answer: {order:?}"
+        );
+        order
     }
 
-    /// Places `token`'s cart under the idempotency `key`.
+    /// Places `token`'s cart under the idempotency `key`, paid with the
+    /// test card that always succeeds.
     pub async fn place(&self, token: &str, key: &str) -> Result<PlaceOrderResponse, tonic::Status> {
+        self.place_paying(token, key, tokens::SUCCESS).await
+    }
+
+    /// Places `token`'s cart under the idempotency `key`, paid with
+    /// `payment_token`.
+    pub async fn place_paying(
+        &self,
+        token: &str,
+        key: &str,
+        payment_token: &str,
+    ) -> Result<PlaceOrderResponse, tonic::Status> {
         self.client
             .clone()
-            .place_order(authed(place(key), token))
+            .place_order(authed(place_paying(key, payment_token), token))
             .await
             .map(tonic::Response::into_inner)
     }
 }
 
-/// A `PlaceOrder` request with the idempotency `key`.
+/// A `PlaceOrder` request with the idempotency `key`, paid with the test
+/// card that always succeeds.
 pub fn place(key: &str) -> PlaceOrderRequest {
+    place_paying(key, tokens::SUCCESS)
+}
+
+/// A `PlaceOrder` request with the idempotency `key`, paid with
+/// `payment_token`.
+pub fn place_paying(key: &str, payment_token: &str) -> PlaceOrderRequest {
     PlaceOrderRequest {
         idempotency_key: key.to_owned(),
+        payment_token: payment_token.to_owned(),
     }
 }
 
@@ -432,8 +473,10 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
-/// A one-line order of a new user placed `age` ago, with its outbox row
-/// (unclaimed), to insert through the store.
+/// A one-line order of a new user placed `age` ago, pending at its first
+/// saga step and leased for five minutes (no recovery worker takes it
+/// meanwhile), to insert through the store; confirm it with [`confirm`] to
+/// give it its outbox row.
 pub fn old_order(key: &str, age: chrono::Duration) -> shop_orders::store::NewOrder {
     use shop_orders::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus};
     let at = shop_common::db::timestamp_text(chrono::Utc::now() - age);
@@ -448,7 +491,8 @@ pub fn old_order(key: &str, age: chrono::Duration) -> shop_orders::store::NewOrd
         order: Order {
             id: OrderId::new(),
             user_id: uuid::Uuid::now_v7().into(),
-            status: OrderStatus::Placed,
+            status: OrderStatus::Pending,
+            rejection: None,
             total_cents: 100,
             lines: vec![line],
             currency: "EUR".to_owned(),
@@ -456,10 +500,50 @@ pub fn old_order(key: &str, age: chrono::Duration) -> shop_orders::store::NewOrd
             updated_at: at,
         },
         key: IdempotencyKey::parse(key).expect("key"),
-        outbox_payload: "{}".to_owned(),
-        outbox_id: uuid::Uuid::now_v7().to_string(),
-        claim: None,
+        payment_token: tokens::SUCCESS.to_owned(),
+        cart_version: 1,
+        lease_until: shop_common::db::timestamp_text(
+            chrono::Utc::now() + chrono::Duration::minutes(5),
+        ),
     }
+}
+
+/// Confirms the pending order `new` (inserted, at its first step) as its
+/// saga would — authorized, reserved, captured — writing its cart removal
+/// (unclaimed) with the confirmation; returns that outbox row's id.
+pub async fn confirm(
+    store: &shop_orders::store::OrderStore,
+    new: &shop_orders::store::NewOrder,
+) -> String {
+    use shop_orders::machine::{Outcome, SagaState};
+    use shop_orders::store::NewOutbox;
+    let placed = SagaState::placed();
+    let confirmed = [Outcome::Authorized, Outcome::Reserved, Outcome::Captured]
+        .into_iter()
+        .try_fold(placed.clone(), |state, outcome| state.advance(outcome))
+        .expect("authorized, reserved and captured");
+    assert_eq!(
+        confirmed.status,
+        shop_orders::domain::OrderStatus::Confirmed
+    );
+    let outbox = NewOutbox {
+        id: uuid::Uuid::now_v7().to_string(),
+        payload: "{}".to_owned(),
+        claim: None,
+    };
+    let now = shop_common::db::now_text();
+    let moved = store
+        .advance(
+            new.order.id,
+            &placed,
+            &confirmed,
+            &now,
+            Some((&outbox, &new.order)),
+        )
+        .await
+        .expect("confirmed");
+    assert!(moved, "order {} was at its first step", new.order.id);
+    outbox.id
 }
 
 /// Counts rows of `sql` (a `SELECT COUNT(*) AS n ...` with `$1` = `arg`).
