@@ -121,7 +121,7 @@ api_requests() {
 check_saga_calls() {
     local catalog payments
     catalog=$(api_requests catalog 9082 internal)
-    payments=$(api_requests payments 9085 internal)
+    payments=$(api_requests payments 9086 internal)
     [ "$catalog" -gt 0 ] || die "catalog answered no internal request (stock reservations from orders)"
     [ "$payments" -gt 0 ] || die "payments answered no internal request (orders takes payments there)"
     log "orders reached catalog ($catalog internal requests) and payments ($payments)"

@@ -5,7 +5,7 @@
 # check the internal service token that orders presents.
 #
 # Ports: each service's default (users 8081, catalog 8082, cart-1 8083,
-# orders 8084, payments 8085, gateway 8080), cart-2 8183; admin listeners at
+# orders 8084, payments 8086, gateway 8080), cart-2 8085; admin listeners at
 # port + 1000. For people who want to see real
 # separate processes without containers. Ctrl-C stops everything.
 #
@@ -98,14 +98,14 @@ start users shop-users 8081 SHOP_DATABASE__URL="sqlite:$DATA/users.db" \
     "${KEY_ENV[@]}" SHOP_LOGIN_LIMIT__TRUST_FORWARDED_FOR=true
 start catalog shop-catalog 8082 SHOP_DATABASE__URL="sqlite:$DATA/catalog.db" SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
 start cart-1 shop-cart 8083 SHOP_DATABASE__URL="sqlite:$DATA/cart.db" SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
-start cart-2 shop-cart 8183 SHOP_DATABASE__URL="sqlite:$DATA/cart.db" SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
-start payments shop-payments 8085 SHOP_DATABASE__URL="sqlite:$DATA/payments.db" \
+start cart-2 shop-cart 8085 SHOP_DATABASE__URL="sqlite:$DATA/cart.db" SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
+start payments shop-payments 8086 SHOP_DATABASE__URL="sqlite:$DATA/payments.db" \
     SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
 start orders shop-orders 8084 SHOP_DATABASE__URL="sqlite:$DATA/orders.db" SHOP_GRPC__HOST=127.0.0.1 \
     SHOP_GRPC__PORT=50051 SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
 start gateway shop-gateway 8080
 
-for port in 8081 8082 8083 8183 8085 8084 8080; do
+for port in 8081 8082 8083 8085 8086 8084 8080; do
     ready=0
     for _ in $(seq 1 100); do
         if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=1; break; fi

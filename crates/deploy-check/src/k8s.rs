@@ -919,7 +919,7 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
     /// appended (policies, budgets).
     fn calls(extra: &str) -> (Manifests, Vec<Workload>) {
         let mut text = String::new();
-        for (name, port) in [("gateway", 8080), ("orders", 8084), ("payments", 8085)] {
+        for (name, port) in [("gateway", 8080), ("orders", 8084), ("payments", 8086)] {
             text.push_str(&format!(
                 "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  template:\n    metadata: {{labels: {{app.kubernetes.io/name: {name}}}}}\n    spec:\n      containers:\n        - name: {name}\n          image: localhost/ferroshop/{name}:0.1.0\n          ports: [{{name: http, containerPort: {port}}}]\n"
             ));
@@ -929,29 +929,29 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
         (manifests, workloads)
     }
 
-    const PAYMENTS_INGRESS: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: payments}\nspec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: payments}}\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{podSelector: {matchLabels: {app.kubernetes.io/name: orders}}}]\n      ports: [{protocol: TCP, port: 8085}]\n";
+    const PAYMENTS_INGRESS: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: payments}\nspec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: payments}}\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{podSelector: {matchLabels: {app.kubernetes.io/name: orders}}}]\n      ports: [{protocol: TCP, port: 8086}]\n";
     const ORDERS_EGRESS: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: orders}\nspec:\n  podSelector: {matchLabels: {app.kubernetes.io/name: orders}}\n  policyTypes: [Egress]\n  egress:\n    - to: [{podSelector: {matchLabels: {app.kubernetes.io/name: payments}}}]\n      ports: [{protocol: TCP, port: http}]\n";
 
     #[test]
     fn a_call_needs_the_callers_egress_and_the_callees_ingress() {
         let (manifests, w) = calls(&format!("{DEFAULT_DENY}{PAYMENTS_INGRESS}{ORDERS_EGRESS}"));
         let (gateway, orders, payments) = (&w[0], &w[1], &w[2]);
-        assert_eq!(manifests.unreachable(orders, payments, 8085), None);
+        assert_eq!(manifests.unreachable(orders, payments, 8086), None);
         let refused = manifests
-            .unreachable(gateway, payments, 8085)
+            .unreachable(gateway, payments, 8086)
             .expect("denied");
         assert!(
             refused.contains("neither Deployment/gateway's egress"),
             "{refused}"
         );
         let other_port = manifests
-            .unreachable(orders, payments, 9085)
+            .unreachable(orders, payments, 9086)
             .expect("denied");
-        assert!(other_port.contains("port 9085"), "{other_port}");
+        assert!(other_port.contains("port 9086"), "{other_port}");
 
         let (manifests, w) = calls(&format!("{DEFAULT_DENY}{PAYMENTS_INGRESS}"));
         let refused = manifests
-            .unreachable(&w[1], &w[2], 8085)
+            .unreachable(&w[1], &w[2], 8086)
             .expect("no egress");
         assert!(
             refused.starts_with("no egress rule of a NetworkPolicy selecting Deployment/orders"),
@@ -959,7 +959,7 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
         );
         let (manifests, w) = calls(&format!("{DEFAULT_DENY}{ORDERS_EGRESS}"));
         let refused = manifests
-            .unreachable(&w[1], &w[2], 8085)
+            .unreachable(&w[1], &w[2], 8086)
             .expect("no ingress");
         assert!(
             refused.starts_with("no ingress rule of a NetworkPolicy selecting Deployment/payments"),
@@ -970,7 +970,7 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
     #[test]
     fn who_may_reach_names_the_workloads_and_anything_beyond_them() {
         let (manifests, w) = calls(&format!("{DEFAULT_DENY}{PAYMENTS_INGRESS}"));
-        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        let reach = manifests.who_may_reach(&w[2], 8086, &w);
         assert_eq!(
             reach.workloads,
             BTreeSet::from(["Deployment/orders".to_owned()])
@@ -982,18 +982,18 @@ spec: {clusterIP: None, ports: [{port: 8083}], selector: {app: cart}}
             "from: [{podSelector: {}}, {namespaceSelector: {}}]",
         );
         let (manifests, w) = calls(&format!("{DEFAULT_DENY}{wider}"));
-        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        let reach = manifests.who_may_reach(&w[2], 8086, &w);
         assert_eq!(reach.workloads.len(), 3, "every pod of the namespace");
         assert_eq!(reach.beyond.len(), 1, "{reach:?}");
         assert!(reach.beyond[0].starts_with("NetworkPolicy/payments admits"));
 
         let (manifests, w) = calls(DEFAULT_DENY);
-        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        let reach = manifests.who_may_reach(&w[2], 8086, &w);
         assert_eq!(reach, Reach::default(), "default deny: no one");
         // Egress-only policies do not isolate ingress.
         let (manifests, w) = calls(ORDERS_EGRESS);
-        assert_eq!(manifests.unreachable(&w[0], &w[2], 8085), None);
-        let reach = manifests.who_may_reach(&w[2], 8085, &w);
+        assert_eq!(manifests.unreachable(&w[0], &w[2], 8086), None);
+        let reach = manifests.who_may_reach(&w[2], 8086, &w);
         assert_eq!(
             reach.beyond,
             ["no NetworkPolicy isolates its pods: every source"]

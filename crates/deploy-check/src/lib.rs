@@ -656,7 +656,7 @@ mod tests {
         assert_eq!(admin(Service::Users, &[]), Some(9081));
         assert_eq!(admin(Service::Catalog, &[]), Some(9082));
         assert_eq!(admin(Service::Cart, &[]), Some(9083));
-        assert_eq!(admin(Service::Payments, &[]), Some(9085));
+        assert_eq!(admin(Service::Payments, &[]), Some(9086));
         assert_eq!(
             admin(Service::Orders, &[]),
             Some(8084),

@@ -641,7 +641,7 @@ fn kubernetes_policies_let_every_call_through_and_only_orders_reach_payments() {
         let found = kubernetes_call_problems(&opened).join("\n");
         eprintln!("{target}, payments opened to the gateway: {found}");
         assert!(
-            found.contains("Deployment/payments port 8085: admits")
+            found.contains("Deployment/payments port 8086: admits")
                 && found.contains("Deployment/gateway"),
             "{target}: {found}"
         );
@@ -658,7 +658,7 @@ fn kubernetes_policies_let_every_call_through_and_only_orders_reach_payments() {
         );
 
         // orders' egress to payments and to catalog removed, one at a time.
-        for (callee, port) in [("payments", 8085), ("catalog", 8082)] {
+        for (callee, port) in [("payments", 8086), ("catalog", 8082)] {
             let mut cut = manifests.clone();
             let egress =
                 &mut cut.get_mut("NetworkPolicy", "orders").expect("rendered")["spec"]["egress"];

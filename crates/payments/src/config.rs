@@ -12,9 +12,9 @@ use shop_discovery::{InstanceSettings, RegistrySettings};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Listener (default `0.0.0.0:8085`).
+    /// Listener (default `0.0.0.0:8086`).
     pub http: HttpSettings,
-    /// Admin listener: `/metrics` (default `0.0.0.0:9085`).
+    /// Admin listener: `/metrics` (default `0.0.0.0:9086`).
     pub admin: AdminSettings,
     /// The payments database (default `sqlite:./data/payments.db`).
     pub database: DatabaseSettings,
@@ -61,8 +61,8 @@ shop_runtime::http_service_settings!(Settings, database);
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            http: HttpSettings::on_port(8085),
-            admin: AdminSettings::on_port(9085),
+            http: HttpSettings::on_port(8086),
+            admin: AdminSettings::on_port(9086),
             database: DatabaseSettings::new("sqlite:./data/payments.db"),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
@@ -97,11 +97,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_configuration_means_sqlite_on_8085() {
+    fn zero_configuration_means_sqlite_on_8086() {
         let settings: Settings = config::load_from("", &[]).expect("defaults are valid");
         assert!(settings.validate().is_ok());
-        assert_eq!(settings.http.port, 8085);
-        assert_eq!(settings.admin.port, 9085);
+        assert_eq!(settings.http.port, 8086);
+        assert_eq!(settings.admin.port, 9086);
         assert_eq!(
             settings.database.url.expose_secret(),
             "sqlite:./data/payments.db"

@@ -6,7 +6,7 @@
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`config`] | [`Settings`] and their defaults (port 8085, admin 9085, `./data/payments.db`) |
+//! | [`config`] | [`Settings`] and their defaults (port 8086, admin 9086, `./data/payments.db`) |
 //! | [`app`] | [`Payments`] on the shared lifecycle; [`Application`] builds, registers and runs it |
 //! | [`domain`] | parsed values: [`domain::Amount`], [`domain::Currency`], [`domain::PaymentToken`]; states and [`domain::Operation`]s |
 //! | [`provider`] | the fake provider: what each test token decides |
