@@ -1,7 +1,7 @@
-//! Test support for the gateway: the real stack (users, catalog, cart
-//! replicas, orders and the gateway from the shared stack builder), and for
-//! edge tests a gateway alone before small fake upstreams that count what
-//! reaches them, with a fake users service publishing a test key set.
+//! Test support for the gateway: the real stack (users, catalog, payments,
+//! cart replicas, orders and the gateway from the shared stack builder), and
+//! for edge tests a gateway alone before small fake upstreams that count
+//! what reaches them, with a fake users service publishing a test key set.
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 #![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
