@@ -2,8 +2,16 @@
 //!
 //! `--users` simulated users register (or reuse their account), log in once,
 //! and then each loops for `--duration-secs`: put one product in the cart,
-//! place an order with a fresh `Idempotency-Key`. One line of `key=value`
-//! results is printed at the end for `scripts/bench.sh` to parse.
+//! place an order with a fresh `Idempotency-Key`, paid with the test token
+//! that always succeeds. The product is the one with the most stock, since
+//! every confirmed order takes a unit. One line of `key=value` results is
+//! printed at the end for `scripts/bench.sh` to parse.
+//!
+//! An order counts when checkout confirmed it before the answer (201,
+//! `confirmed`). A 201 `rejected` (out of stock once the product sells out,
+//! or a payment refused) and a 202 (still pending when the gateway had to
+//! answer) are counted apart, neither as an order nor as an error: the
+//! system behaved as specified, but they are not the measured checkout.
 //!
 //! Bounded on purpose: at most [`MAX_USERS`] users, [`MAX_DURATION_SECS`]
 //! seconds, and loopback addresses only — it is a benchmark, not a load
@@ -33,6 +41,9 @@ const PASSWORD: &str = "bench password 1234";
 const LOGIN_CONCURRENCY: usize = 4;
 /// Attempts per registration or login before the run gives up.
 const LOGIN_ATTEMPTS: u32 = 3;
+/// The payment token of every order: the built-in provider's test token
+/// that is always authorized and captured (`shop_api::payments::tokens::SUCCESS`).
+const PAYMENT_TOKEN: &str = "tok_visa";
 
 #[derive(Debug, Parser)]
 #[command(about = "Checkout load through the ferroshop gateway")]
@@ -64,7 +75,25 @@ struct Tally {
     /// the previous order cleared the line just put back. Not counted in
     /// `errors`: the system behaved as specified.
     empty_carts: u64,
+    /// 201 with the order `rejected`: checkout ran to its end and refused.
+    rejected: u64,
+    /// Of `rejected`, those for want of stock (the product sold out).
+    out_of_stock: u64,
+    /// 202: the order was still pending when the gateway answered.
+    pending: u64,
     first_error: Option<String>,
+}
+
+/// What one `POST /api/orders` ended in.
+enum Placed {
+    /// 201, the order confirmed.
+    Confirmed,
+    /// 201, the order rejected; true when for want of stock.
+    Rejected { out_of_stock: bool },
+    /// 202, the order still pending.
+    Pending,
+    /// 409, the cart was empty.
+    EmptyCart,
 }
 
 #[tokio::main]
@@ -94,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let base = Arc::new(args.base.as_str().trim_end_matches('/').to_owned());
 
-    let product = first_product(&client, &base).await?;
+    let product = most_stocked_product(&client, &base).await?;
     let started = Instant::now();
     let mut logins = tokio::task::JoinSet::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(LOGIN_CONCURRENCY));
@@ -133,13 +162,15 @@ async fn main() -> anyhow::Result<()> {
         workers.spawn(async move { shop(&client, &base, &token, &product, warmup_end, end).await });
     }
     let mut total = Tally::default();
-    let mut empty_carts = 0;
     while let Some(tally) = workers.join_next().await {
         let tally = tally?;
         total.orders.merge(tally.orders);
         total.iterations.merge(tally.iterations);
         total.errors += tally.errors;
-        empty_carts += tally.empty_carts;
+        total.empty_carts += tally.empty_carts;
+        total.rejected += tally.rejected;
+        total.out_of_stock += tally.out_of_stock;
+        total.pending += tally.pending;
         if total.first_error.is_none() {
             total.first_error = tally.first_error;
         }
@@ -149,14 +180,26 @@ async fn main() -> anyhow::Result<()> {
     }
     #[allow(clippy::cast_precision_loss)]
     let rate = total.orders.len() as f64 / args.duration_secs as f64;
+    if total.out_of_stock > 0 {
+        eprintln!(
+            "bench-checkout: {} orders rejected out of stock: the product sold out during the run; restock it for a longer one",
+            total.out_of_stock
+        );
+    }
+    // `errors=` stays the only key ending so: scripts/bench.sh reads it
+    // with a greedy pattern.
     println!(
-        "orders={} seconds={} orders_per_s={rate:.1} order_p50_ms={:.2} order_p99_ms={:.2} iteration_p99_ms={:.2} errors={} empty_cart_409={empty_carts}",
+        "orders={} seconds={} orders_per_s={rate:.1} order_p50_ms={:.2} order_p99_ms={:.2} iteration_p99_ms={:.2} errors={} empty_cart_409={} rejected={} rejected_out_of_stock={} pending_202={}",
         total.orders.len(),
         args.duration_secs,
         total.orders.quantile_ms(0.5),
         total.orders.quantile_ms(0.99),
         total.iterations.quantile_ms(0.99),
         total.errors,
+        total.empty_carts,
+        total.rejected,
+        total.out_of_stock,
+        total.pending,
     );
     Ok(())
 }
@@ -169,21 +212,30 @@ async fn json_of(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result
     response.json().await.context(what.to_owned())
 }
 
-/// The id of the first product in the catalog.
-async fn first_product(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+/// The id of the product with the most stock among the catalog's first
+/// 100 (the first of them, should the catalog not say its stock).
+async fn most_stocked_product(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
     let page = json_of(
-        client.get(format!("{base}/api/products?limit=1")),
+        client.get(format!("{base}/api/products?limit=100")),
         "GET /api/products",
     )
     .await?;
     let items = page.get("items").unwrap_or(&page);
-    items
-        .as_array()
-        .and_then(|items| items.first())
-        .and_then(|item| item.get("id"))
+    let items = items.as_array().context("the catalog lists no product")?;
+    let stock = |item: &Value| item.get("stock").and_then(Value::as_i64).unwrap_or(0);
+    // The first of those with the most stock.
+    let best = items
+        .iter()
+        .rev()
+        .max_by_key(|item| stock(item))
+        .context("the catalog lists no product")?;
+    if best.get("stock").is_some() && stock(best) == 0 {
+        bail!("every product is sold out");
+    }
+    best.get("id")
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .context("the catalog lists no product")
+        .context("a product without an id")
 }
 
 /// Registers `name` (an existing account is fine) and returns its token.
@@ -235,16 +287,15 @@ async fn shop(
         let ordered_at = Instant::now();
         let outcome = match put {
             Ok(response) if response.status().is_success() => {
-                match client
+                let placing = client
                     .post(&orders)
                     .header("authorization", &auth)
                     .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+                    .json(&json!({"payment_token": PAYMENT_TOKEN}))
                     .send()
-                    .await
-                {
-                    Ok(response) if response.status() == StatusCode::CREATED => Ok(true),
-                    Ok(response) if response.status() == StatusCode::CONFLICT => Ok(false),
-                    Ok(response) => Err(failure("POST /api/orders", response).await),
+                    .await;
+                match placing {
+                    Ok(response) => placed(response).await,
                     Err(err) => Err(format!("POST /api/orders: {err}")),
                 }
             }
@@ -256,11 +307,16 @@ async fn shop(
             continue;
         }
         match outcome {
-            Ok(true) => {
+            Ok(Placed::Confirmed) => {
                 tally.orders.record(done - ordered_at);
                 tally.iterations.record(done - begun);
             }
-            Ok(false) => tally.empty_carts += 1,
+            Ok(Placed::Rejected { out_of_stock }) => {
+                tally.rejected += 1;
+                tally.out_of_stock += u64::from(out_of_stock);
+            }
+            Ok(Placed::Pending) => tally.pending += 1,
+            Ok(Placed::EmptyCart) => tally.empty_carts += 1,
             Err(error) => {
                 tally.errors += 1;
                 tally.first_error.get_or_insert(error);
@@ -268,6 +324,31 @@ async fn shop(
         }
     }
     tally
+}
+
+/// What the answer to `POST /api/orders` says of the order; anything but
+/// 201 confirmed or rejected, 202 or 409 is an error.
+async fn placed(response: reqwest::Response) -> Result<Placed, String> {
+    const WHAT: &str = "POST /api/orders";
+    match response.status() {
+        StatusCode::ACCEPTED => Ok(Placed::Pending),
+        StatusCode::CONFLICT => Ok(Placed::EmptyCart),
+        StatusCode::CREATED => {
+            let order: Value = response
+                .json()
+                .await
+                .map_err(|err| format!("{WHAT} -> 201: {err}"))?;
+            match order.get("status").and_then(Value::as_str) {
+                Some("confirmed") => Ok(Placed::Confirmed),
+                Some("rejected") => Ok(Placed::Rejected {
+                    out_of_stock: order.pointer("/rejection/reason").and_then(Value::as_str)
+                        == Some("out_of_stock"),
+                }),
+                _ => Err(format!("{WHAT} -> 201 with an unsettled order: {order}")),
+            }
+        }
+        _ => Err(failure(WHAT, response).await),
+    }
 }
 
 /// "`what` -> status: body" of a failed call, the body cut at 300 bytes.
