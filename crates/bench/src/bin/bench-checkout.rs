@@ -182,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
     let rate = total.orders.len() as f64 / args.duration_secs as f64;
     if total.out_of_stock > 0 {
         eprintln!(
-            "bench-checkout: {} orders rejected out of stock: the product sold out during the run; restock it for a longer one",
+            "bench-checkout: {} orders rejected out of stock: product {product} sold out during the run; restock it for a longer one",
             total.out_of_stock
         );
     }
