@@ -41,6 +41,23 @@ pub mod tokens {
 /// digits, so no card number can pass for one.
 pub const TOKEN_PATTERN: &str = "^tok_[a-z_]{1,60}$";
 
+/// Most characters after `tok_` (the `{1,60}` of [`TOKEN_PATTERN`]).
+pub const MAX_TOKEN_TAIL: usize = 60;
+
+/// What a client is told when its payment token is not token-shaped (the
+/// text itself is never echoed: it may be a card number).
+pub const NOT_A_TOKEN: &str = "card numbers are never accepted: pass a payment token (tok_ and lower-case letters or _), such as tok_visa";
+
+/// Whether `raw` matches [`TOKEN_PATTERN`]: `tok_` and 1 to 60 lower-case
+/// ASCII letters or underscores. The gateway, orders and payments all
+/// check it with this one function.
+pub fn is_token_shaped(raw: &str) -> bool {
+    raw.strip_prefix("tok_").is_some_and(|tail| {
+        (1..=MAX_TOKEN_TAIL).contains(&tail.len())
+            && tail.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
+}
+
 /// The body of `PUT /internal/payments/{order_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Authorize {
@@ -89,4 +106,33 @@ pub struct Payment {
     pub created_at: String,
     /// When it last changed (RFC 3339 UTC).
     pub updated_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shape_is_the_pattern_and_admits_no_card_number() {
+        assert_eq!(TOKEN_PATTERN, format!("^tok_[a-z_]{{1,{MAX_TOKEN_TAIL}}}$"));
+        for token in tokens::ALL {
+            assert!(is_token_shaped(token), "{token}");
+        }
+        assert!(is_token_shaped(&format!(
+            "tok_{}",
+            "a".repeat(MAX_TOKEN_TAIL)
+        )));
+        for bad in [
+            String::new(),
+            "tok_".to_owned(),
+            "visa".to_owned(),
+            "tok_4242424242424242".to_owned(),
+            "4242424242424242".to_owned(),
+            "tok_Visa".to_owned(),
+            "tok visa".to_owned(),
+            format!("tok_{}", "a".repeat(MAX_TOKEN_TAIL + 1)),
+        ] {
+            assert!(!is_token_shaped(&bad), "{bad:?}");
+        }
+    }
 }

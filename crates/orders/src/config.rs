@@ -194,9 +194,10 @@ pub struct SagaSettings {
     pub poll_interval_ms: u64,
     /// Most orders the recovery worker takes per round (default 32).
     pub batch_size: u32,
-    /// Provider failures of one authorization before the payment is given
-    /// up and the order rejected `payment_failed` (default 3). Other
-    /// failures (a participant down) are retried until it is back.
+    /// Failed attempts at an authorization after which a provider failure
+    /// (payments answers 502) gives the payment up and the order is
+    /// rejected `payment_failed` (default 3). Other failures (payments down
+    /// or unreachable) never give it up: they are retried until it is back.
     pub payment_attempts: u32,
     /// Delay before the first retry of a failed step, in milliseconds
     /// (default 250); doubles per failed attempt.
@@ -274,7 +275,13 @@ impl Default for Settings {
             cart: UpstreamSettings::default(),
             users: UpstreamSettings::default(),
             catalog: UpstreamSettings::default(),
-            payments: UpstreamSettings::default(),
+            // A provider may take seconds to authorize (the test provider's
+            // `tok_slow` takes 3): give each try the whole deadline rather
+            // than cut it off and start the wait again on another instance.
+            payments: UpstreamSettings {
+                per_try_timeout_ms: UpstreamSettings::default().deadline_ms,
+                ..UpstreamSettings::default()
+            },
             saga: SagaSettings::default(),
             relay: RelaySettings::default(),
             outbox: RetentionSettings::default(),

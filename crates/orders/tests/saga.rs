@@ -318,7 +318,7 @@ impl Checkout {
             .iter()
             .rev()
             .find(|running| running.name().starts_with(service))
-            .map_or_else(|| self.stack.base(&format!("{service}")), Running::base)
+            .map_or_else(|| self.stack.base(service), Running::base)
     }
 
     async fn set_stock(&self, product: &str, stock: i64) {

@@ -88,6 +88,9 @@ pub async fn place_order(
     let Some(payment_token) = body.payment_token else {
         return invalid("payment_token", "is required".to_owned());
     };
+    if !shop_api::payments::is_token_shaped(&payment_token) {
+        return invalid("payment_token", shop_api::payments::NOT_A_TOKEN.to_owned());
+    }
     let mut request = call.request(pb::PlaceOrderRequest {
         idempotency_key: key.0,
         payment_token,
