@@ -40,6 +40,8 @@ use tonic::transport::Channel;
 
 /// Units of the product the crash scenarios buy from.
 const PLENTY: i64 = 1_000;
+/// How long the provider takes for `tok_slow` here.
+const SLOW_MS: u64 = 1_000;
 
 /// What the proxy does with one kind of call.
 #[derive(Clone)]
@@ -180,6 +182,9 @@ impl Checkout {
             .with::<Catalog>()
             .with::<Payments>()
             .with::<Cart>()
+            // Slow enough to outlast an answer, well within a call's
+            // deadline (quick_orders gives payments 2 s).
+            .configure::<Payments>(|settings| settings.provider.slow_ms = SLOW_MS)
             .start_test(engine)
             .await;
         let (catalog, catalog_addr) = Proxy::start(stack.base("catalog")).await;
@@ -222,9 +227,18 @@ impl Checkout {
 
     /// Starts an orders instance (the previous one, if any, must be gone).
     async fn start_orders(&mut self) {
+        self.start_orders_with(|_| {}).await;
+    }
+
+    /// Starts an orders instance with `configure` applied after
+    /// [`quick_orders`].
+    async fn start_orders_with(&mut self, configure: impl FnOnce(&mut shop_orders::Settings)) {
         let running = self
             .stack
-            .spawn::<OrdersService>(Some(&self.registry), quick_orders)
+            .spawn::<OrdersService>(Some(&self.registry), |settings| {
+                quick_orders(settings);
+                configure(settings);
+            })
             .await
             .expect("orders starts");
         self.orders = Some(running);
@@ -522,6 +536,96 @@ async fn a_hundred_buyers_race_for_ten_units_and_exactly_ten_get_them() {
             checkout.stock(&product).await,
             0,
             "{engine:?}: stock ends at 0"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_payment_slower_than_the_answer_is_pending_then_settles_and_every_token_has_its_outcome()
+{
+    for engine in engines().await {
+        let mut checkout = Checkout::start(engine).await;
+        let product = checkout.stack.product_ids().await[4].clone();
+        checkout.set_stock(&product, 100).await;
+        // Orders answers after 200 ms, whatever the state.
+        checkout.kill_orders();
+        checkout
+            .start_orders_with(|settings| settings.saga.answer_within_ms = 200)
+            .await;
+        let token = checkout.buyer("slowpoke", &product, 2).await;
+        let order = checkout
+            .place(&token, "slow", tokens::SLOW)
+            .await
+            .expect("placed");
+        assert_eq!(
+            order.status(),
+            pb::OrderStatus::Pending,
+            "{engine:?}: answered before the provider"
+        );
+        let settled = checkout.settled(&token, &order.id).await;
+        assert_eq!(settled.status(), pb::OrderStatus::Confirmed, "{engine:?}");
+        assert_eq!(
+            checkout.payment(&order.id).await.as_deref(),
+            Some("captured")
+        );
+        // The same key again: the same order, now settled, no second charge.
+        let again = checkout
+            .place(&token, "slow", tokens::SLOW)
+            .await
+            .expect("repeat");
+        assert_eq!(
+            (again.id.as_str(), again.status()),
+            (order.id.as_str(), pb::OrderStatus::Confirmed)
+        );
+        assert_eq!(checkout.stock(&product).await, 98);
+
+        // Declines settle at once and hold nothing; a provider that keeps
+        // failing is given up; an unknown token is a decline.
+        checkout.kill_orders();
+        checkout.start_orders().await;
+        for (n, (payment, reason, decline)) in [
+            (tokens::DECLINED, "payment_declined", "card_declined"),
+            (
+                tokens::INSUFFICIENT_FUNDS,
+                "payment_declined",
+                "insufficient_funds",
+            ),
+            (tokens::PROVIDER_ERROR, "payment_failed", ""),
+            (
+                "tok_mastercard",
+                "payment_declined",
+                "invalid_payment_token",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let token = checkout.buyer(&format!("payer{n}"), &product, 1).await;
+            let order = checkout.place(&token, "k", payment).await.expect("placed");
+            let order = checkout.settled(&token, &order.id).await;
+            assert_eq!(
+                order.status(),
+                pb::OrderStatus::Rejected,
+                "{engine:?} {payment}"
+            );
+            let rejection = order.rejection.expect("a rejection");
+            assert_eq!(
+                (rejection.reason.as_str(), rejection.decline_reason.as_str()),
+                (reason, decline),
+                "{payment}"
+            );
+            assert!(
+                matches!(
+                    checkout.payment(&order.id).await.as_deref(),
+                    None | Some("declined" | "voided")
+                ),
+                "{payment}: nothing held"
+            );
+        }
+        assert_eq!(
+            checkout.stock(&product).await,
+            98,
+            "{engine:?}: rejected orders hold no stock"
         );
     }
 }
