@@ -142,7 +142,11 @@ impl Cluster {
                     ("SHOP_LOGIN_LIMIT__TRUST_FORWARDED_FOR", "true".to_owned()),
                 ],
             ),
-            ("catalog", "shop-catalog", vec![]),
+            (
+                "catalog",
+                "shop-catalog",
+                vec![("SHOP_INTERNAL__SERVICE_TOKEN", SERVICE_TOKEN.to_owned())],
+            ),
             (
                 "payments",
                 "shop-payments",
