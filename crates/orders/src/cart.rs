@@ -12,10 +12,9 @@ use serde::{Deserialize, Serialize};
 pub use shop_api::cart::Cart;
 use shop_common::wire;
 use shop_discovery::{CallError, Deadline, Idempotent, RequestBody, UpstreamClient};
-use uuid::Uuid;
 
-/// Largest cart response read; a cart holds at most a few hundred lines.
-const MAX_RESPONSE: usize = 1024 * 1024;
+use crate::participants::{CallFailed, exchange};
+use uuid::Uuid;
 
 /// Why the cart could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -155,27 +154,24 @@ impl CartClient {
         self.exchange(request, CartError::ServiceRefused).await
     }
 
-    /// Sends `request` and reads cart's JSON answer: 200 is the value, 401
-    /// is `refused`, any other status a [`CartError::Status`]. The body is
-    /// read whole, bounded in size (and by the call's deadline).
+    /// Sends `request` and reads cart's JSON answer ([`exchange`]): 401 is
+    /// `refused`, any other status but 200 a [`CartError::Status`].
     async fn exchange<T: DeserializeOwned>(
         &self,
         request: Request<RequestBody>,
         refused: CartError,
     ) -> Result<T, CartError> {
-        let response = self.upstream.send(request).await?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .bytes(MAX_RESPONSE)
+        exchange(&self.upstream, "cart", request)
             .await
-            .map_err(|err| CartError::Response(format!("reading the body: {err}")))?;
-        match status {
-            StatusCode::OK => serde_json::from_slice(&body)
-                .map_err(|err| CartError::Response(format!("cart body: {err}"))),
-            StatusCode::UNAUTHORIZED => Err(refused),
-            status => Err(CartError::Status(status)),
-        }
+            .map_err(|err| match err {
+                CallFailed::Call(err) => CartError::Call(err),
+                CallFailed::Status {
+                    status: StatusCode::UNAUTHORIZED,
+                    ..
+                } => refused,
+                CallFailed::Status { status, .. } => CartError::Status(status),
+                CallFailed::Response { reason, .. } => CartError::Response(reason),
+            })
     }
 }
 

@@ -15,8 +15,9 @@ use shop_discovery::{CallError, Idempotent, RequestBody, UpstreamClient};
 
 use crate::domain::{Order, OrderId};
 
-/// Largest answer read; a payment or reservation outcome is far smaller.
-const MAX_RESPONSE: usize = 256 * 1024;
+/// Largest answer read; a cart of a few hundred lines, a payment or a
+/// reservation outcome is far smaller.
+const MAX_RESPONSE: usize = 1024 * 1024;
 
 /// Why a participant's call failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,28 +96,44 @@ impl Internal {
             .body(body)
             .map_err(|err| response_error(err.to_string()))?;
         request.extensions_mut().insert(Idempotent);
-        let response = self.upstream.send(request).await?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .bytes(MAX_RESPONSE)
-            .await
-            .map_err(|err| response_error(format!("reading the body: {err}")))?;
-        if status == StatusCode::OK {
-            return serde_json::from_slice(&body)
-                .map_err(|err| response_error(format!("the body: {err}")));
-        }
-        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        Err(CallFailed::Status {
-            upstream: self.name,
-            status,
-            detail: format!(
-                "{} {}",
-                problem["type"].as_str().unwrap_or(""),
-                problem["detail"].as_str().unwrap_or("")
-            ),
-        })
+        exchange(&self.upstream, self.name, request).await
     }
+}
+
+/// Sends `request` to `upstream` (named `name` in errors) and reads its JSON
+/// answer, bounded in size (and by the call's deadline): 200 is the value,
+/// anything else a [`CallFailed::Status`] carrying the problem's type and
+/// detail for the log. Every JSON call orders makes goes through here.
+pub(crate) async fn exchange<T: DeserializeOwned>(
+    upstream: &UpstreamClient,
+    name: &'static str,
+    request: Request<RequestBody>,
+) -> Result<T, CallFailed> {
+    let response_error = |reason: String| CallFailed::Response {
+        upstream: name,
+        reason,
+    };
+    let response = upstream.send(request).await?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .bytes(MAX_RESPONSE)
+        .await
+        .map_err(|err| response_error(format!("reading the body: {err}")))?;
+    if status == StatusCode::OK {
+        return serde_json::from_slice(&body)
+            .map_err(|err| response_error(format!("the body: {err}")));
+    }
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    Err(CallFailed::Status {
+        upstream: name,
+        status,
+        detail: format!(
+            "{} {}",
+            problem["type"].as_str().unwrap_or(""),
+            problem["detail"].as_str().unwrap_or("")
+        ),
+    })
 }
 
 /// Catalog's stock reservations.
