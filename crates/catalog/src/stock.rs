@@ -79,16 +79,7 @@ impl StockStore {
         let mut tx = self.db.begin_write().await?;
         // On PostgreSQL a concurrent attempt of the same order waits here
         // for the first to commit, then inserts nothing and reads its row.
-        let first = sqlx::query(
-            "INSERT INTO reservations (order_id, state, created_at, updated_at) \
-             VALUES ($1, 'reserved', $2, $2) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&order_text)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let first = record_first(&mut tx, &order_text, "reserved", &now).await?;
         if !first {
             let outcome = read_outcome(&mut tx, order).await?;
             tx.rollback().await?;
@@ -192,16 +183,7 @@ impl StockStore {
             out_of_stock: Vec::new(),
         };
         let mut tx = self.db.begin_write().await?;
-        let tombstone = sqlx::query(
-            "INSERT INTO reservations (order_id, state, created_at, updated_at) \
-             VALUES ($1, 'released', $2, $2) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&order_text)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let tombstone = record_first(&mut tx, &order_text, "released", &now).await?;
         if tombstone {
             tx.commit().await?;
             return Ok((released, Release::Tombstone));
@@ -264,6 +246,28 @@ impl StockStore {
         .await?;
         row.as_ref().map(product_from_row).transpose()
     }
+}
+
+/// Records order `order` in `state` unless it has a reservation row
+/// already; true when this call wrote it. On PostgreSQL a concurrent writer
+/// of the same order waits here for the first to commit.
+async fn record_first(
+    conn: &mut AnyConnection,
+    order: &str,
+    state: &str,
+    now: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO reservations (order_id, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order)
+    .bind(state)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// The recorded outcome of `order`: its state and, when rejected, its
