@@ -43,14 +43,11 @@ const PLENTY: i64 = 1_000;
 /// How long the provider takes for `tok_slow` here.
 const SLOW_MS: u64 = 1_000;
 
-/// What the proxy does with one kind of call.
+/// Holds every call of one kind until the gate opens; `held` counts them.
 #[derive(Clone)]
-enum Rule {
-    /// Holds every matching call until the gate opens; `held` counts them.
-    Hold {
-        gate: watch::Receiver<bool>,
-        held: Arc<Mutex<usize>>,
-    },
+struct Hold {
+    gate: watch::Receiver<bool>,
+    held: Arc<Mutex<usize>>,
 }
 
 /// A proxy in front of one participant that can hold one kind of call
@@ -58,7 +55,7 @@ enum Rule {
 #[derive(Clone)]
 struct Proxy {
     target: Arc<Mutex<String>>,
-    rules: Arc<Mutex<HashMap<&'static str, Rule>>>,
+    holds: Arc<Mutex<HashMap<&'static str, Hold>>>,
     client: reqwest::Client,
 }
 
@@ -87,8 +84,8 @@ fn step_of(method: &http::Method, path: &str) -> Option<&'static str> {
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let step = step_of(&parts.method, parts.uri.path());
-    let rule = step.and_then(|step| proxy.rules.lock().unwrap().get(step).cloned());
-    if let Some(Rule::Hold { mut gate, held }) = rule {
+    let hold = step.and_then(|step| proxy.holds.lock().unwrap().get(step).cloned());
+    if let Some(Hold { mut gate, held }) = hold {
         *held.lock().unwrap() += 1;
         let _ = gate.wait_for(|open| *open).await;
     }
@@ -125,7 +122,7 @@ impl Proxy {
     async fn start(target: String) -> (Self, String) {
         let proxy = Self {
             target: Arc::new(Mutex::new(target)),
-            rules: Arc::default(),
+            holds: Arc::default(),
             client: reqwest::Client::new(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -143,9 +140,9 @@ impl Proxy {
     fn hold(&self, step: &'static str) -> (watch::Sender<bool>, Arc<Mutex<usize>>) {
         let (open, gate) = watch::channel(false);
         let held = Arc::new(Mutex::new(0));
-        self.rules.lock().unwrap().insert(
+        self.holds.lock().unwrap().insert(
             step,
-            Rule::Hold {
+            Hold {
                 gate,
                 held: held.clone(),
             },
@@ -155,7 +152,7 @@ impl Proxy {
 
     /// Stops holding `step` (calls already held are let go by their gate).
     fn pass(&self, step: &'static str) {
-        self.rules.lock().unwrap().remove(step);
+        self.holds.lock().unwrap().remove(step);
     }
 }
 
@@ -462,15 +459,6 @@ struct Bought {
     of_product: bool,
 }
 
-/// SQLite, and PostgreSQL when a test server is configured.
-async fn engines() -> Vec<Engine> {
-    shop_testkit::databases()
-        .await
-        .into_iter()
-        .map(|db| db.engine)
-        .collect()
-}
-
 fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
@@ -482,7 +470,7 @@ fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn a_hundred_buyers_race_for_ten_units_and_exactly_ten_get_them() {
-    for engine in engines().await {
+    for engine in shop_testkit::engines() {
         let checkout = Checkout::start(engine).await;
         let product = checkout.stack.product_ids().await[1].clone();
         checkout.set_stock(&product, 10).await;
@@ -543,7 +531,7 @@ async fn a_hundred_buyers_race_for_ten_units_and_exactly_ten_get_them() {
 #[tokio::test]
 async fn a_payment_slower_than_the_answer_is_pending_then_settles_and_every_token_has_its_outcome()
 {
-    for engine in engines().await {
+    for engine in shop_testkit::engines() {
         let mut checkout = Checkout::start(engine).await;
         let product = checkout.stack.product_ids().await[4].clone();
         checkout.set_stock(&product, 100).await;
@@ -697,7 +685,7 @@ enum Fault {
 
 #[tokio::test]
 async fn every_crash_point_ends_confirmed_or_rejected_with_stock_and_money_matching() {
-    for engine in engines().await {
+    for engine in shop_testkit::engines() {
         let mut checkout = Checkout::start(engine).await;
         let products = checkout.stack.product_ids().await;
         let (plenty, short) = (products[2].clone(), products[3].clone());

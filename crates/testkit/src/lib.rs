@@ -117,6 +117,17 @@ impl TestDatabase {
     }
 }
 
+/// SQLite and, when configured, PostgreSQL: the engines a test that builds
+/// its own databases (a whole stack on one engine) runs on. Creates nothing.
+///
+/// # Panics
+/// Under `CI=true` when PostgreSQL is not configured.
+pub fn engines() -> Vec<Engine> {
+    let mut all = vec![Engine::Sqlite];
+    all.extend(required_env(POSTGRES_ENV).map(|_| Engine::Postgres));
+    all
+}
+
 /// One fresh SQLite database and, when configured, one fresh PostgreSQL
 /// database: run a store test's body for each.
 pub async fn databases() -> Vec<TestDatabase> {
