@@ -1,15 +1,16 @@
 //! The outbox relay: delivers committed outbox rows to cart at least once.
 //!
-//! The instance that places an order writes its outbox row already claimed
-//! (leased to its own relay) in the order's transaction and delivers it
-//! before answering, so the buyer's cart is empty by the time the order is
-//! confirmed. Those deliveries are marked by an [`Acknowledger`], many rows
-//! per statement: the placing call does not wait for its mark. Rounds
+//! The instance that confirms an order (the saga's driver, see
+//! [`crate::saga`]) writes its outbox row already claimed (leased to its own
+//! relay) in the confirmation's transaction and delivers it at once, so the
+//! buyer's cart is empty by the time the confirmed order is answered. Those
+//! deliveries are marked by an [`Acknowledger`], many rows per statement:
+//! the confirming call does not wait for its mark. Rounds
 //! deliver everything else: each claims a batch of due
 //! rows with a lease (so replicas never work on one row at the same time),
 //! delivers them concurrently, marks the delivered ones in one statement
 //! and schedules each failed one's retry with exponential backoff. A row
-//! whose placing instance died mid-delivery is due again when its lease
+//! whose confirming instance died mid-delivery is due again when its lease
 //! runs out. Cart's receiver is idempotent by order id, so a repeat after
 //! a crash between delivering and marking changes nothing.
 //!
@@ -37,14 +38,14 @@ use crate::store::{Claim, KIND_CART_REMOVAL, OrderStore, OutboxRow, StoreError};
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// The oldest row the relay delivers, counted from when its order was
-/// placed (`outbox.created_at`); an older row is dead-lettered without a
+/// confirmed (`outbox.created_at`); an older row is dead-lettered without a
 /// call. This bound is what makes cart's purge of its applied-order
 /// records safe: cart recognises a repeated removal only while it keeps
 /// the order's record, and it keeps each record at least
 /// `shop_cart::config::MIN_APPLIED_ORDER_RETENTION_SECS` (two days) after
-/// applying it, which is after the order was placed. Every delivery of a
-/// row — the first, a repeat after a crash before its mark, a requeue of a
-/// dead row — starts within this day of the placing, and ends within
+/// applying it, which is after the order was confirmed. Every delivery of
+/// a row — the first, a repeat after a crash before its mark, a requeue of
+/// a dead row — starts within this day of the confirmation, and ends within
 /// `cart.deadline_ms`, so it reaches cart while the record is still there;
 /// the second day absorbs the call's deadline and clock skew between
 /// hosts. (`relay.max_attempts` usually ends a failing row much sooner;
@@ -134,9 +135,10 @@ impl Relay {
         }
     }
 
-    /// Delivers the outbox row of an order this instance just committed,
-    /// claimed by [`Relay::claim_new`]: the buyer's cart is cleared before
-    /// the order is answered, so the next request already sees it. The
+    /// Delivers the outbox row of an order this instance just confirmed,
+    /// claimed by [`Relay::claim_new`] in the confirmation's transaction: the
+    /// buyer's cart is cleared before the confirmed order is answered, so
+    /// the next request already sees it. The
     /// mark is left to the [`Acknowledger`]. A failed delivery is scheduled
     /// for a retry like any other; a crash before the delivery or its mark
     /// leaves the row to whichever relay finds its lease over (a repeated
@@ -149,8 +151,8 @@ impl Relay {
 
     /// Runs rounds until `stop` is cancelled: after a full batch at once,
     /// otherwise after the poll interval. Most rows never reach a round:
-    /// the instance that placed the order delivers it; rounds pick up
-    /// retries and rows whose placing instance stopped.
+    /// the instance that confirmed the order delivers it; rounds pick up
+    /// retries and rows whose confirming instance stopped.
     pub async fn run(self, stop: CancellationToken) {
         tracing::info!(relay = %self.id, "outbox relay started");
         loop {
@@ -336,7 +338,7 @@ fn expired(row: &OutboxRow, now: chrono::DateTime<chrono::Utc>) -> Option<String
         .and_then(|age| now.checked_sub_signed(age))?;
     (created < oldest).then(|| {
         format!(
-            "placed at {}, more than {} h ago: too old to deliver (cart may have purged its record of the order)",
+            "written at {}, more than {} h ago: too old to deliver (cart may have purged its record of the order)",
             row.created_at,
             MAX_DELIVERY_AGE.as_secs() / 3_600
         )
