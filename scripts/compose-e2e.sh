@@ -3,8 +3,8 @@
 #
 #   scripts/gen-secrets.sh                     secrets, once
 #   scripts/images.sh                          every image, with or without a registry
-#   docker compose up -d                       PostgreSQL, etcd, users, catalog, 2 carts, orders,
-#                                              payments, gateway
+#   docker compose up -d                       PostgreSQL, etcd, users, catalog, 2 carts,
+#                                              2 orders, payments, gateway
 #   ... every container healthy ...
 #   scripts/smoke.sh http://127.0.0.1:8080     the curl journey through the containers
 #   ... orders reached catalog's and payments' internal routes ...
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 GATEWAY=http://127.0.0.1:8080
 TIMEOUT="${FERROSHOP_COMPOSE_TIMEOUT:-240}"
 # Containers the stack runs, by compose service.
-EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders payments gateway)
+EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders-1 orders-2 payments gateway)
 
 IMAGE_ARGS=()
 while [ "$#" -gt 0 ]; do

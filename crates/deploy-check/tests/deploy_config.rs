@@ -216,6 +216,11 @@ fn every_compose_service_starts_with_its_environment() {
         2,
         "compose runs two cart replicas"
     );
+    assert_eq!(
+        seen[&Service::Orders].len(),
+        2,
+        "compose runs two orders replicas"
+    );
 }
 
 /// The port `/metrics` is served on; it is never the API port (but for
@@ -300,16 +305,20 @@ fn compose_networks_let_every_call_through_and_only_orders_reach_payments() {
         "{found}"
     );
 
-    // orders taken off payments' network can no longer call it.
-    let mut cut = services.clone();
-    compose_entry_mut(&mut cut, "orders")
-        .networks
-        .retain(|n| n != "payments");
-    let found = compose_network_problems(&cut).join("\n");
-    assert!(
-        found.contains("orders calls payments but shares no network with it"),
-        "{found}"
-    );
+    // Either orders replica taken off payments' network can no longer call it.
+    for replica in ["orders-1", "orders-2"] {
+        let mut cut = services.clone();
+        compose_entry_mut(&mut cut, replica)
+            .networks
+            .retain(|n| n != "payments");
+        let found = compose_network_problems(&cut).join("\n");
+        assert!(
+            found.contains(&format!(
+                "{replica} calls payments but shares no network with it"
+            )),
+            "{found}"
+        );
+    }
 }
 
 fn kubectl() -> Option<PathBuf> {
