@@ -128,7 +128,9 @@ fn env_provider() -> Env {
 }
 
 /// Where a service's HTTP listener binds, what a client may hold open on it,
-/// and how long it drains on shutdown.
+/// and how it stops: first it keeps serving for `shutdown_delay_ms` while it
+/// reports not ready and callers forget it, then it drains for
+/// `drain_timeout_secs`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
@@ -136,7 +138,16 @@ pub struct HttpSettings {
     pub host: IpAddr,
     /// Port to bind; `0` picks a free one (tests do).
     pub port: u16,
-    /// Seconds in-flight requests get to finish after a stop signal.
+    /// Milliseconds the listener keeps accepting and serving after a stop
+    /// signal (default 0), while `/readyz` reports not ready and the
+    /// instance is already deregistered: the time callers need to drop it
+    /// from their balancers (an etcd watch, Kubernetes endpoints), so none
+    /// meets a refused connection. 0 stops accepting at once: right where
+    /// nothing else routes to the instance (the all-in-one `shop`, tests);
+    /// docker-compose.yml and k8s/ set it.
+    pub shutdown_delay_ms: u64,
+    /// Seconds in-flight requests get to finish once the listener stops
+    /// accepting (after `shutdown_delay_ms`).
     pub drain_timeout_secs: u64,
     /// Milliseconds a client has to send a request's whole header block
     /// (default 10,000); on an HTTP/1 keep-alive connection the same bound
@@ -152,7 +163,10 @@ pub struct HttpSettings {
 /// What [`crate::server::serve`] enforces on one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerLimits {
-    /// Time in-flight requests get after the stop signal.
+    /// Time the listener keeps accepting after the stop signal (see
+    /// [`HttpSettings::shutdown_delay_ms`]).
+    pub shutdown_delay: Duration,
+    /// Time in-flight requests get once the listener stops accepting.
     pub drain: Duration,
     /// Bound on reading a request's headers and on an idle keep-alive wait;
     /// `None` for none.
@@ -186,9 +200,15 @@ impl HttpSettings {
         Duration::from_secs(self.drain_timeout_secs)
     }
 
+    /// The time the listener keeps accepting after a stop signal.
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+
     /// The limits the listener enforces.
     pub fn limits(&self) -> ListenerLimits {
         ListenerLimits {
+            shutdown_delay: self.shutdown_delay(),
             drain: self.drain_timeout(),
             header_read_timeout: (self.header_read_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.header_read_timeout_ms)),
@@ -202,6 +222,7 @@ impl Default for HttpSettings {
         Self {
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
+            shutdown_delay_ms: 0,
             drain_timeout_secs: 10,
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
@@ -431,6 +452,7 @@ mod tests {
             "[http]\nport = 1000\n[database]\nurl = \"sqlite:a.db\"\n",
             &[
                 ("SHOP_HTTP__PORT", "2000"),
+                ("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2500"),
                 ("SHOP_CONFIG", "ignored.toml"),
                 ("OTHER", "x"),
             ],
@@ -438,6 +460,11 @@ mod tests {
         .expect("valid config");
         assert_eq!(sample.http.port, 2000);
         assert_eq!(sample.http.drain_timeout_secs, 10);
+        assert_eq!(
+            sample.http.limits().shutdown_delay,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(HttpSettings::default().shutdown_delay(), Duration::ZERO);
         assert_eq!(sample.database.url.expose_secret(), "sqlite:a.db");
         assert_eq!(sample.database.max_connections, 10);
     }

@@ -34,7 +34,7 @@ pub trait ReadinessCheck: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<Arc<dyn ReadinessCheck>>,
-    stop: Option<CancellationToken>,
+    stops: Vec<CancellationToken>,
 }
 
 /// The `/readyz` body.
@@ -59,10 +59,11 @@ impl Readiness {
         self
     }
 
-    /// Reports not ready once `stop` is cancelled.
+    /// Reports not ready once `stop` (or any other token given here) is
+    /// cancelled.
     #[must_use]
     pub fn with_stop(mut self, stop: CancellationToken) -> Self {
-        self.stop = Some(stop);
+        self.stops.push(stop);
         self
     }
 
@@ -78,11 +79,7 @@ impl Readiness {
         }))
         .await;
         let mut checks: BTreeMap<String, String> = results.into_iter().collect();
-        if self
-            .stop
-            .as_ref()
-            .is_some_and(CancellationToken::is_cancelled)
-        {
+        if self.stops.iter().any(CancellationToken::is_cancelled) {
             checks.insert("shutdown".to_owned(), "shutting down".to_owned());
         }
         let ready = checks.values().all(|outcome| outcome == "ok");

@@ -7,6 +7,14 @@
 //! there); the admin listener serves `/metrics` beside the same probes, on
 //! a port that deployments keep away from clients. Only the API address is
 //! registered in discovery.
+//!
+//! A stop runs in this order, so that no caller meets a refused connection:
+//! the stop signal; at once `/readyz` reports not ready and `on_stop`
+//! deregisters the instance; the listener keeps accepting and serving for
+//! the shutdown delay (callers drop the instance from their balancers
+//! meanwhile; each response says `Connection: close`, so kept-alive
+//! connections move elsewhere); then it stops accepting, in-flight requests
+//! get the drain time, and idle keep-alive connections are closed.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +23,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
 use axum::middleware;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -120,9 +130,13 @@ pub struct Service<F> {
 
 /// The admin listener's limits, derived from the API listener's: the same
 /// header-read and idle bound, at most [`ADMIN_MAX_CONNECTIONS`]
-/// connections and at most [`ADMIN_DRAIN`] of drain.
+/// connections, no shutdown delay (it is told to stop once the API listener
+/// has stopped, delay and drain included) and at most [`ADMIN_DRAIN`] of
+/// drain.
 pub fn admin_limits(api: ListenerLimits) -> ListenerLimits {
     ListenerLimits {
+        // It is stopped after the API listener, delay and drain included.
+        shutdown_delay: Duration::ZERO,
         drain: api.drain.min(ADMIN_DRAIN),
         header_read_timeout: api.header_read_timeout,
         max_connections: api.max_connections.clamp(1, ADMIN_MAX_CONNECTIONS),
@@ -141,9 +155,10 @@ pub fn admin_router(readiness: Readiness, service: &'static str) -> Router {
 /// Serves `service` until `stop` is cancelled: the API listener with the
 /// service's routes, `/healthz` and `/readyz` (its checks, the database, and
 /// not ready once stopping); the admin listener with `/metrics` and the same
-/// probes; both with the shared layers. On stop: runs `on_stop`, drains the
-/// API listener, then the admin listener (so a scrape during the drain
-/// still answers), then closes the database.
+/// probes; both with the shared layers. On stop: runs `on_stop` at once,
+/// serves on for `limits.shutdown_delay`, drains the API listener, then the
+/// admin listener (so a scrape during the drain still answers), then closes
+/// the database.
 ///
 /// # Errors
 /// An I/O error from a listener.
@@ -222,8 +237,12 @@ pub fn with_common_layers(router: Router, service: &'static str) -> Router {
         )
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled, then stops
-/// accepting and gives in-flight requests up to `limits.drain` to finish.
+/// Serves `router` on `listener` until `stop` is cancelled and
+/// `limits.shutdown_delay` has passed since, then stops accepting and gives
+/// in-flight requests up to `limits.drain` to finish; connections idle
+/// between requests are closed at once. From the stop signal on, every
+/// response carries `Connection: close`, so a client's kept-alive
+/// connection is not reused for a request that could then meet the close.
 ///
 /// HTTP/1.1 is served (every caller of these services speaks it; HTTP/2
 /// without TLS would have to be told apart from HTTP/1 by its first bytes,
@@ -252,10 +271,21 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
+    let stop_accepting = async {
+        stop.cancelled().await;
+        if !limits.shutdown_delay.is_zero() {
+            tracing::info!(
+                delay_ms = limits.shutdown_delay.as_millis(),
+                "stopping: serving on while callers forget this instance"
+            );
+            tokio::time::sleep(limits.shutdown_delay).await;
+        }
+    };
+    let mut stop_accepting = std::pin::pin!(stop_accepting);
 
     loop {
         let permit = tokio::select! {
-            () = stop.cancelled() => break,
+            () = &mut stop_accepting => break,
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 // Never closed while we hold it.
@@ -263,7 +293,7 @@ pub async fn serve(
             },
         };
         let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
+            () = &mut stop_accepting => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -272,12 +302,23 @@ pub async fn serve(
                 }
             },
         };
-        let service = router.clone().map_request(
-            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            },
-        );
+        let stopping = stop.clone();
+        let service = router
+            .clone()
+            .map_request(
+                move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                },
+            )
+            .map_response(move |mut response: axum::response::Response| {
+                if stopping.is_cancelled() {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            });
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);

@@ -1,6 +1,7 @@
 //! Serving with the shared layers over real sockets: request ids, problem
 //! fallbacks, metrics on the admin listener only, readiness during shutdown,
-//! a bounded drain of both listeners, and the listener's limits against
+//! the shutdown delay before the listener stops accepting, a bounded drain
+//! of both listeners, and the listener's limits against
 //! slow, idle and too many clients.
 
 #![allow(clippy::expect_used, clippy::panic)] // test helpers: a failed setup should fail the test
@@ -27,6 +28,7 @@ struct Served {
 /// Limits with `drain` and generous timeouts (the defaults' shape).
 fn drain(drain: Duration) -> ListenerLimits {
     ListenerLimits {
+        shutdown_delay: Duration::ZERO,
         drain,
         header_read_timeout: Some(Duration::from_secs(10)),
         max_connections: 1024,
@@ -278,6 +280,7 @@ async fn the_drain_is_bounded() {
 /// the next request) and serves at most `max_connections` at once.
 fn strict(timeout: Duration, max_connections: usize) -> ListenerLimits {
     ListenerLimits {
+        shutdown_delay: Duration::ZERO,
         drain: Duration::from_secs(1),
         header_read_timeout: Some(timeout),
         max_connections,
@@ -429,4 +432,91 @@ async fn past_the_connection_cap_a_client_waits_until_one_closes() {
     assert_eq!(response.status(), 200);
     drop(second);
     served.stop.cancel();
+}
+
+/// The stop sequence of `server::run` with a shutdown delay: at the signal
+/// the instance deregisters (`on_stop`) and `/readyz` turns 503, yet new
+/// requests are still served (with `Connection: close`) until the delay is
+/// over; then new connections are refused while a request in flight
+/// finishes.
+#[tokio::test]
+async fn a_stopping_listener_serves_through_its_shutdown_delay_then_drains() {
+    let limits = ListenerLimits {
+        // Long enough that the checks below run inside it on a busy machine.
+        shutdown_delay: Duration::from_secs(3),
+        ..drain(Duration::from_secs(10))
+    };
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = {
+        let release = release.clone();
+        routing::get(move || async move {
+            release.notified().await;
+            "held"
+        })
+    };
+    let router = routes().route("/held", held);
+    let loopback = HttpSettings::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    let (listener, addr) = server::bind(&loopback).await.expect("bind");
+    let base = format!("http://{addr}");
+    let stop = CancellationToken::new();
+    let (deregistered_tx, deregistered) = tokio::sync::oneshot::channel::<()>();
+    let service = Service {
+        name: "delay-test",
+        listener,
+        admin: None,
+        router,
+        readiness: Readiness::new(),
+        db: None,
+        limits,
+        on_stop: async move {
+            let _ = deregistered_tx.send(());
+        },
+    };
+    let task = tokio::spawn(server::run(service, stop.clone()));
+    assert_eq!(get(format!("{base}/readyz")).await.status(), 200);
+
+    let in_flight = tokio::spawn(get(format!("{base}/held")));
+    // Wait until the held request is being served: the listener accepted it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), deregistered)
+        .await
+        .expect("on_stop runs at the signal")
+        .expect("on_stop ran");
+
+    // Inside the delay: not ready, but a new connection is still served,
+    // and told not to keep the connection.
+    let ready = get(format!("{base}/readyz")).await;
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["checks"]["shutdown"], "shutting down", "{body}");
+    let fast = get(format!("{base}/fast")).await;
+    assert_eq!(fast.status(), 200);
+    assert_eq!(fast.headers()["connection"], "close");
+    assert!(!task.is_finished(), "run returned inside the delay");
+
+    // After the delay: new connections are refused (a bounded wait for it).
+    let refused_after = async {
+        while !refused(format!("{base}/fast")).await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), refused_after)
+        .await
+        .expect("the listener stops accepting after the delay");
+    assert!(!in_flight.is_finished(), "the held request ended early");
+
+    // The request in flight still finishes within the drain, then run returns.
+    release.notify_one();
+    let response = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the in-flight request finishes")
+        .expect("join");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "held");
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run returns after the drain")
+        .expect("join")
+        .expect("clean stop");
 }

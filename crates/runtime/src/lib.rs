@@ -11,9 +11,12 @@
 //!    free one) and the instance is registered under a resolved id;
 //! 2. **run** ([`Application::run_until_stopped`], or [`Application::spawn`]
 //!    for a [`Running`] handle): the workers start and the listeners serve;
-//! 3. **stop**, when the stop token is cancelled: the instance deregisters at
-//!    once (callers stop picking it), the API drains within its drain time,
-//!    then the admin listener; the workers stop (those that follow the
+//! 3. **stop**, when the stop token is cancelled: `/readyz` reports not ready
+//!    and the instance deregisters at once (callers stop picking it); the
+//!    API listener (HTTP or gRPC) keeps accepting for its shutdown delay
+//!    (`http.shutdown_delay_ms`), the time callers take to forget the
+//!    instance, then stops accepting and drains within its drain time; then
+//!    the admin listener stops; the workers stop (those that follow the
 //!    signal at once, the others after the drain) and the database closes.
 //!
 //! [`main`] is the whole `main` of a service binary.
@@ -498,7 +501,16 @@ impl<S: Service> Application<S> {
                 server::run(service, stop.clone()).await
             }
             Api::Grpc(serve) => {
-                let grpc = serve_grpc(serve, listener, Box::pin(deregistered), &stop, limits);
+                // The probes and /metrics answer until the gRPC listener has
+                // stopped (delay and drain included); /readyz reports not
+                // ready from the stop signal on.
+                let admin_stop = CancellationToken::new();
+                let grpc = async {
+                    let result =
+                        serve_grpc(serve, listener, Box::pin(deregistered), &stop, limits).await;
+                    admin_stop.cancel();
+                    result
+                };
                 let admin = async {
                     let Some(admin) = admin else { return Ok(()) };
                     let service = server::Service {
@@ -506,12 +518,12 @@ impl<S: Service> Application<S> {
                         listener: admin,
                         admin: None,
                         router: health::metrics_router(),
-                        readiness,
+                        readiness: readiness.with_stop(stop.clone()),
                         db: None,
                         limits: server::admin_limits(limits),
                         on_stop: async {},
                     };
-                    server::run(service, stop.clone()).await
+                    server::run(service, admin_stop.clone()).await
                 };
                 let (grpc, admin) = tokio::join!(grpc, admin);
                 grpc.and(admin)
@@ -544,7 +556,9 @@ async fn open_database(
 }
 
 /// Serves a gRPC API until it has drained after the stop signal, or until
-/// the drain time is over.
+/// the shutdown delay and the drain time are over. The server is told to
+/// stop accepting (its future resolves) once the instance is deregistered
+/// and the shutdown delay has passed since the stop signal.
 async fn serve_grpc(
     serve: GrpcServe,
     listener: TcpListener,
@@ -555,12 +569,21 @@ async fn serve_grpc(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gRPC listening");
     }
+    let stop_accepting = {
+        let stop = stop.clone();
+        Box::pin(async move {
+            stop.cancelled().await;
+            let delay = tokio::time::sleep(limits.shutdown_delay);
+            // Deregistered and past the delay: both, whichever ends last.
+            tokio::join!(deregistered, delay);
+        })
+    };
     let deadline = async {
         stop.cancelled().await;
-        tokio::time::sleep(limits.drain).await;
+        tokio::time::sleep(limits.shutdown_delay + limits.drain).await;
     };
     tokio::select! {
-        result = serve(listener, deregistered) => result,
+        result = serve(listener, stop_accepting) => result,
         () = deadline => {
             tracing::warn!(drain_secs = limits.drain.as_secs_f64(), "gRPC drain time over; dropping open calls");
             Ok(())
