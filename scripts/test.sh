@@ -111,6 +111,7 @@ main() {
     phase "contract test (scripts/contract.sh: schemathesis against a running shop)" \
         bash scripts/contract.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
     phase "docker compose stack (scripts/compose-e2e.sh)" bash scripts/compose-e2e.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
+    phase "fault harness (scripts/faults.sh)" bash scripts/faults.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
     log "all checks passed in $(( SECONDS - started )) s"
 }
 
