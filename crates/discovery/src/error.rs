@@ -1,5 +1,13 @@
 //! Why a call through an upstream client failed, and how that looks to the
 //! caller's caller: 502, 503 or 504 as problem+json that names no internals.
+//!
+//! The line between 503 and 502 is whether a request may have reached a
+//! server: when none could be tried (no instance, breaker open) or none
+//! could be reached (every connection refused, unresolvable or timed out
+//! while connecting), the upstream is *unavailable* — 503 with
+//! `Retry-After`, so clients and the degradation of one route read the
+//! same; when a server took the request and broke while answering, the
+//! upstream *failed* — 502.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +54,9 @@ pub enum CallError {
         /// The upstream service.
         upstream: Arc<str>,
     },
-    /// No connection could be made to the last instance tried.
+    /// No connection could be made to the last instance tried (refused,
+    /// unresolvable, connect timeout), or one was made but closed before
+    /// the request was sent: nothing reached a server.
     #[error("cannot connect to {upstream} at {address}")]
     Connect {
         /// The upstream service.
@@ -80,14 +90,29 @@ pub enum CallError {
 
 impl CallError {
     /// The status a gateway or service answers with when this call failed:
-    /// 503 when nothing could be tried, 504 when time ran out, 502 when the
-    /// upstream broke, 500 for a request we could not form.
+    /// 503 when nothing could be tried or nothing reached a server, 504
+    /// when time ran out, 502 when the upstream broke while answering, 500
+    /// for a request we could not form.
     pub fn status_code(&self) -> StatusCode {
         match self {
-            Self::NoInstance { .. } | Self::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoInstance { .. } | Self::BreakerOpen { .. } | Self::Connect { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Timeout { .. } | Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Connect { .. } | Self::Protocol { .. } => StatusCode::BAD_GATEWAY,
+            Self::Protocol { .. } => StatusCode::BAD_GATEWAY,
             Self::InvalidRequest { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// How long a client should wait before trying again, for the errors
+    /// that answer 503: until an open breaker lets probes through, else
+    /// one second (a replacement instance registers, an ejected one comes
+    /// back, or the retry lands on another instance).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::BreakerOpen { retry_after, .. } => Some(*retry_after),
+            Self::NoInstance { .. } | Self::Connect { .. } => Some(Duration::from_secs(1)),
+            _ => None,
         }
     }
 
@@ -133,12 +158,10 @@ impl From<&CallError> for Problem {
             ),
         };
         let problem = Problem::with_detail(status, detail).kind(UPSTREAM_PROBLEM_TYPE, title);
-        match err {
-            CallError::BreakerOpen { retry_after, .. } => {
-                problem.retry_after(retry_after.as_secs_f64().ceil() as u64)
-            }
-            CallError::NoInstance { .. } => problem.retry_after(1),
-            _ => problem,
+        match err.retry_after() {
+            // Whole seconds, rounded up (`Problem` never says 0).
+            Some(wait) => problem.retry_after(wait.as_secs_f64().ceil() as u64),
+            None => problem,
         }
     }
 }
@@ -155,14 +178,28 @@ mod tests {
             address: "10.1.2.3:8082".into(),
             source: "connection refused".into(),
         };
-        assert_eq!(connect.status_code(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            connect.status_code(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nothing reached a server: unavailable, not bad gateway"
+        );
         let problem = Problem::from(connect);
         let body = serde_json::to_string(&problem).unwrap();
-        assert_eq!(problem.status, 502);
+        assert_eq!(problem.status, 503);
+        assert_eq!(retry_after(&problem), Some("1"));
         assert!(
             !body.contains("10.1.2.3") && !body.contains("refused"),
             "{body}"
         );
+
+        let broken = CallError::Protocol {
+            upstream: upstream.clone(),
+            address: "10.1.2.3:8082".into(),
+            source: "connection reset".into(),
+        };
+        let problem = Problem::from(broken);
+        assert_eq!(problem.status, 502, "the request may have reached a server");
+        assert_eq!(retry_after(&problem), None);
 
         let open = CallError::BreakerOpen {
             upstream: upstream.clone(),
@@ -170,12 +207,12 @@ mod tests {
         };
         let problem = Problem::from(open);
         assert_eq!(problem.status, 503);
-        assert!(
-            problem
-                .headers
-                .iter()
-                .any(|(name, value)| name == http::header::RETRY_AFTER && value == "2")
-        );
+        assert_eq!(retry_after(&problem), Some("2"), "1.5 s rounds up");
+        let closing = CallError::BreakerOpen {
+            upstream: upstream.clone(),
+            retry_after: Duration::from_millis(10),
+        };
+        assert_eq!(retry_after(&Problem::from(closing)), Some("1"), "never 0");
 
         assert_eq!(
             CallError::DeadlineExceeded {
@@ -184,9 +221,16 @@ mod tests {
             .status_code(),
             StatusCode::GATEWAY_TIMEOUT
         );
-        assert_eq!(
-            CallError::NoInstance { upstream }.status_code(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        let none = CallError::NoInstance { upstream };
+        assert_eq!(none.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&Problem::from(none)), Some("1"));
+    }
+
+    fn retry_after(problem: &Problem) -> Option<&str> {
+        problem
+            .headers
+            .iter()
+            .find(|(name, _)| name == http::header::RETRY_AFTER)
+            .and_then(|(_, value)| value.to_str().ok())
     }
 }

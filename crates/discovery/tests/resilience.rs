@@ -1,6 +1,7 @@
-//! The upstream client against real HTTP servers on loopback: ejection,
-//! per-try timeouts, the breaker, retry rules and budget, health checks,
-//! streaming, deadlines.
+//! The upstream client against real HTTP servers on loopback: ejection
+//! (at once for a refused connection), per-try timeouts, the breaker, retry
+//! rules and budget (none needed to fail over from a refused connection),
+//! health checks, streaming, deadlines.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed setup should fail the test
 
@@ -238,10 +239,7 @@ async fn a_post_that_timed_out_after_being_sent_is_not_retried_but_a_get_is() {
 #[tokio::test]
 async fn a_post_is_retried_when_the_connection_was_refused() {
     let registry = Registry::in_process();
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let closed = closed_port();
     let healthy = TestServer::start("healthy").await;
     let _dead = registry
         .register(shop_discovery::Instance::new(SERVICE, "dead", closed.to_string()).with_weight(5))
@@ -261,6 +259,102 @@ async fn a_post_is_retried_when_the_connection_was_refused() {
         "nothing reached the dead instance, so the POST went elsewhere"
     );
     assert_eq!(healthy.hits(), 1);
+}
+
+/// An address where nothing listens (a killed instance whose registration
+/// has not gone away yet).
+fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_connection_ejects_at_once_and_fails_over_without_budget() {
+    let fleet = Fleet::start(&["a", "b"], Mode::Ok).await;
+    let _dead = fleet
+        .registry
+        .register(shop_discovery::Instance::new(
+            SERVICE,
+            "dead",
+            closed_port().to_string(),
+        ))
+        .unwrap();
+    let client = fleet.client(|settings| {
+        // Neither the threshold nor the budget allows anything: only the
+        // rules for tries that reached no server are at work.
+        settings.outlier.consecutive_failures = 1_000;
+        settings.breaker.enabled = false;
+        settings.retry = RetrySettings {
+            max_retries: 0,
+            budget_ratio: 0.0,
+            budget_min_per_sec: 0,
+            budget_window_secs: 10,
+        };
+    });
+    assert!(client.wait_for_instances(3, Duration::from_secs(5)).await);
+
+    for i in 0..12 {
+        let request = if i % 2 == 0 {
+            get("/api/cart")
+        } else {
+            // Not idempotent: retried only because nothing reached a server.
+            post("/echo", "x")
+        };
+        let response = client.send(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+    }
+    let endpoints = client.balancer().endpoints();
+    let dead = endpoints
+        .iter()
+        .find(|endpoint| endpoint.instance().id == "dead")
+        .unwrap();
+    assert!(dead.is_ejected(), "ejected after its first refusal");
+    assert_eq!(fleet.hits(), 12, "every request answered, each once");
+}
+
+#[tokio::test]
+async fn every_instance_refusing_is_503_with_retry_after_and_the_last_one_is_kept() {
+    let registry = Registry::in_process();
+    let _one = registry
+        .register(shop_discovery::Instance::new(
+            SERVICE,
+            "one",
+            closed_port().to_string(),
+        ))
+        .unwrap();
+    let _two = registry
+        .register(shop_discovery::Instance::new(
+            SERVICE,
+            "two",
+            closed_port().to_string(),
+        ))
+        .unwrap();
+    let mut settings = settings(PolicySettings::RoundRobin);
+    settings.breaker.enabled = false;
+    settings.outlier.max_ejection_percent = 100;
+    let client = UpstreamClient::new(SERVICE, &settings, &registry).unwrap();
+    assert!(client.wait_for_instances(2, Duration::from_secs(5)).await);
+
+    for _ in 0..3 {
+        let err = client.send(get("/api/products")).await.unwrap_err();
+        assert!(matches!(err, CallError::Connect { .. }), "{err:?}");
+        assert_eq!(err.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let problem = Problem::from(err);
+        assert_eq!(problem.status, 503);
+        assert!(
+            problem
+                .headers
+                .iter()
+                .any(|(name, _)| name == http::header::RETRY_AFTER)
+        );
+    }
+    let ejected = client
+        .balancer()
+        .endpoints()
+        .iter()
+        .filter(|endpoint| endpoint.is_ejected())
+        .count();
+    assert_eq!(ejected, 1, "the last available instance is never ejected");
 }
 
 #[tokio::test]

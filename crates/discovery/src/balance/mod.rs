@@ -479,19 +479,35 @@ impl Balancer {
         Some(endpoints[index].start())
     }
 
-    /// How many endpoints are ejected now, and how many there are.
-    pub(crate) fn ejected_count(&self) -> (usize, usize) {
+    /// What the outlier detector weighs before ejecting `candidate`.
+    pub(crate) fn census(&self, candidate: &Endpoint) -> Census {
         let snapshot = self.snapshot();
         let now = now_nanos();
-        (
-            snapshot
-                .endpoints
-                .iter()
-                .filter(|e| e.is_ejected_at(now))
-                .count(),
-            snapshot.endpoints.len(),
-        )
+        let mut census = Census {
+            total: snapshot.endpoints.len(),
+            ejected: 0,
+            others_available: 0,
+        };
+        for endpoint in snapshot.endpoints.iter() {
+            if endpoint.is_ejected_at(now) {
+                census.ejected += 1;
+            } else if endpoint.is_healthy() && !std::ptr::eq(Arc::as_ptr(endpoint), candidate) {
+                census.others_available += 1;
+            }
+        }
+        census
     }
+}
+
+/// The endpoints of a balancer, counted for an ejection decision.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Census {
+    /// Every endpoint.
+    pub(crate) total: usize,
+    /// Those ejected now.
+    pub(crate) ejected: usize,
+    /// Those a policy may pick now, other than the candidate.
+    pub(crate) others_available: usize,
 }
 
 /// The index of an available endpoint scanning from `start`, wrapping around.

@@ -9,16 +9,37 @@
 //! 2. **circuit breaker** ([`breaker`]) — while open, the call fails at once;
 //! 3. **retry** ([`retry`]) — a failed try of an idempotent request with a
 //!    replayable body is sent again to another instance, while the retry
-//!    budget and the deadline allow;
+//!    budget and the deadline allow; a try that reached no server (the
+//!    connection could not be made, or closed before the request was
+//!    written) is sent again to another instance whatever the method, and
+//!    without spending budget, since it cost the upstream nothing;
 //! 4. **pick** ([`crate::balance`]) — the policy picks among instances that
 //!    pass active health checks ([`health`]) and are not ejected
 //!    ([`outlier`]);
 //! 5. **per-try timeout** — each try waits at most `per_try_timeout_ms` (or
 //!    what is left of the deadline) for response headers; the remaining time
 //!    travels to the upstream as `x-shop-deadline-ms` / `grpc-timeout`.
+//!    This is also what bounds a try on a pooled connection to a peer that
+//!    vanished without closing it (a paused container, a partition).
 //!
-//! Each try's outcome feeds the outlier detector and the latency estimate;
-//! each call's outcome feeds the breaker. These layers share per-endpoint
+//! Each try's outcome feeds the outlier detector and the latency estimate
+//! (a connection that cannot be made ejects its instance at once); each
+//! call's outcome feeds the breaker.
+//!
+//! When an instance dies the client fails over rather than failing: its
+//! first refused connection ejects it and the try goes to another instance
+//! free of the retry budget, so a burst of requests during a replica kill
+//! is not starved by it; requests in flight on it (reset mid-answer) are
+//! retried when idempotent; a request hyper had queued on a pooled
+//! keep-alive connection that the server closed (a draining instance closes
+//! its idle connections) is re-sent by hyper itself on another connection
+//! (`retry_canceled_requests`, on by default) or, on a fresh connection,
+//! counted as reaching no server. HTTP/2 connections (gRPC) are pinged
+//! every [`H2_PING_INTERVAL`], so one to a vanished peer is closed instead
+//! of holding every call to that instance until its per-try timeout.
+//!
+//! A call that reached no instance at all answers 503 with `Retry-After`
+//! (see [`CallError::status_code`]). These layers share per-endpoint
 //! state and the set of instances a request already tried, so they are
 //! composed in one future here rather than stacked as separate tower
 //! services; [`UpstreamClient`] is itself a `tower::Service` for callers
@@ -170,6 +191,15 @@ pub enum BuildError {
 
 type HttpClient = Client<HttpConnector, RequestBody>;
 
+/// How often an HTTP/2 connection (gRPC) is pinged, idle or not. A
+/// connection whose peer stopped answering (paused, partitioned) is closed
+/// after this plus [`H2_PING_TIMEOUT`], so new calls open a fresh one —
+/// whose connect then fails fast and ejects the instance — rather than
+/// queueing on a dead one.
+pub const H2_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an HTTP/2 ping may go unanswered before the connection is closed.
+pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A client of one upstream service: discovery, balancing and resilience
 /// around a pooled hyper client. Clones share everything.
 #[derive(Clone)]
@@ -213,8 +243,13 @@ impl Drop for Inner {
 enum TryFailure {
     /// A 5xx response; passed back when no retry follows.
     Status(Response<hyper::body::Incoming>),
-    /// No connection: nothing reached the server.
+    /// No connection (refused, unresolvable, connect timeout): nothing
+    /// reached the server, and the instance is likely gone.
     Connect(hyper_util::client::legacy::Error),
+    /// A connection was made but closed before the request was written:
+    /// nothing reached the server, though the instance may be fine (it was
+    /// closing an idle connection).
+    Unsent(hyper_util::client::legacy::Error),
     /// The connection broke after the request may have been sent.
     Protocol(hyper_util::client::legacy::Error),
     /// No response headers in time; `deadline` when the overall deadline ran out.
@@ -260,7 +295,12 @@ impl UpstreamClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new());
         let http1 = builder.build(connector.clone());
-        let http2 = builder.http2_only(true).build(connector);
+        let http2 = builder
+            .http2_only(true)
+            .http2_keep_alive_interval(H2_PING_INTERVAL)
+            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
+            .build(connector);
 
         let stop = CancellationToken::new();
         let inner = Arc::new(Inner {
@@ -466,6 +506,7 @@ impl Inner {
                 // A refused connection is fast: do not let it look like a
                 // fast endpoint to peak-EWMA. Ejection takes it out instead.
                 Ok(Err(err)) if err.is_connect() => TryFailure::Connect(err),
+                Ok(Err(err)) if was_not_sent(&err) => TryFailure::Unsent(err),
                 Ok(Err(err)) => TryFailure::Protocol(err),
                 Err(_) => {
                     endpoint.observe_latency(sent.elapsed());
@@ -475,16 +516,23 @@ impl Inner {
                     }
                 }
             };
+            let unreachable = matches!(failure, TryFailure::Connect(_));
             self.outlier
-                .failure(&endpoint, &self.balancer, &self.service);
+                .failure(&endpoint, &self.balancer, &self.service, unreachable);
 
-            let may_retry = retries < self.max_retries
-                && replayable
+            // A try that reached no server is sent elsewhere whatever the
+            // method, outside max_retries and the budget: it cost the
+            // upstream nothing, and the budget must not starve fail-over
+            // while a replica is being killed. Each goes to an instance not
+            // tried yet, so these end when the instances do.
+            let free = matches!(failure, TryFailure::Connect(_) | TryFailure::Unsent(_));
+            let may_retry = replayable
+                && (free || retries < self.max_retries)
                 && match &failure {
                     TryFailure::Status(response) => {
                         idempotent && retry::RETRYABLE_STATUSES.contains(&response.status())
                     }
-                    TryFailure::Connect(_) => true,
+                    TryFailure::Connect(_) | TryFailure::Unsent(_) => true,
                     TryFailure::Protocol(_) => idempotent,
                     TryFailure::Timeout { deadline, .. } => idempotent && !deadline,
                 };
@@ -497,14 +545,23 @@ impl Inner {
                         key,
                         exclude: &tried,
                     })
-                    .filter(|_| self.budget.withdraw())
+                    .filter(|_| free || self.budget.withdraw())
             } else {
                 None
             };
             match next {
                 Some(next) => {
-                    retries += 1;
+                    if !free {
+                        retries += 1;
+                    }
                     self.metrics.retries.increment(1);
+                    tracing::debug!(
+                        upstream = %self.service,
+                        from = %in_flight.endpoint().instance().id,
+                        to = %next.endpoint().instance().id,
+                        free,
+                        "retrying on another instance"
+                    );
                     in_flight = next;
                 }
                 None => {
@@ -576,7 +633,7 @@ impl Inner {
             TryFailure::Status(response) => {
                 Ok(response.map(|body| ResponseBody::new(body, in_flight, deadline)))
             }
-            TryFailure::Connect(err) => Err(CallError::Connect {
+            TryFailure::Connect(err) | TryFailure::Unsent(err) => Err(CallError::Connect {
                 upstream,
                 address: address(),
                 source: err.into(),
@@ -592,4 +649,19 @@ impl Inner {
             TryFailure::Timeout { timeout, .. } => Err(CallError::Timeout { upstream, timeout }),
         }
     }
+}
+
+/// Whether hyper gave up on a request before writing any of it: it was
+/// queued on a connection that closed first. (hyper re-sends such a
+/// request itself when the connection was a reused one; on a fresh one it
+/// reports it.)
+fn was_not_sent(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_canceled();
+        }
+        source = cause.source();
+    }
+    false
 }

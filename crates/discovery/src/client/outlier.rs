@@ -1,10 +1,30 @@
 //! Passive outlier ejection: an endpoint whose tries fail several times in
-//! a row (no response, a timeout, or a 5xx) is taken out of rotation for a
-//! while, longer each time it is ejected again soon after. Ejection never
-//! takes more than `max_ejection_percent` of the endpoints — and never the
-//! last one — out, so a problem that hits every instance (a bad deploy, a
-//! down database) is left to the circuit breaker instead of emptying the
-//! balancer.
+//! a row (a broken connection, a timeout, or a 5xx) is taken out of
+//! rotation for a while, longer each time it is ejected again soon after.
+//!
+//! A connection that could not be made at all (refused, an address that no
+//! longer resolves, a connect timeout) ejects on the *first* failure: that
+//! is what a killed instance looks like until its registration goes away,
+//! and waiting for `consecutive_failures` of them would send that many
+//! tries to a dead address (each one retried, but each one a delay and a
+//! trip to the breaker's count). A slow or erroring instance still gets
+//! the benefit of the doubt.
+//!
+//! Ejection never takes more than `max_ejection_percent` of the endpoints —
+//! and never the last available one — out, so a problem that hits every
+//! instance (a bad deploy, a down database) is left to the circuit breaker
+//! instead of emptying the balancer.
+//!
+//! When the ejection time is over the endpoint is picked again; if it is
+//! still dead the next try's connection fails, which ejects it again at
+//! once (for longer) and is retried elsewhere without cost to the caller.
+//! An instance that restarted and registered again after its registration
+//! went away is a new endpoint with a clean record, picked at once: the
+//! runtime registers only once its listeners are bound and its database
+//! migrated, so a registration means ready. One that came back under the
+//! same id and address before its old registration lapsed (a lease not
+//! yet expired) keeps its record, and its traffic, once the ejection time
+//! is over.
 
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
@@ -20,7 +40,8 @@ use crate::balance::{Balancer, Endpoint, now_nanos};
 pub struct OutlierSettings {
     /// Whether failing endpoints are ejected (default true).
     pub enabled: bool,
-    /// Consecutive failed tries that eject an endpoint (default 5).
+    /// Consecutive failed tries that eject an endpoint (default 5). A
+    /// connection that cannot be made ejects at the first one.
     pub consecutive_failures: u32,
     /// Length of a first ejection in milliseconds (default 10000); the n-th
     /// ejection in a row lasts n times as long.
@@ -69,9 +90,16 @@ impl OutlierDetector {
         }
     }
 
-    /// A try failed; ejects the endpoint when it crossed the threshold and
-    /// the ejection limits allow it.
-    pub(crate) fn failure(&self, endpoint: &Endpoint, balancer: &Balancer, upstream: &str) {
+    /// A try failed; ejects the endpoint when it crossed the threshold (or
+    /// at once when `unreachable`: no connection could be made) and the
+    /// ejection limits allow it.
+    pub(crate) fn failure(
+        &self,
+        endpoint: &Endpoint,
+        balancer: &Balancer,
+        upstream: &str,
+        unreachable: bool,
+    ) {
         if !self.settings.enabled {
             return;
         }
@@ -79,7 +107,7 @@ impl OutlierDetector {
             .consecutive_failures
             .fetch_add(1, Ordering::Relaxed)
             + 1;
-        if failures < self.settings.consecutive_failures.max(1) {
+        if !unreachable && failures < self.settings.consecutive_failures.max(1) {
             return;
         }
         let now = now_nanos();
@@ -90,11 +118,11 @@ impl OutlierDetector {
         if endpoint.ejected_until.load(Ordering::Relaxed) > now {
             return;
         }
-        let (ejected, total) = balancer.ejected_count();
-        let allowed = (total * self.settings.max_ejection_percent.min(100) as usize / 100)
+        let census = balancer.census(endpoint);
+        let allowed = (census.total * self.settings.max_ejection_percent.min(100) as usize / 100)
             .max(1)
-            .min(total.saturating_sub(1));
-        if ejected >= allowed {
+            .min(census.total.saturating_sub(1));
+        if census.ejected >= allowed || census.others_available == 0 {
             return;
         }
         let max = Duration::from_millis(
@@ -120,6 +148,7 @@ impl OutlierDetector {
             upstream,
             instance = %endpoint.instance().id,
             failures,
+            unreachable,
             ejected_ms = duration.as_millis(),
             "ejecting a failing instance"
         );

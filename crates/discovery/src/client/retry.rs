@@ -4,13 +4,22 @@
 //! A request is retried only when sending it twice cannot do harm: its
 //! method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE) or it is marked
 //! [`Idempotent`], and its body is replayable. A request that was not
-//! idempotent is retried only when the connection could not be made, since
-//! then nothing reached a server. A retry always goes to another instance.
+//! idempotent is retried only when nothing reached a server (the connection
+//! could not be made, or closed before the request was written). A retry
+//! always goes to another instance.
 //!
 //! The budget (tower's `TpsBudget`, after finagle) allows retries as a
 //! ratio of recent requests plus a small floor per second, instead of a
 //! fixed number per call: when an upstream is failing as a whole, a fixed
 //! count would multiply the load on it exactly when it can least take it.
+//!
+//! A retry after a try that reached no server is *free*: it spends no
+//! budget and does not count towards `max_retries`. It added no load to any
+//! server, so the budget's reason does not apply, and a replica kill makes
+//! exactly a burst of those, which a budget sized for overload would starve
+//! (clients then saw errors a retry would have avoided). They stay bounded:
+//! each goes to an instance the request has not tried, within the deadline,
+//! and the first one ejects the dead instance for everyone.
 
 use std::time::Duration;
 
@@ -46,10 +55,12 @@ pub fn is_idempotent(method: &Method, extensions: &Extensions) -> bool {
 #[serde(default, deny_unknown_fields)]
 pub struct RetrySettings {
     /// Most retries of one request after its first try (default 2); each
-    /// goes to an instance the request has not tried.
+    /// goes to an instance the request has not tried. Retries after a try
+    /// that reached no server are not counted.
     pub max_retries: u32,
     /// Retries allowed as a fraction of recent requests (default 0.2, i.e.
-    /// at most one retry per five requests; 0 to 1000).
+    /// at most one retry per five requests; 0 to 1000). Retries after a try
+    /// that reached no server need none.
     pub budget_ratio: f32,
     /// Retries allowed per second on top of the ratio, so a quiet upstream
     /// can still retry (default 10).
