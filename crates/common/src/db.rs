@@ -4,6 +4,12 @@
 //! placeholders and portable SQL) runs on both; ids and timestamps are stored
 //! as text. SQLite files (and their directories) are created, run in WAL mode
 //! with a busy timeout and foreign keys on.
+//!
+//! The readiness check of a [`Db`] ([`ReadinessCheck`]) never takes a
+//! pooled connection: it keeps one connection of its own
+//! ([`READINESS_CONNECTIONS`]), so a pool saturated by requests does not
+//! make the instance not-ready (and push its load onto the others), while a
+//! database that stops answering still does.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -13,7 +19,7 @@ use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
@@ -35,6 +41,18 @@ const SQLITE_MIGRATE_RETRIES: u32 = 5;
 /// connection in steady use is known to be alive; one that sat idle may
 /// have been closed by the server or a proxy.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// Connections a [`Db`]'s readiness check holds beside the pool: one, opened
+/// at the first check, kept between checks and reopened after a failure.
+/// Every instance of a service with a database may therefore hold
+/// `database.max_connections + READINESS_CONNECTIONS` connections; the
+/// deployment check (`shop-deploy-check`) counts them against PostgreSQL's
+/// limit.
+pub const READINESS_CONNECTIONS: u32 = 1;
+
+/// The longest one readiness check of a [`Db`] takes (connecting included)
+/// before it counts as failed.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Which SQL engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +93,17 @@ pub struct Db {
     backend: Backend,
     /// SQLite only: whose turn it is to write (see [`Db::begin_write`]).
     write_turn: Option<Arc<Mutex<()>>>,
+    /// The readiness check's own connection (see [`READINESS_CONNECTIONS`]).
+    probe: Arc<Probe>,
+}
+
+/// The readiness check's connection, outside the pool: `None` until the
+/// first check, and again after a failed one (the next reopens it).
+#[derive(Debug)]
+struct Probe {
+    /// The URL the pool was opened with (a SQLite file prepared to exist).
+    url: SecretString,
+    connection: Mutex<Option<AnyConnection>>,
 }
 
 /// A transaction that writes, from [`Db::begin_write`]. Dereferences to
@@ -181,6 +210,10 @@ impl Db {
             pool,
             backend,
             write_turn,
+            probe: Arc::new(Probe {
+                url: SecretString::from(url),
+                connection: Mutex::new(None),
+            }),
         })
     }
 
@@ -313,12 +346,53 @@ impl Db {
             .rows_affected())
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pool, waiting for connections in use to be returned, and
+    /// the readiness check's connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        let probe = self.probe.connection.lock().await.take();
+        if let Some(connection) = probe {
+            connection.close().await.ok();
+        }
+    }
+
+    /// Runs `SELECT 1` on the readiness check's own connection, opening it
+    /// first when there is none; a failure drops it, so the next check
+    /// opens a fresh one. Checks take turns on the one connection.
+    async fn probe(&self) -> Result<(), String> {
+        if self.pool.is_closed() {
+            return Err("database pool is closed".to_owned());
+        }
+        let mut slot = self.probe.connection.lock().await;
+        // Taken out while in use: if this future is dropped mid-query (a
+        // caller's timeout), the connection goes with it, never reused in
+        // an unknown state.
+        let connection = match slot.take() {
+            Some(connection) => connection,
+            None => AnyConnection::connect(self.probe.url.expose_secret())
+                .await
+                .map_err(|err| {
+                    tracing::debug!(error = %err, "readiness: cannot connect to the database");
+                    "database does not accept a connection".to_owned()
+                })?,
+        };
+        let mut connection = connection;
+        match sqlx::query("SELECT 1").execute(&mut connection).await {
+            Ok(_) => {
+                *slot = Some(connection);
+                Ok(())
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "readiness: the database does not answer");
+                connection.close_hard().await.ok();
+                Err("database does not answer".to_owned())
+            }
+        }
     }
 }
 
+/// `SELECT 1` on a connection of its own, never one of the pool's (see the
+/// module documentation), within [`READINESS_TIMEOUT`].
 impl ReadinessCheck for Db {
     fn name(&self) -> &str {
         "database"
@@ -326,9 +400,13 @@ impl ReadinessCheck for Db {
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.ping()
-                .await
-                .map_err(|_| "database does not answer".to_owned())
+            match tokio::time::timeout(READINESS_TIMEOUT, self.probe()).await {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "database did not answer within {} s",
+                    READINESS_TIMEOUT.as_secs()
+                )),
+            }
         })
     }
 }

@@ -215,3 +215,109 @@ async fn the_oldest_rows_go_first_in_bounded_deletes_and_counts_and_ids_read_bac
         ));
     }
 }
+
+/// A TCP proxy in front of the test PostgreSQL that can be cut (the
+/// database gone: every connection dropped, new ones refused) and started
+/// again on the same port.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl Proxy {
+    async fn start(listen: std::net::SocketAddr, upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let cut = tokio_util::sync::CancellationToken::new();
+        let token = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = token.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut client, _)) = accepted else {
+                    continue;
+                };
+                let (token, upstream) = (token.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+}
+
+/// The database's readiness check keeps a connection of its own: with every
+/// pooled connection held by requests it still reports ready; with the
+/// database gone it reports not ready, and ready again once it is back.
+#[tokio::test]
+async fn readiness_does_not_wait_for_the_pool_and_follows_the_database() {
+    for test_db in databases().await {
+        let engine = test_db.engine;
+        let (url, proxy) = match engine {
+            Engine::Sqlite => (test_db.url.clone(), None),
+            Engine::Postgres => {
+                let mut url = reqwest::Url::parse(&test_db.url).expect("a URL");
+                let upstream = format!(
+                    "{}:{}",
+                    url.host_str().expect("a host"),
+                    url.port().unwrap_or(5432)
+                );
+                let proxy =
+                    Proxy::start("127.0.0.1:0".parse().expect("addr"), upstream.clone()).await;
+                url.set_port(Some(proxy.addr.port())).expect("a port");
+                (url.to_string(), Some((proxy, upstream)))
+            }
+        };
+        let mut settings = DatabaseSettings::new(&url);
+        settings.max_connections = 2;
+        settings.acquire_timeout_secs = 1;
+        let db = Db::connect(&settings).await.expect("connect");
+        let readiness = Readiness::new().with_check(db.clone());
+
+        // Requests hold the whole pool: another acquire times out…
+        let held = [
+            db.pool().acquire().await.expect("first"),
+            db.pool().acquire().await.expect("second"),
+        ];
+        assert!(
+            db.pool().acquire().await.is_err(),
+            "{engine}: the pool is exhausted"
+        );
+        // …yet the instance is ready, more than once (the connection is kept).
+        for _ in 0..2 {
+            let report = readiness.report().await;
+            assert_eq!(report.status, "ready", "{engine}: {:?}", report.checks);
+        }
+        drop(held);
+
+        let Some((proxy, upstream)) = proxy else {
+            db.close().await;
+            assert!(db.check().await.is_err(), "{engine}: closed is not ready");
+            continue;
+        };
+        // The database gone: its connections cut, new ones refused.
+        proxy.cut.cancel();
+        let report = readiness.report().await;
+        assert_eq!(report.status, "not ready", "{engine}: {:?}", report.checks);
+        assert_ne!(report.checks["database"], "ok");
+        let report = readiness.report().await;
+        assert_eq!(report.status, "not ready", "{engine}: still gone");
+
+        // Back on the same address: the check reconnects.
+        let _back = Proxy::start(proxy.addr, upstream).await;
+        let report = readiness.report().await;
+        assert_eq!(report.status, "ready", "{engine}: {:?}", report.checks);
+        db.close().await;
+    }
+}

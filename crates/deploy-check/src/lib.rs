@@ -169,8 +169,9 @@ pub struct Loaded {
     /// `internal.service_token` (catalog, cart, orders, payments).
     pub service_token: Option<String>,
     /// The most database connections one instance may hold open: its pool
-    /// of `database.max_connections`, plus the readiness pool for orders
-    /// ([`shop_orders::READINESS_POOL_CONNECTIONS`]); 0 without a database.
+    /// of `database.max_connections`, plus its readiness check's own
+    /// connection ([`shop_common::db::READINESS_CONNECTIONS`]); 0 without a
+    /// database.
     pub database_connections: u32,
 }
 
@@ -225,7 +226,8 @@ impl Parts {
     fn with_database(self, database: &DatabaseSettings) -> Loaded {
         Loaded {
             database_url: Some(database.url.expose_secret().to_owned()),
-            database_connections: pool_size(database),
+            database_connections: pool_size(database)
+                .saturating_add(shop_common::db::READINESS_CONNECTIONS),
             ..self.without_database()
         }
     }
@@ -308,13 +310,10 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
             // Orders serves /metrics on its HTTP port and registers its gRPC one.
             let admin_port = Some(s.http.port);
             let parts = Parts::new(service, s.registry, s.instance, s.http.port, admin_port);
-            let loaded = parts.with_database(&s.database);
             Loaded {
                 registered_port: s.grpc.port,
                 service_token: exposed(s.internal.service_token),
-                database_connections: (loaded.database_connections)
-                    .saturating_add(shop_orders::READINESS_POOL_CONNECTIONS),
-                ..loaded
+                ..parts.with_database(&s.database)
             }
         }
         Service::Payments => {
@@ -628,16 +627,20 @@ mod tests {
                 .expect("loads")
                 .database_connections
         };
-        assert_eq!(pool(Service::Users, None), 10, "the default pool");
-        assert_eq!(pool(Service::Cart, Some("8")), 8);
+        // The pool, plus the readiness check's own connection.
+        let probe = shop_common::db::READINESS_CONNECTIONS;
+        assert_eq!(probe, 1);
+        assert_eq!(pool(Service::Users, None), 10 + probe, "the default pool");
+        assert_eq!(pool(Service::Cart, Some("8")), 8 + probe);
+        assert_eq!(pool(Service::Orders, Some("10")), 10 + probe);
         assert_eq!(
-            pool(Service::Orders, Some("10")),
-            10 + shop_orders::READINESS_POOL_CONNECTIONS
+            pool(Service::Catalog, Some("0")),
+            1 + probe,
+            "a pool never has 0"
         );
-        assert_eq!(pool(Service::Catalog, Some("0")), 1, "a pool never has 0");
         assert_eq!(
             pool(Service::Payments, Some("5")),
-            5,
+            5 + probe,
             "payments' pool counts"
         );
         assert_eq!(pool(Service::Gateway, None), 0);

@@ -721,6 +721,10 @@ fn every_kubernetes_workload_has_a_disruption_budget() {
 
 // ---- the database connection budget
 
+/// The connections an instance holds beside its pool: its readiness
+/// check's own.
+const PROBE: u64 = shop_common::db::READINESS_CONNECTIONS as u64;
+
 /// The services that hold database connections, as every budget must count them.
 const DATABASE_SERVICES: [Service; 5] = [
     Service::Users,
@@ -829,7 +833,8 @@ fn compose_past_the_connection_budget_fails_naming_the_service() {
 
     // A users pool one connection past what fits.
     let users = u64::from(compose_entry(&services, "users").replicas);
-    let pool = largest_fitting(&before, before.of(Service::Users), users) + 1;
+    let each = largest_fitting(&before, before.of(Service::Users), users) + 1;
+    let pool = each - PROBE;
     let mut raised = services.clone();
     set_env(
         &mut compose_entry_mut(&mut raised, "users").env,
@@ -838,11 +843,12 @@ fn compose_past_the_connection_budget_fails_naming_the_service() {
     );
     let err = over(budget::compose(&raised), "users pool raised");
     eprintln!("docker-compose.yml, users pool {pool}: {err}");
-    assert_names_share(&err, Service::Users, users * pool);
+    assert_names_share(&err, Service::Users, users * each);
 
     // A payments pool one connection past what fits: payments counts too.
     let payments = u64::from(compose_entry(&services, "payments").replicas);
-    let pool = largest_fitting(&before, before.of(Service::Payments), payments) + 1;
+    let each = largest_fitting(&before, before.of(Service::Payments), payments) + 1;
+    let pool = each - PROBE;
     let mut raised = services.clone();
     set_env(
         &mut compose_entry_mut(&mut raised, "payments").env,
@@ -851,7 +857,7 @@ fn compose_past_the_connection_budget_fails_naming_the_service() {
     );
     let err = over(budget::compose(&raised), "payments pool raised");
     eprintln!("docker-compose.yml, payments pool {pool}: {err}");
-    assert_names_share(&err, Service::Payments, payments * pool);
+    assert_names_share(&err, Service::Payments, payments * each);
 }
 
 #[test]
@@ -930,7 +936,8 @@ fn kubernetes_past_the_connection_budget_fails_naming_the_service() {
                 .find(|w| w.service == Some(service))
                 .unwrap_or_else(|| panic!("{target}: no {} workload", service.name()));
             let pods = u64::from(workload.instances);
-            let pool = largest_fitting(&before, before.of(service), pods) + 1;
+            let each = largest_fitting(&before, before.of(service), pods) + 1;
+            let pool = each - PROBE;
             let mut raised = manifests.clone();
             let env = deployment_env(&mut raised, service.name());
             env.retain(|var| var["name"] != "SHOP_DATABASE__MAX_CONNECTIONS");
@@ -940,7 +947,7 @@ fn kubernetes_past_the_connection_budget_fails_naming_the_service() {
                 &format!("{target}: {} pool raised", service.name()),
             );
             eprintln!("{target}, {} pool {pool}: {err}", service.name());
-            assert_names_share(&err, service, pods * pool);
+            assert_names_share(&err, service, pods * each);
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use shop_common::auth::TokenVerifier;
 use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_common::db::Db;
-use shop_common::health::Readiness;
+use shop_common::health::{Readiness, ReadinessCheck};
 use shop_discovery::{InstanceSettings, JwksSource, RegistrySettings, UpstreamClient};
 use shop_proto::orders::v1::order_service_server::OrderServiceServer;
 use shop_runtime::{
@@ -35,16 +35,6 @@ use crate::store::{MIGRATOR, OrderStore};
 
 /// The service name in discovery, logs and metrics.
 pub const SERVICE: &str = "orders";
-
-/// Connections in the pool the admin listener's readiness check uses, on top
-/// of `database.max_connections`: `server::run` closes the pool it is given
-/// when the admin listener stops, and the main pool must outlive the gRPC
-/// drain and the relay, so the check gets a pool of its own. One is enough
-/// for a `SELECT 1` per probe. Every orders instance therefore holds up to
-/// `database.max_connections + READINESS_POOL_CONNECTIONS` connections; the
-/// deployment check (`shop-deploy-check`) counts them against PostgreSQL's
-/// limit.
-pub const READINESS_POOL_CONNECTIONS: u32 = 1;
 
 /// How long one database check behind `grpc.health.v1` may take.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -82,20 +72,13 @@ impl Service for Orders {
     type Settings = Settings;
     const SPEC: Spec = Spec::new(SERVICE).migrated_by(&MIGRATOR);
 
-    /// Opens and migrates the database (and the readiness check's own
-    /// pool), builds the cart and users clients and the gRPC server. Beside
+    /// Opens and migrates the database, builds the cart and users clients and the gRPC server. Beside
     /// it run the outbox relay (stops claiming at the stop signal), its
     /// acknowledger and the outbox purge (both stop after the drain, so
     /// drained calls still deliver and report), and the gRPC health
     /// follower.
     async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
         let db = context.db()?;
-        // The admin listener's readiness check gets a pool of its own (see
-        // READINESS_POOL_CONNECTIONS).
-        let mut probe = settings.database.clone();
-        probe.max_connections = READINESS_POOL_CONNECTIONS;
-        let probe_db = Db::connect(&probe).await?;
-
         let cart = CartClient::new(
             UpstreamClient::new("cart", &settings.cart, &context.registry)
                 .map_err(StartError::upstream("cart"))?,
@@ -215,7 +198,9 @@ impl Service for Orders {
         });
         let parts = Parts {
             api: Api::Grpc(serve),
-            readiness: Readiness::new().with_check(probe_db),
+            // The database's check keeps a connection of its own, outside
+            // the pool (shop_common::db::READINESS_CONNECTIONS).
+            readiness: Readiness::new().with_check(db.clone()),
             workers,
         };
         Ok((Self, parts))
@@ -270,7 +255,9 @@ async fn follow_database(
 }
 
 async fn database_status(db: &Db) -> ServingStatus {
-    match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, db.ping()).await {
+    // The readiness check's own connection: never waits behind requests
+    // for a pooled one.
+    match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, db.check()).await {
         Ok(Ok(())) => ServingStatus::Serving,
         _ => ServingStatus::NotServing,
     }

@@ -31,7 +31,7 @@ pub mod relay;
 pub mod saga;
 pub mod store;
 
-pub use app::{Orders, READINESS_POOL_CONNECTIONS};
+pub use app::Orders;
 pub use config::Settings;
 pub use error::{Error, Result};
 
