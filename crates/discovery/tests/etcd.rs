@@ -1,8 +1,10 @@
 //! The etcd backend against a real etcd: registration and watch, lease
 //! expiry after a crash, graceful deregistration, and recovery after etcd
-//! itself restarts. Needs `--features etcd`; the shared test etcd comes
-//! from `SHOP_TEST_ETCD_ENDPOINTS` (scripts/test.sh), and the restart test
-//! runs an etcd of its own.
+//! itself restarts (on an empty data directory, or on its own after being
+//! killed or paused for longer than the lease, while watchers keep the
+//! instances they knew). Needs `--features etcd`; the shared test etcd
+//! comes from `SHOP_TEST_ETCD_ENDPOINTS` (scripts/test.sh), and the outage
+//! tests run an etcd of their own.
 #![cfg(feature = "etcd")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed setup should fail the test
 
@@ -194,11 +196,21 @@ impl OwnEtcd {
     /// Starts etcd on a fresh, empty data directory: every key and lease
     /// from before is gone, as after losing the etcd volume.
     fn start(&mut self) {
-        let dir = tempfile::tempdir().unwrap();
+        self.dirs.push(tempfile::tempdir().unwrap());
+        self.start_again();
+    }
+
+    /// Starts etcd on the data directory it last ran on (a fresh one the
+    /// first time): keys and leases survive, as after `docker restart`.
+    fn start_again(&mut self) {
+        if self.dirs.is_empty() {
+            self.dirs.push(tempfile::tempdir().unwrap());
+        }
+        let dir = self.dirs.last().unwrap().path().to_owned();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(&self.binary)
             .args(["--name", "default", "--data-dir"])
-            .arg(dir.path())
+            .arg(&dir)
             .args([
                 "--listen-client-urls",
                 &self.url(),
@@ -222,9 +234,20 @@ impl OwnEtcd {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.dirs.push(dir);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the running etcd.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("etcd runs");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} etcd");
+    }
+
+    /// SIGKILLs etcd (a paused one too) and waits for it to exit.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().ok();
@@ -301,4 +324,139 @@ async fn registrations_come_back_after_etcd_restarts_without_restarting_services
         "the watch follows the new etcd: {:?}",
         cart.borrow()
     );
+}
+
+/// Asserts, every 100 ms for `outage`, that `watch` still holds exactly the
+/// instances `expected` names: a watcher keeps the last known set while
+/// etcd does not answer.
+async fn assert_kept(watch: &watch::Receiver<Instances>, expected: &[&str], outage: Duration) {
+    let until = Instant::now() + outage;
+    while Instant::now() < until {
+        let ids: Vec<String> = watch.borrow().iter().map(|i| i.id.clone()).collect();
+        assert_eq!(
+            ids, expected,
+            "the watch changed while etcd was unreachable"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// After an outage: the registration is back, its key is in etcd and still
+/// there a whole TTL later (on a lease that is kept alive, not a leftover of
+/// the old one), and the watch shows the instance and follows new changes.
+async fn assert_recovered(
+    endpoints: &[String],
+    prefix: &str,
+    service: &Registry,
+    registration: &shop_discovery::Registration,
+    cart: &mut watch::Receiver<Instances>,
+    ttl: Duration,
+) {
+    assert!(
+        registration.registered(Duration::from_secs(30)).await,
+        "re-registered after etcd came back"
+    );
+    let key = format!("{prefix}cart/cart-1");
+    let present = async {
+        while raw_get(endpoints, &key).await.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), present)
+        .await
+        .expect("the key is back in etcd");
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    assert!(
+        raw_get(endpoints, &key).await.is_some(),
+        "the key outlives a TTL after the outage: its lease is kept alive"
+    );
+    assert!(
+        wait_for(cart, Duration::from_secs(15), |set| set.len() == 1)
+            .await
+            .is_some(),
+        "the watch shows the instance again: {:?}",
+        cart.borrow()
+    );
+    let _second = service
+        .register(Instance::new("cart", "cart-2", "127.0.0.1:8084"))
+        .unwrap();
+    assert!(
+        wait_for(cart, Duration::from_secs(15), |set| set.len() == 2)
+            .await
+            .is_some(),
+        "the watch re-synced and follows changes: {:?}",
+        cart.borrow()
+    );
+}
+
+/// etcd killed (SIGKILL) for longer than the lease and started again on
+/// its own data: the watchers keep their instances throughout, and the
+/// instance is registered again without restarting it.
+#[tokio::test]
+async fn an_etcd_down_longer_than_the_lease_keeps_watchers_and_gets_registrations_back() {
+    let Some(binary) = OwnEtcd::binary() else {
+        return;
+    };
+    let mut etcd = OwnEtcd::new(binary);
+    etcd.start_again();
+    let endpoints = vec![etcd.url()];
+    let prefix = unique_prefix();
+    let ttl = Duration::from_secs(2);
+    let service = registry(&endpoints, &prefix, ttl.as_secs()).await;
+    let observer = registry(&endpoints, &prefix, ttl.as_secs()).await;
+    let mut cart = observer.watch("cart");
+    let registration = service
+        .register(Instance::new("cart", "cart-1", "127.0.0.1:8083"))
+        .unwrap();
+    assert!(registration.registered(Duration::from_secs(15)).await);
+    wait_for(&mut cart, Duration::from_secs(10), |set| set.len() == 1)
+        .await
+        .expect("appears");
+
+    etcd.stop();
+    assert_kept(&cart, &["cart-1"], ttl * 3).await;
+
+    etcd.start_again();
+    assert_recovered(&endpoints, &prefix, &service, &registration, &mut cart, ttl).await;
+}
+
+/// etcd paused (SIGSTOP: it holds its connections but answers nothing) for
+/// longer than the lease, then resumed: its leases have expired meanwhile,
+/// so the keeper must grant a new one and write the key again; the
+/// watchers keep their instances while it is paused.
+#[tokio::test]
+async fn a_paused_etcd_keeps_watchers_and_the_keeper_re_grants_after_it() {
+    let Some(binary) = OwnEtcd::binary() else {
+        return;
+    };
+    let mut etcd = OwnEtcd::new(binary);
+    etcd.start_again();
+    let endpoints = vec![etcd.url()];
+    let prefix = unique_prefix();
+    let ttl = Duration::from_secs(2);
+    let service = registry(&endpoints, &prefix, ttl.as_secs()).await;
+    let observer = registry(&endpoints, &prefix, ttl.as_secs()).await;
+    let mut cart = observer.watch("cart");
+    let registration = service
+        .register(Instance::new("cart", "cart-1", "127.0.0.1:8083"))
+        .unwrap();
+    assert!(registration.registered(Duration::from_secs(15)).await);
+    wait_for(&mut cart, Duration::from_secs(10), |set| set.len() == 1)
+        .await
+        .expect("appears");
+
+    etcd.signal("STOP");
+    // Long enough for the HTTP/2 pings to give the connections up (3 s + 3 s).
+    assert_kept(&cart, &["cart-1"], ttl * 5).await;
+    let lost = async {
+        while registration.is_registered() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), lost)
+        .await
+        .expect("the keeper notices the lease is not kept alive");
+
+    etcd.signal("CONT");
+    assert_recovered(&endpoints, &prefix, &service, &registration, &mut cart, ttl).await;
 }
