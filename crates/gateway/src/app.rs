@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use axum::Router;
 use shop_common::auth::TokenVerifier;
-use shop_common::health::Readiness;
 use shop_discovery::{JwksSource, UpstreamClient};
 use shop_runtime::{Api, Context, Parts, Service, Spec, StartError};
 use tower::ServiceBuilder;
@@ -22,7 +21,7 @@ use crate::middleware::rate_limit::RateLimitLayer;
 use crate::middleware::shed::ShedLayer;
 use crate::middleware::trace_context::TraceContextLayer;
 use crate::middleware::uri_limit::UriLimitLayer;
-use crate::readiness::UpstreamReady;
+use crate::readiness;
 use crate::routes::{self, docs};
 use crate::state::{AppState, Shared, Upstream, Upstreams};
 
@@ -34,7 +33,8 @@ impl Service for Gateway {
     const SPEC: Spec = Spec::new("gateway");
 
     /// Builds one upstream client per service and the edge layers around
-    /// the routes; ready while every upstream has a healthy instance.
+    /// the routes; ready once serving, whatever the upstreams' state (see
+    /// [`readiness`]).
     async fn assemble(settings: &Settings, context: &Context) -> Result<(Self, Parts), StartError> {
         let upstream = |which: Upstream, upstream_settings| {
             UpstreamClient::new(which.service(), upstream_settings, &context.registry)
@@ -50,11 +50,6 @@ impl Service for Gateway {
             &settings.auth,
             Arc::new(JwksSource::new(upstreams.users.clone())),
         );
-        let readiness = Upstream::ALL
-            .into_iter()
-            .fold(Readiness::new(), |readiness, which| {
-                readiness.with_check(UpstreamReady::new(upstreams.get(which).clone()))
-            });
         let state = AppState::new(Shared {
             orders: OrdersChannel::new(upstreams.orders.clone()).client(),
             upstreams,
@@ -64,7 +59,7 @@ impl Service for Gateway {
         let api = routes::router(state, &verifier).merge(docs::swagger_ui());
         let parts = Parts {
             api: Api::Http(with_edge_layers(api, settings)),
-            readiness,
+            readiness: readiness::readiness(),
             workers: Vec::new(),
         };
         Ok((Self, parts))

@@ -62,6 +62,14 @@ impl Default for Settings {
 /// user id for cart, so one user's requests land on one cart instance
 /// (warm caches, fewer write conflicts on one cart), with bounded loads so
 /// a busy user cannot overload an instance.
+///
+/// Timeouts: every upstream waits 2 s per try and 5 s in all, except
+/// orders, whose `PlaceOrder` and `CancelOrder` may legitimately take the
+/// saga's `answer_within_ms` (2 s by default) before answering: its tries
+/// get [`ORDERS_PER_TRY_TIMEOUT_MS`], so a healthy answer is never cut off
+/// and retried, and its calls [`ORDERS_DEADLINE_MS`], room for one try on
+/// a hung instance and a whole retry elsewhere. Both stay under
+/// `limits.request_timeout_ms`, so the client hears the gateway's answer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamsSettings {
@@ -75,6 +83,13 @@ pub struct UpstreamsSettings {
     pub orders: UpstreamSettings,
 }
 
+/// Default per-try timeout of orders calls, in milliseconds: the saga's
+/// default `answer_within_ms` (2000) plus a second for the answer to
+/// travel.
+pub const ORDERS_PER_TRY_TIMEOUT_MS: u64 = 3_000;
+/// Default deadline of orders calls, in milliseconds: two whole tries.
+pub const ORDERS_DEADLINE_MS: u64 = 2 * ORDERS_PER_TRY_TIMEOUT_MS;
+
 impl Default for UpstreamsSettings {
     fn default() -> Self {
         Self {
@@ -84,7 +99,11 @@ impl Default for UpstreamsSettings {
                 balance: PolicySettings::ConsistentHash(ConsistentHashSettings::default()),
                 ..UpstreamSettings::default()
             },
-            orders: UpstreamSettings::default(),
+            orders: UpstreamSettings {
+                per_try_timeout_ms: ORDERS_PER_TRY_TIMEOUT_MS,
+                deadline_ms: ORDERS_DEADLINE_MS,
+                ..UpstreamSettings::default()
+            },
         }
     }
 }
@@ -369,6 +388,12 @@ mod tests {
             settings.upstreams.users.balance,
             PolicySettings::PeakEwma(_)
         ));
+        // A PlaceOrder answering after the saga's answer time (2 s) is not
+        // cut off, and a hung try leaves room for a whole retry.
+        let orders = &settings.upstreams.orders;
+        assert!(orders.per_try_timeout_ms > 2_000);
+        assert!(orders.deadline_ms >= 2 * orders.per_try_timeout_ms);
+        assert!(orders.deadline_ms < settings.limits.request_timeout_ms);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | [`grpc`] | the orders gRPC client over the discovery balancer |
 //! | [`headers`] | the client address (trusted proxies, `X-Forwarded-For`), hop-by-hop headers, `X-Forwarded-*` |
 //! | [`middleware`] | the edge layers: rate limit, shedding, size limits, deadline, auth, CORS, trace context |
-//! | [`readiness`] | `/readyz`: every upstream has a healthy instance |
+//! | [`readiness`] | `/readyz`: ready when serving; upstreams degrade their own routes instead |
 //! | [`state`] | the upstream clients handlers share |
 //! | [`openapi`] | the OpenAPI 3.1 document |
 

@@ -1,43 +1,24 @@
-//! Readiness of the gateway: ready when every upstream has at least one
-//! instance that passes its health checks and is not ejected. The
-//! `/readyz` body names each upstream with `ok` or why it is not.
+//! Readiness of the gateway: ready when it can serve — its configuration
+//! loaded and its listener bound, which is all it takes to be running at
+//! all — and not ready only while it drains (the shared lifecycle adds
+//! that). The state of its upstreams does not count.
+//!
+//! Why: readiness takes an instance out of its load balancer's rotation
+//! (and holds back node drains behind a disruption budget). If it required
+//! a healthy instance of every upstream, one service down would take every
+//! gateway out, and the whole API — catalog browsing included — would
+//! answer 503 from the load balancer in front. Instead each route degrades
+//! on its own: a route whose upstream has no healthy instance answers 503
+//! problem+json with `Retry-After` (see `shop_discovery::CallError`), and
+//! every other route keeps working.
+//!
+//! Operators see the upstreams' state in the gateway's metrics
+//! (`upstream_instances`, `upstream_breaker_state`,
+//! `upstream_ejections_total`, `upstream_health_transitions_total`).
 
-use futures::future::BoxFuture;
-use shop_common::health::ReadinessCheck;
-use shop_discovery::UpstreamClient;
+use shop_common::health::Readiness;
 
-/// One upstream's readiness check.
-pub struct UpstreamReady {
-    client: UpstreamClient,
-}
-
-impl UpstreamReady {
-    /// A check of `client`'s instances.
-    pub fn new(client: UpstreamClient) -> Self {
-        Self { client }
-    }
-}
-
-impl ReadinessCheck for UpstreamReady {
-    fn name(&self) -> &str {
-        self.client.service()
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        let endpoints = self.client.balancer().endpoints();
-        let result = if endpoints.is_empty() {
-            Err("no instance registered".to_owned())
-        } else if endpoints
-            .iter()
-            .any(|endpoint| endpoint.is_healthy() && !endpoint.is_ejected())
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "none of {} instance(s) is healthy",
-                endpoints.len()
-            ))
-        };
-        Box::pin(std::future::ready(result))
-    }
+/// The gateway's readiness: no checks of its own.
+pub fn readiness() -> Readiness {
+    Readiness::new()
 }

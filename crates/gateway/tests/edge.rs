@@ -399,11 +399,11 @@ async fn overload_is_shed_but_probes_still_answer() {
     // Admin /metrics under overload: 200 Prometheus text.
     edge.scrape().await;
     let readyz = edge.get("/readyz").await;
-    // orders has no instance here: not ready, and the body says which.
-    assert_eq!(readyz.status(), 503);
+    // Ready although orders has no instance here: readiness is the
+    // gateway's own, and /readyz is not shed.
+    assert_eq!(readyz.status(), 200, "/readyz under overload");
     let report: Value = readyz.json().await.expect("json");
-    assert_eq!(report["checks"]["catalog"], "ok");
-    assert_ne!(report["checks"]["orders"], "ok");
+    assert_eq!(report["status"], "ready");
     for task in slow {
         task.abort();
     }

@@ -1,6 +1,7 @@
 //! Resilience through the gateway: an instance leaving mid-run costs no
 //! request, a slow upstream is cut off at the deadline with 504, a dead
-//! one is answered with 503 quickly once its breaker opens.
+//! one is answered with 503 + `Retry-After` (quickly once its breaker
+//! opens). Per-route degradation and fail-over are in `degrade.rs`.
 
 mod common;
 
@@ -121,20 +122,14 @@ async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
     let client = reqwest::Client::new();
     let products = || send(client.get(format!("{}/api/products", gateway.base)));
 
-    let mut statuses = Vec::new();
-    for _ in 0..10 {
+    // Refused connections (nothing reached a server), then the open
+    // breaker: unavailable, try again later, every time.
+    for _ in 0..5 {
         let response = products().await;
-        let status = response.status().as_u16();
-        statuses.push(status);
-        if status == 503 {
-            assert!(response.headers().contains_key("retry-after"));
-            let body = assert_problem(response, 503, "breaker open").await;
-            assert_eq!(body["type"], "/problems/upstream");
-            break;
-        }
-        assert_problem(response, 502, "connection refused").await;
+        assert!(response.headers().contains_key("retry-after"));
+        let body = assert_problem(response, 503, "connection refused, then breaker open").await;
+        assert_eq!(body["type"], "/problems/upstream");
     }
-    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
     let started = Instant::now();
     assert_eq!(products().await.status(), 503);
     assert!(
@@ -144,22 +139,16 @@ async fn a_dead_upstream_yields_503_quickly_once_the_breaker_opens() {
 
     // The orders facade over gRPC maps the same way.
     let token = users.token("0190c9f0-0000-7000-8000-000000000001");
-    let mut last = 0;
-    for _ in 0..10 {
+    for _ in 0..5 {
         let response = send(
             client
                 .get(format!("{}/api/orders", gateway.base))
                 .bearer_auth(&token),
         );
         let response = response.await;
-        last = response.status().as_u16();
-        assert!(matches!(last, 502 | 503), "{last}");
-        assert_problem(response, last, "orders facade, dead instance").await;
-        if last == 503 {
-            break;
-        }
+        assert!(response.headers().contains_key("retry-after"));
+        assert_problem(response, 503, "orders facade, dead instance").await;
     }
-    assert_eq!(last, 503, "the orders breaker opened too");
 
     let metrics = scrape(&client, &gateway.admin_base()).await;
     for series in [

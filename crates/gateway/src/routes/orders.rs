@@ -16,7 +16,7 @@ use shop_api::orders::{
     RejectionReason,
 };
 use shop_common::auth::unauthorized;
-use shop_common::error::{ErrorChain, Problem};
+use shop_common::error::Problem;
 use shop_common::extract::{self, Path, Query};
 use shop_discovery::error::UPSTREAM_PROBLEM_TYPE;
 use shop_discovery::{CallError, Deadline, Idempotent};
@@ -298,31 +298,14 @@ fn bad_answer(reason: &str) -> Problem {
 ///
 /// Client errors pass the orders service's message on (it is written for
 /// clients); anything else gets a generic text, the status goes to the log.
-/// A call that never got an answer (no instance, breaker open, timeout)
-/// maps like any upstream call failure.
+/// A call that never got an answer maps like any upstream call failure
+/// (`Problem::from(CallError)`): no instance, breaker open or no instance
+/// reachable is 503 with `Retry-After`, so with every orders replica down
+/// these routes say "unavailable, try again" while the rest of the API
+/// works; time running out is 504; a connection that broke mid-answer 502.
 pub fn status_problem(status: &tonic::Status) -> Problem {
     if let Some(call) = call_error(status) {
-        tracing::warn!(upstream = "orders", error = %ErrorChain(call), "upstream call failed");
-        let problem = match call.status_code() {
-            StatusCode::GATEWAY_TIMEOUT => Problem::with_detail(
-                StatusCode::GATEWAY_TIMEOUT,
-                "a service needed for this request did not answer in time",
-            )
-            .kind(UPSTREAM_PROBLEM_TYPE, "Upstream timeout"),
-            StatusCode::SERVICE_UNAVAILABLE => unavailable(),
-            _ => Problem::with_detail(
-                StatusCode::BAD_GATEWAY,
-                "a service needed for this request failed",
-            )
-            .kind(UPSTREAM_PROBLEM_TYPE, "Bad gateway"),
-        };
-        return match call {
-            CallError::BreakerOpen { retry_after, .. } => {
-                problem.retry_after(retry_after.as_secs_f64().ceil() as u64)
-            }
-            CallError::NoInstance { .. } => problem.retry_after(1),
-            _ => problem,
-        };
+        return Problem::from(call);
     }
     let message = status.message();
     match status.code() {
@@ -397,6 +380,49 @@ mod tests {
                 assert!(!problem.to_string().contains("10.0.0.1"), "{problem}");
             }
         }
+    }
+
+    #[test]
+    fn calls_that_reached_no_orders_instance_are_503_with_retry_after() {
+        let upstream: std::sync::Arc<str> = "orders".into();
+        let refused = CallError::Connect {
+            upstream: upstream.clone(),
+            address: "10.0.0.7:50051".into(),
+            source: "connection refused".into(),
+        };
+        let unreachable = [
+            refused,
+            CallError::NoInstance {
+                upstream: upstream.clone(),
+            },
+            CallError::BreakerOpen {
+                upstream: upstream.clone(),
+                retry_after: std::time::Duration::from_secs(3),
+            },
+        ];
+        for call in unreachable {
+            let what = format!("{call:?}");
+            // How tonic hands a transport error back: Unknown, with the
+            // transport's error as its source.
+            let status = tonic::Status::from_error(Box::new(call));
+            let problem = status_problem(&status);
+            assert_eq!(problem.status, 503, "{what}");
+            assert!(
+                problem
+                    .headers
+                    .iter()
+                    .any(|(name, _)| name == header::RETRY_AFTER),
+                "{what}: Retry-After"
+            );
+            assert!(!problem.to_string().contains("10.0.0.7"), "{problem}");
+        }
+        let broken = CallError::Protocol {
+            upstream,
+            address: "10.0.0.7:50051".into(),
+            source: "connection reset".into(),
+        };
+        let problem = status_problem(&tonic::Status::from_error(Box::new(broken)));
+        assert_eq!(problem.status, 502, "it may have reached orders");
     }
 
     #[test]

@@ -67,7 +67,13 @@ pub fn tune(settings: &mut shop_gateway::Settings) {
         balance: settings.upstreams.cart.balance.clone(),
         ..fast_upstream()
     };
-    settings.upstreams.orders = fast_upstream();
+    // Orders keep their timeouts: a PlaceOrder may take the saga's answer
+    // time before answering.
+    settings.upstreams.orders = UpstreamSettings {
+        per_try_timeout_ms: settings.upstreams.orders.per_try_timeout_ms,
+        deadline_ms: settings.upstreams.orders.deadline_ms,
+        ..fast_upstream()
+    };
     settings.rate_limit.per_second = 10_000;
     settings.rate_limit.burst = 10_000;
     settings.rate_limit.login.per_minute = 100_000;
