@@ -1,8 +1,9 @@
 //! The compose file as the checks see it: per service, the environment its
 //! container gets (`env_file` entries, then `environment`, which wins), the
 //! secrets mounted under `/run/secrets/`, its published ports, its image,
-//! command line, replica count and the networks it joins (who can open a
-//! connection to whom: [`ComposeService::shares_network`]).
+//! command line, replica count, the networks it joins (who can open a
+//! connection to whom: [`ComposeService::shares_network`]) and how long
+//! compose waits for it to stop.
 
 use std::path::Path;
 
@@ -41,6 +42,8 @@ pub struct ComposeService {
     /// The networks it joins (`networks:` as a list or a map); compose puts
     /// a service that names none on `default`.
     pub networks: Vec<String>,
+    /// `stop_grace_period:` as written (compose waits 10 s without it).
+    pub stop_grace_period: Option<String>,
 }
 
 impl ComposeService {
@@ -150,6 +153,7 @@ fn service(name: &str, spec: &Value, root: &Path) -> Result<ComposeService, Erro
         depends_on,
         healthcheck: spec["healthcheck"].is_object(),
         networks: networks(&spec["networks"]),
+        stop_grace_period: scalar(&spec["stop_grace_period"]),
     })
 }
 

@@ -23,10 +23,13 @@
 pub mod budget;
 pub mod compose;
 pub mod k8s;
+pub mod stop;
 pub mod yaml;
 
 use secrecy::ExposeSecret;
-use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings};
+use std::time::Duration;
+
+use shop_common::config::{self, AdminSettings, ConfigError, DatabaseSettings, ListenerLimits};
 use shop_discovery::{InstanceSettings, RegistrySettings, Scheme};
 
 /// Why a deployment file could not be read.
@@ -173,6 +176,18 @@ pub struct Loaded {
     /// connection ([`shop_common::db::READINESS_CONNECTIONS`]); 0 without a
     /// database.
     pub database_connections: u32,
+    /// The longest a stop takes once the process has the signal: the API
+    /// listener's shutdown delay and drain, then the admin listener's
+    /// drain ([`shop_common::server::ADMIN_DRAIN`]). See [`stop`].
+    pub stop_time: Duration,
+    /// The API listener's shutdown delay (`http.shutdown_delay_ms`): how
+    /// long it serves on, not ready and deregistered, after the signal.
+    pub shutdown_delay: Duration,
+}
+
+/// [`Loaded::stop_time`] of an API listener with `limits`.
+fn stop_time(limits: ListenerLimits) -> Duration {
+    limits.shutdown_delay + limits.drain + shop_common::server::ADMIN_DRAIN
 }
 
 /// The most connections a pool of `database` opens: `Db::connect` never
@@ -192,6 +207,7 @@ macro_rules! parts {
             $s.http.port,
             admin_port(&$s.admin),
         )
+        .stopping($s.http.limits())
     };
 }
 
@@ -202,6 +218,8 @@ struct Parts {
     instance: InstanceSettings,
     http_port: u16,
     admin_port: Option<u16>,
+    stop_time: Duration,
+    shutdown_delay: Duration,
 }
 
 impl Parts {
@@ -218,6 +236,17 @@ impl Parts {
             instance,
             http_port,
             admin_port,
+            stop_time: Duration::ZERO,
+            shutdown_delay: Duration::ZERO,
+        }
+    }
+
+    /// The same, its API listener stopping with `limits`.
+    fn stopping(self, limits: ListenerLimits) -> Self {
+        Self {
+            stop_time: stop_time(limits),
+            shutdown_delay: limits.shutdown_delay,
+            ..self
         }
     }
 
@@ -246,6 +275,8 @@ impl Parts {
             signing_key_pem: false,
             service_token: None,
             database_connections: 0,
+            stop_time: self.stop_time,
+            shutdown_delay: self.shutdown_delay,
         }
     }
 }
@@ -309,7 +340,9 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
             let s: shop_orders::Settings = load_as(&env, shop_orders::Settings::validate)?;
             // Orders serves /metrics on its HTTP port and registers its gRPC one.
             let admin_port = Some(s.http.port);
-            let parts = Parts::new(service, s.registry, s.instance, s.http.port, admin_port);
+            // Its API listener is the gRPC one.
+            let parts = Parts::new(service, s.registry, s.instance, s.http.port, admin_port)
+                .stopping(s.grpc.listener().limits());
             Loaded {
                 registered_port: s.grpc.port,
                 service_token: exposed(s.internal.service_token),

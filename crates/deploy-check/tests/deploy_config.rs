@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use shop_deploy_check::budget::{self, Budget, BudgetError, OverBudget};
 use shop_deploy_check::compose::{self, ComposeService};
 use shop_deploy_check::k8s::{Manifests, Workload};
-use shop_deploy_check::{Loaded, Service, Topology, check, load, split_host_port};
+use shop_deploy_check::{Loaded, Service, Topology, check, load, split_host_port, stop};
 use shop_discovery::RegistrySettings;
 
 fn repo() -> PathBuf {
@@ -716,6 +716,128 @@ fn every_kubernetes_workload_has_a_disruption_budget() {
             json!("nothing");
         let budgets = budgets_of(&without);
         assert!(budgets[&Service::Payments].is_empty(), "{target}");
+    }
+}
+
+// ---- stopping: shutdown delay, drain, compose's grace and k8s' preStop
+
+/// Why compose may kill a service before it has stopped.
+fn compose_stop_problems(services: &[ComposeService]) -> Vec<String> {
+    services
+        .iter()
+        .filter_map(|entry| {
+            let loaded = load(entry.service?, &entry.env).expect("loads");
+            stop::compose_problem(entry, &loaded)
+        })
+        .collect()
+}
+
+#[test]
+fn every_compose_service_serves_on_while_deregistered_and_is_given_time_to_stop() {
+    let root = generated_root();
+    let services = compose_services(root.path());
+    assert_eq!(compose_stop_problems(&services), Vec::<String>::new());
+    for entry in &services {
+        let Some(service) = entry.service else {
+            continue;
+        };
+        let loaded = load(service, &entry.env).expect("loads");
+        // orders' gRPC listener takes its delay from grpc.* settings.
+        if service != Service::Orders {
+            assert!(
+                !loaded.shutdown_delay.is_zero(),
+                "{}: no shutdown delay (SHOP_HTTP__SHUTDOWN_DELAY_MS): callers whose etcd watch lags meet refused connections",
+                entry.name
+            );
+        }
+    }
+
+    // A grace period cut below the stop time is named.
+    let mut short = services.clone();
+    compose_entry_mut(&mut short, "cart-1").stop_grace_period = Some("5s".to_owned());
+    let found = compose_stop_problems(&short).join("\n");
+    assert!(
+        found.contains("cart-1: stop_grace_period 5 s is shorter than its stop"),
+        "{found}"
+    );
+    // compose's default (10 s) is too short for the default drain alone.
+    let mut unset = services.clone();
+    compose_entry_mut(&mut unset, "users").stop_grace_period = None;
+    let found = compose_stop_problems(&unset).join("\n");
+    assert!(found.contains("users: stop_grace_period 10 s"), "{found}");
+}
+
+/// Why Kubernetes may kill a Deployment's pod before it has stopped, or
+/// keep routing to it while it stops.
+fn kubernetes_stop_problems(manifests: &Manifests) -> Vec<String> {
+    manifests
+        .workloads()
+        .expect("references resolve")
+        .iter()
+        .filter_map(|workload| {
+            let loaded = load(workload.service?, &workload.env).expect("loads");
+            stop::kubernetes_problem(workload, &loaded)
+        })
+        .collect()
+}
+
+/// The first container of `Deployment/name`.
+fn deployment_container<'a>(manifests: &'a mut Manifests, name: &str) -> &'a mut Value {
+    &mut manifests
+        .get_mut("Deployment", name)
+        .unwrap_or_else(|| panic!("no Deployment/{name}"))["spec"]["template"]["spec"]["containers"]
+        [0]
+}
+
+#[test]
+fn every_kubernetes_deployment_leaves_endpoints_before_stopping_and_is_given_time_to_stop() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    for (target, manifests) in targets {
+        assert_eq!(
+            kubernetes_stop_problems(&manifests),
+            Vec::<String>::new(),
+            "{target}"
+        );
+        let workloads = manifests.workloads().expect("references resolve");
+        let cart = workloads
+            .iter()
+            .find(|w| w.service == Some(Service::Cart))
+            .expect("a cart workload");
+        let pre_stop = stop::pre_stop_sleep_secs(cart).expect("a preStop sleep");
+        let stop_time = load(Service::Cart, &cart.env).expect("loads").stop_time;
+        eprintln!(
+            "{target}: cart preStop {pre_stop} s, stop {} s, grace {} s",
+            stop_time.as_secs_f64(),
+            stop::termination_grace_secs(cart).expect("a number")
+        );
+
+        // The grace period lowered one second below preStop + stop.
+        let needed = pre_stop + stop_time.as_secs() + u64::from(stop_time.subsec_nanos() > 0);
+        let mut short = manifests.clone();
+        short.get_mut("Deployment", "cart").expect("rendered")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] =
+            json!(needed - 1);
+        let found = kubernetes_stop_problems(&short).join("\n");
+        assert!(
+            found.contains(&format!(
+                "Deployment/cart: terminationGracePeriodSeconds {} is shorter than preStop",
+                needed - 1
+            )),
+            "{target}: {found}"
+        );
+
+        // Without its preStop, the Deployment is named.
+        let mut bare = manifests.clone();
+        deployment_container(&mut bare, "orders")
+            .as_object_mut()
+            .expect("a container")
+            .remove("lifecycle");
+        let found = kubernetes_stop_problems(&bare).join("\n");
+        assert!(
+            found.contains("Deployment/orders: container orders has no lifecycle.preStop sleep"),
+            "{target}: {found}"
+        );
     }
 }
 
