@@ -313,6 +313,56 @@ async fn a_refused_connection_ejects_at_once_and_fails_over_without_budget() {
 }
 
 #[tokio::test]
+async fn an_instance_back_on_its_address_takes_traffic_only_once_ready() {
+    let fleet = Fleet::start(&["a"], Mode::Ok).await;
+    // "b" was killed; its registration (same id, same address) stays.
+    let address = closed_port();
+    let _b = fleet
+        .registry
+        .register(shop_discovery::Instance::new(
+            SERVICE,
+            "b",
+            address.to_string(),
+        ))
+        .unwrap();
+    let client = fleet.client(|settings| {
+        settings.outlier.base_ejection_ms = 100;
+        settings.health_check.interval_ms = 50;
+        // Periodic checks off: only the re-admission probe is at work.
+        settings.health_check.enabled = false;
+    });
+    assert!(client.wait_for_instances(2, Duration::from_secs(5)).await);
+    for _ in 0..4 {
+        assert_eq!(text(client.send(get("/")).await.unwrap()).await, "a");
+    }
+    let b = client
+        .balancer()
+        .endpoints()
+        .into_iter()
+        .find(|endpoint| endpoint.instance().id == "b")
+        .unwrap();
+    assert!(b.is_ejected(), "ejected at its first refused connection");
+
+    // It restarts on the same address, not ready yet: still no traffic,
+    // well past its ejection time.
+    let restarted = TestServer::start_on("b", address).await;
+    restarted.set_ready(false);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..10 {
+        assert_eq!(text(client.send(get("/")).await.unwrap()).await, "a");
+    }
+    assert!(b.is_ejected(), "not let back in while its probe fails");
+    assert_eq!(restarted.hits(), 0);
+
+    restarted.set_ready(true);
+    assert!(eventually(Duration::from_secs(5), || !b.is_ejected()).await);
+    for _ in 0..10 {
+        client.send(get("/")).await.unwrap();
+    }
+    assert_eq!(restarted.hits(), 5, "round robin again once ready");
+}
+
+#[tokio::test]
 async fn every_instance_refusing_is_503_with_retry_after_and_the_last_one_is_kept() {
     let registry = Registry::in_process();
     let _one = registry

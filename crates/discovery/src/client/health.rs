@@ -6,6 +6,11 @@
 //!
 //! gRPC endpoints are not checked here (their port serves no `/readyz`);
 //! ejection and the breaker cover them.
+//!
+//! [`readmit`] is the probe that lets an endpoint ejected for a failed
+//! connection back in (see [`super::outlier`]); it runs whether or not
+//! periodic checks are enabled, and for gRPC endpoints it settles for a TCP
+//! connect.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -17,7 +22,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, RequestBody};
-use crate::balance::Endpoint;
+use crate::balance::{Endpoint, now_nanos};
 use crate::instance::Scheme;
 
 /// Active health-check settings of an upstream.
@@ -103,6 +108,60 @@ async fn check(inner: &Inner, settings: &HealthCheckSettings, endpoint: &Arc<End
             tracing::warn!(upstream = %inner.service, instance, "instance fails health checks; no traffic until it passes");
         }
     }
+}
+
+/// Lets `endpoint`, ejected until re-admitted, back in once a probe passes:
+/// the first after `ejected_for`, then one every health-check interval.
+/// Ends when it passed, when the endpoint left the balancer (deregistered)
+/// or when the client is dropped.
+pub(super) async fn readmit(
+    client: Weak<Inner>,
+    endpoint: Weak<Endpoint>,
+    ejected_for: Duration,
+    stop: CancellationToken,
+) {
+    let mut wait = ejected_for;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let (Some(inner), Some(endpoint)) = (client.upgrade(), endpoint.upgrade()) else {
+            return;
+        };
+        let listed = inner
+            .balancer
+            .endpoints()
+            .iter()
+            .any(|listed| Arc::ptr_eq(listed, &endpoint));
+        if !listed {
+            return;
+        }
+        let settings = &inner.health_check;
+        let passed = match endpoint.scheme() {
+            Scheme::Http => probe(&inner, settings, &endpoint).await,
+            Scheme::Grpc => connects(settings, &endpoint).await,
+        };
+        if passed {
+            // A fresh start: no failures carried over, and the ejection
+            // history still lengthens the next ejection if it flaps.
+            endpoint.consecutive_failures.store(0, Ordering::Relaxed);
+            endpoint.ejected_until.store(now_nanos(), Ordering::Relaxed);
+            tracing::info!(upstream = %inner.service, instance = %endpoint.instance().id, "ejected instance is ready again");
+            return;
+        }
+        wait = Duration::from_millis(settings.interval_ms.max(1));
+    }
+}
+
+/// Whether a TCP connection to the endpoint can be made within the
+/// health-check timeout.
+async fn connects(settings: &HealthCheckSettings, endpoint: &Endpoint) -> bool {
+    let connect = tokio::net::TcpStream::connect(endpoint.authority().as_str());
+    matches!(
+        tokio::time::timeout(Duration::from_millis(settings.timeout_ms.max(1)), connect).await,
+        Ok(Ok(_))
+    )
 }
 
 /// One `GET path`; true on a 2xx within the timeout.

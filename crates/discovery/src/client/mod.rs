@@ -229,7 +229,11 @@ pub(crate) struct Inner {
     http2: HttpClient,
     metrics: UpstreamMetrics,
     known: watch::Receiver<usize>,
+    /// How endpoints are probed, also to let an unreachable one back in.
+    health_check: HealthCheckSettings,
     stop: CancellationToken,
+    /// Itself, for the re-admission probes it spawns.
+    this: Weak<Inner>,
 }
 
 impl Drop for Inner {
@@ -303,7 +307,7 @@ impl UpstreamClient {
             .build(connector);
 
         let stop = CancellationToken::new();
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|this| Inner {
             breaker: breaker::Breaker::new(
                 settings.breaker.clone(),
                 metrics.breaker_state.clone(),
@@ -323,7 +327,9 @@ impl UpstreamClient {
             http2,
             metrics,
             known,
+            health_check: settings.health_check.clone(),
             stop: stop.clone(),
+            this: this.clone(),
         });
         runtime.spawn(follow_registry(
             Arc::downgrade(&inner),
@@ -517,8 +523,17 @@ impl Inner {
                 }
             };
             let unreachable = matches!(failure, TryFailure::Connect(_));
-            self.outlier
-                .failure(&endpoint, &self.balancer, &self.service, unreachable);
+            if let Some(ejected_for) =
+                self.outlier
+                    .failure(&endpoint, &self.balancer, &self.service, unreachable)
+            {
+                tokio::spawn(health::readmit(
+                    self.this.clone(),
+                    Arc::downgrade(&endpoint),
+                    ejected_for,
+                    self.stop.clone(),
+                ));
+            }
 
             // A try that reached no server is sent elsewhere whatever the
             // method, outside max_retries and the budget: it cost the

@@ -15,16 +15,19 @@
 //! instance (a bad deploy, a down database) is left to the circuit breaker
 //! instead of emptying the balancer.
 //!
-//! When the ejection time is over the endpoint is picked again; if it is
-//! still dead the next try's connection fails, which ejects it again at
-//! once (for longer) and is retried elsewhere without cost to the caller.
-//! An instance that restarted and registered again after its registration
-//! went away is a new endpoint with a clean record, picked at once: the
-//! runtime registers only once its listeners are bound and its database
-//! migrated, so a registration means ready. One that came back under the
-//! same id and address before its old registration lapsed (a lease not
-//! yet expired) keeps its record, and its traffic, once the ejection time
-//! is over.
+//! An endpoint ejected for a failed connection comes back only once it is
+//! ready: when its ejection time is over it is probed (`GET` of the
+//! health-check path, `/readyz`, for HTTP; a TCP connect for gRPC) and
+//! takes traffic again only when the probe passes; until then it is probed
+//! again every health-check interval. That covers an instance restarted
+//! under the same id and address whose old registration never lapsed (a
+//! lease not yet expired): it keeps its record, and is let back in by its
+//! readiness, not by a timer. An endpoint ejected for failed tries comes
+//! back when its ejection time is over; if it still fails, it is soon
+//! ejected again, for longer. An instance that registered again after its
+//! registration went away is a new endpoint with a clean record, picked at
+//! once: the runtime registers only once its database is migrated and its
+//! listeners are bound, so a registration means ready.
 
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
@@ -93,22 +96,26 @@ impl OutlierDetector {
     /// A try failed; ejects the endpoint when it crossed the threshold (or
     /// at once when `unreachable`: no connection could be made) and the
     /// ejection limits allow it.
+    ///
+    /// Returns the ejection time when it ejected an unreachable endpoint:
+    /// that one stays out until the caller's re-admission probe passes
+    /// ([`super::health::readmit`]) after that time.
     pub(crate) fn failure(
         &self,
         endpoint: &Endpoint,
         balancer: &Balancer,
         upstream: &str,
         unreachable: bool,
-    ) {
+    ) -> Option<Duration> {
         if !self.settings.enabled {
-            return;
+            return None;
         }
         let failures = endpoint
             .consecutive_failures
             .fetch_add(1, Ordering::Relaxed)
             + 1;
         if !unreachable && failures < self.settings.consecutive_failures.max(1) {
-            return;
+            return None;
         }
         let now = now_nanos();
         let mut history = endpoint
@@ -116,14 +123,14 @@ impl OutlierDetector {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if endpoint.ejected_until.load(Ordering::Relaxed) > now {
-            return;
+            return None;
         }
         let census = balancer.census(endpoint);
         let allowed = (census.total * self.settings.max_ejection_percent.min(100) as usize / 100)
             .max(1)
             .min(census.total.saturating_sub(1));
         if census.ejected >= allowed || census.others_available == 0 {
-            return;
+            return None;
         }
         let max = Duration::from_millis(
             self.settings
@@ -138,10 +145,12 @@ impl OutlierDetector {
         let duration = Duration::from_millis(self.settings.base_ejection_ms)
             .saturating_mul(history.times)
             .min(max);
-        endpoint.ejected_until.store(
-            now.saturating_add(duration.as_nanos() as u64),
-            Ordering::Relaxed,
-        );
+        let until = if unreachable {
+            UNTIL_READMITTED
+        } else {
+            now.saturating_add(duration.as_nanos() as u64)
+        };
+        endpoint.ejected_until.store(until, Ordering::Relaxed);
         endpoint.consecutive_failures.store(0, Ordering::Relaxed);
         self.ejections.increment(1);
         tracing::warn!(
@@ -152,5 +161,10 @@ impl OutlierDetector {
             ejected_ms = duration.as_millis(),
             "ejecting a failing instance"
         );
+        unreachable.then_some(duration)
     }
 }
+
+/// `ejected_until` of an endpoint that stays ejected until a probe lets it
+/// back in (see [`super::health::readmit`]).
+pub(crate) const UNTIL_READMITTED: u64 = u64::MAX;

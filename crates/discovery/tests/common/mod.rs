@@ -56,6 +56,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(id: &str) -> Self {
+        Self::start_on(id, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A server on `addr` (an instance restarting on its old address).
+    pub async fn start_on(id: &str, addr: SocketAddr) -> Self {
         let state = ServerState {
             id: Arc::from(id),
             mode: Arc::new(AtomicU8::new(Mode::Ok as u8)),
@@ -71,7 +76,7 @@ impl TestServer {
             .route("/echo", routing::post(echo))
             .fallback(handle)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.ok();
