@@ -27,9 +27,10 @@
 //! call's outcome feeds the breaker.
 //!
 //! When an instance dies the client fails over rather than failing: its
-//! first refused connection ejects it and the try goes to another instance
-//! free of the retry budget, so a burst of requests during a replica kill
-//! is not starved by it; requests in flight on it (reset mid-answer) are
+//! first refused connection ejects it (until a readiness probe lets it back
+//! in, see [`outlier`]) and the try goes to another instance free of the
+//! retry budget, so a burst of requests during a replica kill is not
+//! starved by it; requests in flight on it (reset mid-answer) are
 //! retried when idempotent; a request hyper had queued on a pooled
 //! keep-alive connection that the server closed (a draining instance closes
 //! its idle connections) is re-sent by hyper itself on another connection
