@@ -224,6 +224,7 @@ struct Proxy {
     cut: tokio_util::sync::CancellationToken,
 }
 
+#[allow(clippy::expect_used)] // a test helper: a failed setup should fail the test
 impl Proxy {
     async fn start(listen: std::net::SocketAddr, upstream: String) -> Self {
         let listener = tokio::net::TcpListener::bind(listen)
