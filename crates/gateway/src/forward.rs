@@ -1,5 +1,5 @@
 //! Forwarding a request to an upstream service, unchanged but for header
-//! hygiene, through that service's [`UpstreamClient`].
+//! hygiene, through that service's [`UpstreamClient`](shop_discovery::UpstreamClient).
 //!
 //! Bodies stream both ways. One exception: the body of an idempotent
 //! method (PUT, DELETE, …) is read into memory first, bounded by the body

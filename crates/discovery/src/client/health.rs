@@ -7,7 +7,7 @@
 //! gRPC endpoints are not checked here (their port serves no `/readyz`);
 //! ejection and the breaker cover them.
 //!
-//! [`readmit`] is the probe that lets an endpoint ejected for a failed
+//! `readmit` is the probe that lets an endpoint ejected for a failed
 //! connection back in (see [`super::outlier`]); it runs whether or not
 //! periodic checks are enabled, and for gRPC endpoints it settles for a TCP
 //! connect.
