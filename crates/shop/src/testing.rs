@@ -270,8 +270,10 @@ impl TestStack {
         running.stopped().await.expect("stopped cleanly");
     }
 
-    /// Waits (bounded) until the gateway reports ready (every upstream
-    /// healthy).
+    /// Waits (bounded) until the gateway reports ready: it serves. (Its
+    /// readiness does not wait for upstreams; in the in-process stack its
+    /// registry is the in-memory one, which every upstream client sees at
+    /// once.)
     pub async fn wait_ready(&self) {
         let url = self.url("/readyz");
         eventually("the gateway to be ready", || async {

@@ -102,6 +102,8 @@ struct Cluster {
     procs: HashMap<String, Proc>,
     registry: Registry,
     client: reqwest::Client,
+    /// The gateway's admin listener (`/metrics`), on a port picked here.
+    gateway_admin: String,
     _dir: tempfile::TempDir,
     _dbs: Vec<TestDatabase>,
 }
@@ -131,6 +133,7 @@ impl Cluster {
             ("SHOP_HTTP__HOST", "127.0.0.1".to_owned()),
             ("SHOP_HTTP__PORT", "0".to_owned()),
         ];
+        let gateway_admin_port = free_port();
         let mut procs = HashMap::new();
         let mut dbs = Vec::new();
         for (name, binary, extra) in [
@@ -191,9 +194,15 @@ impl Cluster {
             env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
             if name != "orders" {
                 // The admin listeners on free ports too: two carts share a host.
-                // (orders' admin listener is its `http` one.)
+                // (orders' admin listener is its `http` one.) The gateway's is
+                // known, to read its view of the upstreams.
+                let port = if name == "gateway" {
+                    gateway_admin_port
+                } else {
+                    0
+                };
                 env.push(("SHOP_ADMIN__HOST".to_owned(), "127.0.0.1".to_owned()));
-                env.push(("SHOP_ADMIN__PORT".to_owned(), "0".to_owned()));
+                env.push(("SHOP_ADMIN__PORT".to_owned(), port.to_string()));
             }
             if name != "gateway" {
                 // The carts share one database, as replicas do.
@@ -230,6 +239,7 @@ impl Cluster {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
+            gateway_admin: format!("http://127.0.0.1:{gateway_admin_port}"),
             _dir: dir,
             _dbs: dbs.into_iter().map(|(_, db)| db).collect(),
         };
@@ -280,17 +290,47 @@ impl Cluster {
             .join("\n")
     }
 
-    /// The gateway's address, once it is ready: registered in etcd is not
-    /// enough, its own view of the upstreams (etcd watch, health checks) may
-    /// still lag the test's, and a request then would find no instance.
+    /// The gateway's address, once it serves and knows every upstream:
+    /// its `/readyz` says it serves (it does not wait for upstreams, so a
+    /// missing service degrades only its routes), and registered in etcd is
+    /// not enough, its own etcd watch may still lag the test's, and a
+    /// request then would find no instance. So this also waits until the
+    /// gateway's `upstream_instances` gauges count every instance.
     async fn gateway(&self) -> String {
         let instances = self.wait_for("gateway", |i| !i.is_empty()).await;
         let base = format!("http://{}", instances[0].address);
+        let expected = [
+            ("users", 1.0),
+            ("catalog", 1.0),
+            ("cart", 2.0),
+            ("orders", 1.0),
+        ];
         let ready = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                let answer = self.client.get(format!("{base}/readyz")).send().await;
-                if answer.is_ok_and(|r| r.status() == 200) {
-                    return;
+                let serving = self.client.get(format!("{base}/readyz")).send().await;
+                if serving.is_ok_and(|r| r.status() == 200) {
+                    let metrics = match self
+                        .client
+                        .get(format!("{}/metrics", self.gateway_admin))
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.text().await.unwrap_or_default(),
+                        Err(_) => String::new(),
+                    };
+                    let known = |upstream: &str| {
+                        shop_testkit::metric_value(
+                            &metrics,
+                            "upstream_instances",
+                            &[("upstream", upstream)],
+                        )
+                    };
+                    if expected
+                        .iter()
+                        .all(|(upstream, count)| known(upstream) == Some(*count))
+                    {
+                        return;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -298,7 +338,7 @@ impl Cluster {
         .await;
         assert!(
             ready.is_ok(),
-            "the gateway was not ready within 20 s; logs:\n{}",
+            "the gateway did not serve with every upstream known within 20 s; logs:\n{}",
             self.logs()
         );
         base
@@ -508,4 +548,12 @@ async fn orders_killed_after_accepting_an_order_keeps_it_once() {
         cart["version"], 3,
         "two puts and exactly one removal: {cart}"
     );
+}
+
+/// A loopback port free when asked (bound, then released for a child).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
 }
