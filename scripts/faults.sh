@@ -88,8 +88,8 @@ wait_healthy() {
             current=$(docker inspect --format \
                 '{{ index .Config.Labels "com.docker.compose.service" }}:{{ .State.Status }}/{{ if .State.Health }}{{ .State.Health.Status }}{{ else }}healthy{{ end }}' $ids)
         fi
-        if grep -qE ':(exited|dead)/' <<<"$current"; then
-            die "a container exited before it was healthy: $(grep -E ':(exited|dead)/' <<<"$current" | tr '\n' ' ')"
+        if grep -qE ':(exited|dead|restarting)/' <<<"$current"; then
+            die "a container exited before it was healthy: $(grep -E ':(exited|dead|restarting)/' <<<"$current" | tr '\n' ' ')"
         fi
         pending=$(grep -v ':running/healthy$' <<<"$current" | tr '\n' ' ' || true)
         if [ "$(grep -c ':running/healthy$' <<<"$current" || true)" -eq "$expected" ]; then

@@ -323,12 +323,10 @@ pub async fn audit(
                 }
             }
             ("confirmed", None) => problems.push(format!("confirmed order {id} has no payment")),
-            ("rejected", Some((state, _, _))) => {
-                if state != "voided" && state != "declined" {
-                    problems.push(format!(
-                        "rejected order {id} has its payment {state}, not voided or declined"
-                    ));
-                }
+            ("rejected", Some((state, _, _))) if state != "voided" && state != "declined" => {
+                problems.push(format!(
+                    "rejected order {id} has its payment {state}, not voided or declined"
+                ));
             }
             _ => {}
         }

@@ -189,26 +189,42 @@ pub fn summary(deltas: &[Delta]) -> String {
             .iter()
             .filter(|d| family.is_none_or(|f| d.family == f) && d.name == name && filter(&d.labels))
             .map(|d| d.value)
-            .sum()
+            .fold(0.0, |a, b| a + b)
     };
     let any = |_: &str| true;
     let mut parts = Vec::new();
     for family in ["gateway", "orders", "cart"] {
-        let retries = sum(Some(family), "upstream_retries_total", &any);
-        let ejections = sum(Some(family), "upstream_ejections_total", &any);
-        let unhealthy = sum(Some(family), "upstream_health_transitions_total", &|l| {
-            l.contains("state=\"unhealthy\"")
-        });
-        let errors = sum(Some(family), "upstream_requests_total", &|l| {
-            !l.contains("outcome=\"success\"")
-        });
-        let open = sum(Some(family), "upstream_breaker_state", &|_| true);
-        if retries + ejections + unhealthy + errors + open > 0.0 {
-            parts.push(format!(
-                "{family}'s upstream clients retried {retries} calls on another instance, ejected {ejections} endpoints, \
-                 saw {unhealthy} health checks turn unhealthy, passed on or failed {errors} calls{}",
-                if open > 0.0 { ", and ended with a breaker not closed" } else { "" }
-            ));
+        let mut did = Vec::new();
+        let mut count = |n: f64, what: &str| {
+            if n > 0.0 {
+                did.push(format!("{n} {what}"));
+            }
+        };
+        count(
+            sum(Some(family), "upstream_retries_total", &any),
+            "retries on another instance",
+        );
+        count(
+            sum(Some(family), "upstream_ejections_total", &any),
+            "ejections",
+        );
+        count(
+            sum(Some(family), "upstream_health_transitions_total", &|l| {
+                l.contains("state=\"unhealthy\"")
+            }),
+            "health checks turned unhealthy",
+        );
+        count(
+            sum(Some(family), "upstream_requests_total", &|l| {
+                !l.contains("outcome=\"success\"")
+            }),
+            "calls failed or answered 5xx",
+        );
+        if sum(Some(family), "upstream_breaker_state", &any) > 0.0 {
+            did.push("a breaker left open or half-open".to_owned());
+        }
+        if !did.is_empty() {
+            parts.push(format!("{family}'s upstream clients: {}", did.join(", ")));
         }
     }
     let shed = sum(Some("gateway"), "gateway_rejections_total", &any);
@@ -299,5 +315,35 @@ mod tests {
             label("{upstream=\"cart\",state=\"healthy\"}", "state"),
             Some("healthy")
         );
+    }
+
+    #[test]
+    fn summary_names_only_what_happened() {
+        let delta = |family: &str, name: &str, labels: &str, value: f64| Delta {
+            family: family.to_owned(),
+            name: name.to_owned(),
+            labels: labels.to_owned(),
+            value,
+        };
+        let text = summary(&[
+            delta(
+                "gateway",
+                "upstream_retries_total",
+                "{upstream=\"cart\"}",
+                4.0,
+            ),
+            delta(
+                "orders",
+                "orders_saga_step_failures_total",
+                "{step=\"capture\"}",
+                2.0,
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "Gateway's upstream clients: 4 retries on another instance; \
+             the saga retried 2 failed steps and the recovery worker took over 0 orders."
+        );
+        assert!(summary(&[]).starts_with("No resilience layer had to act"));
     }
 }
