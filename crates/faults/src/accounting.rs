@@ -89,13 +89,11 @@ fn quoted(ids: &[String]) -> String {
         .join(", ")
 }
 
-/// The SQL condition selecting the orders whose key starts with `prefix-`.
-fn of_prefix(prefix: &str) -> String {
+/// The SQL condition selecting the orders whose key (in `column`) starts
+/// with `prefix-`.
+fn of_prefix(column: &str, prefix: &str) -> String {
     let prefix = format!("{prefix}-").replace('\'', "''");
-    format!(
-        "left(idempotency_key, {}) = '{prefix}'",
-        prefix.chars().count()
-    )
+    format!("left({column}, {}) = '{prefix}'", prefix.chars().count())
 }
 
 /// Waits until no order of the scenario is `pending` or `cancelling`.
@@ -106,7 +104,7 @@ pub async fn wait_settled(docker: &Docker, prefix: &str, timeout: Duration) -> R
     let started = Instant::now();
     let sql = format!(
         "SELECT count(*) FROM orders WHERE {} AND status IN ('pending', 'cancelling')",
-        of_prefix(prefix)
+        of_prefix("idempotency_key", prefix)
     );
     loop {
         let rows = docker.psql("orders", &sql).await;
@@ -130,15 +128,6 @@ pub async fn wait_settled(docker: &Docker, prefix: &str, timeout: Duration) -> R
         }
         sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// An order as orders stored it.
-#[derive(Debug, Clone)]
-struct Order {
-    key: String,
-    status: String,
-    total_cents: i64,
-    currency: String,
 }
 
 /// What the books say about one scenario.
@@ -166,8 +155,51 @@ pub struct Books {
     pub problems: Vec<String>,
 }
 
+/// The rows the audit reads, from each service's own database.
+#[derive(Debug, Default, Clone)]
+pub struct Tables {
+    /// orders: the scenario's orders by id.
+    pub orders: BTreeMap<String, Order>,
+    /// orders: the ids of every order of the run (any scenario).
+    pub all_order_ids: BTreeSet<String>,
+    /// orders: units of each product in the scenario's confirmed orders.
+    pub confirmed_units: BTreeMap<String, i64>,
+    /// payments: every payment by order id.
+    pub payments: BTreeMap<String, Payment>,
+    /// payments: order ids that have more than one payment row.
+    pub doubled_payments: Vec<String>,
+    /// catalog: the state of every reservation, by order id.
+    pub reservations: BTreeMap<String, String>,
+    /// catalog: the stock of the load's products now.
+    pub stock_after: BTreeMap<String, i64>,
+}
+
+/// An order as orders stored it.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Its idempotency key.
+    pub key: String,
+    /// pending, confirmed, rejected, cancelling, cancelled.
+    pub status: String,
+    /// Its total.
+    pub total_cents: i64,
+    /// Its currency.
+    pub currency: String,
+}
+
+/// A payment as payments stored it.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    /// authorized, declined, captured, voided, refunded.
+    pub state: String,
+    /// What was taken (0 for a void before any authorization).
+    pub amount_cents: i64,
+    /// Its currency (`XXX` for a void before any authorization).
+    pub currency: String,
+}
+
 /// Reads the books of the scenario whose keys start with `prefix` and
-/// checks them against `keys` and the stock before it (`stock_before`).
+/// checks them (see [`check`]) against `keys` and the stock before it.
 ///
 /// # Errors
 /// A database could not be read (a discrepancy is not an error: see
@@ -179,30 +211,27 @@ pub async fn audit(
     products: &[String],
     stock_before: &BTreeMap<String, i64>,
 ) -> Result<Books> {
-    let mut books = Books {
-        keys: keys.len(),
-        ..Books::default()
-    };
-    let problems = &mut books.problems;
+    let tables = read(docker, prefix, products).await?;
+    Ok(check(&tables, keys, products, stock_before))
+}
 
-    // Orders of this scenario, by id, and by key.
+/// Reads the [`Tables`] of a scenario.
+async fn read(docker: &Docker, prefix: &str, products: &[String]) -> Result<Tables> {
+    let mut tables = Tables::default();
     let rows = docker
         .psql(
             "orders",
             &format!(
                 "SELECT id, idempotency_key, status, total_cents, currency FROM orders WHERE {}",
-                of_prefix(prefix)
+                of_prefix("idempotency_key", prefix)
             ),
         )
         .await?;
-    let mut orders: BTreeMap<String, Order> = BTreeMap::new();
-    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in rows {
         let [id, key, status, total, currency] = row.as_slice() else {
             bail!("unexpected orders row {row:?}");
         };
-        by_key.entry(key.clone()).or_default().push(id.clone());
-        orders.insert(
+        tables.orders.insert(
             id.clone(),
             Order {
                 key: key.clone(),
@@ -212,13 +241,90 @@ pub async fn audit(
             },
         );
     }
-    books.orders = orders.len();
-    books.confirmed = orders.values().filter(|o| o.status == "confirmed").count();
-    books.rejected = orders.values().filter(|o| o.status == "rejected").count();
-    for order in orders.values() {
+    tables.all_order_ids = docker
+        .psql("orders", "SELECT id FROM orders")
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next())
+        .collect();
+    let rows = docker
+        .psql(
+            "orders",
+            &format!(
+                "SELECT l.product_id, sum(l.quantity) FROM order_lines l JOIN orders o ON o.id = l.order_id \
+                 WHERE o.status = 'confirmed' AND {} GROUP BY l.product_id",
+                of_prefix("o.idempotency_key", prefix)
+            ),
+        )
+        .await?;
+    for row in rows {
+        let [product, units] = row.as_slice() else {
+            bail!("unexpected order_lines row {row:?}");
+        };
+        tables.confirmed_units.insert(
+            product.clone(),
+            units.parse().context("quantity is not a number")?,
+        );
+    }
+    let rows = docker
+        .psql(
+            "payments",
+            "SELECT order_id, state, amount_cents, currency FROM payments",
+        )
+        .await?;
+    for row in rows {
+        let [order, state, amount, currency] = row.as_slice() else {
+            bail!("unexpected payments row {row:?}");
+        };
+        let payment = Payment {
+            state: state.clone(),
+            amount_cents: amount.parse().context("amount_cents is not a number")?,
+            currency: currency.clone(),
+        };
+        if tables.payments.insert(order.clone(), payment).is_some() {
+            tables.doubled_payments.push(order.clone());
+        }
+    }
+    let rows = docker
+        .psql("catalog", "SELECT order_id, state FROM reservations")
+        .await?;
+    for row in rows {
+        let [order, state] = row.as_slice() else {
+            bail!("unexpected reservations row {row:?}");
+        };
+        tables.reservations.insert(order.clone(), state.clone());
+    }
+    tables.stock_after = stock(docker, products).await?;
+    Ok(tables)
+}
+
+/// Checks a scenario's `tables` against the `keys` its shoppers sent and
+/// the stock of `products` before it; every discrepancy is a line of
+/// [`Books::problems`].
+pub fn check(
+    tables: &Tables,
+    keys: &[Key],
+    products: &[String],
+    stock_before: &BTreeMap<String, i64>,
+) -> Books {
+    let orders = &tables.orders;
+    let mut books = Books {
+        keys: keys.len(),
+        orders: orders.len(),
+        confirmed: orders.values().filter(|o| o.status == "confirmed").count(),
+        rejected: orders.values().filter(|o| o.status == "rejected").count(),
+        ..Books::default()
+    };
+    let mut problems = Vec::new();
+    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, order) in orders {
+        by_key
+            .entry(order.key.as_str())
+            .or_default()
+            .push(id.as_str());
         if order.status != "confirmed" && order.status != "rejected" {
             problems.push(format!(
-                "order with key {} is {} (no shopper cancels)",
+                "order {id} (key {}) is {}: no shopper cancels, and it should have settled",
                 order.key, order.status
             ));
         }
@@ -235,12 +341,12 @@ pub async fn audit(
                 ids.join(", ")
             ));
         }
-        if !sent.contains(key.as_str()) {
+        if !sent.contains(key) {
             problems.push(format!("key {key} has an order but the load never sent it"));
         }
     }
     for key in keys {
-        let stored = by_key.get(&key.key).map_or(0, Vec::len);
+        let stored = by_key.get(key.key.as_str()).map_or(0, Vec::len);
         match &key.outcome {
             KeyOutcome::Told(ids) => {
                 let distinct: BTreeSet<&String> = ids.iter().collect();
@@ -252,17 +358,17 @@ pub async fn audit(
                         distinct.len()
                     ));
                 }
+                if distinct.is_empty() {
+                    problems.push(format!("key {} was answered without an order id", key.key));
+                }
                 for id in distinct {
                     if orders.get(id).is_none_or(|o| o.key != key.key) {
                         books.lost += 1;
                         problems.push(format!(
-                            "order {id} (key {}) was told to the shopper but is not stored",
+                            "order {id} (key {}) was told to the shopper but is not stored under that key",
                             key.key
                         ));
                     }
-                }
-                if stored != 1 && ids.is_empty() {
-                    problems.push(format!("key {} was answered without an order id", key.key));
                 }
             }
             KeyOutcome::Refused(status) => {
@@ -278,102 +384,61 @@ pub async fn audit(
             }
             KeyOutcome::Lost => {
                 books.lost_to_client += 1;
-                if stored > 1 {
-                    problems.push(format!(
-                        "key {} (never answered) produced {stored} orders",
-                        key.key
-                    ));
-                }
             }
         }
     }
 
     // One charge per order, matching its state and total.
-    let rows = docker
-        .psql(
-            "payments",
-            "SELECT order_id, state, amount_cents, currency FROM payments",
-        )
-        .await?;
-    let mut payments: BTreeMap<String, (String, i64, String)> = BTreeMap::new();
-    for row in rows {
-        let [order, state, amount, currency] = row.as_slice() else {
-            bail!("unexpected payments row {row:?}");
-        };
-        let amount = amount.parse().context("amount_cents is not a number")?;
-        if payments
-            .insert(order.clone(), (state.clone(), amount, currency.clone()))
-            .is_some()
-        {
-            problems.push(format!("order {order} has two payments"));
-        }
+    for order in &tables.doubled_payments {
+        problems.push(format!("order {order} has two payments"));
     }
-    for (id, order) in &orders {
-        match (order.status.as_str(), payments.get(id)) {
-            ("confirmed", Some((state, amount, currency))) => {
-                if state != "captured" {
-                    problems.push(format!(
-                        "confirmed order {id} has its payment {state}, not captured"
-                    ));
-                } else if *amount != order.total_cents || *currency != order.currency {
-                    problems.push(format!(
-                        "confirmed order {id} totals {} {} but captured {amount} {currency}",
-                        order.total_cents, order.currency
-                    ));
-                }
+    for (id, order) in orders {
+        match (order.status.as_str(), tables.payments.get(id)) {
+            ("confirmed", Some(p)) if p.state != "captured" => {
+                problems.push(format!(
+                    "confirmed order {id} has its payment {}, not captured",
+                    p.state
+                ));
+            }
+            ("confirmed", Some(p))
+                if p.amount_cents != order.total_cents || p.currency != order.currency =>
+            {
+                problems.push(format!(
+                    "confirmed order {id} totals {} {} but {} {} was captured",
+                    order.total_cents, order.currency, p.amount_cents, p.currency
+                ));
             }
             ("confirmed", None) => problems.push(format!("confirmed order {id} has no payment")),
-            ("rejected", Some((state, _, _))) if state != "voided" && state != "declined" => {
+            ("rejected", Some(p)) if p.state != "voided" && p.state != "declined" => {
                 problems.push(format!(
-                    "rejected order {id} has its payment {state}, not voided or declined"
+                    "rejected order {id} has its payment {}, not voided or declined",
+                    p.state
                 ));
             }
             _ => {}
         }
     }
-    // A charge for an order that does not exist (any scenario's).
-    let all_orders: BTreeSet<String> = docker
-        .psql("orders", "SELECT id FROM orders")
-        .await?
-        .into_iter()
-        .filter_map(|r| r.into_iter().next())
-        .collect();
-    for (order, (state, _, _)) in &payments {
-        if !all_orders.contains(order) && state != "voided" {
+    // A charge for an order that does not exist (of any scenario); a void
+    // tombstone takes nothing.
+    for (order, payment) in &tables.payments {
+        if !tables.all_order_ids.contains(order) && payment.state != "voided" {
             problems.push(format!(
-                "payment {state} for order {order}, which does not exist"
+                "payment {} for order {order}, which does not exist",
+                payment.state
             ));
         }
     }
 
     // Stock: what the confirmed orders took, and nothing held for others.
-    let rows = docker
-        .psql(
-            "orders",
-            &format!(
-                "SELECT l.product_id, sum(l.quantity) FROM order_lines l JOIN orders o ON o.id = l.order_id \
-                 WHERE o.status = 'confirmed' AND left(o.idempotency_key, {}) = '{}' GROUP BY l.product_id",
-                prefix.chars().count() + 1,
-                format!("{prefix}-").replace('\'', "''")
-            ),
-        )
-        .await?;
-    let mut taken: BTreeMap<String, i64> = BTreeMap::new();
-    for row in rows {
-        let [product, units] = row.as_slice() else {
-            bail!("unexpected order_lines row {row:?}");
-        };
-        taken.insert(
-            product.clone(),
-            units.parse().context("quantity is not a number")?,
-        );
-    }
-    books.units = taken.values().sum();
-    let stock_after = stock(docker, products).await?;
+    books.units = tables.confirmed_units.values().sum();
     for product in products {
         let before = stock_before.get(product).copied().unwrap_or_default();
-        let after = stock_after.get(product).copied().unwrap_or_default();
-        let sold = taken.get(product).copied().unwrap_or_default();
+        let after = tables.stock_after.get(product).copied().unwrap_or_default();
+        let sold = tables
+            .confirmed_units
+            .get(product)
+            .copied()
+            .unwrap_or_default();
         if before - after != sold {
             problems.push(format!(
                 "product {product}: stock went {before} → {after} ({} units) but confirmed orders took {sold}",
@@ -381,40 +446,154 @@ pub async fn audit(
             ));
         }
     }
-    for product in taken.keys() {
+    for product in tables.confirmed_units.keys() {
         if !products.contains(product) {
             problems.push(format!(
                 "confirmed orders took product {product}, which the load never buys"
             ));
         }
     }
-    let rows = docker
-        .psql("catalog", "SELECT order_id, state FROM reservations")
-        .await?;
-    let mut reserved = 0;
-    for row in rows {
-        let [order, state] = row.as_slice() else {
-            bail!("unexpected reservations row {row:?}");
-        };
-        let Some(found) = orders.get(order) else {
-            continue;
-        };
-        match (found.status.as_str(), state.as_str()) {
-            ("confirmed", "reserved") => reserved += 1,
+    for (id, order) in orders {
+        match (
+            order.status.as_str(),
+            tables.reservations.get(id).map(String::as_str),
+        ) {
+            ("confirmed", Some("reserved")) => {}
             ("confirmed", other) => problems.push(format!(
-                "confirmed order {order} has its reservation {other}"
+                "confirmed order {id} has its reservation {}",
+                other.unwrap_or("missing")
             )),
-            (status, "reserved") => problems.push(format!(
-                "{status} order {order} still holds its reservation"
-            )),
+            (status, Some("reserved")) => {
+                problems.push(format!("{status} order {id} still holds its reservation"));
+            }
             _ => {}
         }
     }
-    if reserved != books.confirmed {
-        problems.push(format!(
-            "{} confirmed orders but {reserved} reservations held for them",
-            books.confirmed
-        ));
+    books.problems = problems;
+    books
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRODUCT: &str = "0196a1c0-5e00-7000-8000-000000000001";
+
+    /// Two keys, two confirmed orders of 2 units of 1000 cents each, paid,
+    /// reserved and taken from stock: clean books.
+    fn clean() -> (Tables, Vec<Key>, BTreeMap<String, i64>) {
+        let mut tables = Tables::default();
+        let mut keys = Vec::new();
+        for n in 1..=2 {
+            let id = format!("order-{n}");
+            let key = format!("run-scenario-0-{n}");
+            tables.orders.insert(
+                id.clone(),
+                Order {
+                    key: key.clone(),
+                    status: "confirmed".into(),
+                    total_cents: 1000,
+                    currency: "EUR".into(),
+                },
+            );
+            tables.all_order_ids.insert(id.clone());
+            tables.payments.insert(
+                id.clone(),
+                Payment {
+                    state: "captured".into(),
+                    amount_cents: 1000,
+                    currency: "EUR".into(),
+                },
+            );
+            tables.reservations.insert(id.clone(), "reserved".into());
+            keys.push(Key {
+                key,
+                outcome: KeyOutcome::Told(vec![id]),
+            });
+        }
+        tables.confirmed_units.insert(PRODUCT.into(), 4);
+        tables.stock_after.insert(PRODUCT.into(), STOCK - 4);
+        (tables, keys, [(PRODUCT.to_owned(), STOCK)].into())
     }
-    Ok(books)
+
+    fn problems(tables: &Tables, keys: &[Key], before: &BTreeMap<String, i64>) -> Vec<String> {
+        check(tables, keys, &[PRODUCT.to_owned()], before).problems
+    }
+
+    #[test]
+    fn clean_books_have_no_problem() {
+        let (tables, keys, before) = clean();
+        let books = check(&tables, &keys, &[PRODUCT.to_owned()], &before);
+        assert_eq!(books.problems, Vec::<String>::new());
+        assert_eq!((books.orders, books.confirmed, books.units), (2, 2, 4));
+    }
+
+    #[test]
+    fn a_told_order_missing_is_lost() {
+        let (mut tables, keys, before) = clean();
+        tables.orders.remove("order-1");
+        let books = check(&tables, &keys, &[PRODUCT.to_owned()], &before);
+        assert_eq!(books.lost, 1);
+    }
+
+    #[test]
+    fn a_key_answered_with_two_orders_is_a_duplicate() {
+        let (tables, mut keys, before) = clean();
+        if let Some(KeyOutcome::Told(ids)) = keys.first_mut().map(|k| &mut k.outcome) {
+            ids.push("order-2".into());
+        }
+        let books = check(&tables, &keys, &[PRODUCT.to_owned()], &before);
+        assert_eq!(books.duplicated, 1);
+    }
+
+    #[test]
+    fn payments_must_match_the_order() {
+        let (mut tables, keys, before) = clean();
+        if let Some(p) = tables.payments.get_mut("order-1") {
+            p.amount_cents = 999;
+        }
+        if let Some(p) = tables.payments.get_mut("order-2") {
+            p.state = "authorized".into();
+        }
+        tables.payments.insert(
+            "order-9".into(),
+            Payment {
+                state: "captured".into(),
+                amount_cents: 5,
+                currency: "EUR".into(),
+            },
+        );
+        let found = problems(&tables, &keys, &before);
+        assert_eq!(found.len(), 3, "{found:?}");
+    }
+
+    #[test]
+    fn stock_and_reservations_must_match_the_confirmed_orders() {
+        let (mut tables, keys, before) = clean();
+        tables.stock_after.insert(PRODUCT.into(), STOCK - 5);
+        tables
+            .reservations
+            .insert("order-1".into(), "released".into());
+        let found = problems(&tables, &keys, &before);
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn an_unsettled_order_and_a_refused_key_with_an_order_are_problems() {
+        let (mut tables, mut keys, before) = clean();
+        if let Some(o) = tables.orders.get_mut("order-2") {
+            o.status = "pending".into();
+        }
+        tables.confirmed_units.insert(PRODUCT.into(), 2);
+        tables.stock_after.insert(PRODUCT.into(), STOCK - 2);
+        tables
+            .reservations
+            .insert("order-2".into(), "reserved".into());
+        if let Some(k) = keys.first_mut() {
+            k.outcome = KeyOutcome::Refused(409);
+        }
+        let found = problems(&tables, &keys, &before);
+        // pending; still holds its reservation; key refused but ordered.
+        assert_eq!(found.len(), 3, "{found:?}");
+    }
 }

@@ -115,6 +115,12 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], commit: &str, date: &str) -> 
     let _ = writeln!(doc, "- {RECOVERY_DEFINITION}");
     let _ = writeln!(
         doc,
+        "- what the layers did: each service's counters on its admin port's /metrics, read before and after the \
+         scenario and summed over replicas; a process restarted in the scenario counts from zero again, so its \
+         change is what the new process counted (a lower bound)"
+    );
+    let _ = writeln!(
+        doc,
         "- the books: every order a shopper was told of exists once; no key made two orders; nothing left pending; \
          one payment per order (captured for confirmed, voided or declined for rejected, amounts equal); stock \
          taken equals the confirmed orders' units; no reservation held for an unconfirmed order\n"
