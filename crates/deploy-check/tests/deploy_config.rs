@@ -742,14 +742,12 @@ fn every_compose_service_serves_on_while_deregistered_and_is_given_time_to_stop(
             continue;
         };
         let loaded = load(service, &entry.env).expect("loads");
-        // orders' gRPC listener takes its delay from grpc.* settings.
-        if service != Service::Orders {
-            assert!(
-                !loaded.shutdown_delay.is_zero(),
-                "{}: no shutdown delay (SHOP_HTTP__SHUTDOWN_DELAY_MS): callers whose etcd watch lags meet refused connections",
-                entry.name
-            );
-        }
+        // orders' API listener is its gRPC one (SHOP_GRPC__SHUTDOWN_DELAY_MS).
+        assert!(
+            !loaded.shutdown_delay.is_zero(),
+            "{}: no shutdown delay (SHOP_HTTP__SHUTDOWN_DELAY_MS): callers whose etcd watch lags meet refused connections",
+            entry.name
+        );
     }
 
     // A grace period cut below the stop time is named.

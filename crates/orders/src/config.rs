@@ -58,6 +58,12 @@ pub struct GrpcSettings {
     pub port: u16,
     /// Seconds in-flight calls get to finish after a stop signal.
     pub drain_timeout_secs: u64,
+    /// Milliseconds the listener keeps accepting calls after the stop
+    /// signal, once the instance is deregistered and reports not ready
+    /// (default 0), so callers that still pick it while their view of the
+    /// registry catches up are served rather than refused (see
+    /// `HttpSettings::shutdown_delay_ms` in shop-common).
+    pub shutdown_delay_ms: u64,
     /// Milliseconds between database checks behind `grpc.health.v1`
     /// (SERVING while the database answers).
     pub health_interval_ms: u64,
@@ -87,6 +93,7 @@ impl Default for GrpcSettings {
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 50051,
             drain_timeout_secs: 10,
+            shutdown_delay_ms: 0,
             health_interval_ms: 5_000,
             max_concurrent_streams: 256,
             max_message_bytes: 1024 * 1024,
@@ -104,6 +111,7 @@ impl GrpcSettings {
             host: self.host,
             port: self.port,
             drain_timeout_secs: self.drain_timeout_secs,
+            shutdown_delay_ms: self.shutdown_delay_ms,
             ..HttpSettings::default()
         }
     }
