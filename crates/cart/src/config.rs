@@ -1,6 +1,6 @@
 //! Settings of the cart service.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{
     AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings, RetentionSettings,
@@ -8,8 +8,8 @@ use shop_common::config::{
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
 /// Everything the cart service reads at start-up.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Settings {
     /// Listener (default `0.0.0.0:8083`).
     pub http: HttpSettings,
@@ -18,10 +18,15 @@ pub struct Settings {
     /// The cart database (default `sqlite:./data/cart.db`).
     pub database: DatabaseSettings,
     /// Which tokens to accept (keys come from the users service's JWKS).
+    /// Not among the defaults a configuration is laid over: the service's
+    /// default is the type's.
+    #[serde(skip_serializing)]
     pub auth: VerifierSettings,
     /// The credential other services present on internal routes.
     pub internal: InternalSettings,
-    /// Where instances register and are found.
+    /// Where instances register and are found. Not among the defaults a
+    /// configuration is laid over: the service's default is the type's.
+    #[serde(skip_serializing)]
     pub registry: RegistrySettings,
     /// How this instance registers itself.
     pub instance: shop_discovery::InstanceSettings,
@@ -46,7 +51,7 @@ pub struct Settings {
 /// one: under load this spares most catalog calls of pricing a cart. A
 /// change in the catalog shows in carts (and so in new orders) at most
 /// `ttl_ms` later. Products the catalog does not know are never kept.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogCacheSettings {
     /// How long a product is reused, in milliseconds; 0 asks the catalog
@@ -141,6 +146,25 @@ mod tests {
     use secrecy::SecretString;
     use shop_common::config;
     use shop_common::config::MAX_PURGE_BATCH_SIZE;
+
+    #[test]
+    fn a_key_set_alone_keeps_the_services_defaults_of_its_table() {
+        use secrecy::ExposeSecret as _;
+        let settings: Settings = config::load_from(
+            "",
+            &[
+                ("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2000"),
+                ("SHOP_DATABASE__MAX_CONNECTIONS", "3"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(settings.http.port, 8083);
+        assert_eq!(settings.admin.port, 9083);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite:./data/cart.db"
+        );
+    }
 
     use super::*;
 

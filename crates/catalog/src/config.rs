@@ -1,14 +1,14 @@
 //! Settings of the catalog service.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shop_common::config::{
     AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings,
 };
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 /// Everything the catalog service reads at start-up.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Settings {
     /// Listener (default `0.0.0.0:8082`).
     pub http: HttpSettings,
@@ -19,7 +19,9 @@ pub struct Settings {
     /// The credential orders presents on the internal stock routes
     /// (default none: every internal call is refused).
     pub internal: InternalSettings,
-    /// Where instances register and are found.
+    /// Where instances register and are found. Not among the defaults a
+    /// configuration is laid over: the service's default is the type's.
+    #[serde(skip_serializing)]
     pub registry: RegistrySettings,
     /// How this instance registers itself.
     pub instance: InstanceSettings,
@@ -56,6 +58,25 @@ mod tests {
     use super::*;
     use secrecy::{ExposeSecret, SecretString};
     use shop_common::config;
+
+    #[test]
+    fn a_key_set_alone_keeps_the_services_defaults_of_its_table() {
+        let settings: Settings = config::load_from(
+            "",
+            &[
+                ("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2000"),
+                ("SHOP_ADMIN__HOST", "127.0.0.1"),
+                ("SHOP_DATABASE__MAX_CONNECTIONS", "3"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(settings.http.port, 8082);
+        assert_eq!(settings.admin.port, 9082);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite:./data/catalog.db"
+        );
+    }
 
     #[test]
     fn zero_configuration_means_sqlite_on_8082() {

@@ -5,7 +5,13 @@
 //! environment variables with the `SHOP_` prefix and `__` between nested keys
 //! (`SHOP_DATABASE__URL` sets `database.url`). A bad value stops start-up with
 //! one line that names the key.
+//!
+//! Any key can be set alone: a service's settings type lays what is
+//! configured over its own `Default` ([`crate::settings_over_defaults!`]), so a
+//! table that sets one key (`SHOP_HTTP__SHUTDOWN_DELAY_MS`) keeps the
+//! service's values for the others (its port), whichever loader reads it.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,9 +19,14 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::SecretString;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use figment::value::{Dict, Value};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What [`settings_over_defaults!`] names.
+#[doc(hidden)]
+pub use serde as __serde;
 
 /// Environment variables read by the process itself rather than the settings type.
 const RESERVED_ENV: [&str; 2] = ["CONFIG", "LOG_FORMAT"];
@@ -131,7 +142,7 @@ fn env_provider() -> Env {
 /// and how it stops: first it keeps serving for `shutdown_delay_ms` while it
 /// reports not ready and callers forget it, then it drains for
 /// `drain_timeout_secs`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     /// Address to bind (default `0.0.0.0`).
@@ -235,7 +246,7 @@ impl Default for HttpSettings {
 /// that the API port, the one clients and the gateway's Ingress reach,
 /// does not serve them. Its limits follow the API listener's
 /// ([`crate::server::admin_limits`]).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
     /// Whether to open the listener (default `true`). The all-in-one `shop`
@@ -287,7 +298,7 @@ pub const MAX_PURGE_BATCH_SIZE: u32 = 10_000;
 /// purges older ones: every `purge_interval_ms`, at most `purge_batch_size`
 /// per statement (orders' delivered outbox rows, cart's applied-order
 /// records). The owner documents what is kept and why its minimum holds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionSettings {
     /// Seconds a row is kept (default 604800, seven days).
@@ -357,12 +368,13 @@ impl RetentionSettings {
 /// The credential of internal (service-to-service) routes: cart, catalog
 /// and payments check it in `x-shop-service-token`
 /// ([`crate::auth::ServiceGuard`]), orders presents it there.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InternalSettings {
     /// The shared token. Unset, a service refuses every internal call and
     /// orders cannot clear carts, reserve stock or take payments (a warning
     /// is logged at start-up).
+    #[serde(serialize_with = "serialize_optional_secret")]
     pub service_token: Option<SecretString>,
 }
 
@@ -372,7 +384,6 @@ impl InternalSettings {
     /// # Errors
     /// [`ConfigError`] naming `internal.service_token` when it is set but blank.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        use secrecy::ExposeSecret as _;
         if self
             .service_token
             .as_ref()
@@ -388,11 +399,12 @@ impl InternalSettings {
 }
 
 /// A database to connect to: `sqlite:` or `postgres:` URL and pool limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite:PATH` (the file and its directory are created) or
     /// `postgres://user:password@host/db`. Kept secret: it may hold a password.
+    #[serde(serialize_with = "serialize_secret")]
     pub url: SecretString,
     /// Largest number of pooled connections.
     #[serde(default = "DatabaseSettings::default_max_connections")]
@@ -431,6 +443,175 @@ impl DatabaseSettings {
     fn default_acquire_timeout_secs() -> u64 {
         5
     }
+}
+
+/// Keys that pick the variant of an internally tagged setting
+/// (`registry.backend`, `upstreams.<name>.balance.policy`). A table that
+/// names another variant than the default's is taken as given: the
+/// default variant's own keys would be unknown to the one named.
+const VARIANT_TAGS: [&str; 2] = ["backend", "policy"];
+
+thread_local! {
+    /// Whether secrets serialize as their text: only while
+    /// [`deserialize_over_defaults`] turns a type's defaults into the layer
+    /// its configuration is laid over.
+    static EXPOSE_SECRETS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Secrets serialize as their text while this lives (on this thread).
+struct ExposingSecrets;
+
+impl ExposingSecrets {
+    fn start() -> Self {
+        EXPOSE_SECRETS.with(|expose| expose.set(true));
+        Self
+    }
+}
+
+impl Drop for ExposingSecrets {
+    fn drop(&mut self) {
+        EXPOSE_SECRETS.with(|expose| expose.set(false));
+    }
+}
+
+/// What a serialized secret reads anywhere but under a configuration.
+const REDACTED: &str = "[REDACTED]";
+
+/// Serializes a secret setting (`serialize_with`): its text only into the
+/// defaults a configuration is laid over, [`REDACTED`] anywhere else (a
+/// log line, a dump of the settings).
+///
+/// # Errors
+/// Those of the serializer.
+pub fn serialize_secret<S: Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if EXPOSE_SECRETS.with(Cell::get) {
+        serializer.serialize_str(secret.expose_secret())
+    } else {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+/// [`serialize_secret`] for a secret that may be unset.
+///
+/// # Errors
+/// Those of the serializer.
+pub fn serialize_optional_secret<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serialize_secret(secret, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Deserializes settings `T` from what `deserializer` holds laid over
+/// `T::default()`: a key that is given wins, any other keeps the default's
+/// value, at every depth. So a table that sets one key keeps the service's
+/// own values for the rest, rather than its type's (`SHOP_HTTP__SHUTDOWN_DELAY_MS`
+/// alone leaves the service on its port). A table naming another variant
+/// of a tagged setting than the default's (`policy = "round_robin"`) is
+/// taken as given. `derived` is the struct's derived deserializer; see
+/// [`crate::settings_over_defaults!`].
+///
+/// # Errors
+/// The first key that is unknown or malformed, named by its path.
+pub fn deserialize_over_defaults<'de, D, T>(
+    deserializer: D,
+    derived: impl FnOnce(&Value) -> Result<T, figment::Error>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Serialize + Default,
+{
+    let given = <Value as Deserialize>::deserialize(deserializer)?;
+    let defaults = {
+        let _exposing = ExposingSecrets::start();
+        Value::serialize(T::default())
+    }
+    .map_err(|err| D::Error::custom(format_args!("the defaults do not serialize: {err}")))?;
+    derived(&overlay(defaults, given)).map_err(|err| {
+        if err.path.is_empty() {
+            D::Error::custom(&err.kind)
+        } else {
+            D::Error::custom(format_args!("{}: {}", err.path.join("."), err.kind))
+        }
+    })
+}
+
+/// `given` laid over `defaults`, dictionaries merged key by key.
+fn overlay(defaults: Value, given: Value) -> Value {
+    match (defaults, given) {
+        (Value::Dict(_, mut merged), Value::Dict(tag, given))
+            if !names_another_variant(&merged, &given) =>
+        {
+            for (key, value) in given {
+                let value = match merged.remove(&key) {
+                    Some(default) => overlay(default, value),
+                    None => value,
+                };
+                merged.insert(key, value);
+            }
+            Value::Dict(tag, merged)
+        }
+        (_, given) => given,
+    }
+}
+
+/// Whether `given` picks another variant than `defaults` by one of the
+/// [`VARIANT_TAGS`].
+fn names_another_variant(defaults: &Dict, given: &Dict) -> bool {
+    VARIANT_TAGS.iter().any(|tag| {
+        matches!(
+            (defaults.get(*tag), given.get(*tag)),
+            (Some(default), Some(given)) if default != given
+        )
+    })
+}
+
+/// Implements `Deserialize` and `Serialize` for a settings struct whose
+/// tables must keep its own defaults when configured in part (see
+/// [`config::deserialize_over_defaults`](crate::config::deserialize_over_defaults)).
+///
+/// The struct derives both with `#[serde(remote = "Self")]`, which turns
+/// the derived code into inherent functions that these impls call; its
+/// fields serialize (a secret through
+/// [`config::serialize_secret`](crate::config::serialize_secret)), or are
+/// `#[serde(skip_serializing)]` where the field type's `Default` is the
+/// service's.
+///
+/// ```ignore
+/// #[derive(Debug, Clone, Deserialize, Serialize)]
+/// #[serde(remote = "Self", default, deny_unknown_fields)]
+/// pub struct Settings { pub http: HttpSettings }
+/// shop_common::settings_over_defaults!(Settings);
+/// ```
+#[macro_export]
+macro_rules! settings_over_defaults {
+    ($settings:ty) => {
+        impl<'de> $crate::config::__serde::Deserialize<'de> for $settings {
+            fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+            where
+                D: $crate::config::__serde::Deserializer<'de>,
+            {
+                $crate::config::deserialize_over_defaults(deserializer, |value| {
+                    <$settings>::deserialize(value)
+                })
+            }
+        }
+
+        impl $crate::config::__serde::Serialize for $settings {
+            fn serialize<S>(&self, serializer: S) -> ::std::result::Result<S::Ok, S::Error>
+            where
+                S: $crate::config::__serde::Serializer,
+            {
+                <$settings>::serialize(self, serializer)
+            }
+        }
+    };
 }
 
 #[cfg(test)]
@@ -516,6 +697,161 @@ mod tests {
         );
         assert_eq!(sample.http.drain_timeout_secs, 3);
         assert_eq!(sample.database.url.expose_secret(), "sqlite:cart.db");
+    }
+
+    /// A service's settings: defaults of its own in every table.
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(remote = "Self", default, deny_unknown_fields)]
+    struct Service {
+        http: HttpSettings,
+        admin: AdminSettings,
+        database: DatabaseSettings,
+        internal: InternalSettings,
+        balance: Balance,
+        outbox: RetentionSettings,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+    #[serde(tag = "policy", rename_all = "snake_case")]
+    enum Balance {
+        RoundRobin,
+        Hash(HashSettings),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct HashSettings {
+        load_factor: f64,
+        nodes: u32,
+    }
+
+    impl Default for HashSettings {
+        fn default() -> Self {
+            Self {
+                load_factor: 1.25,
+                nodes: 100,
+            }
+        }
+    }
+
+    impl Default for Service {
+        fn default() -> Self {
+            Self {
+                http: HttpSettings::on_port(8081),
+                admin: AdminSettings::on_port(9081),
+                database: DatabaseSettings::new("postgres://u:hunter2@h/db"),
+                internal: InternalSettings {
+                    service_token: Some(SecretString::from("s3cret")),
+                },
+                balance: Balance::Hash(HashSettings {
+                    nodes: 7,
+                    ..HashSettings::default()
+                }),
+                outbox: RetentionSettings {
+                    retention_secs: 3_600,
+                    ..RetentionSettings::default()
+                },
+            }
+        }
+    }
+
+    crate::settings_over_defaults!(Service);
+
+    #[test]
+    fn a_key_set_alone_keeps_its_tables_service_defaults() {
+        let service: Service = load_from(
+            "[outbox]\npurge_batch_size = 5\n",
+            &[
+                ("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2000"),
+                ("SHOP_ADMIN__ENABLED", "false"),
+                ("SHOP_DATABASE__MAX_CONNECTIONS", "3"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(service.http.port, 8081, "the service's port, not 0");
+        assert_eq!(service.http.shutdown_delay_ms, 2000);
+        assert_eq!(service.http.drain_timeout_secs, 10);
+        assert_eq!(service.admin.port, 9081);
+        assert!(!service.admin.enabled);
+        assert_eq!(
+            service.database.url.expose_secret(),
+            "postgres://u:hunter2@h/db"
+        );
+        assert_eq!(service.database.max_connections, 3);
+        assert_eq!(service.outbox.retention_secs, 3_600);
+        assert_eq!(service.outbox.purge_batch_size, 5);
+        let token = service.internal.service_token.as_ref().expect("default");
+        assert_eq!(token.expose_secret(), "s3cret");
+
+        let service: Service = load_from("", &[]).expect("valid");
+        assert_eq!(service.http.port, 8081);
+        assert_eq!(service.database.max_connections, 10);
+    }
+
+    #[test]
+    fn the_scoped_loader_keeps_the_service_defaults_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("shop.toml");
+        std::fs::write(&file, "[users.http]\ndrain_timeout_secs = 3\n").expect("write");
+        let service: Service = load_scoped(
+            Some(&file),
+            "users",
+            serde_json::json!({"admin": {"host": "127.0.0.1"}}),
+        )
+        .expect("valid");
+        assert_eq!(service.http.port, 8081);
+        assert_eq!(service.http.drain_timeout_secs, 3);
+        assert_eq!(service.admin.port, 9081);
+        assert_eq!(service.admin.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn a_tagged_setting_merges_within_its_variant_and_is_replaced_by_another() {
+        let service: Service =
+            load_from("[balance]\nload_factor = 2.0\n", &[]).expect("same variant");
+        assert_eq!(
+            service.balance,
+            Balance::Hash(HashSettings {
+                load_factor: 2.0,
+                nodes: 7
+            })
+        );
+        let service: Service =
+            load_from("[balance]\npolicy = \"round_robin\"\n", &[]).expect("another variant");
+        assert_eq!(service.balance, Balance::RoundRobin);
+        let service: Service = load_from("", &[("SHOP_BALANCE__POLICY", "hash")]).expect("named");
+        assert_eq!(
+            service.balance,
+            Balance::Hash(HashSettings {
+                load_factor: 1.25,
+                nodes: 7
+            }),
+            "naming the default's variant keeps its values"
+        );
+    }
+
+    #[test]
+    fn over_defaults_a_bad_key_is_still_named() {
+        for (env, named) in [
+            (("SHOP_HTTP__PORT", "eighty"), "http.port"),
+            (("SHOP_HTTP__PROT", "80"), "prot"),
+            // serde buffers a tagged enum, so its inner key is not known.
+            (("SHOP_BALANCE__NODES", "many"), "balance"),
+        ] {
+            let err = load_from::<Service>("", &[env]).expect_err("must fail");
+            let message = err.to_string();
+            assert!(message.contains(named), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
+    #[test]
+    fn serialized_settings_redact_their_secrets() {
+        let dumped = serde_json::to_string(&Service::default()).expect("serializes");
+        assert!(!dumped.contains("hunter2"), "{dumped}");
+        assert!(!dumped.contains("s3cret"), "{dumped}");
+        assert!(dumped.contains(REDACTED), "{dumped}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::{Instance, Registration, Registry, RegistryError, Scheme};
 
 /// How this instance registers itself.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InstanceSettings {
     /// Instance id, unique among the service's instances; default

@@ -2,7 +2,7 @@
 //! service, the token checks, and the edge limits.
 
 use http::HeaderValue;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
 use shop_discovery::balance::ConsistentHashSettings;
@@ -11,18 +11,23 @@ use shop_discovery::{InstanceSettings, PolicySettings, RegistrySettings, Upstrea
 pub use crate::headers::TrustedProxies;
 
 /// Everything the gateway reads at start-up.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Settings {
     /// Listener (default `0.0.0.0:8080`): the public API.
     pub http: HttpSettings,
     /// Admin listener: `/metrics` (default `0.0.0.0:9080`), never public.
     pub admin: AdminSettings,
-    /// Where instances register and are found.
+    /// Where instances register and are found. Not among the defaults a
+    /// configuration is laid over: the service's default is the type's.
+    #[serde(skip_serializing)]
     pub registry: RegistrySettings,
     /// How the gateway registers itself (as `gateway`).
     pub instance: InstanceSettings,
     /// Which tokens to accept (keys come from the users service's JWKS).
+    /// Not among the defaults a configuration is laid over: the service's
+    /// default is the type's.
+    #[serde(skip_serializing)]
     pub auth: VerifierSettings,
     /// One client per upstream service, each with its balancing policy.
     pub upstreams: UpstreamsSettings,
@@ -70,7 +75,7 @@ impl Default for Settings {
 /// and retried, and its calls [`ORDERS_DEADLINE_MS`], room for one try on
 /// a hung instance and a whole retry elsewhere. Both stay under
 /// `limits.request_timeout_ms`, so the client hears the gateway's answer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamsSettings {
     /// The users service (registration, login, `/api/users/me`, the JWKS).
@@ -109,7 +114,7 @@ impl Default for UpstreamsSettings {
 }
 
 /// Request limits, each answered with problem+json.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Largest request body in bytes (default 1 MiB) → 413.
@@ -150,7 +155,7 @@ impl Default for LimitSettings {
 /// Token buckets per client: one general, and a stricter one for login
 /// and registration. A client is an IPv4 address, or an IPv6 prefix of
 /// `ipv6_prefix_len` bits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
     /// Whether requests are rate limited at all (default true).
@@ -190,7 +195,7 @@ impl Default for RateLimitSettings {
 /// The login and registration bucket, `[rate_limit.login]`: each of those
 /// requests costs the users service a deliberately slow password hash, so
 /// a client gets far fewer of them than of anything else.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoginRateLimitSettings {
     /// Sustained logins and registrations per minute per client (default
@@ -212,7 +217,7 @@ impl Default for LoginRateLimitSettings {
 }
 
 /// Cross-origin resource sharing; off while `allowed_origins` is empty.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorsSettings {
     /// Origins allowed to call the API from a browser, such as
@@ -236,7 +241,7 @@ impl Default for CorsSettings {
 }
 
 /// Whose forwarding headers the gateway believes.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxySettings {
     /// Address ranges of the proxies in front of the gateway (a TLS
@@ -248,6 +253,9 @@ pub struct ProxySettings {
     /// right-most `X-Forwarded-For` address that is not itself in one. Any
     /// other peer is the client, and whatever it sends in those headers is
     /// replaced. Default empty: the gateway is the edge and believes no one.
+    /// Not among the defaults a configuration is laid over: the default is
+    /// the type's.
+    #[serde(skip_serializing)]
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -374,6 +382,30 @@ impl CorsSettings {
 mod tests {
     use super::*;
     use shop_common::config;
+
+    #[test]
+    fn a_key_set_alone_keeps_the_gateways_defaults_of_its_table() {
+        let settings: Settings = config::load_from(
+            "[upstreams.orders]\nconnect_timeout_ms = 500\n[upstreams.cart.balance]\nload_factor = 2.0\n",
+            &[("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2000")],
+        )
+        .expect("valid");
+        assert_eq!(settings.http.port, 8080);
+        assert_eq!(settings.admin.port, 9080);
+        let orders = &settings.upstreams.orders;
+        assert_eq!(orders.connect_timeout_ms, 500);
+        assert_eq!(orders.per_try_timeout_ms, ORDERS_PER_TRY_TIMEOUT_MS);
+        assert_eq!(orders.deadline_ms, ORDERS_DEADLINE_MS);
+        let PolicySettings::ConsistentHash(hash) = &settings.upstreams.cart.balance else {
+            panic!("cart keeps hashing: {:?}", settings.upstreams.cart.balance);
+        };
+        assert_eq!(hash.load_factor, 2.0);
+        assert_eq!(
+            hash.virtual_nodes,
+            ConsistentHashSettings::default().virtual_nodes
+        );
+        settings.validate().expect("valid");
+    }
 
     #[test]
     fn defaults_are_valid_and_cart_hashes_on_the_user() {

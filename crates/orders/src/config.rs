@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shop_common::auth::VerifierSettings;
 use shop_common::config::{
     ConfigError, DatabaseSettings, HttpSettings, InternalSettings, RetentionSettings,
@@ -11,8 +11,8 @@ use shop_common::config::{
 use shop_discovery::{RegistrySettings, UpstreamSettings};
 
 /// Everything the orders service reads at start-up.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Settings {
     /// The HTTP admin listener: health and metrics (default `0.0.0.0:8084`).
     pub http: HttpSettings,
@@ -21,10 +21,15 @@ pub struct Settings {
     /// The orders database (default `sqlite:./data/orders.db`).
     pub database: DatabaseSettings,
     /// Which tokens to accept (keys come from the users service's JWKS).
+    /// Not among the defaults a configuration is laid over: the service's
+    /// default is the type's.
+    #[serde(skip_serializing)]
     pub auth: VerifierSettings,
     /// The credential this service presents on cart's internal routes.
     pub internal: InternalSettings,
-    /// Where instances register and are found.
+    /// Where instances register and are found. Not among the defaults a
+    /// configuration is laid over: the service's default is the type's.
+    #[serde(skip_serializing)]
     pub registry: RegistrySettings,
     /// How this instance registers itself (the gRPC address is registered).
     pub instance: shop_discovery::InstanceSettings,
@@ -49,7 +54,7 @@ pub struct Settings {
 }
 
 /// Where the gRPC server binds and how it stops.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcSettings {
     /// Address to bind (default `0.0.0.0`).
@@ -123,7 +128,7 @@ impl GrpcSettings {
 }
 
 /// How the outbox relay delivers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelaySettings {
     /// Run the relay in this instance (default true): it delivers the cart
@@ -185,7 +190,7 @@ impl RelaySettings {
 }
 
 /// How the checkout saga runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SagaSettings {
     /// Milliseconds `PlaceOrder` and `CancelOrder` wait for the order to
@@ -270,6 +275,9 @@ pub fn backoff(initial_ms: u64, max_ms: u64, attempts: u32) -> Duration {
 /// against a unit slip (`7` meant as days) wiping what an operator may want
 /// to look at.
 pub const MIN_OUTBOX_RETENTION_SECS: u64 = 3_600;
+
+shop_common::settings_over_defaults!(Settings);
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -409,6 +417,7 @@ mod tests {
     use secrecy::SecretString;
     use shop_common::config;
     use shop_common::config::MAX_PURGE_BATCH_SIZE;
+    use shop_runtime::ServiceSettings as _;
 
     use super::*;
 
@@ -470,6 +479,39 @@ mod tests {
             settings.validate().is_ok(),
             "the bounds themselves are valid"
         );
+    }
+
+    #[test]
+    fn a_key_set_alone_keeps_the_services_defaults_of_its_table() {
+        use secrecy::ExposeSecret as _;
+
+        let settings: Settings = config::load_from(
+            "",
+            &[
+                ("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2000"),
+                ("SHOP_GRPC__SHUTDOWN_DELAY_MS", "2000"),
+                ("SHOP_DATABASE__MAX_CONNECTIONS", "3"),
+                ("SHOP_PAYMENTS__DEADLINE_MS", "9000"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(settings.http.port, 8084, "orders' admin port, not 0");
+        assert_eq!(settings.grpc.port, 50051);
+        assert_eq!(settings.grpc.shutdown_delay_ms, 2000);
+        assert_eq!(settings.database.max_connections, 3);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite:./data/orders.db"
+        );
+        // payments' own default: a try may take the whole deadline.
+        assert_eq!(settings.payments.deadline_ms, 9000);
+        assert_eq!(
+            settings.payments.per_try_timeout_ms,
+            Settings::default().payments.per_try_timeout_ms
+        );
+        assert_eq!(settings.admin().port, 8084);
+        assert_eq!(settings.api().port, 50051);
+        settings.validate().expect("valid");
     }
 
     #[test]

@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shop_common::config::{
     AdminSettings, ConfigError, DatabaseSettings, HttpSettings, InternalSettings,
 };
 use shop_discovery::{InstanceSettings, RegistrySettings};
 
 /// Everything the payments service reads at start-up.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Settings {
     /// Listener (default `0.0.0.0:8086`).
     pub http: HttpSettings,
@@ -18,7 +18,9 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The payments database (default `sqlite:./data/payments.db`).
     pub database: DatabaseSettings,
-    /// Where instances register and are found.
+    /// Where instances register and are found. Not among the defaults a
+    /// configuration is laid over: the service's default is the type's.
+    #[serde(skip_serializing)]
     pub registry: RegistrySettings,
     /// How this instance registers itself.
     pub instance: InstanceSettings,
@@ -29,7 +31,7 @@ pub struct Settings {
 }
 
 /// The built-in fake provider.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderSettings {
     /// How long the provider takes to authorize `tok_slow`, in
@@ -93,6 +95,24 @@ impl Settings {
 mod tests {
     use secrecy::{ExposeSecret, SecretString};
     use shop_common::config;
+
+    #[test]
+    fn a_key_set_alone_keeps_the_services_defaults_of_its_table() {
+        let settings: Settings = config::load_from(
+            "",
+            &[
+                ("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2000"),
+                ("SHOP_DATABASE__MAX_CONNECTIONS", "3"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(settings.http.port, 8086);
+        assert_eq!(settings.admin.port, 9086);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite:./data/payments.db"
+        );
+    }
 
     use super::*;
 

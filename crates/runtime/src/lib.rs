@@ -76,7 +76,10 @@ pub trait ServiceSettings: DeserializeOwned + Clone + Default + Send + Sync + 's
 
     /// Loads the settings: defaults, then the TOML `file` (or
     /// `SHOP_CONFIG`), then `SHOP_` environment variables; then validates
-    /// them.
+    /// them. A table configured in part keeps the service's defaults for
+    /// the rest when the settings type is laid over its own `Default`
+    /// ([`shop_common::settings_over_defaults!`], which
+    /// [`http_service_settings!`] implements).
     ///
     /// # Errors
     /// A [`ConfigError`] naming the key that is missing, unknown or malformed.
@@ -91,6 +94,12 @@ pub trait ServiceSettings: DeserializeOwned + Clone + Default + Send + Sync + 's
 /// struct with the fields `http` (the API listener), `admin`, `registry` and
 /// `instance`, and an inherent `validate`; `(Settings, database)` for one
 /// with a `database` field too.
+///
+/// It also lays the settings over their own `Default` when they load
+/// ([`shop_common::settings_over_defaults!`]), so the struct derives
+/// `Deserialize` and `Serialize` with `#[serde(remote = "Self")]`: setting
+/// one key of a table (`SHOP_HTTP__SHUTDOWN_DELAY_MS`) keeps the service's
+/// port and every other default of it.
 #[macro_export]
 macro_rules! http_service_settings {
     ($settings:ty, database) => {
@@ -104,6 +113,8 @@ macro_rules! http_service_settings {
         $crate::http_service_settings!($settings, {});
     };
     ($settings:ty, { $($more:tt)* }) => {
+        $crate::reexport::settings_over_defaults!($settings);
+
         impl $crate::ServiceSettings for $settings {
             $($more)*
             fn validate(&self) -> ::std::result::Result<(), $crate::reexport::ConfigError> {
@@ -129,6 +140,7 @@ macro_rules! http_service_settings {
 #[doc(hidden)]
 pub mod reexport {
     pub use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
+    pub use shop_common::settings_over_defaults;
     pub use shop_discovery::{InstanceSettings, RegistrySettings};
 }
 

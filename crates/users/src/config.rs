@@ -1,6 +1,6 @@
 //! Settings of the users service.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shop_common::auth::IssuerSettings;
 use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
 use shop_discovery::{InstanceSettings, RegistrySettings};
@@ -8,8 +8,8 @@ use shop_discovery::{InstanceSettings, RegistrySettings};
 use crate::login_limit::{LoginLimitSettings, MAX_WINDOW_SECS};
 
 /// Everything the users service reads at start-up.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Settings {
     /// Listener (default `0.0.0.0:8081`).
     pub http: HttpSettings,
@@ -18,11 +18,18 @@ pub struct Settings {
     /// The users database (default `sqlite:./data/users.db`).
     pub database: DatabaseSettings,
     /// Token signing: key, the keys published beside it, issuer, audience,
-    /// lifetime.
+    /// lifetime. Not among the defaults a configuration is laid over: the
+    /// service's default is the type's.
+    #[serde(skip_serializing)]
     pub auth: IssuerSettings,
-    /// Login limiting per client and login and per account.
+    /// Login limiting per client and login and per account. Not among the
+    /// defaults a configuration is laid over: the service's default is the
+    /// type's.
+    #[serde(skip_serializing)]
     pub login_limit: LoginLimitSettings,
-    /// Where instances register and are found.
+    /// Where instances register and are found. Not among the defaults a
+    /// configuration is laid over: the service's default is the type's.
+    #[serde(skip_serializing)]
     pub registry: RegistrySettings,
     /// How this instance registers itself.
     pub instance: InstanceSettings,
@@ -87,6 +94,29 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
     use shop_common::config;
+
+    #[test]
+    fn a_key_set_alone_keeps_the_services_defaults_of_its_table() {
+        let settings: Settings =
+            config::load_from("", &[("SHOP_HTTP__SHUTDOWN_DELAY_MS", "2000")]).expect("valid");
+        assert_eq!(settings.http.port, 8081, "users' port, not the generic 0");
+        assert_eq!(settings.http.shutdown_delay_ms, 2000);
+        assert_eq!(settings.admin.port, 9081);
+
+        let settings: Settings = config::load_from(
+            "[admin]\nenabled = false\n",
+            &[("SHOP_DATABASE__MAX_CONNECTIONS", "3")],
+        )
+        .expect("valid");
+        assert_eq!(settings.database.max_connections, 3);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite:./data/users.db",
+            "a pool size alone keeps the default database"
+        );
+        assert_eq!(settings.admin.port, 9081);
+        assert!(!settings.admin.enabled);
+    }
 
     #[test]
     fn zero_configuration_means_sqlite_on_8081() {

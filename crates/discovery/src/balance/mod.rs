@@ -39,7 +39,7 @@ use crate::instance::{Instance, Scheme};
 /// policy = "consistent_hash"
 /// load_factor = 1.25
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum PolicySettings {
     /// Each available endpoint in turn.
@@ -64,7 +64,7 @@ impl Default for PolicySettings {
 }
 
 /// Settings of the `peak_ewma` policy.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PeakEwmaSettings {
     /// Time constant of the moving average, in milliseconds (default 10000):
@@ -85,7 +85,7 @@ impl Default for PeakEwmaSettings {
 }
 
 /// Settings of the `consistent_hash` policy.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsistentHashSettings {
     /// The bound `c` of consistent hashing with bounded loads (Mirrokni et

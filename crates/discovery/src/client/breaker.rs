@@ -18,7 +18,7 @@ const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 
 /// Circuit breaker settings of an upstream.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerSettings {
     /// Whether the breaker is used (default true).

@@ -26,7 +26,7 @@ use crate::balance::{Endpoint, now_nanos};
 use crate::instance::Scheme;
 
 /// Active health-check settings of an upstream.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckSettings {
     /// Whether endpoints are checked (default true).

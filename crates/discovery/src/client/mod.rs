@@ -83,7 +83,7 @@ pub use outlier::OutlierSettings;
 pub use retry::{Idempotent, RetrySettings, is_idempotent};
 
 /// How to call one upstream service, e.g. `[upstreams.catalog]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamSettings {
     /// How an instance is picked (default `peak_ewma`).

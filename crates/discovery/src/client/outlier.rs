@@ -38,7 +38,7 @@ use serde::Deserialize;
 use crate::balance::{Balancer, Endpoint, now_nanos};
 
 /// Outlier-ejection settings of an upstream.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutlierSettings {
     /// Whether failing endpoints are ejected (default true).

@@ -51,7 +51,7 @@ pub fn is_idempotent(method: &Method, extensions: &Extensions) -> bool {
 }
 
 /// Retry limits of an upstream.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrySettings {
     /// Most retries of one request after its first try (default 2); each
