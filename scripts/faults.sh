@@ -42,7 +42,7 @@ while [ "$#" -gt 0 ]; do
     case "$1" in
         --bin-dir) shift; BIN_DIR="${1:?--bin-dir needs a directory}" ;;
         --) shift; HARNESS_ARGS=("$@"); break ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
     shift

@@ -72,6 +72,7 @@ pub struct Edge {
     ready: Vec<AtomicBool>,
     next: AtomicUsize,
     failovers: AtomicU64,
+    answered: Vec<AtomicU64>,
 }
 
 /// A request to send.
@@ -102,6 +103,7 @@ impl Edge {
             .build()
             .context("building the HTTP client")?;
         let ready = gateways.iter().map(|_| AtomicBool::new(true)).collect();
+        let answered = gateways.iter().map(|_| AtomicU64::new(0)).collect();
         Ok(Arc::new(Self {
             client,
             gateways: gateways
@@ -111,6 +113,7 @@ impl Edge {
             ready,
             next: AtomicUsize::new(0),
             failovers: AtomicU64::new(0),
+            answered,
         }))
     }
 
@@ -141,6 +144,19 @@ impl Edge {
     /// to another).
     pub fn failovers(&self) -> u64 {
         self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Requests each gateway answered so far, in the order of the gateways.
+    pub fn answered(&self) -> Vec<u64> {
+        self.answered
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The gateways' base URLs.
+    pub fn gateways(&self) -> &[String] {
+        &self.gateways
     }
 
     /// The gateways in the order this request tries them: round robin from
@@ -176,6 +192,9 @@ impl Edge {
             }
             match builder.send().await {
                 Ok(response) => {
+                    if let Some(n) = self.answered.get(i) {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
                     if refused > 0 {
                         self.failovers
                             .fetch_add(u64::from(refused), Ordering::Relaxed);

@@ -61,6 +61,10 @@ pub fn print(outcome: &Outcome) {
         b.empty_cart,
         outcome.settle_secs
     );
+    println!(
+        "    answered by gateway: {}",
+        outcome.per_gateway.join(", ")
+    );
     println!("    layers: {}", metrics::summary(&outcome.deltas));
     for unread in &outcome.unread_metrics {
         println!("    (metrics not read: {unread})");
@@ -150,10 +154,11 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], commit: &str, date: &str) -> 
         let _ = writeln!(doc, "{}.\n", o.description);
         let _ = writeln!(
             doc,
-            "- requests {}, errors {}; edge fail-overs {}; fault lasted {:.1} s; p50/p99 {}/{} during it (baseline {}/{})",
+            "- requests {}, errors {}; edge fail-overs {}; answered by gateway: {}; fault lasted {:.1} s; p50/p99 {}/{} during it (baseline {}/{})",
             o.requests,
             errors_text(o),
             o.edge_failovers,
+            o.per_gateway.join(", "),
             o.fault_secs,
             ms(o.during_fault.p50),
             ms(o.during_fault.p99),

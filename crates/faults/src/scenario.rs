@@ -206,6 +206,8 @@ pub struct Outcome {
     pub fault_secs: f64,
     /// Connections refused by a gateway and sent to the other.
     pub edge_failovers: u64,
+    /// Requests each gateway answered, as `url n`.
+    pub per_gateway: Vec<String>,
     /// The books.
     pub books: Books,
     /// How long orders took to settle after the load stopped.
@@ -255,6 +257,7 @@ pub async fn run(
     let stock_before = accounting::stock(docker, products).await?;
     let metrics_before = metrics::snapshot(docker).await;
     let failovers_before = edge.failovers();
+    let answered_before = edge.answered();
 
     let zero = Instant::now();
     let plan = Arc::new(Plan {
@@ -439,6 +442,13 @@ pub async fn run(
         ),
         fault_secs: window.end - window.start,
         edge_failovers: edge.failovers() - failovers_before,
+        per_gateway: edge
+            .gateways()
+            .iter()
+            .zip(edge.answered())
+            .zip(answered_before)
+            .map(|((url, after), before)| format!("{url} {}", after - before))
+            .collect(),
         books,
         settle_secs: settle,
         deltas,
