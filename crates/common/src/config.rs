@@ -521,7 +521,7 @@ pub fn serialize_optional_secret<S: Serializer>(
 /// The first key that is unknown or malformed, named by its path.
 pub fn deserialize_over_defaults<'de, D, T>(
     deserializer: D,
-    derived: impl FnOnce(&Value) -> Result<T, figment::Error>,
+    derived: impl FnOnce(&Value) -> Result<T, Box<figment::Error>>,
 ) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -598,7 +598,7 @@ macro_rules! settings_over_defaults {
                 D: $crate::config::__serde::Deserializer<'de>,
             {
                 $crate::config::deserialize_over_defaults(deserializer, |value| {
-                    <$settings>::deserialize(value)
+                    <$settings>::deserialize(value).map_err(::std::boxed::Box::new)
                 })
             }
         }
