@@ -478,7 +478,7 @@ impl Drop for ExposingSecrets {
 const REDACTED: &str = "[REDACTED]";
 
 /// Serializes a secret setting (`serialize_with`): its text only into the
-/// defaults a configuration is laid over, [`REDACTED`] anywhere else (a
+/// defaults a configuration is laid over, `[REDACTED]` anywhere else (a
 /// log line, a dump of the settings).
 ///
 /// # Errors
