@@ -71,6 +71,8 @@ pub async fn run(args: Args) -> Result<bool> {
         Duration::from_secs(args.request_timeout_secs),
     )?;
     let probes = edge.spawn_probes();
+    // The commit of this run, taken before the tree can move on under it.
+    let commit = git_commit().await;
     let run_id = format!("f{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
 
     let products = accounting::prepare_products(&docker)
@@ -108,7 +110,6 @@ pub async fn run(args: Args) -> Result<bool> {
     probes.abort();
 
     if let Some(path) = &args.write_doc {
-        let commit = git_commit().await;
         let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
         std::fs::write(path, report::markdown(&args, &outcomes, &commit, &date))
             .with_context(|| format!("writing {}", path.display()))?;

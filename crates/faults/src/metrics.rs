@@ -234,11 +234,12 @@ pub fn summary(deltas: &[Delta]) -> String {
         ));
     }
     let step_failures = sum(Some("orders"), "orders_saga_step_failures_total", &any);
+    if step_failures > 0.0 {
+        parts.push(format!("the saga retried {step_failures} failed steps"));
+    }
     let recovered = sum(Some("orders"), "orders_saga_recovered_total", &any);
-    if step_failures + recovered > 0.0 {
-        parts.push(format!(
-            "the saga retried {step_failures} failed steps and the recovery worker took over {recovered} orders"
-        ));
+    if recovered > 0.0 {
+        parts.push(format!("the recovery worker took over {recovered} orders"));
     }
     let dead = sum(Some("orders"), "outbox_dead_letters_total", &any);
     if dead > 0.0 {
@@ -342,7 +343,7 @@ mod tests {
         assert_eq!(
             text,
             "Gateway's upstream clients: 4 retries on another instance; \
-             the saga retried 2 failed steps and the recovery worker took over 0 orders."
+             the saga retried 2 failed steps."
         );
         assert!(summary(&[]).starts_with("No resilience layer had to act"));
     }
