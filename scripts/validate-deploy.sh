@@ -2,7 +2,8 @@
 # Validates the container deployment files offline (no Docker engine, no
 # cluster): scripts/test.sh runs it after shellcheck.
 #
-#   1. docker-compose.yml: `docker compose config` (the real tool: it resolves
+#   1. docker-compose.yml, alone and with the fault harness's overlay
+#      deploy/compose.faults.yml: `docker compose config` (the real tool: it resolves
 #      anchors, env files and secrets as `up` would) and check-jsonschema
 #      against the compose-spec schema kept in deploy/compose-spec.json (the
 #      schema Debian's docker-compose 1.29 validates with, so files stay
@@ -49,8 +50,8 @@ ensure_tools() {
 }
 
 check_compose() {
-    log "check-jsonschema docker-compose.yml against deploy/compose-spec.json"
-    check-jsonschema --schemafile deploy/compose-spec.json docker-compose.yml
+    log "check-jsonschema docker-compose.yml deploy/compose.faults.yml against deploy/compose-spec.json"
+    check-jsonschema --schemafile deploy/compose-spec.json docker-compose.yml deploy/compose.faults.yml
     if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
         [ "${CI:-}" != true ] || die "the Compose tool is needed under CI=true"
         log "note: no Compose tool here; skipping docker compose config"
@@ -60,11 +61,16 @@ check_compose() {
     local work
     work=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-compose.XXXXXX")
     mkdir -p "$work/k8s/base/postgres"
+    mkdir -p "$work/deploy"
     cp docker-compose.yml .env "$work/"
+    cp deploy/compose.faults.yml "$work/deploy/"
     cp k8s/base/postgres/init.sh "$work/k8s/base/postgres/"
     bash scripts/gen-secrets.sh --root "$work" >/dev/null
     log "docker compose config ($(compose version --short 2>/dev/null || compose version | head -n 1))"
     (cd "$work" && compose config -q) || { rm -rf "$work"; die "docker-compose.yml is not valid for the Compose tool"; }
+    # The fault harness's stack (scripts/faults.sh): the same file with its overlay.
+    (cd "$work" && compose -f docker-compose.yml -f deploy/compose.faults.yml config -q) ||
+        { rm -rf "$work"; die "docker-compose.yml with deploy/compose.faults.yml is not valid for the Compose tool"; }
     rm -rf "$work"
 }
 

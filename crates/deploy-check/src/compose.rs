@@ -157,6 +157,48 @@ fn service(name: &str, spec: &Value, root: &Path) -> Result<ComposeService, Erro
     })
 }
 
+/// `base` with the services of an override file (`docker compose -f base
+/// -f overlay`) laid over it, as compose merges them for what these checks
+/// read: a service new to the overlay is added; one the base has keeps its
+/// base definition, with the overlay's `environment` keys replacing or
+/// adding to its own.
+///
+/// # Errors
+/// [`Error::Shape`] when an overlay entry for a base service sets more than
+/// `environment` (those merges are not modelled here, so they would go
+/// unchecked).
+pub fn overlay(
+    mut base: Vec<ComposeService>,
+    overlay: Vec<ComposeService>,
+) -> Result<Vec<ComposeService>, Error> {
+    for entry in overlay {
+        let Some(existing) = base.iter_mut().find(|service| service.name == entry.name) else {
+            base.push(entry);
+            continue;
+        };
+        let only_environment = entry.service.is_none()
+            && entry.image.is_none()
+            && entry.command.is_empty()
+            && entry.replicas == 1
+            && entry.secret_files.is_empty()
+            && entry.ports.is_empty()
+            && entry.depends_on.is_empty()
+            && !entry.healthcheck
+            && entry.networks == [DEFAULT_NETWORK]
+            && entry.stop_grace_period.is_none();
+        if !only_environment {
+            return Err(Error::Shape(format!(
+                "{}: an override of a base service may set only `environment`",
+                entry.name
+            )));
+        }
+        let mut env = std::mem::take(&mut existing.env);
+        env.extend(entry.env);
+        existing.env = last_wins(env);
+    }
+    Ok(base)
+}
+
 /// The container port of each `ports:` entry: `[HOST:][PUBLISHED:]TARGET[/PROTOCOL]`
 /// or `{target: TARGET, …}`.
 fn published_targets(ports: &Value) -> Vec<u16> {

@@ -74,6 +74,15 @@ fn compose_services(root: &Path) -> Vec<ComposeService> {
     compose::services(&text, root).expect("compose file parses")
 }
 
+/// The fault harness's stack: docker-compose.yml with deploy/compose.faults.yml
+/// laid over it, as `docker compose -f … -f …` merges them.
+fn faults_services(root: &Path) -> Vec<ComposeService> {
+    let text = std::fs::read_to_string(repo().join("deploy/compose.faults.yml"))
+        .expect("deploy/compose.faults.yml");
+    let extra = compose::services(&text, root).expect("deploy/compose.faults.yml parses");
+    compose::overlay(compose_services(root), extra).expect("the overlay merges")
+}
+
 fn checked(service: Service, topology: Topology, id: &str, env: &[(String, String)]) -> Loaded {
     match check(service, topology, env) {
         Ok(loaded) => loaded,
@@ -1177,4 +1186,73 @@ fn assert_every_service(missing: &str, holds: impl Fn(Service) -> bool) {
     for service in Service::ALL {
         assert!(holds(service), "{missing} {}", service.name());
     }
+}
+
+#[test]
+fn the_fault_stack_starts_fits_the_connection_budget_and_stops_cleanly() {
+    let root = generated_root();
+    let services = faults_services(root.path());
+    let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    for name in ["users-2", "catalog-2", "gateway-2", "orders-1", "orders-2"] {
+        assert!(names.contains(name), "the fault stack runs no {name}");
+    }
+    let mut addresses = BTreeSet::new();
+    for entry in &services {
+        let Some(service) = entry.service else {
+            continue;
+        };
+        let loaded = checked(service, Topology::Compose, &entry.name, &entry.env);
+        let address = loaded.instance.advertise_addr.clone();
+        assert!(
+            address.as_ref().is_some_and(|a| a.starts_with(&entry.name)),
+            "{}: advertises {address:?}, not its own container name",
+            entry.name
+        );
+        assert!(
+            addresses.insert(address.clone()),
+            "{}: {address:?} is advertised by another replica too",
+            entry.name
+        );
+    }
+    let budget = budget::compose(&services)
+        .unwrap_or_else(|err| panic!("docker-compose.yml + deploy/compose.faults.yml: {err}"));
+    eprintln!("docker-compose.yml + deploy/compose.faults.yml: {budget}");
+    assert_eq!(compose_stop_problems(&services), Vec::<String>::new());
+}
+
+#[test]
+fn an_overlay_entry_for_a_base_service_may_only_set_its_environment() {
+    let root = generated_root();
+    let extra = compose::services(
+        "services:\n  users:\n    environment: {SHOP_DATABASE__MAX_CONNECTIONS: \"4\"}\n",
+        root.path(),
+    )
+    .expect("parses");
+    let merged = compose::overlay(compose_services(root.path()), extra).expect("merges");
+    let users = merged.iter().find(|s| s.name == "users").expect("users");
+    assert_eq!(
+        users
+            .env
+            .iter()
+            .filter(|(key, _)| key == "SHOP_DATABASE__MAX_CONNECTIONS")
+            .map(|(_, value)| value.as_str())
+            .collect::<Vec<_>>(),
+        ["4"],
+        "the overlay's value replaces the base's, once"
+    );
+    assert!(
+        users
+            .env
+            .iter()
+            .any(|(key, _)| key == "SHOP_INSTANCE__ADVERTISE_ADDR")
+    );
+
+    let extra = compose::services(
+        "services:\n  users:\n    ports: ['8081:8081']\n",
+        root.path(),
+    )
+    .expect("parses");
+    let refused = compose::overlay(compose_services(root.path()), extra)
+        .expect_err("a port on a base service is not modelled");
+    assert!(refused.to_string().contains("users"), "{refused}");
 }
