@@ -341,6 +341,50 @@ async fn assert_kept(watch: &watch::Receiver<Instances>, expected: &[&str], outa
     }
 }
 
+/// The start of an outage test: its own etcd, an instance `cart-1`
+/// registered on a 2 s lease, and another registry's watch that sees it.
+struct Outage {
+    etcd: OwnEtcd,
+    endpoints: Vec<String>,
+    prefix: String,
+    ttl: Duration,
+    service: Registry,
+    /// Kept so its watch stays open.
+    _observer: Registry,
+    registration: shop_discovery::Registration,
+    cart: watch::Receiver<Instances>,
+}
+
+impl Outage {
+    async fn start(binary: PathBuf) -> Self {
+        let mut etcd = OwnEtcd::new(binary);
+        etcd.start_again();
+        let endpoints = vec![etcd.url()];
+        let prefix = unique_prefix();
+        let ttl = Duration::from_secs(2);
+        let service = registry(&endpoints, &prefix, ttl.as_secs()).await;
+        let observer = registry(&endpoints, &prefix, ttl.as_secs()).await;
+        let mut cart = observer.watch("cart");
+        let registration = service
+            .register(Instance::new("cart", "cart-1", "127.0.0.1:8083"))
+            .unwrap();
+        assert!(registration.registered(Duration::from_secs(15)).await);
+        wait_for(&mut cart, Duration::from_secs(10), |set| set.len() == 1)
+            .await
+            .expect("appears");
+        Self {
+            etcd,
+            endpoints,
+            prefix,
+            ttl,
+            service,
+            _observer: observer,
+            registration,
+            cart,
+        }
+    }
+}
+
 /// After an outage: the registration is back, its key is in etcd and still
 /// there a whole TTL later (on a lease that is kept alive, not a leftover of
 /// the old one), and the watch shows the instance and follows new changes.
@@ -397,21 +441,16 @@ async fn an_etcd_down_longer_than_the_lease_keeps_watchers_and_gets_registration
     let Some(binary) = OwnEtcd::binary() else {
         return;
     };
-    let mut etcd = OwnEtcd::new(binary);
-    etcd.start_again();
-    let endpoints = vec![etcd.url()];
-    let prefix = unique_prefix();
-    let ttl = Duration::from_secs(2);
-    let service = registry(&endpoints, &prefix, ttl.as_secs()).await;
-    let observer = registry(&endpoints, &prefix, ttl.as_secs()).await;
-    let mut cart = observer.watch("cart");
-    let registration = service
-        .register(Instance::new("cart", "cart-1", "127.0.0.1:8083"))
-        .unwrap();
-    assert!(registration.registered(Duration::from_secs(15)).await);
-    wait_for(&mut cart, Duration::from_secs(10), |set| set.len() == 1)
-        .await
-        .expect("appears");
+    let Outage {
+        mut etcd,
+        endpoints,
+        prefix,
+        ttl,
+        service,
+        _observer,
+        registration,
+        mut cart,
+    } = Outage::start(binary).await;
 
     etcd.stop();
     assert_kept(&cart, &["cart-1"], ttl * 3).await;
@@ -429,21 +468,16 @@ async fn a_paused_etcd_keeps_watchers_and_the_keeper_re_grants_after_it() {
     let Some(binary) = OwnEtcd::binary() else {
         return;
     };
-    let mut etcd = OwnEtcd::new(binary);
-    etcd.start_again();
-    let endpoints = vec![etcd.url()];
-    let prefix = unique_prefix();
-    let ttl = Duration::from_secs(2);
-    let service = registry(&endpoints, &prefix, ttl.as_secs()).await;
-    let observer = registry(&endpoints, &prefix, ttl.as_secs()).await;
-    let mut cart = observer.watch("cart");
-    let registration = service
-        .register(Instance::new("cart", "cart-1", "127.0.0.1:8083"))
-        .unwrap();
-    assert!(registration.registered(Duration::from_secs(15)).await);
-    wait_for(&mut cart, Duration::from_secs(10), |set| set.len() == 1)
-        .await
-        .expect("appears");
+    let Outage {
+        etcd,
+        endpoints,
+        prefix,
+        ttl,
+        service,
+        _observer,
+        registration,
+        mut cart,
+    } = Outage::start(binary).await;
 
     etcd.signal("STOP");
     // Long enough for the HTTP/2 pings to give the connections up (3 s + 3 s).
