@@ -43,7 +43,7 @@ STARTED=0
 cleanup() {
     local status=$?
     set +e
-    if [ "$status" -ne 0 ] && [ "$STARTED" -eq 1 ]; then dump_containers; fi
+    if [ "$status" -ne 0 ] && [ "$STARTED" -eq 1 ]; then dump_stack -f docker-compose.yml; fi
     if [ "$STARTED" -eq 1 ]; then
         log "docker compose down -v"
         compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1
@@ -52,17 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-dump_containers() {
-    local id name
-    log "containers at the failure:"
-    compose ps >&2
-    for id in $(compose ps -q); do
-        name=$(docker inspect --format '{{.Name}}' "$id")
-        printf '\n----- %s (last 40 lines) -----\n' "${name#/}" >&2
-        docker logs --tail 40 "$id" 2>&1 | sed 's/^/  /' >&2
-    done
-}
 
 # states: "<service> <status> <health>", a line per container of the
 # project, from one `docker inspect` of them all.

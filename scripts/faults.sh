@@ -55,7 +55,7 @@ STARTED=0
 cleanup() {
     local status=$?
     set +e
-    if [ "$status" -ne 0 ] && [ "$STARTED" -eq 1 ]; then dump_containers; fi
+    if [ "$status" -ne 0 ] && [ "$STARTED" -eq 1 ]; then dump_stack "${FILES[@]}"; fi
     if [ "$STARTED" -eq 1 ]; then
         log "docker compose down -v"
         stack down -v --remove-orphans --timeout 20 >/dev/null 2>&1
@@ -64,17 +64,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-dump_containers() {
-    local id name
-    log "containers at the failure:"
-    stack ps >&2
-    for id in $(stack ps -q); do
-        name=$(docker inspect --format '{{.Name}}' "$id")
-        printf '\n----- %s (last 60 lines) -----\n' "${name#/}" >&2
-        docker logs --tail 60 "$id" 2>&1 | sed 's/^/  /' >&2
-    done
-}
 
 # Every container of the stack running and healthy (those with a health check).
 wait_healthy() {

@@ -140,3 +140,18 @@ compose() {
     else die "neither 'docker compose' nor 'docker-compose' is installed"
     fi
 }
+
+# dump_stack [COMPOSE_ARGS...]: after a failure, `compose ps` and each
+# container's last 60 log lines, for the compose project COMPOSE_ARGS name
+# (e.g. `-f docker-compose.yml -f deploy/compose.faults.yml`; none: the
+# main file).
+dump_stack() {
+    local id name
+    log "containers at the failure:"
+    compose "$@" ps >&2
+    for id in $(compose "$@" ps -q); do
+        name=$(docker inspect --format '{{.Name}}' "$id")
+        printf '\n----- %s (last 60 lines) -----\n' "${name#/}" >&2
+        docker logs --tail 60 "$id" 2>&1 | sed 's/^/  /' >&2
+    done
+}
