@@ -15,7 +15,8 @@
 //! - [`orders`]: orders and their pages;
 //! - [`stock`]: the catalog's internal stock reservations (orders → catalog);
 //! - [`payments`]: the payments service's internal API (orders → payments);
-//! - [`integer`]: integers that JSON writes as `71.0`.
+//! - [`integer`]: integers that JSON writes as `71.0`;
+//! - [`web`]: the storefront's paths (served by `web`, forwarded by the gateway).
 //!
 //! The problem body of every error is `shop_common::error::Problem`.
 
@@ -27,5 +28,6 @@ pub mod orders;
 pub mod payments;
 pub mod stock;
 pub mod users;
+pub mod web;
 
 pub use ids::{OrderId, ProductId, UserId};
