@@ -66,7 +66,7 @@ pub const ROUTES: &[(WebMethod, &str)] = &[
 mod tests {
     use std::collections::HashSet;
 
-    use super::{WebMethod, ROUTES};
+    use super::{ROUTES, WebMethod};
 
     #[test]
     fn paths_are_unique_per_method() {
