@@ -10,10 +10,12 @@
 #       `prebuilt` target below; works with no registry at all (it builds
 #       stand-ins of the base images from Debian's packages).
 #
-# SERVICE is one of users, catalog, cart, orders, payments, gateway: the
-# package shop-${SERVICE}, whose binary has the package's name. The builder
-# stages do not depend on SERVICE, so building all six images compiles the
-# workspace once (BuildKit shares the layers) and only the last stage differs.
+# SERVICE is one of users, catalog, cart, orders, payments, web, gateway:
+# the package shop-${SERVICE}, whose binary has the package's name (web's
+# templates are compiled in and its assets embedded, so the binary is all
+# of it). The builder stages do not depend on SERVICE, so building all
+# seven images compiles the workspace once (BuildKit shares the layers) and
+# only the last stage differs.
 #
 # Stages: runtime-base (distroless cc: glibc and libgcc only, no shell, no
 # package manager, runs as uid 65532) -> prebuilt (a binary from the build

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs ferroshop as separate local processes — gateway, users, catalog, two
-# carts, orders and payments — finding each other through a local etcd, each
-# with its own SQLite database under ./data/dev. catalog, cart and payments
-# check the internal service token that orders presents.
+# carts, orders, payments and the storefront (web) — finding each other
+# through a local etcd, each with its own SQLite database under ./data/dev
+# (web has none). catalog, cart and payments check the internal service
+# token that orders presents; the gateway checks the one web presents.
 #
 # Ports: each service's default (users 8081, catalog 8082, cart-1 8083,
-# orders 8084, payments 8086, gateway 8080), cart-2 8085; admin listeners at
-# port + 1000. For people who want to see real
-# separate processes without containers. Ctrl-C stops everything.
+# orders 8084, payments 8086, web 8087, gateway 8080), cart-2 8085; admin
+# listeners at port + 1000. Open http://127.0.0.1:8080/ for the shop. For
+# people who want to see real separate processes without containers.
+# Ctrl-C stops everything.
 #
 # Usage: scripts/dev.sh [--release]
 # Needs etcd and protoc (installed with apt when missing and run as root).
@@ -103,9 +105,10 @@ start payments shop-payments 8086 SHOP_DATABASE__URL="sqlite:$DATA/payments.db" 
     SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
 start orders shop-orders 8084 SHOP_DATABASE__URL="sqlite:$DATA/orders.db" SHOP_GRPC__HOST=127.0.0.1 \
     SHOP_GRPC__PORT=50051 SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
-start gateway shop-gateway 8080
+start web shop-web 8087 SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
+start gateway shop-gateway 8080 SHOP_INTERNAL__SERVICE_TOKEN="$SERVICE_TOKEN"
 
-for port in 8081 8082 8083 8085 8086 8084 8080; do
+for port in 8081 8082 8083 8085 8086 8084 8087 8080; do
     ready=0
     for _ in $(seq 1 100); do
         if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=1; break; fi
@@ -113,5 +116,5 @@ for port in 8081 8082 8083 8085 8086 8084 8080; do
     done
     [ "$ready" -eq 1 ] || die "the service on port $port did not become ready; see $DATA/*.log"
 done
-log "ready: gateway on http://127.0.0.1:8080 — try scripts/smoke.sh; Ctrl-C stops everything"
+log "ready: the shop on http://127.0.0.1:8080/ (the API under /api/) — try scripts/smoke.sh; Ctrl-C stops everything"
 wait

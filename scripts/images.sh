@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-SERVICES=(users catalog cart orders payments gateway)
+SERVICES=(users catalog cart orders payments web gateway)
 SUITE=bookworm
 # What the runtime base holds (distroless cc's set of packages).
 RUNTIME_PACKAGES=(base-files netbase tzdata ca-certificates libc6 libgcc-s1 libstdc++6 libssl3)
