@@ -4,10 +4,13 @@
 #   scripts/gen-secrets.sh                     secrets, once
 #   scripts/images.sh                          every image, with or without a registry
 #   docker compose up -d                       PostgreSQL, etcd, users, catalog, 2 carts,
-#                                              2 orders, payments, gateway
+#                                              2 orders, payments, web, gateway
 #   ... every container healthy ...
 #   scripts/smoke.sh http://127.0.0.1:8080     the curl journey through the containers
 #   ... orders reached catalog's and payments' internal routes ...
+#   ... the storefront's pages through the gateway: the product list (HTML,
+#       a product the API lists, the Content-Security-Policy), its style
+#       sheet, and a shopper signing up and filling a cart with its forms ...
 #   ... both cart replicas served shoppers ...
 #   docker compose down -v                     always, even when interrupted
 #
@@ -27,13 +30,13 @@ cd "$(dirname "$0")/.."
 GATEWAY=http://127.0.0.1:8080
 TIMEOUT="${FERROSHOP_COMPOSE_TIMEOUT:-240}"
 # Containers the stack runs, by compose service.
-EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders-1 orders-2 payments gateway)
+EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders-1 orders-2 payments web gateway)
 
 IMAGE_ARGS=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --bin-dir) shift; IMAGE_ARGS+=(--bin-dir "${1:?--bin-dir needs a directory}") ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
     shift
@@ -134,6 +137,92 @@ post_json() {
     case "$status" in 2??) ;; *) die "POST $1 answered $status" ;; esac
 }
 
+# page PATH [CURL ARGS...]: GETs a page through the gateway into $PAGE
+# (headers in $PAGE.headers) and prints "<status> <content type>".
+page() {
+    local path=$1
+    shift
+    curl -sS -o "$PAGE" -D "$PAGE.headers" -w '%{http_code} %{content_type}' "$@" "$GATEWAY$path"
+}
+
+# header NAME: the value of response header NAME in $PAGE.headers.
+header() {
+    sed -n "s/^$1: *//Ip" "$PAGE.headers" | tr -d '\r' | head -n 1
+}
+
+# form PATH COOKIE_JAR FIELDS...: POSTs the form FIELDS (name=value, each
+# URL-encoded by curl) with the jar's CSRF token, as the page's form does;
+# prints "<status> <location>". A 429 (the gateway's stricter bucket for
+# sign-ups and logins, counted against the browser web names) waits out
+# its Retry-After and tries again.
+form() {
+    local path=$1 jar=$2 csrf args=() field result
+    shift 2
+    # The double-submit token: the form's hidden field equals the cookie.
+    csrf=$(awk '$6 == "shop_csrf" { print $7 }' "$jar" | tail -n 1)
+    [ -n "$csrf" ] || die "no shop_csrf cookie before POST $path"
+    for field in "$@" "csrf_token=$csrf"; do args+=(--data-urlencode "$field"); done
+    for _ in $(seq 1 30); do
+        result=$(curl -sS -o "$PAGE" -D "$PAGE.headers" -w '%{http_code} %{redirect_url}' \
+            -b "$jar" -c "$jar" "${args[@]}" "$GATEWAY$path")
+        [ "${result%% *}" = 429 ] || break
+        sleep "$(header retry-after | tr -dc 0-9 | grep . || echo 1)"
+    done
+    printf '%s\n' "$result"
+}
+
+# The storefront (web) through the gateway's published port, as a browser
+# reaches it: the product list names a product the API lists and carries the
+# Content-Security-Policy, the style sheet is served, and a shopper signs up
+# and fills a cart with the pages' forms (web calling the API through the
+# gateway with the shopper's token and the internal service token).
+check_storefront() {
+    local work status type product name jar result id
+    work=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-web.XXXXXX")
+    PAGE="$work/page"
+    jar="$work/cookies"
+    curl -fsS "$GATEWAY/api/products" >"$work/products.json"
+    # A product whose name HTML writes as it is (no character to escape).
+    read -r product name < <(sed 's/},{/}\n{/g' "$work/products.json" |
+        sed -n 's/.*"id":"\([0-9a-f-]*\)".*"name":"\([A-Za-z0-9 .-]*\)".*/\1 \2/p' | head -n 1)
+    [ -n "${name:-}" ] || die "no product with a plain name in /api/products: $(head -c 300 "$work/products.json")"
+
+    read -r status type < <(page /)
+    [ "$status" = 200 ] || die "GET / answered $status: $(head -c 300 "$PAGE")"
+    case "$type" in text/html*) ;; *) die "GET / is $type, not text/html" ;; esac
+    grep -qF "$name" "$PAGE" || die "GET / does not show $name, the first product /api/products lists"
+    case "$(header content-security-policy)" in
+        *"default-src 'none'"*) ;;
+        *) die "GET / has no strict Content-Security-Policy: '$(header content-security-policy)'" ;;
+    esac
+    read -r status type < <(page /assets/style.css)
+    [ "$status" = 200 ] || die "GET /assets/style.css answered $status"
+    case "$type" in text/css*) ;; *) die "GET /assets/style.css is $type, not text/css" ;; esac
+    log "GET / lists $name (text/html, CSP set); /assets/style.css is text/css"
+
+    # A shopper: the sign-up form (which sets the CSRF cookie), then the
+    # product's "Add to cart" form, then the cart page.
+    id="web$(date +%s)$$"
+    read -r status _ < <(page /signup -b "$jar" -c "$jar")
+    [ "$status" = 200 ] || die "GET /signup answered $status"
+    result=$(form /signup "$jar" "username=$id" "email=$id@example.com" "password=correct horse battery")
+    [ "${result%% *}" = 303 ] || die "POST /signup answered $result: $(head -c 600 "$PAGE")"
+    grep -q 'shop_session' "$jar" || die "POST /signup set no shop_session cookie"
+    result=$(form /cart/items "$jar" "product_id=$product" "quantity=1")
+    case "$result" in 303\ */cart) ;; *) die "POST /cart/items answered $result: $(head -c 600 "$PAGE")" ;; esac
+    read -r status _ < <(page /cart -b "$jar")
+    [ "$status" = 200 ] || die "GET /cart answered $status"
+    grep -qF "$name" "$PAGE" || die "the cart page does not show $name after adding it"
+    log "a shopper signed up and put $name in the cart through the storefront's forms"
+
+    # The pages were web's: its /metrics (admin port 9087) counted them.
+    local served
+    served=$(api_requests web 9087 'assets|cart|signup')
+    rm -rf "$work"
+    [ "$served" -gt 0 ] || die "web's /metrics counted none of the storefront requests"
+    log "web answered $served of them (its /metrics)"
+}
+
 # Shoppers (each consistently hashed onto one cart replica by the gateway)
 # put an item in their carts until both replicas have served some.
 check_cart_replicas() {
@@ -178,6 +267,7 @@ main() {
     phase "every container healthy" wait_healthy
     phase "smoke journey through the gateway container" bash scripts/smoke.sh "$GATEWAY"
     phase "orders reached catalog and payments" check_saga_calls
+    phase "the storefront through the gateway" check_storefront
     phase "both cart replicas serve" check_cart_replicas
     log "compose run passed"
 }
