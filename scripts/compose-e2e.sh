@@ -151,8 +151,10 @@ header() {
 }
 
 # form PATH COOKIE_JAR FIELDS...: POSTs the form FIELDS (name=value, each
-# URL-encoded by curl) with the jar's CSRF token, as the page's form does;
-# prints "<status> <location>". A 429 (the gateway's stricter bucket for
+# URL-encoded by curl) with the jar's CSRF token and the page's Origin, as a
+# browser submitting the page's form does (web refuses a POST from another
+# origin, so this proves the gateway passes on the Host and scheme the
+# browser used); prints "<status> <location>". A 429 (the gateway's stricter bucket for
 # sign-ups and logins, counted against the browser web names) waits out
 # its Retry-After and tries again.
 form() {
@@ -164,7 +166,7 @@ form() {
     for field in "$@" "csrf_token=$csrf"; do args+=(--data-urlencode "$field"); done
     for _ in $(seq 1 30); do
         result=$(curl -sS -o "$PAGE" -D "$PAGE.headers" -w '%{http_code} %{redirect_url}' \
-            -b "$jar" -c "$jar" "${args[@]}" "$GATEWAY$path")
+            -b "$jar" -c "$jar" -H "Origin: $GATEWAY" "${args[@]}" "$GATEWAY$path")
         [ "${result%% *}" = 429 ] || break
         sleep "$(header retry-after | tr -dc 0-9 | grep . || echo 1)"
     done
@@ -175,7 +177,9 @@ form() {
 # reaches it: the product list names a product the API lists and carries the
 # Content-Security-Policy, the style sheet is served, and a shopper signs up
 # and fills a cart with the pages' forms (web calling the API through the
-# gateway with the shopper's token and the internal service token).
+# gateway with the shopper's token and the internal service token). Only
+# web renders HTML, so these pages are its own; its /metrics is not read:
+# it is on a network of its own that no container with a shell joins.
 check_storefront() {
     local work status type product name jar result id
     work=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-web.XXXXXX")
@@ -214,13 +218,7 @@ check_storefront() {
     [ "$status" = 200 ] || die "GET /cart answered $status"
     grep -qF "$name" "$PAGE" || die "the cart page does not show $name after adding it"
     log "a shopper signed up and put $name in the cart through the storefront's forms"
-
-    # The pages were web's: its /metrics (admin port 9087) counted them.
-    local served
-    served=$(api_requests web 9087 'assets|cart|signup')
     rm -rf "$work"
-    [ "$served" -gt 0 ] || die "web's /metrics counted none of the storefront requests"
-    log "web answered $served of them (its /metrics)"
 }
 
 # Shoppers (each consistently hashed onto one cart replica by the gateway)
