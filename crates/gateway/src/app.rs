@@ -13,6 +13,7 @@ use tower::ServiceBuilder;
 use crate::Settings;
 use crate::config::LimitSettings;
 use crate::grpc::OrdersChannel;
+use crate::headers::ClientTrust;
 use crate::middleware::body_limit::BodyLimitLayer;
 use crate::middleware::cors;
 use crate::middleware::deadline::DeadlineLayer;
@@ -45,20 +46,23 @@ impl Service for Gateway {
             catalog: upstream(Upstream::Catalog, &settings.upstreams.catalog)?,
             cart: upstream(Upstream::Cart, &settings.upstreams.cart)?,
             orders: upstream(Upstream::Orders, &settings.upstreams.orders)?,
+            web: upstream(Upstream::Web, &settings.upstreams.web)?,
         };
         let verifier = TokenVerifier::from_settings(
             &settings.auth,
             Arc::new(JwksSource::new(upstreams.users.clone())),
         );
+        let client_trust =
+            ClientTrust::new(settings.proxy.trusted_proxies.clone(), &settings.internal);
         let state = AppState::new(Shared {
             orders: OrdersChannel::new(upstreams.orders.clone()).client(),
             upstreams,
             body_limit: settings.limits.body_bytes,
-            trusted_proxies: settings.proxy.trusted_proxies.clone(),
+            client_trust: client_trust.clone(),
         });
         let api = routes::router(state, &verifier).merge(docs::swagger_ui());
         let parts = Parts {
-            api: Api::Http(with_edge_layers(api, settings)),
+            api: Api::Http(with_edge_layers(api, settings, &client_trust)),
             readiness: readiness::readiness(),
             workers: Vec::new(),
         };
@@ -73,6 +77,7 @@ fn settings_key(which: Upstream) -> &'static str {
         Upstream::Catalog => "upstreams.catalog",
         Upstream::Cart => "upstreams.cart",
         Upstream::Orders => "upstreams.orders",
+        Upstream::Web => "upstreams.web",
     }
 }
 
@@ -91,7 +96,7 @@ fn settings_key(which: Upstream) -> &'static str {
 /// again, and a boxed route is cloned for every request, so a stack of
 /// single layers cost an allocation and an indirect call per layer per
 /// request (see `docs/benchmarks.md`).
-fn with_edge_layers(api: Router, settings: &Settings) -> Router {
+fn with_edge_layers(api: Router, settings: &Settings, client_trust: &ClientTrust) -> Router {
     let LimitSettings {
         body_bytes,
         header_bytes,
@@ -105,10 +110,7 @@ fn with_edge_layers(api: Router, settings: &Settings) -> Router {
         ServiceBuilder::new()
             .layer(TraceContextLayer)
             .option_layer(cors::layer(&settings.cors))
-            .option_layer(RateLimitLayer::new(
-                &settings.rate_limit,
-                &settings.proxy.trusted_proxies,
-            ))
+            .option_layer(RateLimitLayer::new(&settings.rate_limit, client_trust))
             .layer(ShedLayer::new(
                 max_concurrent_requests,
                 shed_retry_after_secs,

@@ -1,12 +1,15 @@
 //! Settings of the gateway: the listener, discovery, one upstream client per
-//! service, the token checks, and the edge limits.
+//! service (the storefront `web` among them), the token checks, the service
+//! credential it believes, and the edge limits.
 
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use shop_common::auth::VerifierSettings;
-use shop_common::config::{AdminSettings, ConfigError, HttpSettings};
+use shop_common::config::{AdminSettings, ConfigError, HttpSettings, InternalSettings};
 use shop_discovery::balance::ConsistentHashSettings;
-use shop_discovery::{InstanceSettings, PolicySettings, RegistrySettings, UpstreamSettings};
+use shop_discovery::{
+    BreakerSettings, InstanceSettings, PolicySettings, RegistrySettings, UpstreamSettings,
+};
 
 pub use crate::headers::TrustedProxies;
 
@@ -39,6 +42,12 @@ pub struct Settings {
     pub cors: CorsSettings,
     /// What the gateway believes of `X-Forwarded-*` headers it receives.
     pub proxy: ProxySettings,
+    /// The service credential (`internal.service_token`, the one the
+    /// services share). A request carrying it in `x-shop-service-token` —
+    /// the storefront calling the API for a browser — has its client taken
+    /// from its `x-shop-client-ip`, so rate limits count that browser rather
+    /// than the web instance. Unset (the default), no request is believed.
+    pub internal: InternalSettings,
 }
 
 shop_runtime::http_service_settings!(Settings);
@@ -56,6 +65,7 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             cors: CorsSettings::default(),
             proxy: ProxySettings::default(),
+            internal: InternalSettings::default(),
         }
     }
 }
@@ -75,6 +85,19 @@ impl Default for Settings {
 /// and retried, and its calls [`ORDERS_DEADLINE_MS`], room for one try on
 /// a hung instance and a whole retry elsewhere. Both stay under
 /// `limits.request_timeout_ms`, so the client hears the gateway's answer.
+///
+/// The storefront, `web`, is a client of this very gateway: a page waits
+/// for the API calls it makes through it, and its checkout `POST` for the
+/// gateway's orders call, which may take [`ORDERS_DEADLINE_MS`] (6 s). Its
+/// tries get [`WEB_PER_TRY_TIMEOUT_MS`] and its calls [`WEB_DEADLINE_MS`]
+/// (9 s both: one try, no retry after a hung one), room for that checkout
+/// to settle and still under `limits.request_timeout_ms` (10 s), so the
+/// browser is shown web's page, or the gateway's 504, never a dropped
+/// connection. A page that cannot reach the API is web's own `503`, which
+/// says nothing about web itself, so web's circuit breaker is off by
+/// default: an outage of catalog must not make the gateway refuse the
+/// login page too. A dead or hung web instance is still taken out by
+/// outlier ejection and the health checks.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamsSettings {
@@ -86,6 +109,8 @@ pub struct UpstreamsSettings {
     pub cart: UpstreamSettings,
     /// The orders service (gRPC).
     pub orders: UpstreamSettings,
+    /// The storefront (server-rendered HTML pages).
+    pub web: UpstreamSettings,
 }
 
 /// Default per-try timeout of orders calls, in milliseconds: the saga's
@@ -94,6 +119,14 @@ pub struct UpstreamsSettings {
 pub const ORDERS_PER_TRY_TIMEOUT_MS: u64 = 3_000;
 /// Default deadline of orders calls, in milliseconds: two whole tries.
 pub const ORDERS_DEADLINE_MS: u64 = 2 * ORDERS_PER_TRY_TIMEOUT_MS;
+
+/// Default per-try timeout of storefront calls, in milliseconds: a
+/// checkout waits for the gateway's orders call ([`ORDERS_DEADLINE_MS`])
+/// and then renders, well inside it; still under the default
+/// `limits.request_timeout_ms` (10 s).
+pub const WEB_PER_TRY_TIMEOUT_MS: u64 = 9_000;
+/// Default deadline of storefront calls, in milliseconds: one whole try.
+pub const WEB_DEADLINE_MS: u64 = WEB_PER_TRY_TIMEOUT_MS;
 
 impl Default for UpstreamsSettings {
     fn default() -> Self {
@@ -107,6 +140,15 @@ impl Default for UpstreamsSettings {
             orders: UpstreamSettings {
                 per_try_timeout_ms: ORDERS_PER_TRY_TIMEOUT_MS,
                 deadline_ms: ORDERS_DEADLINE_MS,
+                ..UpstreamSettings::default()
+            },
+            web: UpstreamSettings {
+                per_try_timeout_ms: WEB_PER_TRY_TIMEOUT_MS,
+                deadline_ms: WEB_DEADLINE_MS,
+                breaker: BreakerSettings {
+                    enabled: false,
+                    ..BreakerSettings::default()
+                },
                 ..UpstreamSettings::default()
             },
         }
@@ -266,6 +308,7 @@ impl Settings {
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate()?;
+        self.internal.validate()?;
         let limits = &self.limits;
         for (key, value) in [
             ("limits.body_bytes", limits.body_bytes),
@@ -294,6 +337,7 @@ impl Settings {
             ("upstreams.catalog", &self.upstreams.catalog),
             ("upstreams.cart", &self.upstreams.cart),
             ("upstreams.orders", &self.upstreams.orders),
+            ("upstreams.web", &self.upstreams.web),
         ] {
             upstream
                 .validate()
@@ -426,6 +470,57 @@ mod tests {
         assert!(orders.per_try_timeout_ms > 2_000);
         assert!(orders.deadline_ms >= 2 * orders.per_try_timeout_ms);
         assert!(orders.deadline_ms < settings.limits.request_timeout_ms);
+    }
+
+    #[test]
+    fn the_storefront_waits_for_a_checkout_within_the_request_timeout() {
+        let settings = Settings::default();
+        let web = &settings.upstreams.web;
+        assert!(matches!(web.balance, PolicySettings::PeakEwma(_)));
+        assert_eq!(web.per_try_timeout_ms, WEB_PER_TRY_TIMEOUT_MS);
+        assert_eq!(web.deadline_ms, WEB_DEADLINE_MS);
+        // A checkout waits for the gateway's orders call; the browser still
+        // hears the gateway before its own request times out.
+        assert!(web.per_try_timeout_ms > settings.upstreams.orders.deadline_ms);
+        assert!(web.deadline_ms >= web.per_try_timeout_ms);
+        assert!(web.deadline_ms < settings.limits.request_timeout_ms);
+        assert!(
+            !web.breaker.enabled,
+            "web's 503s are its upstreams' outages"
+        );
+        assert!(web.outlier.enabled);
+
+        // A key set alone keeps the rest of web's defaults.
+        let settings: Settings = config::load_from(
+            "[upstreams.web]
+connect_timeout_ms = 250
+",
+            &[],
+        )
+        .expect("parses");
+        settings.validate().expect("valid");
+        let web = &settings.upstreams.web;
+        assert_eq!(web.connect_timeout_ms, 250);
+        assert_eq!(web.per_try_timeout_ms, WEB_PER_TRY_TIMEOUT_MS);
+        assert!(!web.breaker.enabled);
+        let settings: Settings =
+            config::load_from("", &[("SHOP_UPSTREAMS__WEB__DEADLINE_MS", "0")]).expect("parses");
+        let err = settings.validate().expect_err("zero deadline").to_string();
+        assert!(err.contains("upstreams.web"), "{err}");
+    }
+
+    #[test]
+    fn the_service_credential_is_optional_but_never_blank() {
+        let settings = Settings::default();
+        assert!(settings.internal.service_token.is_none());
+        let settings: Settings =
+            config::load_from("", &[("SHOP_INTERNAL__SERVICE_TOKEN", "s3cret")]).expect("parses");
+        settings.validate().expect("valid");
+        assert!(settings.internal.service_token.is_some());
+        let settings: Settings =
+            config::load_from("[internal]\nservice_token = \"  \"\n", &[]).expect("parses");
+        let err = settings.validate().expect_err("blank").to_string();
+        assert!(err.contains("internal.service_token"), "{err}");
     }
 
     #[test]

@@ -26,8 +26,8 @@ use crate::state::{AppState, Upstream};
 
 /// Forwards `request` to `upstream` and returns its response, or a
 /// problem+json answer when no response could be had.
-pub async fn forward(state: &AppState, upstream: Upstream, request: Request) -> Response {
-    let addr = ClientAddr::of(&request, &state.trusted_proxies);
+pub async fn forward(state: &AppState, upstream: Upstream, mut request: Request) -> Response {
+    let addr = ClientAddr::of(&mut request, &state.client_trust);
     let (mut parts, body) = request.into_parts();
     headers::prepare_request(&mut parts.headers, &addr);
     let body = if replay_worthwhile(&parts.method) && !body.is_end_stream() {

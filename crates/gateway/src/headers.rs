@@ -1,17 +1,21 @@
 //! Who a request comes from, and header hygiene of forwarded requests and
 //! responses.
 //!
-//! [`ClientAddr::of`] is the one place the client address is derived: the
-//! TCP peer, or — only when that peer is in [`TrustedProxies`] — the
-//! right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-//! Everything else (the rate limit, the forwarded headers, the
-//! `x-shop-client-ip` the services read) takes it from there.
+//! [`ClientAddr::of`] is the one place the client address is derived, by
+//! whom the gateway believes ([`ClientTrust`]): the TCP peer; or — only
+//! when that peer is in [`TrustedProxies`] — the right-most
+//! `X-Forwarded-For` entry that is not itself a trusted proxy; or — only
+//! when the request carries the valid service credential, as the
+//! storefront's API calls on behalf of a browser do — the address it names
+//! in `x-shop-client-ip`. Everything else (the rate limit, the forwarded
+//! headers, the `x-shop-client-ip` the services read) takes it from there,
+//! and it is resolved once per request.
 //!
 //! Hop-by-hop headers are removed in both directions (RFC 9110 §7.6.1),
 //! `X-Forwarded-For` and `X-Forwarded-Proto` are set, and internal
-//! credentials a client might send are dropped. The common case — no
-//! hop-by-hop header at all — costs one scan over the header names and no
-//! allocation.
+//! credentials are dropped (a service's too, once it has been believed).
+//! The common case — no hop-by-hop header at all — costs one scan over the
+//! header names and no allocation.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -21,6 +25,8 @@ use axum::extract::ConnectInfo;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
+use shop_common::auth::ServiceGuard;
+use shop_common::config::InternalSettings;
 use shop_common::wire::{CLIENT_IP, SERVICE_TOKEN};
 
 /// `X-Forwarded-For`.
@@ -92,13 +98,60 @@ impl<'de> Deserialize<'de> for TrustedProxies {
     }
 }
 
+/// Whom the gateway believes about a request's client: the proxies in
+/// front of it (`X-Forwarded-For`) and the services that present the
+/// service credential (`x-shop-client-ip`). Cloning it is two reference
+/// counts.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTrust {
+    proxies: TrustedProxies,
+    services: Option<ServiceGuard>,
+}
+
+impl ClientTrust {
+    /// Believes `proxies` about `X-Forwarded-For`, and a request carrying
+    /// `internal.service_token` about `x-shop-client-ip`; no request at all
+    /// when that token is unset.
+    pub fn new(proxies: TrustedProxies, internal: &InternalSettings) -> Self {
+        let services = internal.service_token.is_some().then(|| {
+            // Only built with a token: without one `ServiceGuard` warns of
+            // internal routes, which the gateway has none of.
+            ServiceGuard::new(internal, "gateway")
+        });
+        if services.is_none() {
+            tracing::info!(
+                "internal.service_token is not set: a storefront's API calls are \
+                 counted as its own, not its visitors'"
+            );
+        }
+        Self { proxies, services }
+    }
+
+    /// Believes `proxies` only.
+    pub fn proxies(proxies: TrustedProxies) -> Self {
+        Self {
+            proxies,
+            services: None,
+        }
+    }
+
+    /// Whether `headers` carry the valid service credential.
+    fn believes_service(&self, headers: &HeaderMap) -> bool {
+        self.services
+            .as_ref()
+            .is_some_and(|guard| guard.admits(headers))
+    }
+}
+
 /// Where a request comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr {
-    /// The TCP peer: the client itself, or a proxy in front.
+    /// The TCP peer: the client itself, a proxy in front, or a service
+    /// calling on a client's behalf.
     pub peer: IpAddr,
-    /// The client: the peer, or behind trusted proxies the right-most
-    /// `X-Forwarded-For` entry that is not a trusted proxy.
+    /// The client: the peer; or behind trusted proxies the right-most
+    /// `X-Forwarded-For` entry that is not a trusted proxy; or, for a
+    /// request with the service credential, its `x-shop-client-ip`.
     pub client: IpAddr,
     /// Whether the peer is a trusted proxy, so that its `X-Forwarded-*`
     /// headers are kept (and appended to) when forwarding.
@@ -109,16 +162,29 @@ impl ClientAddr {
     /// The addresses of `request`, whose peer the listener recorded as
     /// [`ConnectInfo<SocketAddr>`] (`0.0.0.0` without it, which no
     /// listener of the gateway omits).
-    pub fn of<B>(request: &Request<B>, trusted: &TrustedProxies) -> Self {
+    ///
+    /// Resolved once: the first call (the rate limit's) keeps the answer in
+    /// the request's extensions, and later ones (the forwarding's) read it
+    /// there — it is never taken from a client, and the service credential
+    /// is hashed once.
+    pub fn of<B>(request: &mut Request<B>, trust: &ClientTrust) -> Self {
+        if let Some(addr) = request.extensions().get::<Self>() {
+            return *addr;
+        }
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-        Self::resolve(peer, request.headers(), trusted)
+        let addr = Self::resolve(peer, request.headers(), trust);
+        request.extensions_mut().insert(addr);
+        addr
     }
 
     /// The addresses of a request from `peer` with `headers`.
     ///
+    /// A request with the valid service credential names its client in
+    /// `x-shop-client-ip` (the storefront passes on the browser's address
+    /// that way); when that is not an address, it is resolved as any other.
     /// A peer that is not a trusted proxy is the client, whatever it sends.
     /// Behind a trusted proxy, `X-Forwarded-For` is walked from the right
     /// (the entry the nearest proxy appended) past every trusted proxy; the
@@ -126,7 +192,23 @@ impl ClientAddr {
     /// by the client or an untrusted hop and are never believed. When the
     /// walk meets an entry that is not an address, the last trusted hop
     /// before it is the client; when every entry is trusted, the left-most.
-    pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> Self {
+    pub fn resolve(peer: IpAddr, headers: &HeaderMap, trust: &ClientTrust) -> Self {
+        let mut addr = Self::resolve_forwarded(peer, headers, &trust.proxies);
+        if let Some(named) = headers.get(CLIENT_IP)
+            && let Some(client) = named
+                .to_str()
+                .ok()
+                .and_then(|named| named.trim().parse::<IpAddr>().ok())
+            && trust.believes_service(headers)
+        {
+            addr.client = client.to_canonical();
+        }
+        addr
+    }
+
+    /// The addresses of a request from `peer` with `headers`, believing
+    /// only `trusted` proxies' `X-Forwarded-For`.
+    fn resolve_forwarded(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> Self {
         let peer = peer.to_canonical();
         let untrusted = Self {
             peer,
@@ -304,7 +386,7 @@ mod tests {
             .iter()
             .map(|value| (X_FORWARDED_FOR, HeaderValue::from_static(value)))
             .collect();
-        ClientAddr::resolve(ip(peer), &map, trusted).client
+        ClientAddr::resolve(ip(peer), &map, &ClientTrust::proxies(trusted.clone())).client
     }
 
     #[test]
@@ -349,13 +431,120 @@ mod tests {
             ),
         ] {
             let mut map = incoming();
-            let addr = ClientAddr::resolve(ip(peer), &map, &trusted);
+            let addr = ClientAddr::resolve(ip(peer), &map, &ClientTrust::proxies(trusted.clone()));
             prepare_request(&mut map, &addr);
             assert_eq!(map[X_FORWARDED_FOR], forwarded_for, "from {peer}");
             assert_eq!(map[X_FORWARDED_PROTO], proto, "from {peer}");
             assert_eq!(map[CLIENT_IP], client, "from {peer}");
             assert!(!map.contains_key(SERVICE_TOKEN), "from {peer}");
         }
+    }
+
+    /// Header names and values.
+    type Pairs = [(&'static str, &'static str)];
+
+    #[test]
+    fn a_service_with_the_credential_names_the_client_and_no_one_else_does() {
+        let internal = InternalSettings {
+            service_token: Some("s3cret".into()),
+        };
+        let trust = ClientTrust::new(proxies(&["10.0.0.0/8"]), &internal);
+        let resolve = |peer: &str, pairs: &Pairs, trust: &ClientTrust| {
+            let mut map = headers(pairs);
+            let addr = ClientAddr::resolve(ip(peer), &map, trust);
+            prepare_request(&mut map, &addr);
+            assert!(!map.contains_key(SERVICE_TOKEN), "the credential goes");
+            assert_eq!(map[CLIENT_IP], addr.client.to_string());
+            addr.client
+        };
+        // (peer, headers, client, why)
+        let cases: [(&str, &Pairs, &str, &str); 8] = [
+            (
+                "203.0.113.7",
+                &[
+                    ("x-shop-service-token", "s3cret"),
+                    ("x-shop-client-ip", "198.51.100.1"),
+                ],
+                "198.51.100.1",
+                "the credential makes the named address the client",
+            ),
+            (
+                "203.0.113.7",
+                &[
+                    ("x-shop-service-token", "s3cret"),
+                    ("x-shop-client-ip", " 2001:db8::1 "),
+                ],
+                "2001:db8::1",
+                "IPv6, blanks around it",
+            ),
+            (
+                "203.0.113.7",
+                &[
+                    ("x-shop-service-token", "s3cret"),
+                    ("x-shop-client-ip", "::ffff:198.51.100.1"),
+                ],
+                "198.51.100.1",
+                "an IPv4-mapped address is the IPv4 one",
+            ),
+            (
+                "203.0.113.7",
+                &[
+                    ("x-shop-service-token", "guess"),
+                    ("x-shop-client-ip", "198.51.100.1"),
+                ],
+                "203.0.113.7",
+                "a wrong credential is ignored",
+            ),
+            (
+                "203.0.113.7",
+                &[("x-shop-client-ip", "198.51.100.1")],
+                "203.0.113.7",
+                "no credential: the header is overwritten",
+            ),
+            (
+                "203.0.113.7",
+                &[
+                    ("x-shop-service-token", "s3cret"),
+                    ("x-shop-client-ip", "browser"),
+                ],
+                "203.0.113.7",
+                "not an address: resolved as any other request",
+            ),
+            (
+                "203.0.113.7",
+                &[
+                    ("x-shop-service-token", "s3cret"),
+                    ("x-shop-client-ip", "198.51.100.1:4711"),
+                ],
+                "203.0.113.7",
+                "an address with a port is not an address",
+            ),
+            (
+                "10.0.0.1",
+                &[
+                    ("x-shop-service-token", "s3cret"),
+                    ("x-forwarded-for", "192.0.2.5"),
+                ],
+                "192.0.2.5",
+                "no header: behind a trusted proxy, its X-Forwarded-For",
+            ),
+        ];
+        for (peer, pairs, expected, why) in cases {
+            assert_eq!(resolve(peer, pairs, &trust), ip(expected), "{why}");
+        }
+        let unset = ClientTrust::new(proxies(&[]), &InternalSettings::default());
+        assert_eq!(
+            resolve(
+                "203.0.113.7",
+                &[
+                    ("x-shop-service-token", ""),
+                    ("x-shop-client-ip", "198.51.100.1")
+                ],
+                &unset
+            ),
+            ip("203.0.113.7"),
+            "without a configured token nothing is believed"
+        );
     }
 
     #[test]

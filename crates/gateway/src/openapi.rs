@@ -8,7 +8,8 @@
 //! — 401 on a bearer route, 400/413/415/422 on a JSON body, 429, 502–504 —
 //! is added by `EdgeResponses` from the route table, so a new route gets
 //! them by being listed in [`crate::routes::ROUTES`]. A test checks that
-//! the document lists exactly the routes of that table.
+//! the document lists exactly the routes of that table — and none of the
+//! storefront's pages ([`crate::routes::web_routes`]), which are HTML.
 
 use shop_common::error::{PROBLEM_JSON, Problem};
 use utoipa::openapi::path::{Operation, PathItem};
@@ -340,7 +341,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::routes::{DOCS_PATH, PROBES};
+    use crate::routes::{DOCS_PATH, PROBES, web_routes};
 
     fn document() -> serde_json::Value {
         let json = ApiDoc::openapi().to_json().expect("serialises");
@@ -373,6 +374,15 @@ mod tests {
             served.insert(("GET".to_owned(), path.to_owned()));
         }
         assert_eq!(documented, served);
+        // The storefront's pages are served too, but they are HTML for
+        // people, not the API: left out of the document on purpose.
+        for route in web_routes() {
+            assert!(
+                document["paths"].get(route.path).is_none(),
+                "{} is a page, not an API route",
+                route.path
+            );
+        }
 
         let schemas = document["components"]["schemas"]
             .as_object()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use shop_discovery::UpstreamClient;
 
 use crate::grpc::OrdersClient;
-use crate::headers::TrustedProxies;
+use crate::headers::ClientTrust;
 
 /// An upstream service the gateway forwards to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,11 +20,19 @@ pub enum Upstream {
     Cart,
     /// Orders (gRPC; reached through the REST facade).
     Orders,
+    /// The storefront: server-rendered pages, itself a client of the API.
+    Web,
 }
 
 impl Upstream {
     /// Every upstream.
-    pub const ALL: [Self; 4] = [Self::Users, Self::Catalog, Self::Cart, Self::Orders];
+    pub const ALL: [Self; 5] = [
+        Self::Users,
+        Self::Catalog,
+        Self::Cart,
+        Self::Orders,
+        Self::Web,
+    ];
 
     /// The service name in discovery.
     pub fn service(self) -> &'static str {
@@ -33,6 +41,7 @@ impl Upstream {
             Self::Catalog => "catalog",
             Self::Cart => "cart",
             Self::Orders => "orders",
+            Self::Web => "web",
         }
     }
 }
@@ -48,6 +57,8 @@ pub struct Upstreams {
     pub cart: UpstreamClient,
     /// `orders` (HTTP/2, gRPC).
     pub orders: UpstreamClient,
+    /// `web`.
+    pub web: UpstreamClient,
 }
 
 impl Upstreams {
@@ -58,6 +69,7 @@ impl Upstreams {
             Upstream::Catalog => &self.catalog,
             Upstream::Cart => &self.cart,
             Upstream::Orders => &self.orders,
+            Upstream::Web => &self.web,
         }
     }
 }
@@ -77,8 +89,9 @@ pub struct Shared {
     pub orders: OrdersClient,
     /// Largest request body in bytes.
     pub body_limit: usize,
-    /// The proxies whose `X-Forwarded-*` headers are believed.
-    pub trusted_proxies: TrustedProxies,
+    /// Whom the client address is believed from (trusted proxies, the
+    /// service credential).
+    pub client_trust: ClientTrust,
 }
 
 impl AppState {

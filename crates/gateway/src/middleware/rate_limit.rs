@@ -5,7 +5,10 @@
 //! `Retry-After` saying when the next request would be let through.
 //!
 //! The client is [`ClientAddr::client`](crate::headers::ClientAddr): the
-//! peer, or behind a trusted proxy the address that proxy saw. An IPv4
+//! peer, or behind a trusted proxy the address that proxy saw, or for the
+//! storefront's API calls (the service credential) the browser it names —
+//! so one web instance serving many people is not one client, and a person
+//! is counted the same through the pages as through the API. An IPv4
 //! client is its address; an IPv6 client is its prefix (`/64` by default),
 //! since one subscriber holds a whole prefix and can rotate through it.
 //!
@@ -33,7 +36,7 @@ use shop_common::error::Problem;
 
 use super::{Verdict, guard_layer, reject};
 use crate::config::RateLimitSettings;
-use crate::headers::{ClientAddr, TrustedProxies};
+use crate::headers::{ClientAddr, ClientTrust};
 
 /// The paths whose `POST` draws on the login bucket as well.
 const LOGIN_PATHS: [&str; 2] = ["/api/sessions", "/api/users"];
@@ -47,7 +50,7 @@ pub struct Limiter {
 struct Inner {
     general: Bucket,
     login: Bucket,
-    trusted: TrustedProxies,
+    trust: ClientTrust,
     ipv6_prefix_len: u8,
 }
 
@@ -61,10 +64,10 @@ guard_layer!(
 );
 
 impl RateLimitLayer {
-    /// A layer with the buckets of `settings`, resolving clients behind
-    /// `trusted` proxies; `None` when rate limiting is off or a value is
+    /// A layer with the buckets of `settings`, resolving clients as
+    /// `trust` allows; `None` when rate limiting is off or a value is
     /// zero (which [`crate::Settings::validate`] refuses).
-    pub fn new(settings: &RateLimitSettings, trusted: &TrustedProxies) -> Option<Self> {
+    pub fn new(settings: &RateLimitSettings, trust: &ClientTrust) -> Option<Self> {
         if !settings.enabled {
             return None;
         }
@@ -87,7 +90,7 @@ impl RateLimitLayer {
                         "login_rate_limited",
                         "too many login or registration attempts from this client; slow down",
                     ),
-                    trusted: trusted.clone(),
+                    trust: trust.clone(),
                     ipv6_prefix_len: settings.ipv6_prefix_len,
                 }),
             },
@@ -183,7 +186,7 @@ fn is_login(request: &Request) -> bool {
 
 fn check(limiter: &Limiter, request: &mut Request) -> Verdict<()> {
     let inner = &*limiter.inner;
-    let client = ClientAddr::of(request, &inner.trusted).client;
+    let client = ClientAddr::of(request, &inner.trust).client;
     let key = bucket_key(client, inner.ipv6_prefix_len);
     match inner.general.check(&key) {
         Verdict::Pass(()) if is_login(request) => inner.login.check(&key),
@@ -201,7 +204,7 @@ mod tests {
     }
 
     fn limiter(settings: RateLimitSettings) -> Limiter {
-        RateLimitLayer::new(&settings, &TrustedProxies::default())
+        RateLimitLayer::new(&settings, &ClientTrust::default())
             .expect("enabled")
             .state
     }

@@ -1,10 +1,16 @@
-//! The gateway's routes, all in one table ([`ROUTES`]): the router is built
-//! from it and the OpenAPI document is checked against it, so a route
-//! cannot be served without being documented (or the other way round).
+//! The gateway's routes, in two tables. The API's are in [`ROUTES`]: the
+//! router is built from it and the OpenAPI document is checked against it,
+//! so an API route cannot be served without being documented (or the other
+//! way round). The storefront's pages and form actions ([`web_routes`]) are
+//! built from [`shop_api::web::ROUTES`], the list the web service serves
+//! too, and forwarded unchanged to `web`; they are HTML, not the API, so
+//! they stay out of the API's table and its document.
 //!
 //! Only listed routes are served: anything else — notably the services'
 //! `/internal/*` routes — is a 404 problem+json from the gateway and never
-//! reaches a service.
+//! reaches a service. One exception, for people: a `GET` of an unknown
+//! page (outside `/api/`, `/internal/` and `/.well-known/`) from a browser,
+//! whose `Accept` prefers HTML, is web's HTML 404 page ([`unrouted`]).
 
 pub mod docs;
 pub mod orders;
@@ -13,8 +19,10 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::routing::{MethodFilter, MethodRouter, on};
-use http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, any, on};
+use http::{HeaderMap, Method, header};
+use shop_api::web::WebMethod;
 use shop_common::auth::TokenVerifier;
 
 use crate::forward;
@@ -112,8 +120,17 @@ const fn route(verb: Verb, path: &'static str, access: Access, target: Target) -
 
 use Access::{Bearer, Public};
 use Target::Proxy;
-use Upstream::{Cart, Catalog, Users};
+use Upstream::{Cart, Catalog, Users, Web};
 use Verb::{Delete, Get, Post, Put};
+
+impl From<WebMethod> for Verb {
+    fn from(method: WebMethod) -> Self {
+        match method {
+            WebMethod::Get => Self::Get,
+            WebMethod::Post => Self::Post,
+        }
+    }
+}
 
 /// Every public route of the gateway, except the probes (`/healthz`,
 /// `/readyz`, see [`PROBES`]) and the docs page (`/docs`). `/metrics` is
@@ -146,6 +163,22 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/api/openapi.json", Public, Target::OpenApi),
 ];
 
+/// The storefront's routes: each row of [`shop_api::web::ROUTES`],
+/// forwarded unchanged to `web` and open to anyone (web keeps its own
+/// session cookie and sends people without one to its login page). Cookies
+/// and every other header pass both ways as for any forwarded route; the
+/// page request carries `X-Forwarded-Proto` (web marks its cookies `Secure`
+/// by it) and `x-shop-client-ip`. Not in [`ROUTES`]: not part of the API or
+/// its OpenAPI document.
+pub fn web_routes() -> impl Iterator<Item = Route> {
+    shop_api::web::ROUTES
+        .iter()
+        .map(|&(method, path)| route(method.into(), path, Public, Proxy(Web)))
+}
+
+/// The catch-all route of paths no table lists; see [`unrouted`].
+const UNROUTED: &str = "/{*path}";
+
 /// The probe routes, served outside the edge limits (never shed or rate
 /// limited).
 pub const PROBES: [&str; 2] = ["/healthz", "/readyz"];
@@ -153,15 +186,16 @@ pub const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 /// The path of the interactive API docs page.
 pub const DOCS_PATH: &str = "/docs";
 
-/// The router of every route in [`ROUTES`] (without edge layers, probes
-/// or fallbacks). Bearer routes verify the token with `verifier` first.
+/// The router of every route in [`ROUTES`] and [`web_routes`], and of
+/// [`unrouted`] paths (without edge layers, probes or fallbacks). Bearer
+/// routes verify the token with `verifier` first.
 pub fn router(state: AppState, verifier: &TokenVerifier) -> Router {
     let mut paths: BTreeMap<&'static str, (Access, MethodRouter<AppState>)> = BTreeMap::new();
-    for route in ROUTES {
+    for route in ROUTES.iter().copied().chain(web_routes()) {
         let (_, methods) = paths
             .entry(route.path)
             .or_insert_with(|| (route.access, MethodRouter::new()));
-        *methods = std::mem::take(methods).merge(method_router(route));
+        *methods = std::mem::take(methods).merge(method_router(&route));
     }
     let mut router = Router::new();
     for (path, (access, methods)) in paths {
@@ -171,6 +205,10 @@ pub fn router(state: AppState, verifier: &TokenVerifier) -> Router {
         };
         router = router.route(path, methods);
     }
+    // A route rather than the fallback: the runtime sets the fallback of
+    // every service (a plain 404) after this, which would replace it. Any
+    // path a table lists, with a parameter or not, is matched before it.
+    router = router.route(UNROUTED, any(unrouted));
     // Set here, before the edge layers wrap the routes, so that a 405 (and
     // a CORS preflight, which no route lists) passes through those layers;
     // one set later would replace the layered default.
@@ -196,19 +234,190 @@ fn method_router(route: &Route) -> MethodRouter<AppState> {
     }
 }
 
+/// A request no table routes: web's HTML 404 page for a browser asking for
+/// a page (see [`wants_page`]), else the gateway's 404 problem+json, so a
+/// person never sees JSON for a mistyped address and an API client never
+/// sees HTML.
+pub async fn unrouted(State(state): State<AppState>, request: Request) -> Response {
+    if wants_page(request.method(), request.uri().path(), request.headers()) {
+        forward::forward(&state, Web, request).await
+    } else {
+        shop_common::error::not_found().await.into_response()
+    }
+}
+
+/// Whether an unrouted request is a person's browser asking for a page: a
+/// `GET` (or `HEAD`) outside the API (`/api`), the services' internal
+/// routes (`/internal`, which never leave the gateway) and
+/// `/.well-known`, whose `Accept` prefers HTML to JSON.
+pub fn wants_page(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && !["/api", "/internal", "/.well-known"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+        && prefers_html(headers)
+}
+
+/// Whether `Accept` rates HTML (`text/html`, `application/xhtml+xml`)
+/// above zero and at least as high as any JSON type. `*/*` alone (curl's
+/// default) does not count: a client that says nothing gets problem+json.
+fn prefers_html(headers: &HeaderMap) -> bool {
+    let (mut html, mut json) = (0.0_f32, 0.0_f32);
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut params = item.split(';');
+            let media = params.next().unwrap_or_default().trim();
+            let quality = params
+                .filter_map(|param| param.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, q)| q.trim().parse::<f32>().unwrap_or(0.0));
+            if media.eq_ignore_ascii_case("text/html")
+                || media.eq_ignore_ascii_case("application/xhtml+xml")
+            {
+                html = html.max(quality);
+            } else if media.to_ascii_lowercase().ends_with("json") {
+                json = json.max(quality);
+            }
+        }
+    }
+    html > 0.0 && html >= json
+}
+
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]
     fn every_path_has_one_access_rule_and_no_route_is_listed_twice() {
         let mut seen = std::collections::HashSet::new();
         let mut access = BTreeMap::new();
-        for route in ROUTES {
+        for route in ROUTES.iter().copied().chain(web_routes()) {
             assert!(seen.insert((route.verb, route.path)), "{route:?} twice");
             let first = *access.entry(route.path).or_insert(route.access);
             assert_eq!(first, route.access, "{}: mixed access", route.path);
             assert!(!route.path.starts_with("/internal"));
+        }
+    }
+
+    /// The storefront's routes are exactly the shared list's, all forwarded
+    /// to web, open to anyone, and none is an API route or the docs page,
+    /// which they would shadow (or be documented as).
+    #[test]
+    fn the_web_routes_are_the_shared_list_forwarded_to_web() {
+        let routes: Vec<(Method, &str)> = web_routes()
+            .map(|route| {
+                assert_eq!(route.target, Proxy(Web), "{route:?}");
+                assert_eq!(route.access, Public, "{route:?}");
+                (route.verb.method(), route.path)
+            })
+            .collect();
+        let shared: Vec<(Method, &str)> = shop_api::web::ROUTES
+            .iter()
+            .map(|&(method, path)| {
+                (
+                    Method::from_bytes(method.as_str().as_bytes()).expect("method"),
+                    path,
+                )
+            })
+            .collect();
+        assert_eq!(routes, shared);
+        let api: std::collections::HashSet<&str> = ROUTES.iter().map(|route| route.path).collect();
+        for (_, path) in &routes {
+            assert!(!api.contains(path), "{path} is an API route too");
+            assert!(
+                !path.starts_with("/api") && !path.starts_with("/internal"),
+                "{path}"
+            );
+            assert!(
+                !path.starts_with("/.well-known") && !path.starts_with(DOCS_PATH),
+                "{path}"
+            );
+            assert!(!PROBES.contains(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn only_a_browser_asking_for_a_page_is_sent_to_web() {
+        let accept = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_static(value));
+            headers
+        };
+        let browser = accept("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8");
+        // (method, path, headers, to web, why)
+        let cases = [
+            (Method::GET, "/no-such-page", &browser, true, "a browser"),
+            (
+                Method::HEAD,
+                "/no-such-page",
+                &browser,
+                true,
+                "a browser's HEAD",
+            ),
+            (
+                Method::GET,
+                "/products/x/y",
+                &accept("application/xhtml+xml"),
+                true,
+                "XHTML",
+            ),
+            (Method::POST, "/no-such-page", &browser, false, "a POST"),
+            (Method::GET, "/api/nothing", &browser, false, "the API"),
+            (
+                Method::GET,
+                "/internal/orders",
+                &browser,
+                false,
+                "internal routes",
+            ),
+            (Method::GET, "/internal", &browser, false, "internal routes"),
+            (Method::GET, "/.well-known/x", &browser, false, "well-known"),
+            (Method::GET, "/no-such-page", &accept("*/*"), false, "curl"),
+            (
+                Method::GET,
+                "/no-such-page",
+                &HeaderMap::new(),
+                false,
+                "no Accept",
+            ),
+            (
+                Method::GET,
+                "/x",
+                &accept("application/json, text/html;q=0.5"),
+                false,
+                "JSON first",
+            ),
+            (
+                Method::GET,
+                "/x",
+                &accept("application/problem+json;q=0.5, text/html"),
+                true,
+                "HTML first",
+            ),
+            (
+                Method::GET,
+                "/x",
+                &accept("text/html;q=0"),
+                false,
+                "HTML refused",
+            ),
+            (
+                Method::GET,
+                "/x",
+                &accept("TEXT/HTML; Q=0.4"),
+                true,
+                "any case",
+            ),
+        ];
+        for (method, path, headers, expected, why) in cases {
+            assert_eq!(
+                wants_page(&method, path, headers),
+                expected,
+                "{why}: {method} {path}"
+            );
         }
     }
 }
