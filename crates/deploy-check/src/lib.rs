@@ -64,6 +64,8 @@ pub enum Service {
     Orders,
     /// `shop-payments`.
     Payments,
+    /// `shop-web`, the storefront.
+    Web,
     /// `shop-gateway`.
     Gateway,
 }
@@ -79,13 +81,14 @@ pub enum Topology {
 
 impl Service {
     /// Every service, in the order of the design's port table.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Gateway,
         Self::Users,
         Self::Catalog,
         Self::Cart,
         Self::Orders,
         Self::Payments,
+        Self::Web,
     ];
 
     /// The service name (discovery, images, build argument).
@@ -96,6 +99,7 @@ impl Service {
             Self::Cart => "cart",
             Self::Orders => "orders",
             Self::Payments => "payments",
+            Self::Web => "web",
             Self::Gateway => "gateway",
         }
     }
@@ -112,13 +116,16 @@ impl Service {
 
     /// The services this one calls, by their discovery names. Orders'
     /// checkout saga reserves stock on catalog and takes the payment on
-    /// payments; payments is a leaf.
+    /// payments; payments is a leaf. The gateway routes the storefront's
+    /// pages to web, and web is a client of the public API: it calls the
+    /// gateway, and nothing behind it.
     pub fn upstreams(self) -> &'static [&'static str] {
         match self {
             Self::Users | Self::Catalog | Self::Payments => &[],
             Self::Cart => &["catalog", "users"],
             Self::Orders => &["cart", "users", "catalog", "payments"],
-            Self::Gateway => &["users", "catalog", "cart", "orders"],
+            Self::Web => &["gateway"],
+            Self::Gateway => &["users", "catalog", "cart", "orders", "web"],
         }
     }
 
@@ -131,19 +138,28 @@ impl Service {
             .collect()
     }
 
-    /// Whether it owns a database.
+    /// Whether it owns a database. The gateway and the storefront have
+    /// none: web keeps a shopper's session in the browser's cookie.
     pub fn owns_database(self) -> bool {
-        !matches!(self, Self::Gateway)
+        !matches!(self, Self::Gateway | Self::Web)
     }
 
     /// Whether it needs the shared internal service token: catalog
     /// (stock reservations), cart (clearing ordered lines) and payments
-    /// check it on their internal routes; orders presents it to them.
+    /// check it on their internal routes; orders presents it to them. web
+    /// presents it to the gateway, which then takes the client's address
+    /// from web's `x-shop-client-ip`: without it on both, every browser
+    /// would share the web instance's rate-limit buckets.
     pub fn needs_service_token(self) -> bool {
-        matches!(
-            self,
-            Self::Catalog | Self::Cart | Self::Orders | Self::Payments
-        )
+        match self {
+            Self::Users => false,
+            Self::Catalog
+            | Self::Cart
+            | Self::Orders
+            | Self::Payments
+            | Self::Web
+            | Self::Gateway => true,
+        }
     }
 }
 
@@ -169,7 +185,7 @@ pub struct Loaded {
     pub signing_key_file: Option<String>,
     /// Whether a PEM signing key is set inline (users).
     pub signing_key_pem: bool,
-    /// `internal.service_token` (catalog, cart, orders, payments).
+    /// `internal.service_token` (all but users).
     pub service_token: Option<String>,
     /// The most database connections one instance may hold open: its pool
     /// of `database.max_connections`, plus its readiness check's own
@@ -357,9 +373,21 @@ pub fn load(service: Service, env: &[(String, String)]) -> Result<Loaded, String
                 ..parts.with_database(&s.database)
             }
         }
+        Service::Web => {
+            let s: shop_web::Settings = load_as(&env, shop_web::Settings::validate)?;
+            let parts = parts!(service, s);
+            Loaded {
+                service_token: exposed(s.internal.service_token),
+                ..parts.without_database()
+            }
+        }
         Service::Gateway => {
             let s: shop_gateway::Settings = load_as(&env, shop_gateway::Settings::validate)?;
-            parts!(service, s).without_database()
+            let parts = parts!(service, s);
+            Loaded {
+                service_token: exposed(s.internal.service_token),
+                ..parts.without_database()
+            }
         }
     };
     Ok(loaded)
@@ -394,7 +422,7 @@ pub fn check(
     }
     if service.needs_service_token() && loaded.service_token.as_deref().is_none_or(str::is_empty) {
         problems.push(
-            "SHOP_INTERNAL__SERVICE_TOKEN: must be set (orders presents it to catalog, cart and payments)"
+            "SHOP_INTERNAL__SERVICE_TOKEN: must be set (orders presents it to catalog, cart and payments, web to the gateway)"
                 .to_owned(),
         );
     }
@@ -577,7 +605,6 @@ mod tests {
             Service::Catalog.callers(),
             [Service::Gateway, Service::Cart, Service::Orders]
         );
-        assert!(Service::Gateway.callers().is_empty());
         let token: Vec<Service> = Service::ALL
             .into_iter()
             .filter(|s| s.needs_service_token())
@@ -585,10 +612,12 @@ mod tests {
         assert_eq!(
             token,
             [
+                Service::Gateway,
                 Service::Catalog,
                 Service::Cart,
                 Service::Orders,
-                Service::Payments
+                Service::Payments,
+                Service::Web,
             ]
         );
         // Payments (and catalog) without the token are refused by name.
@@ -618,6 +647,88 @@ mod tests {
     }
 
     #[test]
+    fn web_and_the_gateway_call_each_other_and_web_nothing_else() {
+        // The gateway routes the pages to web; web calls the API through
+        // the gateway. The gateway's only caller inside the stack is web.
+        assert_eq!(Service::Web.upstreams(), ["gateway"]);
+        assert_eq!(Service::Web.callers(), [Service::Gateway]);
+        assert_eq!(Service::Gateway.callers(), [Service::Web]);
+        assert!(!Service::Web.owns_database());
+        for service in Service::ALL {
+            assert_eq!(
+                service.upstreams().contains(&"web"),
+                service == Service::Gateway,
+                "{} calls web",
+                service.name()
+            );
+        }
+
+        // web and the gateway without the token are refused by name.
+        let compose = |service: Service, address: &str| {
+            env(&[
+                ("SHOP_REGISTRY__BACKEND", "etcd"),
+                ("SHOP_REGISTRY__ENDPOINTS", "[http://etcd:2379]"),
+                ("SHOP_INSTANCE__ADVERTISE_ADDR", address),
+            ])
+            .into_iter()
+            .chain(
+                (service == Service::Web)
+                    .then(|| ("SHOP_COOKIES__SECURE".to_owned(), "always".to_owned())),
+            )
+            .collect::<Vec<_>>()
+        };
+        for (service, address) in [
+            (Service::Web, "web:8087"),
+            (Service::Gateway, "gateway:8080"),
+        ] {
+            let all = check(service, Topology::Compose, &compose(service, address))
+                .expect_err("no token")
+                .join("\n");
+            assert!(
+                all.contains("SHOP_INTERNAL__SERVICE_TOKEN"),
+                "{}: {all}",
+                service.name()
+            );
+            let mut with_token = compose(service, address);
+            with_token.push(("SHOP_INTERNAL__SERVICE_TOKEN".into(), "t0ken".into()));
+            let loaded = check(service, Topology::Compose, &with_token).expect("complete");
+            assert_eq!(loaded.service_token.as_deref(), Some("t0ken"));
+            assert_eq!(loaded.database_connections, 0);
+        }
+
+        // web has no database key, and its cookie setting is checked.
+        let err = load(
+            Service::Web,
+            &env(&[("SHOP_DATABASE__URL", "postgres://w@postgres:5432/web")]),
+        )
+        .expect_err("web has no database");
+        assert!(err.contains("database"), "{err}");
+        let err = load(Service::Web, &env(&[("SHOP_COOKIES__SECURE", "sometimes")]))
+            .expect_err("auto, always or never");
+        assert!(err.contains("sometimes") || err.contains("secure"), "{err}");
+
+        // On Kubernetes web resolves the gateway's headless Service.
+        let dns = |pairs: &[(&str, &str)]| {
+            let mut all = env(&[
+                ("SHOP_REGISTRY__BACKEND", "dns"),
+                ("SHOP_INTERNAL__SERVICE_TOKEN", "t"),
+            ]);
+            all.extend(env(pairs));
+            check(Service::Web, Topology::Kubernetes, &all)
+        };
+        let all = dns(&[]).expect_err("no gateway").join("\n");
+        assert!(
+            all.contains("SHOP_REGISTRY__SERVICES__GATEWAY__HOST"),
+            "{all}"
+        );
+        dns(&[
+            ("SHOP_REGISTRY__SERVICES__GATEWAY__HOST", "gateway-headless"),
+            ("SHOP_REGISTRY__SERVICES__GATEWAY__PORT", "8080"),
+        ])
+        .expect("complete");
+    }
+
+    #[test]
     fn kubernetes_needs_every_upstream_in_dns_with_grpc_for_orders() {
         let base = [
             ("SHOP_REGISTRY__BACKEND", "dns"),
@@ -629,6 +740,9 @@ mod tests {
             ("SHOP_REGISTRY__SERVICES__CART__PORT", "8083"),
             ("SHOP_REGISTRY__SERVICES__ORDERS__HOST", "orders-headless"),
             ("SHOP_REGISTRY__SERVICES__ORDERS__PORT", "50051"),
+            ("SHOP_REGISTRY__SERVICES__WEB__HOST", "web-headless"),
+            ("SHOP_REGISTRY__SERVICES__WEB__PORT", "8087"),
+            ("SHOP_INTERNAL__SERVICE_TOKEN", "t0ken"),
         ];
         let problems =
             check(Service::Gateway, Topology::Kubernetes, &env(&base)).expect_err("orders is gRPC");
@@ -653,7 +767,7 @@ mod tests {
             if let Some(max) = max {
                 pairs.push(("SHOP_DATABASE__MAX_CONNECTIONS", max));
             }
-            if service == Service::Gateway {
+            if !service.owns_database() {
                 pairs.clear();
             }
             load(service, &env(&pairs))
@@ -677,13 +791,14 @@ mod tests {
             "payments' pool counts"
         );
         assert_eq!(pool(Service::Gateway, None), 0);
+        assert_eq!(pool(Service::Web, None), 0, "web has no database");
     }
 
     #[test]
     fn admin_ports_are_each_services_own_and_follow_the_environment() {
         let admin = |service: Service, pairs: &[(&str, &str)]| {
             let mut pairs = pairs.to_vec();
-            if service != Service::Gateway {
+            if service.owns_database() {
                 pairs.push(("SHOP_DATABASE__URL", "postgres://x@postgres:5432/db"));
             }
             load(service, &env(&pairs)).expect("loads").admin_port
@@ -693,6 +808,7 @@ mod tests {
         assert_eq!(admin(Service::Catalog, &[]), Some(9082));
         assert_eq!(admin(Service::Cart, &[]), Some(9083));
         assert_eq!(admin(Service::Payments, &[]), Some(9086));
+        assert_eq!(admin(Service::Web, &[]), Some(9087));
         assert_eq!(
             admin(Service::Orders, &[]),
             Some(8084),
@@ -731,6 +847,8 @@ mod tests {
                 "localhost/ferroshop/payments:0.1.0",
                 Some(Service::Payments),
             ),
+            ("localhost/ferroshop/web:0.1.0", Some(Service::Web)),
+            ("shop-web", Some(Service::Web)),
             ("postgres:17-bookworm", None),
         ] {
             assert_eq!(Service::from_name_or_image(name), service, "{name}");

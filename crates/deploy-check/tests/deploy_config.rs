@@ -10,8 +10,10 @@
 //!
 //! Who may call whom ([`Service::upstreams`]) is checked against the compose
 //! networks and the NetworkPolicies: every call gets through, and no
-//! service is reachable by more than its callers (payments by orders alone).
-//! Every workload has a PodDisruptionBudget.
+//! service is reachable by more than its callers (payments by orders alone,
+//! the storefront by the gateway alone), and the storefront reaches nothing
+//! but the gateway. Only the gateway publishes a port. Every workload has a
+//! PodDisruptionBudget.
 //!
 //! The database connection budget is checked on the same parsed files, and
 //! then on copies with a replica count or a pool raised just past it, so the
@@ -163,31 +165,10 @@ fn every_compose_service_starts_with_its_environment() {
                 entry.name
             );
         }
-        if service != Service::Gateway {
-            assert!(
-                entry.ports.is_empty(),
-                "{}: only the gateway publishes a port",
-                entry.name
-            );
-        }
-        // /metrics is served on an admin port of its own, which no
-        // container publishes: the gateway publishes its API port alone.
         let admin = admin_port(&entry.name, &loaded);
-        assert!(
-            !entry.published_targets.contains(&admin),
-            "{}: publishes its admin port {admin} (/metrics)",
-            entry.name
-        );
-        if service == Service::Gateway {
-            assert_eq!(
-                entry.published_targets,
-                [loaded.http_port],
-                "{}: publishes other ports than its API port",
-                entry.name
-            );
-        }
         admin_ports.insert(entry.name.clone(), admin);
     }
+    assert_eq!(compose_publish_problems(&services), Vec::<String>::new());
     // scripts/compose-e2e.sh reads /metrics on each one's admin port: both
     // cart replicas', and catalog's and payments' (orders' saga reached them).
     let script =
@@ -217,7 +198,7 @@ fn every_compose_service_starts_with_its_environment() {
     assert_eq!(
         tokens.len(),
         1,
-        "catalog, cart, orders and payments must share one internal service token"
+        "every service but users must share one internal service token (orders presents it to catalog, cart and payments, web to the gateway)"
     );
     assert_every_service("compose runs no", |service| seen.contains_key(&service));
     assert_eq!(
@@ -232,6 +213,86 @@ fn every_compose_service_starts_with_its_environment() {
     );
 }
 
+/// What compose publishes that it should not: only the gateway publishes a
+/// port, and only its API port. The storefront above all is reached through
+/// the gateway (which routes its pages and sets the `x-shop-client-ip` web
+/// passes on); published, web would take any address a client claims, and
+/// no admin port (`/metrics`) is ever published.
+fn compose_publish_problems(services: &[ComposeService]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for entry in services {
+        let Some(service) = entry.service else {
+            continue;
+        };
+        let loaded = load(service, &entry.env).expect("loads");
+        if service != Service::Gateway && !entry.ports.is_empty() {
+            problems.push(format!(
+                "{}: publishes {:?}, but only the gateway publishes a port",
+                entry.name, entry.ports
+            ));
+        }
+        if let Some(admin) = loaded
+            .admin_port
+            .filter(|p| entry.published_targets.contains(p))
+        {
+            problems.push(format!(
+                "{}: publishes its admin port {admin} (/metrics)",
+                entry.name
+            ));
+        }
+        if service == Service::Gateway && entry.published_targets != [loaded.http_port] {
+            problems.push(format!(
+                "{}: publishes {:?}, not its API port {} alone",
+                entry.name, entry.published_targets, loaded.http_port
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn compose_publishes_the_storefront_through_the_gateway_only() {
+    let root = generated_root();
+    let services = compose_services(root.path());
+    let web = compose_entry(&services, "web");
+    assert_eq!(web.service, Some(Service::Web));
+    assert!(web.ports.is_empty(), "web publishes {:?}", web.ports);
+    // The gateway comes up once web is healthy, as with its other upstreams.
+    let gateway = compose_entry(&services, "gateway");
+    assert!(
+        gateway
+            .depends_on
+            .contains(&("web".to_owned(), "service_healthy".to_owned())),
+        "gateway: {:?}",
+        gateway.depends_on
+    );
+
+    // web's port published on the host is named.
+    let mut published = services.clone();
+    let web = compose_entry_mut(&mut published, "web");
+    web.ports.push("127.0.0.1:8087:8087".to_owned());
+    web.published_targets.push(8087);
+    let found = compose_publish_problems(&published).join("\n");
+    assert!(
+        found.contains("web: publishes [\"127.0.0.1:8087:8087\"], but only the gateway"),
+        "{found}"
+    );
+    // So is its admin port, and a second port of the gateway.
+    let mut published = services.clone();
+    compose_entry_mut(&mut published, "web")
+        .published_targets
+        .push(9087);
+    compose_entry_mut(&mut published, "gateway")
+        .published_targets
+        .push(8087);
+    let found = compose_publish_problems(&published).join("\n");
+    assert!(
+        found.contains("web: publishes its admin port 9087"),
+        "{found}"
+    );
+    assert!(found.contains("gateway: publishes [8080, 8087]"), "{found}");
+}
+
 /// The port `/metrics` is served on; it is never the API port (but for
 /// orders, whose HTTP listener is its admin listener: its API is gRPC).
 fn admin_port(id: &str, loaded: &Loaded) -> u16 {
@@ -244,9 +305,18 @@ fn admin_port(id: &str, loaded: &Loaded) -> u16 {
     admin
 }
 
+/// The services on a network of their own, with what may share it: every
+/// other ferroshop service must share no network with them. payments takes
+/// money, so only its callers (orders) may reach it. web holds the internal
+/// service token and renders pages for anyone: it may share a network with
+/// the gateway alone (its caller and its one upstream), so it can open no
+/// connection to the internal routes of catalog, cart or payments.
+const ISOLATED: [Service; 2] = [Service::Payments, Service::Web];
+
 /// What is wrong with who can reach whom in compose: a call
 /// ([`Service::upstreams`]) between containers that share no network, or a
-/// ferroshop container sharing a network with payments that does not call it.
+/// ferroshop container sharing a network with an [`ISOLATED`] service it
+/// neither calls nor is called by.
 fn compose_network_problems(services: &[ComposeService]) -> Vec<String> {
     let mut problems = Vec::new();
     for caller in services {
@@ -267,22 +337,28 @@ fn compose_network_problems(services: &[ComposeService]) -> Vec<String> {
             }
         }
     }
-    // Payments takes money: only its callers may reach it (the
-    // infrastructure it needs, etcd and PostgreSQL, runs no ferroshop service).
-    for payments in services
-        .iter()
-        .filter(|s| s.service == Some(Service::Payments))
-    {
-        let callers = Service::Payments.callers();
-        for other in services.iter().filter(|o| o.name != payments.name) {
-            let Some(service) = other.service else {
-                continue;
-            };
-            if !callers.contains(&service) && other.shares_network(payments) {
-                problems.push(format!(
-                    "{} shares a network with {} ({:?}), which only {:?} may reach",
-                    other.name, payments.name, other.networks, callers
-                ));
+    // Only its callers and upstreams may share a network with an isolated
+    // service (the infrastructure, etcd and PostgreSQL, runs no ferroshop
+    // service).
+    for isolated in ISOLATED {
+        let mut peers = isolated.callers();
+        peers.extend(
+            isolated
+                .upstreams()
+                .iter()
+                .filter_map(|name| Service::from_name_or_image(name)),
+        );
+        for entry in services.iter().filter(|s| s.service == Some(isolated)) {
+            for other in services.iter().filter(|o| o.name != entry.name) {
+                let Some(service) = other.service else {
+                    continue;
+                };
+                if !peers.contains(&service) && other.shares_network(entry) {
+                    problems.push(format!(
+                        "{} shares a network with {} ({:?}), which only {:?} may reach",
+                        other.name, entry.name, other.networks, peers
+                    ));
+                }
             }
         }
     }
@@ -290,7 +366,7 @@ fn compose_network_problems(services: &[ComposeService]) -> Vec<String> {
 }
 
 #[test]
-fn compose_networks_let_every_call_through_and_only_orders_reach_payments() {
+fn compose_networks_let_every_call_through_and_isolate_payments_and_web() {
     let root = generated_root();
     let services = compose_services(root.path());
     assert_eq!(compose_network_problems(&services), Vec::<String>::new());
@@ -311,6 +387,48 @@ fn compose_networks_let_every_call_through_and_only_orders_reach_payments() {
     let found = compose_network_problems(&opened).join("\n");
     assert!(
         found.contains("gateway shares a network with payments"),
+        "{found}"
+    );
+
+    // web is on its own network, with the gateway.
+    let web = compose_entry(&services, "web");
+    assert!(
+        !web.networks.contains(&compose::DEFAULT_NETWORK.to_owned()),
+        "web must not be on the default network: {:?}",
+        web.networks
+    );
+    // web put on the default network would share it with every service
+    // behind the gateway.
+    let mut opened = services.clone();
+    compose_entry_mut(&mut opened, "web")
+        .networks
+        .push(compose::DEFAULT_NETWORK.to_owned());
+    let found = compose_network_problems(&opened).join("\n");
+    for other in ["catalog", "cart-1", "users", "orders-2"] {
+        assert!(
+            found.contains(&format!("{other} shares a network with web")),
+            "{found}"
+        );
+    }
+    // catalog put on web's network is named.
+    let mut opened = services.clone();
+    compose_entry_mut(&mut opened, "catalog")
+        .networks
+        .push("web".to_owned());
+    let found = compose_network_problems(&opened).join("\n");
+    assert!(
+        found.contains("catalog shares a network with web"),
+        "{found}"
+    );
+    // The gateway taken off web's network: neither reaches the other.
+    let mut cut = services.clone();
+    compose_entry_mut(&mut cut, "gateway")
+        .networks
+        .retain(|n| n != "web");
+    let found = compose_network_problems(&cut).join("\n");
+    assert!(
+        found.contains("web calls gateway but shares no network with it")
+            && found.contains("gateway calls web but shares no network with it"),
         "{found}"
     );
 
@@ -697,6 +815,125 @@ fn kubernetes_policies_let_every_call_through_and_only_orders_reach_payments() {
     }
 }
 
+/// Every port of a workload other than the gateway that web's pods could
+/// open a connection to: web is a client of the public API, so it must
+/// reach the gateway's API port and nothing else (DNS aside), above all no
+/// internal route of the services behind the gateway (web holds the
+/// internal service token).
+fn web_reach_problems(manifests: &Manifests) -> Vec<String> {
+    let workloads = manifests.workloads().expect("references resolve");
+    let mut problems = Vec::new();
+    for web in workloads.iter().filter(|w| w.service == Some(Service::Web)) {
+        for other in &workloads {
+            if other.id == web.id || other.service == Some(Service::Gateway) {
+                continue;
+            }
+            for &port in &other.ports {
+                if manifests.unreachable(web, other, port).is_none() {
+                    problems.push(format!("{} can reach {} on port {port}", web.id, other.id));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Removes from `NetworkPolicy/policy`'s `direction` (`ingress`, `egress`)
+/// the rules whose peers select pods named `peer`.
+fn drop_rules(manifests: &mut Manifests, policy: &str, direction: &str, peer: &str) {
+    let side = if direction == "ingress" { "from" } else { "to" };
+    match &mut manifests
+        .get_mut("NetworkPolicy", policy)
+        .unwrap_or_else(|| panic!("no NetworkPolicy/{policy}"))["spec"][direction]
+    {
+        Value::Array(rules) => rules.retain(|rule| {
+            rule[side][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] != peer
+        }),
+        other => panic!("NetworkPolicy/{policy} has no {direction} list: {other}"),
+    }
+}
+
+#[test]
+fn kubernetes_policies_let_the_gateway_reach_web_and_web_the_gateway_alone() {
+    let Some(targets) = rendered_targets() else {
+        return;
+    };
+    for (target, manifests) in targets {
+        assert_eq!(
+            web_reach_problems(&manifests),
+            Vec::<String>::new(),
+            "{target}"
+        );
+
+        // Each side of each path cut in turn is named.
+        for (policy, direction, peer, expected) in [
+            (
+                "gateway",
+                "egress",
+                "web",
+                "no egress rule of a NetworkPolicy selecting Deployment/gateway lets it reach Deployment/web on port 8087",
+            ),
+            (
+                "web",
+                "ingress",
+                "gateway",
+                "no ingress rule of a NetworkPolicy selecting Deployment/web admits Deployment/gateway on port 8087",
+            ),
+            (
+                "web",
+                "egress",
+                "gateway",
+                "no egress rule of a NetworkPolicy selecting Deployment/web lets it reach Deployment/gateway on port 8080",
+            ),
+            (
+                "gateway",
+                "ingress",
+                "web",
+                "no ingress rule of a NetworkPolicy selecting Deployment/gateway admits Deployment/web on port 8080",
+            ),
+        ] {
+            let mut cut = manifests.clone();
+            drop_rules(&mut cut, policy, direction, peer);
+            let found = kubernetes_call_problems(&cut).join("\n");
+            assert!(
+                found.contains(expected),
+                "{target}: {policy} {direction} without {peer}: {found}"
+            );
+        }
+
+        // web let through to catalog's internal routes (its egress and
+        // catalog's ingress both opened) is named by both checks.
+        let mut opened = manifests.clone();
+        let web = json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}}});
+        let catalog =
+            json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "catalog"}}});
+        match &mut opened.get_mut("NetworkPolicy", "web").expect("rendered")["spec"]["egress"] {
+            Value::Array(rules) => {
+                rules.push(json!({"to": [catalog], "ports": [{"protocol": "TCP", "port": 8082}]}))
+            }
+            other => panic!("{target}: web policy has no egress list: {other}"),
+        }
+        match &mut opened
+            .get_mut("NetworkPolicy", "catalog")
+            .expect("rendered")["spec"]["ingress"][0]["from"]
+        {
+            Value::Array(peers) => peers.push(web),
+            other => panic!("{target}: catalog policy has no from list: {other}"),
+        }
+        let found = web_reach_problems(&opened).join("\n");
+        assert!(
+            found.contains("Deployment/web can reach Deployment/catalog on port 8082"),
+            "{target}: {found}"
+        );
+        let found = kubernetes_call_problems(&opened).join("\n");
+        assert!(
+            found.contains("Deployment/catalog port 8082: admits")
+                && found.contains("Deployment/web"),
+            "{target}: {found}"
+        );
+    }
+}
+
 #[test]
 fn every_kubernetes_workload_has_a_disruption_budget() {
     let Some(targets) = rendered_targets() else {
@@ -870,6 +1107,11 @@ fn assert_counts_every_database_service(what: &str, budget: &Budget) {
             "{what}: the budget does not count {} ({budget})",
             service.name()
         );
+    }
+    // The gateway and web hold no database connection.
+    for service in Service::ALL.into_iter().filter(|s| !s.owns_database()) {
+        assert!(!DATABASE_SERVICES.contains(&service));
+        assert_eq!(budget.of(service), 0, "{what}: {} counted", service.name());
     }
 }
 
@@ -1218,6 +1460,21 @@ fn the_fault_stack_starts_fits_the_connection_budget_and_stops_cleanly() {
         .unwrap_or_else(|err| panic!("docker-compose.yml + deploy/compose.faults.yml: {err}"));
     eprintln!("docker-compose.yml + deploy/compose.faults.yml: {budget}");
     assert_eq!(compose_stop_problems(&services), Vec::<String>::new());
+    // gateway-2 is found in etcd by web like gateway: it must be on web's
+    // network and believe the same token.
+    assert_eq!(compose_network_problems(&services), Vec::<String>::new());
+    assert_eq!(compose_publish_problems(&services), Vec::<String>::new());
+    let tokens: BTreeSet<Option<String>> = services
+        .iter()
+        .filter(|entry| entry.service.is_some_and(Service::needs_service_token))
+        .map(|entry| {
+            load(entry.service.expect("filtered"), &entry.env)
+                .expect("loads")
+                .service_token
+        })
+        .collect();
+    assert_eq!(tokens.len(), 1, "the fault stack's tokens: {tokens:?}");
+    assert!(tokens.iter().all(Option::is_some), "a token is unset");
 }
 
 #[test]
