@@ -1,4 +1,6 @@
-//! `shop`: the whole ferroshop stack in one process, for a laptop.
+//! `shop`: the whole ferroshop stack in one process, for a laptop: users,
+//! catalog, payments, the carts, orders, the gateway and the storefront
+//! (`web`, whose pages the gateway serves at `/`).
 //!
 //! Every service runs as it does on its own — its own listener, its own
 //! SQLite database under the data directory — and they reach each other over
@@ -176,7 +178,7 @@ impl Shop {
         if let Some(gateway) = self.addr("gateway") {
             let _ = write!(
                 text,
-                "\ntry:\n  curl -s 'http://{gateway}/api/products?limit=3'\n  scripts/smoke.sh http://{gateway}\n  open http://{gateway}/docs in a browser\n"
+                "\ntry:\n  open http://{gateway}/ in a browser: the shop\n  curl -s 'http://{gateway}/api/products?limit=3'\n  scripts/smoke.sh http://{gateway}\n  open http://{gateway}/docs in a browser\n"
             );
         }
         text

@@ -8,8 +8,9 @@
 //!
 //! 1. the service's own defaults;
 //! 2. the stack's: the host, the ports ([`Ports`]), the admin listener, the
-//!    database URL given for the service, the service token that cart and
-//!    payments accept and orders presents, and any
+//!    database URL given for the service, the service token that cart,
+//!    catalog and payments accept, orders and the storefront present and
+//!    the gateway believes, and any
 //!    [`StackBuilder::defaults`];
 //! 3. the service's table of the `--config` file and `SHOP_<SERVICE>__…`
 //!    variables (the builder's [`StackBuilder::config`]);
@@ -34,6 +35,7 @@ pub use shop_gateway::Gateway;
 pub use shop_orders::Orders;
 pub use shop_payments::Payments;
 pub use shop_users::Users;
+pub use shop_web::Web;
 
 /// A service the stack can start. Its settings scope (`[cart]` in a file,
 /// `SHOP_CART__…`), the name of its database and the label of its first
@@ -56,7 +58,7 @@ pub trait Member: Service {
 }
 
 /// How many kinds of service the stack knows.
-const KINDS: usize = 6;
+const KINDS: usize = 7;
 
 /// A settings override for services of one kind.
 type Configure<S> = Box<dyn Fn(&mut S) + Send + Sync>;
@@ -215,12 +217,30 @@ impl Member for Gateway {
     const TIER: u8 = 3;
 
     /// An HTTP service whose port, when the stack keeps the well-known
-    /// ones, is the one the stack was told.
+    /// ones, is the one the stack was told. It gets the stack's service
+    /// token, the one the storefront presents, so it believes the browser
+    /// address the storefront names.
     fn defaults(plan: &Plan, replica: usize) -> Value {
         let mut table = plan.http_service::<Self>(replica);
         if let Ports::Defaults { gateway } = plan.ports {
             table["http"]["port"] = json!(plan.port(gateway, replica));
         }
+        table["internal"] = json!({"service_token": plan.service_token});
+        table
+    }
+}
+
+/// The storefront: a client of the gateway, so it is started after it and
+/// stopped before it (the outermost tier). It presents the stack's service
+/// token with its API calls, so the gateway believes the browser address
+/// it names.
+impl Member for Web {
+    const INDEX: usize = 6;
+    const TIER: u8 = 4;
+
+    fn defaults(plan: &Plan, replica: usize) -> Value {
+        let mut table = plan.http_service::<Self>(replica);
+        table["internal"] = json!({"service_token": plan.service_token});
         table
     }
 }
@@ -287,7 +307,8 @@ impl StackBuilder {
         self
     }
 
-    /// users, catalog, payments, `carts` carts, orders and the gateway.
+    /// users, catalog, payments, `carts` carts, orders, the gateway and
+    /// the storefront.
     #[must_use]
     pub fn everything(self, carts: usize) -> Self {
         self.with::<Users>()
@@ -296,6 +317,7 @@ impl StackBuilder {
             .replicas::<Cart>(carts)
             .with::<Orders>()
             .with::<Gateway>()
+            .with::<Web>()
     }
 
     /// The registry the services register in and find each other through
@@ -401,7 +423,7 @@ impl StackBuilder {
     }
 
     /// Starts the chosen services: users, catalog, payments, the carts,
-    /// orders, then the gateway; each is listening and registered when
+    /// orders, the gateway, then the storefront; each is listening and registered when
     /// this returns.
     /// What started before a failure is stopped again.
     ///
@@ -416,6 +438,7 @@ impl StackBuilder {
         start_all::<Cart>(&self, &registry, &mut members).await?;
         start_all::<Orders>(&self, &registry, &mut members).await?;
         start_all::<Gateway>(&self, &registry, &mut members).await?;
+        start_all::<Web>(&self, &registry, &mut members).await?;
         Ok(Stack {
             registry,
             members,

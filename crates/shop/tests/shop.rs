@@ -57,6 +57,7 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
         "cart-1",
         "cart-2",
         "orders-admin",
+        "web",
     ] {
         let ready = get(&client, &shop, service, "/readyz").await;
         assert_eq!(ready, 200, "{service}");
@@ -77,7 +78,7 @@ async fn the_stack_starts_serves_and_stops_cleanly() {
     let listed = get(&client, &shop, "gateway", "/api/products?limit=1").await;
     assert_eq!(listed, 200);
     for service in [
-        "gateway", "users", "catalog", "payments", "cart-1", "cart-2",
+        "gateway", "users", "catalog", "payments", "cart-1", "cart-2", "web",
     ] {
         let public = get(&client, &shop, service, "/metrics").await;
         assert_eq!(public, 404, "{service} serves /metrics publicly");
