@@ -1,5 +1,6 @@
 //! Test support for the gateway: the real stack (users, catalog, payments,
-//! cart replicas, orders and the gateway from the shared stack builder), and
+//! cart replicas, orders, the gateway and the storefront from the shared
+//! stack builder), and
 //! for edge tests a gateway alone before small fake upstreams that count
 //! what reaches them, with a fake users service publishing a test key set.
 
@@ -15,7 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use shop::StackBuilder;
-use shop::stack::{Cart, Gateway, Orders};
+use shop::stack::{Cart, Gateway, Orders, Web};
 pub use shop::testing::TestStack as Stack;
 use shop::testing::quick_orders;
 use shop_common::auth::{IssuerSettings, TokenIssuer};
@@ -352,10 +353,30 @@ pub async fn spawn_stack_with(
     carts: usize,
     configure: impl Fn(&mut shop_gateway::Settings) + Send + Sync + 'static,
 ) -> Stack {
+    start_stack(engine, carts, 1, configure).await
+}
+
+/// As [`spawn_stack_with`], without the storefront: a test's fake `web`
+/// takes its place.
+pub async fn spawn_stack_without_web(
+    engine: Engine,
+    carts: usize,
+    configure: impl Fn(&mut shop_gateway::Settings) + Send + Sync + 'static,
+) -> Stack {
+    start_stack(engine, carts, 0, configure).await
+}
+
+async fn start_stack(
+    engine: Engine,
+    carts: usize,
+    webs: usize,
+    configure: impl Fn(&mut shop_gateway::Settings) + Send + Sync + 'static,
+) -> Stack {
     StackBuilder::for_tests()
         .on(engine)
         .await
         .everything(carts)
+        .replicas::<Web>(webs)
         .service_token(SERVICE_TOKEN)
         .configure::<Cart>(|settings| settings.http.drain_timeout_secs = 5)
         .configure::<Orders>(quick_orders)
