@@ -399,12 +399,12 @@ pub fn order_sentence(order: &Order) -> String {
                         names.join(", ")
                     };
                     format!(
-                        "Rejected: out of stock — there are not enough of {names}. Nothing was charged."
+                        "Rejected: out of stock. There are not enough of {names}. Nothing was charged."
                     )
                 }
                 RejectionReason::PaymentDeclined => {
                     let reason = rejection.decline_reason.as_deref().unwrap_or("declined");
-                    format!("Rejected: your payment was declined ({reason}). Nothing was charged.")
+                    format!("Rejected. Your payment was declined ({reason}). Nothing was charged.")
                 }
                 RejectionReason::PaymentFailed => {
                     "Rejected: the payment provider failed; nothing was charged.".to_owned()
