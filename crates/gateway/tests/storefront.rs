@@ -10,20 +10,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use common::{
-    SERVICE_TOKEN, Stack, assert_problem, spawn_stack, spawn_stack_with, spawn_stack_without_web,
+    Fake, SERVICE_TOKEN, Seen, Stack, assert_problem, spawn_fake_answering, spawn_stack,
+    spawn_stack_with, spawn_stack_without_web,
 };
 use reqwest::Method;
 use shop::testing::{PASSWORD, eventually};
 use shop_api::web::{ROUTES, WebMethod};
-use shop_discovery::{Instance, Registration};
 use shop_testkit::{Engine, send};
-use tokio_util::sync::CancellationToken;
 
 /// What Accept a browser sends for a page.
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
@@ -32,94 +28,30 @@ const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// What the fake web saw of one request.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    /// Path and query.
-    target: String,
-    headers: HeaderMap,
-    body: String,
+/// Starts a fake `web` in the stack's registry answering with
+/// [`fake_page`], once the gateway forwards to it.
+async fn fake_web(stack: &Stack) -> Fake {
+    let web = spawn_fake_answering(stack.registry(), "web", fake_page).await;
+    // The gateway learns of the instance through discovery.
+    eventually("the gateway forwards to the fake web", || async {
+        let page = send(stack.client.get(stack.url("/assets/style.css"))).await;
+        page.status() == StatusCode::OK
+    })
+    .await;
+    web.take_hits();
+    web
 }
 
-/// A fake `web` registered in the stack's registry: answers every page with
-/// HTML and every form with a 303, each setting two cookies and the
-/// security headers, and records what it was sent.
-struct FakeWeb {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    _registration: Registration,
-    stop: CancellationToken,
-}
-
-impl Drop for FakeWeb {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl FakeWeb {
-    async fn start(stack: &Stack) -> Self {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let router = axum::Router::new()
-            .fallback(fake_page)
-            .with_state(Arc::clone(&seen));
-        let stop = CancellationToken::new();
-        let stopping = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopping.cancelled_owned())
-                .await
-        });
-        let registration = stack
-            .registry()
-            .register(Instance::new("web", "web-fake", addr))
-            .expect("registered");
-        let web = Self {
-            seen,
-            _registration: registration,
-            stop,
-        };
-        // The gateway learns of the instance through discovery.
-        eventually("the gateway forwards to the fake web", || async {
-            let page = send(stack.client.get(stack.url("/assets/style.css"))).await;
-            page.status() == StatusCode::OK
-        })
-        .await;
-        web.take();
-        web
-    }
-
-    /// What reached the fake since the last call, probes excluded.
-    fn take(&self) -> Vec<Seen> {
-        let mut seen = self.seen.lock().expect("lock");
-        seen.drain(..)
-            .filter(|seen| !seen.target.starts_with("/readyz"))
-            .collect()
-    }
-}
-
-async fn fake_page(State(seen): State<Arc<Mutex<Vec<Seen>>>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
-    seen.lock().expect("lock").push(Seen {
-        method: parts.method.to_string(),
-        target: target.clone(),
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    let status = if parts.method == axum::http::Method::POST {
+/// Web's answer as the fake gives it: every page HTML, every form a 303,
+/// each setting two cookies and the security headers.
+fn fake_page(seen: &Seen) -> Response {
+    let target = match &seen.query {
+        Some(query) => format!("{}?{query}", seen.path),
+        None => seen.path.clone(),
+    };
+    let status = if seen.method == "POST" {
         StatusCode::SEE_OTHER
-    } else if target.starts_with("/no-such-page") {
+    } else if seen.path.starts_with("/no-such-page") {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::OK
@@ -163,7 +95,7 @@ fn no_redirects() -> reqwest::Client {
 #[tokio::test]
 async fn every_storefront_route_reaches_web_unchanged_and_its_answer_comes_back_whole() {
     let stack = spawn_stack_without_web(Engine::Sqlite, 1, |_| {}).await;
-    let web = FakeWeb::start(&stack).await;
+    let web = fake_web(&stack).await;
     let client = no_redirects();
     for &(method, path) in ROUTES {
         let target = format!("{}?next=%2Fcart", concrete(path));
@@ -207,13 +139,22 @@ async fn every_storefront_route_reaches_web_unchanged_and_its_answer_comes_back_
             "{case}"
         );
 
-        let seen = web.take();
+        let seen = web.take_hits();
         let [seen] = seen.as_slice() else {
             panic!("{case}: web saw {seen:?}");
         };
         assert_eq!(
-            (seen.method.as_str(), seen.target.as_str()),
-            (method.as_str(), target.as_str())
+            (
+                seen.method.as_str(),
+                seen.path.as_str(),
+                seen.query.as_deref()
+            ),
+            (
+                method.as_str(),
+                concrete(path).as_str(),
+                Some("next=%2Fcart")
+            ),
+            "{case}"
         );
         let headers = &seen.headers;
         assert_eq!(
@@ -239,7 +180,7 @@ async fn every_storefront_route_reaches_web_unchanged_and_its_answer_comes_back_
 #[tokio::test]
 async fn a_browsers_unknown_page_is_webs_and_internal_routes_stay_the_gateways_404() {
     let stack = spawn_stack_without_web(Engine::Sqlite, 1, |_| {}).await;
-    let web = FakeWeb::start(&stack).await;
+    let web = fake_web(&stack).await;
     let client = no_redirects();
     let get = |path: &str, accept: &'static str| {
         send(client.get(stack.url(path)).header(header::ACCEPT, accept))
@@ -252,9 +193,9 @@ async fn a_browsers_unknown_page_is_webs_and_internal_routes_stay_the_gateways_4
         page.headers()[header::CONTENT_TYPE],
         "text/html; charset=utf-8"
     );
-    let seen = web.take();
+    let seen = web.take_hits();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].target, "/no-such-page");
+    assert_eq!(seen[0].path, "/no-such-page");
 
     // An API client's, the API's, and the services' internal routes: the
     // gateway's 404 problem, whatever the Accept; nothing reaches web (or
@@ -288,12 +229,12 @@ async fn a_browsers_unknown_page_is_webs_and_internal_routes_stay_the_gateways_4
         )
         .await;
     }
-    assert!(web.take().is_empty());
+    assert!(web.take_hits().is_empty());
 
     // A page route with a method it does not have is refused at the gateway.
     let wrong = send(client.delete(stack.url("/cart"))).await;
     assert_problem(wrong, 405, "DELETE /cart").await;
-    assert!(web.take().is_empty());
+    assert!(web.take_hits().is_empty());
 }
 
 /// The value of the cookie `name` a response sets, if it sets one.

@@ -114,12 +114,20 @@ pub async fn spawn_gateway(registry: &Registry, settings: shop_gateway::Settings
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The query, when there is one.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body_len: usize,
+    /// The body, as text (invalid UTF-8 replaced).
+    pub body: String,
 }
 
+/// How a fake answers a request it saw, instead of its JSON.
+pub type Answer = fn(&Seen) -> axum::response::Response;
+
 /// A fake upstream: answers 200 `{"ok":true}` to everything (after
-/// `delay` for paths ending in `/slow`) and records each request.
+/// `delay` for paths ending in `/slow`), or what its [`Answer`] says, and
+/// records each request.
 pub struct Fake {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub addr: String,
@@ -144,6 +152,15 @@ impl Fake {
             .cloned()
             .collect()
     }
+
+    /// As [`Fake::hits`], forgetting them: the next call returns only
+    /// what came after.
+    pub fn take_hits(&self) -> Vec<Seen> {
+        let mut seen = self.seen.lock().expect("lock");
+        seen.drain(..)
+            .filter(|seen| seen.path != "/readyz")
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -151,6 +168,7 @@ struct FakeState {
     seen: Arc<Mutex<Vec<Seen>>>,
     delay: Duration,
     jwks: Option<Value>,
+    answer: Option<Answer>,
 }
 
 async fn fake_handler(
@@ -162,12 +180,19 @@ async fn fake_handler(
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    state.seen.lock().expect("lock").push(Seen {
+    let seen = Seen {
         method: parts.method.to_string(),
         path: path.clone(),
+        query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body_len: body.len(),
-    });
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let answer = state.answer.map(|answer| answer(&seen));
+    state.seen.lock().expect("lock").push(seen);
+    if let Some(answer) = answer {
+        return answer;
+    }
     if path.ends_with("/slow") {
         tokio::time::sleep(state.delay).await;
     }
@@ -182,7 +207,13 @@ async fn fake_handler(
 /// Starts a fake `service` registered in `registry`; requests to paths
 /// ending in `/slow` wait `delay` first.
 pub async fn spawn_fake(registry: &Registry, service: &str, delay: Duration) -> Fake {
-    spawn_fake_with(registry, service, delay, None).await
+    spawn_fake_with(registry, service, delay, None, None).await
+}
+
+/// Starts a fake `service` registered in `registry` that answers each
+/// request with `answer`.
+pub async fn spawn_fake_answering(registry: &Registry, service: &str, answer: Answer) -> Fake {
+    spawn_fake_with(registry, service, Duration::ZERO, None, Some(answer)).await
 }
 
 async fn spawn_fake_with(
@@ -190,12 +221,14 @@ async fn spawn_fake_with(
     service: &str,
     delay: Duration,
     jwks: Option<Value>,
+    answer: Option<Answer>,
 ) -> Fake {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let state = FakeState {
         seen: Arc::clone(&seen),
         delay,
         jwks,
+        answer,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -241,7 +274,7 @@ impl FakeUsers {
 pub async fn spawn_fake_users(registry: &Registry) -> FakeUsers {
     let issuer = TokenIssuer::from_settings(&IssuerSettings::default()).expect("test key");
     let jwks = serde_json::to_value(issuer.jwks()).expect("jwks json");
-    let fake = spawn_fake_with(registry, "users", Duration::ZERO, Some(jwks)).await;
+    let fake = spawn_fake_with(registry, "users", Duration::ZERO, Some(jwks), None).await;
     FakeUsers { issuer, fake }
 }
 
