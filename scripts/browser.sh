@@ -125,12 +125,14 @@ venv_install "$TOOLS" "${REQUIREMENTS[@]}"
 start_stack
 
 log "browser suite against $BASE ($("$CHROMIUM" --version 2>/dev/null || echo chromium)); screenshots in $SCREENSHOTS"
-# No bytecode or cache folders left in the source tree.
-(cd "$SUITE" && PYTHONDONTWRITEBYTECODE=1 python -m pytest -p no:cacheprovider \
-    --base-url "$BASE" \
-    --chromium "$CHROMIUM" \
-    --screenshots "$SCREENSHOTS" \
-    --artifacts "$WORK/artifacts" \
+# No bytecode or cache folders left in the source tree. The suite's options
+# go in `--name=value` form: pytest takes a bare value (a URL, a directory)
+# for a test path when it looks for the suite's conftest.py.
+(cd "$SUITE" && PYTHONDONTWRITEBYTECODE=1 python -m pytest -p no:cacheprovider -c pytest.ini \
+    --base-url="$BASE" \
+    --chromium="$CHROMIUM" \
+    --screenshots="$SCREENSHOTS" \
+    --artifacts="$WORK/artifacts" \
     "${PYTEST_ARGS[@]}")
 STATUS=0
 log "browser tests passed"

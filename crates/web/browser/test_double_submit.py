@@ -45,13 +45,13 @@ def test_checkout_form_sent_twice_without_javascript_places_one_order(
     assert fields.get("idempotency_key"), f"no idempotency key in the checkout form: {fields}"
     fields["payment_token"] = "tok_visa"
 
-    # Two quick clicks: with no script to stop it, the browser sends the
-    # form again while the first answer is on its way, and shows the answer
-    # to the second.
+    # Two quick clicks with no script to stop the second (Chromium itself
+    # may send the form once or twice)...
     button.dblclick()
     order_id = shop.wait_for_order_page(page)
 
-    # And the same form once more, as going back and sending it again does.
+    # ...and, for certain, the same form once more, as sending it again from
+    # the history does: the same idempotency key, so the same order.
     again = context.request.post("/checkout", form=fields, headers={"Origin": base_url})
     assert again.ok, f"resubmitting the checkout form answered {again.status}"
     assert again.url.endswith(f"/orders/{order_id}"), f"the resubmission led to {again.url}"

@@ -76,6 +76,8 @@ def test_sign_up_browse_buy_and_cancel(page: Page) -> None:
     expect(page.get_by_role("heading", level=1, name="Your orders")).to_be_visible()
     link = shop.main(page).locator(f"a[href='/orders/{order_id}']")
     expect(link).to_have_count(1)
+    # With its status word beside it.
+    expect(link.locator("xpath=..")).to_contain_text("confirmed", ignore_case=True)
     link.click()
     shop.wait_for_order_page(page)
 
