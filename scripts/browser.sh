@@ -48,20 +48,10 @@ mkdir -p "$SCREENSHOTS"
 SCREENSHOTS=$(cd "$SCREENSHOTS" && pwd)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-browser.XXXXXX")
-SHOP_PID=
 STATUS=1
 
 stop_stack() {
-    if [ -n "$SHOP_PID" ] && kill -0 "$SHOP_PID" 2>/dev/null; then
-        kill -TERM "$SHOP_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SHOP_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SHOP_PID" 2>/dev/null || true
-        wait "$SHOP_PID" 2>/dev/null || true
-    fi
-    if [ "$STATUS" -ne 0 ] && [ -f "$WORK/shop.log" ]; then
-        log "the stack's log (last 80 lines):"
-        tail -n 80 "$WORK/shop.log" >&2
-    fi
+    stop_test_shop "$WORK" "$STATUS"
     if [ "$STATUS" -ne 0 ] && [ -n "$(ls -A "$WORK/artifacts" 2>/dev/null)" ]; then
         log "the failed tests' screenshots and pages are kept in $WORK/artifacts"
         find "$WORK" -mindepth 1 -maxdepth 1 ! -name artifacts -exec rm -rf {} +
@@ -80,38 +70,15 @@ ensure_chromium() {
     fi
 }
 
-# start_stack: the all-in-one shop on a free port; sets BASE.
+# start_stack: the all-in-one shop (the default rate limits: one browser
+# is well within them), ready when the gateway is and serves the
+# storefront's first page (web is found through discovery); sets BASE.
 start_stack() {
-    local port
-    port=$(free_port)
-    # The gateway on the free port (as --port says too), every other
-    # service on a port of the system's choosing. The default rate limits
-    # stay: one browser is well within them.
-    {
-        for service in users catalog cart payments web; do
-            printf '[%s]\nhttp.port = 0\nadmin.port = 0\n\n' "$service"
-        done
-        cat <<EOF
-[orders]
-http.port = 0
-grpc.port = 0
-
-[gateway]
-http.port = $port
-admin.port = 0
-EOF
-    } >"$WORK/shop.toml"
-    log "starting shop on port $port"
-    "$BIN_DIR/shop" --data-dir "$WORK/data" --port "$port" --config "$WORK/shop.toml" \
-        >"$WORK/shop.log" 2>&1 &
-    SHOP_PID=$!
-    BASE="http://127.0.0.1:$port"
-    # Ready when the gateway is, and when it serves the storefront's first
-    # page (the web service is found through discovery).
+    start_test_shop "$BIN_DIR" "$WORK"
+    BASE=$SHOP_BASE
     for _ in $(seq 1 300); do
         kill -0 "$SHOP_PID" 2>/dev/null || die "shop exited during start-up"
-        if curl -fsS -o /dev/null "$BASE/readyz" 2>/dev/null \
-            && curl -fsS -o /dev/null -w '%{content_type}' "$BASE/" 2>/dev/null | grep -q '^text/html'; then
+        if curl -fsS -o /dev/null -w '%{content_type}' "$BASE/" 2>/dev/null | grep -q '^text/html'; then
             return 0
         fi
         sleep 0.1

@@ -46,65 +46,22 @@ done
 [ -x "$BIN_DIR/shop" ] || die "no shop binary in $BIN_DIR (cargo build -p shop)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferroshop-contract.XXXXXX")
-SHOP_PID=
 STATUS=1
 
 stop_stack() {
-    if [ -n "$SHOP_PID" ] && kill -0 "$SHOP_PID" 2>/dev/null; then
-        kill -TERM "$SHOP_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SHOP_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SHOP_PID" 2>/dev/null || true
-        wait "$SHOP_PID" 2>/dev/null || true
-    fi
-    if [ "$STATUS" -ne 0 ] && [ -f "$WORK/shop.log" ]; then
-        log "the stack's log (last 60 lines):"
-        tail -n 60 "$WORK/shop.log" >&2
-    fi
+    stop_test_shop "$WORK" "$STATUS"
     rm -rf "$WORK"
 }
 trap stop_stack EXIT
 
-# start_stack: the all-in-one shop on a free port; sets BASE.
-start_stack() {
-    local port
-    port=$(free_port)
-    # The gateway on the free port (as --port says too), every other
-    # service on a port of the system's choosing, so that the run collides
-    # with nothing already listening.
-    {
-        for service in users catalog cart; do
-            printf '[%s]\nhttp.port = 0\nadmin.port = 0\n\n' "$service"
-        done
-        cat <<EOF
-[orders]
-http.port = 0
-grpc.port = 0
-
-[gateway]
-http.port = $port
-admin.port = 0
-
-[gateway.rate_limit]
+# The fuzz stack's rate limits (see the top of this file).
+RATE_LIMITS='[gateway.rate_limit]
 per_second = 10000
 burst = 10000
 
 [gateway.rate_limit.login]
 per_minute = 100000
-burst = 10000
-EOF
-    } >"$WORK/shop.toml"
-    log "starting shop on port $port"
-    "$BIN_DIR/shop" --data-dir "$WORK/data" --port "$port" --config "$WORK/shop.toml" \
-        >"$WORK/shop.log" 2>&1 &
-    SHOP_PID=$!
-    BASE="http://127.0.0.1:$port"
-    for _ in $(seq 1 300); do
-        kill -0 "$SHOP_PID" 2>/dev/null || die "shop exited during start-up"
-        if curl -fsS -o /dev/null "$BASE/readyz" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "shop was not ready within 30 s"
-}
+burst = 10000'
 
 # bearer_token: registers a fresh user and logs in; prints the access token.
 bearer_token() {
@@ -121,7 +78,8 @@ bearer_token() {
 }
 
 venv_install "$TOOLS" "schemathesis==$SCHEMATHESIS_VERSION"
-start_stack
+start_test_shop "$BIN_DIR" "$WORK" "$RATE_LIMITS"
+BASE=$SHOP_BASE
 TOKEN=$(bearer_token)
 
 log "schemathesis $SCHEMATHESIS_VERSION: all checks, seed $SEED, $EXAMPLES examples per operation"

@@ -155,3 +155,47 @@ dump_stack() {
         docker logs --tail 60 "$id" 2>&1 | sed 's/^/  /' >&2
     done
 }
+
+# start_test_shop BIN_DIR WORK [EXTRA_TOML]: the all-in-one `shop` from BIN_DIR,
+# SQLite under WORK/data, its log in WORK/shop.log; the gateway on a free
+# port, every other service on a port of the system's choosing (so a run
+# collides with nothing already listening). EXTRA_TOML is appended to its
+# configuration file. Sets SHOP_PID and SHOP_BASE (the gateway's URL) and
+# returns once the gateway is ready.
+start_test_shop() {
+    local bin_dir=$1 work=$2 extra=${3:-} port service
+    port=$(free_port)
+    {
+        for service in users catalog cart payments web; do
+            printf '[%s]\nhttp.port = 0\nadmin.port = 0\n\n' "$service"
+        done
+        printf '[orders]\nhttp.port = 0\ngrpc.port = 0\n\n'
+        printf '[gateway]\nhttp.port = %s\nadmin.port = 0\n\n%s\n' "$port" "$extra"
+    } >"$work/shop.toml"
+    log "starting shop on port $port"
+    "$bin_dir/shop" --data-dir "$work/data" --port "$port" --config "$work/shop.toml" \
+        >"$work/shop.log" 2>&1 &
+    SHOP_PID=$!
+    SHOP_BASE="http://127.0.0.1:$port"
+    for _ in $(seq 1 300); do
+        kill -0 "$SHOP_PID" 2>/dev/null || die "shop exited during start-up"
+        if curl -fsS -o /dev/null "$SHOP_BASE/readyz" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "shop was not ready within 30 s"
+}
+
+# stop_test_shop WORK FAILED: stops the shop of start_test_shop (TERM, then KILL after
+# 10 s); when FAILED is not 0, prints the last 80 lines of its log.
+stop_test_shop() {
+    if [ -n "${SHOP_PID:-}" ] && kill -0 "$SHOP_PID" 2>/dev/null; then
+        kill -TERM "$SHOP_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$SHOP_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SHOP_PID" 2>/dev/null || true
+        wait "$SHOP_PID" 2>/dev/null || true
+    fi
+    if [ "$2" -ne 0 ] && [ -f "$1/shop.log" ]; then
+        log "the stack's log (last 80 lines):"
+        tail -n 80 "$1/shop.log" >&2
+    fi
+}

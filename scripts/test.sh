@@ -6,7 +6,10 @@
 # missing (PostgreSQL, etcd, protoc) with apt when run as root (or via sudo).
 # The servers live in a temporary directory on free loopback ports and are
 # always stopped on exit. Then the contract test runs schemathesis against
-# the API a running `shop` serves (scripts/contract.sh). Last, the README's docker compose quick start runs
+# the API a running `shop` serves (scripts/contract.sh), and the browser
+# suite drives the storefront of a running `shop` in headless Chromium
+# (scripts/browser.sh; its screenshots go to the temporary directory here —
+# `scripts/browser.sh` on its own refreshes docs/screenshots). Last, the README's docker compose quick start runs
 # for real (scripts/compose-e2e.sh) with images made from the binaries the
 # tests ran. Each phase prints how long it took. Under CI=true a test that needs a server it cannot
 # reach fails instead of skipping.
@@ -110,6 +113,8 @@ main() {
         cargo test --workspace --all-features "$@"
     phase "contract test (scripts/contract.sh: schemathesis against a running shop)" \
         bash scripts/contract.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
+    phase "browser tests (scripts/browser.sh: the storefront in headless Chromium)" \
+        bash scripts/browser.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug" --screenshots "$WORK/screenshots"
     phase "docker compose stack (scripts/compose-e2e.sh)" bash scripts/compose-e2e.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
     phase "fault harness (scripts/faults.sh)" bash scripts/faults.sh --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
     log "all checks passed in $(( SECONDS - started )) s"
