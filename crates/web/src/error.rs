@@ -20,7 +20,10 @@ pub enum Error {
     NotFound,
     /// A route exists for the path, not for the method (405).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods the path has, for the `Allow` header.
+        allow: String,
+    },
     /// The page needs a session and there is none, or the API refused its
     /// token: a redirect to the login page, back here afterwards.
     #[error("login required")]
@@ -49,7 +52,7 @@ impl Error {
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::LoginRequired => StatusCode::SEE_OTHER,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,10 +81,9 @@ impl From<ApiError> for Error {
 }
 
 impl IntoResponse for Error {
+    /// Marks the response with the error; [`crate::session::guard`] logs
+    /// it and renders its page.
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = %cause, "a page failed");
-        }
         let mut response = (self.status_code(), self.to_string()).into_response();
         response.extensions_mut().insert(self);
         response

@@ -6,15 +6,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use axum::{Form, Router};
+use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use shop_api::users::{NewSession, NewUser};
+use shop_api::users::{NewSession, NewUser, Session};
 use shop_api::web::{ROUTES, WebMethod};
 use shop_api::{OrderId, ProductId};
 
@@ -24,7 +26,8 @@ use crate::assets;
 use crate::error::{Error, Result};
 use crate::security;
 use crate::session::{
-    self, NOTICE_COOKIE, NOTICE_MAX_AGE, SESSION_COOKIE, SignedIn, Visitor, set_cookie,
+    self, NOTICE_COOKIE, NOTICE_MAX_AGE, SESSION_COOKIE, SignedIn, Visitor, clear_cookie,
+    set_cookie,
 };
 use crate::views::{
     CartPage, CheckoutPage, ErrorPage, FieldErrors, Layout, LinesView, LoginPage, Notice,
@@ -60,12 +63,25 @@ pub fn router(state: AppState) -> Result<Router, String> {
     }
     for path in paths {
         let mut methods = MethodRouter::new();
+        let mut allow: Vec<&str> = Vec::new();
         for &(method, _) in ROUTES.iter().filter(|(_, row)| *row == path) {
             let handler = route(method, path)
                 .ok_or_else(|| format!("no handler for {} {path}", method.as_str()))?;
             methods = methods.merge(handler);
+            allow.push(method.as_str());
+            if method == WebMethod::Get {
+                // axum answers HEAD with the GET handler, without the body.
+                allow.push("HEAD");
+            }
         }
-        router = router.route(path, methods.fallback(method_not_allowed));
+        let allow = allow.join(", ");
+        router = router.route(
+            path,
+            methods.fallback(move || {
+                let allow = allow.clone();
+                async move { Error::MethodNotAllowed { allow } }
+            }),
+        );
     }
     Ok(router
         .route("/{*rest}", any(not_found))
@@ -120,15 +136,26 @@ fn see_other_with(location: &str, notice: Notice, secure: bool) -> Response {
     response
 }
 
-/// `raw` when it is a path of this site (`/…`, not `//…` nor `/\…`, which
-/// browsers read as another host), for the `next` of the login page.
+/// `raw` when it is a path of this site, for the `next` of the login
+/// page: it starts with one `/` (`//host` and `/\\host` are read by
+/// browsers as another host), holds no backslash (some browsers read it as
+/// `/`), and is a valid path and query in ASCII as it is (no control
+/// character or space: a `Location` header carries it unchanged).
+/// Percent-encoded slashes stay encoded in a `Location`, so `/%2F%2Fhost`
+/// is a path here.
 pub fn local_path(raw: &str) -> Option<&str> {
     let local = raw.starts_with('/')
         && !raw.starts_with("//")
-        && !raw.starts_with("/\\")
-        && !raw.chars().any(char::is_control);
+        && !raw.contains('\\')
+        && raw.len() <= MAX_NEXT
+        && raw.is_ascii()
+        && raw.parse::<PathAndQuery>().is_ok()
+        && HeaderValue::from_str(raw).is_ok();
     local.then_some(raw)
 }
+
+/// The longest `next` kept: longer is no link of this site.
+const MAX_NEXT: usize = 2048;
 
 /// The login page's path, coming back to `next` afterwards.
 pub fn login_path(next: &str) -> String {
@@ -149,6 +176,36 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequest<S> for Fields<T> {
             .await
             .map(|Form(fields)| Self(fields))
             .map_err(|_| Error::Forbidden)
+    }
+}
+
+/// A path parameter (an id): one that does not parse is no page here
+/// (404), never axum's plain-text rejection.
+pub struct Param<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Param<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Self(value))
+            .map_err(|_| Error::NotFound)
+    }
+}
+
+/// A page's query: one that does not parse (a field twice) is no page
+/// here (404), never axum's plain-text rejection.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|_| Error::NotFound)
     }
 }
 
@@ -189,7 +246,7 @@ pub fn error_page(error: &Error, signed_in: bool, csrf: &str) -> Response {
             "There is no page at this address. It may have moved, or the link may be mistyped."
                 .to_owned(),
         ),
-        Error::MethodNotAllowed => (
+        Error::MethodNotAllowed { .. } => (
             "Page not found",
             "This address cannot be used that way.".to_owned(),
         ),
@@ -220,12 +277,20 @@ pub fn error_page(error: &Error, signed_in: bool, csrf: &str) -> Response {
     };
     let mut response = render(&page);
     *response.status_mut() = error.status_code();
-    if let Error::Unavailable {
-        retry_after: Some(secs),
-    } = error
-        && let Ok(value) = HeaderValue::from_str(&secs.to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
+    match error {
+        Error::Unavailable {
+            retry_after: Some(secs),
+        } => {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        }
+        Error::MethodNotAllowed { allow } => {
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+        }
+        _ => {}
     }
     response
 }
@@ -234,16 +299,12 @@ async fn not_found() -> Error {
     Error::NotFound
 }
 
-async fn method_not_allowed() -> Error {
-    Error::MethodNotAllowed
-}
-
 // ------------------------------------------------------------ catalog
 
 async fn list_products(
     State(state): State<AppState>,
     visitor: Visitor,
-    Query(query): Query<PageQuery>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Response> {
     let cursor = query.cursor()?;
     let page = state
@@ -271,9 +332,8 @@ async fn list_products(
 async fn show_product(
     State(state): State<AppState>,
     visitor: Visitor,
-    Path(id): Path<String>,
+    Param(id): Param<ProductId>,
 ) -> Result<Response> {
-    let id: ProductId = id.parse().map_err(|_| Error::NotFound)?;
     let product = ProductView::from(state.api.product(&visitor.caller, id).await?);
     Ok(render(&ProductPage {
         layout: Layout::new(
@@ -304,7 +364,7 @@ impl NextQuery {
     }
 }
 
-async fn signup_form(visitor: Visitor, Query(query): Query<NextQuery>) -> Response {
+async fn signup_form(visitor: Visitor, Params(query): Params<NextQuery>) -> Response {
     render(&SignupPage {
         layout: Layout::new(
             "Sign up",
@@ -348,17 +408,7 @@ async fn create_account(
                 password: fields.password,
             };
             let session = state.api.create_session(&visitor.caller, &login).await?;
-            let mut response = see_other_with(&next, Notice::Welcome, visitor.secure);
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                set_cookie(
-                    SESSION_COOKIE,
-                    &session.access_token,
-                    Some(session.expires_in),
-                    visitor.secure,
-                ),
-            );
-            return Ok(response);
+            return start_session(&session, &next, Notice::Welcome, visitor.secure);
         }
         Err(err) => err,
     };
@@ -420,7 +470,7 @@ fn too_many_attempts(retry_after: Option<u64>) -> String {
     )
 }
 
-async fn login_form(visitor: Visitor, Query(query): Query<NextQuery>) -> Response {
+async fn login_form(visitor: Visitor, Params(query): Params<NextQuery>) -> Response {
     render(&LoginPage {
         layout: Layout::new("Log in", visitor.signed_in(), &visitor.csrf, visitor.notice),
         login: String::new(),
@@ -448,19 +498,7 @@ async fn create_session(
         password: fields.password,
     };
     let (status, summary) = match state.api.create_session(&visitor.caller, &login).await {
-        Ok(session) => {
-            let mut response = see_other_with(&next, Notice::LoggedIn, visitor.secure);
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                set_cookie(
-                    SESSION_COOKIE,
-                    &session.access_token,
-                    Some(session.expires_in),
-                    visitor.secure,
-                ),
-            );
-            return Ok(response);
-        }
+        Ok(session) => return start_session(&session, &next, Notice::LoggedIn, visitor.secure),
         Err(ApiError::Problem(problem))
             if matches!(
                 problem.status,
@@ -489,13 +527,38 @@ async fn create_session(
     Ok(response)
 }
 
+/// The redirect to `next` after logging in: the token in the session
+/// cookie, kept as long as the token lasts (`expires_in`).
+///
+/// # Errors
+/// [`Error::Internal`] for a token that cannot be a cookie (the API
+/// answered something that is no JWT).
+fn start_session(session: &Session, next: &str, notice: Notice, secure: bool) -> Result<Response> {
+    if !session::is_token_shaped(&session.access_token) {
+        return Err(Error::Internal(
+            "the API answered an access token that is no JWT".into(),
+        ));
+    }
+    let mut response = see_other_with(next, notice, secure);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            SESSION_COOKIE,
+            &session.access_token,
+            Some(session.expires_in),
+            secure,
+        ),
+    );
+    Ok(response)
+}
+
 /// Forgets the token: the cookie is cleared. (The API keeps no sessions
 /// to revoke; the token simply expires.)
 async fn delete_session(visitor: Visitor) -> Response {
     let mut response = see_other_with("/", Notice::LoggedOut, visitor.secure);
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", Some(0), visitor.secure),
+        clear_cookie(SESSION_COOKIE, visitor.secure),
     );
     response
 }
@@ -576,7 +639,7 @@ async fn add_cart_item(
         .map_or(0, |item| item.quantity);
     let outcome = state
         .api
-        .set_quantity(&visitor.caller, product, current + added)
+        .set_quantity(&visitor.caller, product, current.saturating_add(added))
         .await
         .map(drop);
     after_cart_change(outcome, Notice::Added, visitor.secure)
@@ -585,10 +648,9 @@ async fn add_cart_item(
 async fn set_cart_item(
     State(state): State<AppState>,
     SignedIn(visitor): SignedIn,
-    Path(product): Path<String>,
+    Param(product): Param<ProductId>,
     Fields(fields): Fields<QuantityFields>,
 ) -> Result<Response> {
-    let product: ProductId = product.parse().map_err(|_| Error::NotFound)?;
     let Some(quantity) = parse_quantity(&fields.quantity, 0) else {
         return Ok(see_other_with(
             "/cart",
@@ -611,9 +673,8 @@ async fn set_cart_item(
 async fn remove_cart_item(
     State(state): State<AppState>,
     SignedIn(visitor): SignedIn,
-    Path(product): Path<String>,
+    Param(product): Param<ProductId>,
 ) -> Result<Response> {
-    let product: ProductId = product.parse().map_err(|_| Error::NotFound)?;
     let outcome = state.api.remove_item(&visitor.caller, product).await;
     after_cart_change(outcome, Notice::Removed, visitor.secure)
 }
@@ -685,7 +746,7 @@ async fn place_order(
 async fn list_orders(
     State(state): State<AppState>,
     SignedIn(visitor): SignedIn,
-    Query(query): Query<PageQuery>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Response> {
     let cursor = query.cursor()?;
     let page = state.api.orders(&visitor.caller, cursor).await?;
@@ -705,9 +766,8 @@ async fn list_orders(
 async fn show_order(
     State(state): State<AppState>,
     SignedIn(visitor): SignedIn,
-    Path(id): Path<String>,
+    Param(id): Param<OrderId>,
 ) -> Result<Response> {
-    let id: OrderId = id.parse().map_err(|_| Error::NotFound)?;
     let order = OrderView::from(&state.api.order(&visitor.caller, id).await?);
     let mut layout = Layout::new(
         format!("Order {}", order.summary.short_id),
@@ -722,9 +782,8 @@ async fn show_order(
 async fn cancel_order(
     State(state): State<AppState>,
     SignedIn(visitor): SignedIn,
-    Path(id): Path<String>,
+    Param(id): Param<OrderId>,
 ) -> Result<Response> {
-    let id: OrderId = id.parse().map_err(|_| Error::NotFound)?;
     let location = format!("/orders/{id}");
     match state.api.cancel_order(&visitor.caller, id).await {
         Ok(_) => Ok(see_other_with(&location, Notice::Cancelled, visitor.secure)),
@@ -760,6 +819,17 @@ mod tests {
             (Some("/\\evil.example"), "/"),
             (Some("https://evil.example/"), "/"),
             (Some("cart"), "/"),
+            (Some("/\\/evil.example"), "/"),
+            (Some("/cart\\..\\\\evil.example"), "/"),
+            (Some("/\tevil.example"), "/"),
+            (Some("/ /evil.example"), "/"),
+            (Some("/caf\u{e9}"), "/"),
+            (Some("\u{ff0f}\u{ff0f}evil.example"), "/"),
+            // Encoded slashes stay encoded in a Location: a path here.
+            (Some("/%2F%2Fevil.example"), "/%2F%2Fevil.example"),
+            (Some("/%5Cevil.example"), "/%5Cevil.example"),
+            (Some(&"/a".repeat(2000)), "/"),
+            (Some(""), "/"),
             (None, "/"),
         ] {
             let query = NextQuery {

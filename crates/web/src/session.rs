@@ -23,6 +23,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::time::Duration;
+use cookie::{Cookie, CookieBuilder, SameSite};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, header};
 use std::net::SocketAddr;
@@ -53,28 +55,63 @@ const CSRF_BYTES: usize = 32;
 /// `X-Forwarded-Proto`, set by the gateway.
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
-/// The value of the cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The longest a cookie is kept, in seconds: 400 days, the most browsers
+/// keep any cookie (RFC 6265bis), whatever `expires_in` the API answered.
+const MAX_COOKIE_AGE: u64 = 400 * 24 * 60 * 60;
+
+/// The value of the cookie `name` in the request's `Cookie` headers (the
+/// first, when a browser sends two), `None` when it is absent or empty.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == name)
+        .map(|cookie| cookie.value_trimmed().to_owned())
         .filter(|value| !value.is_empty())
 }
 
-/// A `Set-Cookie` value for `name`: kept `max_age` seconds (0 clears it),
-/// or until the browser closes when `None`.
-pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>, secure: bool) -> HeaderValue {
-    let max_age = max_age.map_or_else(String::new, |secs| format!("; Max-Age={secs}"));
-    let secure = if secure { "; Secure" } else { "" };
-    let text = format!("{name}={value}; Path=/{max_age}; HttpOnly; SameSite=Lax{secure}");
-    // Names are ours; values are base64url, JWTs (base64url and dots) or
-    // notice keys: always a valid header.
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+/// A `Set-Cookie` that keeps `value` under `name` for `max_age` seconds
+/// (at most [`MAX_COOKIE_AGE`]), or until the browser closes when `None`,
+/// with the attributes of every cookie of the storefront.
+pub fn set_cookie(
+    name: &'static str,
+    value: &str,
+    max_age: Option<u64>,
+    secure: bool,
+) -> HeaderValue {
+    let mut cookie = Cookie::build((name, value.to_owned()));
+    if let Some(secs) = max_age {
+        let secs = i64::try_from(secs.min(MAX_COOKIE_AGE)).unwrap_or_default();
+        cookie = cookie.max_age(Duration::seconds(secs));
+    }
+    header_value(cookie, secure)
+}
+
+/// A `Set-Cookie` that removes the cookie `name` (`Max-Age=0`, and an
+/// `Expires` in the past for browsers that know no `Max-Age`).
+pub fn clear_cookie(name: &'static str, secure: bool) -> HeaderValue {
+    header_value(Cookie::build(name).removal(), secure)
+}
+
+/// `cookie` with the storefront's attributes, as a header value.
+fn header_value(cookie: CookieBuilder<'static>, secure: bool) -> HeaderValue {
+    let cookie = cookie
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .build();
+    // Names are ours; values are base64url, notice keys or access tokens
+    // checked by `is_token_shaped` when the API answered them: always a
+    // valid header. Should one not be, the browser gets no cookie, not a
+    // broken header.
+    HeaderValue::try_from(cookie.to_string()).unwrap_or_else(|_| {
+        tracing::error!(cookie = cookie.name(), "a cookie that is no header value");
+        HeaderValue::from_static("shop_invalid=; Max-Age=0")
+    })
 }
 
 /// What the middleware learnt of a request, for the extractors.
@@ -126,13 +163,11 @@ impl FromRequestParts<AppState> for Visitor {
             .get(shop_common::wire::CLIENT_IP)
             .cloned()
             .or_else(|| peer.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()));
-        let token = cookie(&parts.headers, SESSION_COOKIE)
-            .filter(|token| is_token_shaped(token))
-            .map(str::to_owned);
+        let token = cookie(&parts.headers, SESSION_COOKIE).filter(|token| is_token_shaped(token));
         Ok(Self {
             caller: Caller { token, client_ip },
             csrf: session.csrf,
-            notice: cookie(&parts.headers, NOTICE_COOKIE).and_then(Notice::from_key),
+            notice: cookie(&parts.headers, NOTICE_COOKIE).and_then(|key| Notice::from_key(&key)),
             secure: session.secure,
         })
     }
@@ -158,7 +193,7 @@ impl FromRequestParts<AppState> for SignedIn {
 
 /// Whether a cookie value can be a JWT (base64url segments and dots), so
 /// that it can go into a header as it is.
-fn is_token_shaped(value: &str) -> bool {
+pub fn is_token_shaped(value: &str) -> bool {
     value.len() <= 4096
         && value
             .bytes()
@@ -237,13 +272,15 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         SecureCookies::Never => false,
         SecureCookies::Auto => came_over_tls(request.headers()),
     };
-    let existing = cookie(request.headers(), CSRF_COOKIE)
-        .filter(|token| is_csrf_shaped(token))
-        .map(str::to_owned);
+    let existing = cookie(request.headers(), CSRF_COOKIE).filter(|token| is_csrf_shaped(token));
     let fresh = existing.is_none();
     let csrf = existing.clone().unwrap_or_else(new_csrf_token);
     let had_notice = cookie(request.headers(), NOTICE_COOKIE).is_some();
-    let had_session = cookie(request.headers(), SESSION_COOKIE).is_some();
+    let session_cookie = cookie(request.headers(), SESSION_COOKIE);
+    let had_session = session_cookie.is_some();
+    // The header of an error page: "Log out" only for a session the pages
+    // would use (see `Visitor`), not for a cookie holding garbage.
+    let signed_in = session_cookie.is_some_and(|token| is_token_shaped(&token));
     let method = request.method().clone();
     let target = request
         .uri()
@@ -270,7 +307,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     if let Some(failure) = response.extensions_mut().remove::<Error>() {
         response = match failure {
             Error::LoginRequired => {
-                let next_page = if method == Method::GET {
+                let next_page = if method == Method::GET || method == Method::HEAD {
                     target
                 } else {
                     referer_path.unwrap_or_else(|| "/".to_owned())
@@ -278,15 +315,14 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
                 let mut redirect = pages::see_other(&pages::login_path(&next_page));
                 if had_session {
                     // Expired or refused: it is of no more use.
-                    redirect.headers_mut().append(
-                        header::SET_COOKIE,
-                        set_cookie(SESSION_COOKIE, "", Some(0), secure),
-                    );
+                    redirect
+                        .headers_mut()
+                        .append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE, secure));
                 }
                 redirect
             }
             failure => {
-                let signed_in = had_session;
+                log_failure(&method, &target, &failure);
                 pages::error_page(&failure, signed_in, &csrf)
             }
         };
@@ -303,17 +339,34 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             set_cookie(CSRF_COOKIE, &csrf, None, secure),
         );
     }
+    let notice_prefix = format!("{NOTICE_COOKIE}=");
     let sets_notice = headers
         .get_all(header::SET_COOKIE)
         .iter()
-        .any(|value| value.as_bytes().starts_with(NOTICE_COOKIE.as_bytes()));
+        .any(|value| value.as_bytes().starts_with(notice_prefix.as_bytes()));
     if had_notice && is_html && !sets_notice {
-        headers.append(
-            header::SET_COOKIE,
-            set_cookie(NOTICE_COOKIE, "", Some(0), secure),
-        );
+        headers.append(header::SET_COOKIE, clear_cookie(NOTICE_COOKIE, secure));
     }
     response
+}
+
+/// Logs a page that failed, at the level its cause deserves: a fault of
+/// ours (500) is an error, a part of the API down (503) a warning (its
+/// cause was logged where the call failed), a refused form a notice for
+/// whoever looks for forgeries; a missing page is routine.
+fn log_failure(method: &Method, target: &str, failure: &Error) {
+    let path = target.split('?').next().unwrap_or(target);
+    match failure {
+        Error::Internal(cause) => tracing::error!(%method, path, error = %cause, "a page failed"),
+        Error::Unavailable { .. } => {
+            tracing::warn!(%method, path, "a page's part of the API is unavailable")
+        }
+        Error::Forbidden => {
+            tracing::info!(%method, path, "a form without its CSRF token or from another origin was refused")
+        }
+        Error::PayloadTooLarge => tracing::info!(%method, path, "a form too large was refused"),
+        _ => tracing::debug!(%method, path, error = %failure, "no page"),
+    }
 }
 
 /// The body of a post that passed the checks, or the 403 it gets.
@@ -346,4 +399,105 @@ fn local_referer(headers: &HeaderMap) -> Option<String> {
     let own = own_origin(headers)?;
     let rest = referer.strip_prefix(&own)?;
     pages::local_path(rest).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in cookies {
+            headers.append(
+                header::COOKIE,
+                HeaderValue::from_str(line).unwrap_or_else(|_| HeaderValue::from_static("")),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn a_cookie_is_found_in_any_cookie_header_and_garbage_is_none() {
+        let sent = headers(&["a=1; shop_csrf=abc", "shop_session=x.y.z"]);
+        assert_eq!(cookie(&sent, CSRF_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&sent, SESSION_COOKIE).as_deref(), Some("x.y.z"));
+        assert_eq!(cookie(&sent, NOTICE_COOKIE), None);
+        let quoted = headers(&["shop_notice=\"added\""]);
+        assert_eq!(cookie(&quoted, NOTICE_COOKIE).as_deref(), Some("added"));
+        let junk = headers(&[";;=; shop_session=; =x; shop_csrf"]);
+        assert_eq!(cookie(&junk, SESSION_COOKIE), None, "empty is absent");
+        assert_eq!(cookie(&junk, CSRF_COOKIE), None, "no value is absent");
+        let first = headers(&["shop_csrf=first; shop_csrf=second"]);
+        assert_eq!(cookie(&first, CSRF_COOKIE).as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn cookies_are_http_only_lax_on_the_whole_site_and_secure_when_asked() {
+        let kept = set_cookie(SESSION_COOKIE, "a.b.c", Some(900), false);
+        assert_eq!(
+            kept,
+            "shop_session=a.b.c; HttpOnly; SameSite=Lax; Path=/; Max-Age=900"
+        );
+        let browser = set_cookie(CSRF_COOKIE, "t", None, true);
+        assert_eq!(
+            browser,
+            "shop_csrf=t; HttpOnly; SameSite=Lax; Secure; Path=/"
+        );
+        let capped = set_cookie(SESSION_COOKIE, "a.b.c", Some(u64::MAX), false);
+        let capped = capped.to_str().unwrap_or_default();
+        assert!(capped.ends_with("; Max-Age=34560000"), "{capped}");
+        let cleared = clear_cookie(NOTICE_COOKIE, false);
+        let cleared = cleared.to_str().unwrap_or_default();
+        assert!(
+            cleared
+                .starts_with("shop_notice=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0; Expires="),
+            "{cleared}"
+        );
+    }
+
+    #[test]
+    fn only_a_jwt_shaped_session_is_used() {
+        assert!(is_token_shaped("eyJh.eyJz-_.c2ln"));
+        for garbage in ["a b", "a;b", "é", "<script>", "a\"b"] {
+            assert!(!is_token_shaped(garbage), "{garbage}");
+        }
+        assert!(!is_token_shaped(&"a".repeat(4097)));
+    }
+
+    #[test]
+    fn the_form_token_is_read_from_any_form_even_one_that_is_no_utf8() {
+        assert_eq!(form_token(b"a=1&csrf_token=abc").as_deref(), Some("abc"));
+        assert_eq!(
+            form_token(b"a=%FF%FE&csrf_token=abc\xff").as_deref(),
+            Some("abc\u{fffd}")
+        );
+        assert_eq!(form_token(b"quantity=1"), None);
+    }
+
+    #[test]
+    fn a_post_from_another_origin_is_refused_and_one_without_origin_is_not() {
+        let mut sent = HeaderMap::new();
+        sent.insert(header::HOST, HeaderValue::from_static("shop.example:8080"));
+        assert!(origin_allowed(&sent), "no Origin");
+        sent.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://shop.example:8080"),
+        );
+        assert!(origin_allowed(&sent));
+        for other in [
+            "null",
+            "http://evil.example",
+            "https://shop.example:8080",
+            "http://shop.example:8080.evil",
+        ] {
+            sent.insert(header::ORIGIN, HeaderValue::from_static(other));
+            assert!(!origin_allowed(&sent), "{other}");
+        }
+        sent.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        sent.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://shop.example:8080"),
+        );
+        assert!(origin_allowed(&sent), "over TLS");
+    }
 }

@@ -438,3 +438,197 @@ async fn failures_are_html_pages_and_a_part_down_fails_only_its_pages() {
     assert_eq!(login.status, 200);
     login.assert_contains("Username or email");
 }
+
+#[tokio::test]
+async fn hostile_or_broken_requests_get_html_pages_and_change_nothing() {
+    let stack = stack().await;
+    let web = stack.base("web");
+    let gateway = stack.base("gateway");
+    let product = stack.product_ids().await.remove(0);
+    let mut browser = Browser::new(&web);
+    browser.sign_up("hank").await;
+    let token = browser.token();
+
+    // A path used with another method: 405 with `Allow`, an HTML page
+    // with the security headers, and nothing done.
+    let logout = browser.request("GET", "/logout").await;
+    assert_eq!(logout.status, 405);
+    assert_eq!(logout.header("allow"), "POST");
+    assert!(logout.header("content-type").starts_with("text/html"));
+    assert!(
+        logout
+            .header("content-security-policy")
+            .contains("default-src 'none'")
+    );
+    assert_eq!(logout.header("cache-control"), "no-store");
+    assert!(browser.jar.contains_key("shop_session"), "still logged in");
+    let cart = browser.request("DELETE", "/cart").await;
+    assert_eq!(cart.status, 405);
+    assert_eq!(cart.header("allow"), "GET, HEAD");
+
+    // HEAD is GET without the body; for a visitor it leads to the login.
+    let head = browser.request("HEAD", "/").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert!(head.header("content-type").starts_with("text/html"));
+    let mut visitor = Browser::new(&web);
+    let head = visitor.request("HEAD", "/orders?cursor=x").await;
+    assert_eq!(head.status, 303);
+    assert_eq!(head.location(), "/login?next=%2Forders%3Fcursor%3Dx");
+
+    // Ids and queries that do not parse are missing pages, never axum's
+    // plain-text rejections.
+    for path in [
+        "/products/%FF",
+        "/products/not-an-id",
+        "/orders/%FF%FE",
+        "/?cursor=a&cursor=b",
+        "/?cursor=%3Cscript%3E",
+        "/login?next=a&next=b",
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 404, "{path}: {}", page.body);
+        assert!(
+            page.header("content-type").starts_with("text/html"),
+            "{path}"
+        );
+        page.assert_contains("Page not found");
+    }
+
+    // A session cookie holding garbage is no session, and is cleared where
+    // a page needs one; a token the API refuses likewise.
+    for garbage in ["not%20a%20token", "a.b.c"] {
+        let mut stale = Browser::new(&web);
+        stale.jar.insert("shop_session".into(), garbage.into());
+        let missing = stale.get("/no/such/page").await;
+        assert_eq!(missing.status, 404);
+        if garbage != "a.b.c" {
+            missing.assert_contains("Log in");
+            assert!(!missing.body.contains("Log out"), "{}", missing.body);
+        }
+        let cart = stale.get("/cart").await;
+        assert_eq!(cart.status, 303, "{garbage}: {}", cart.body);
+        assert_eq!(cart.location(), "/login?next=%2Fcart");
+        let cleared = cart.set_cookie("shop_session").expect("cleared");
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+
+    // `next` leads to this site only, however it is spelt.
+    for (next, location) in [
+        ("/\\evil.example", "/"),
+        ("/%2F%2Fevil.example", "/%2F%2Fevil.example"),
+        ("/%5C%5Cevil.example", "/%5C%5Cevil.example"),
+        ("https:evil.example", "/"),
+    ] {
+        let mut away = Browser::new(&web);
+        away.get("/login").await;
+        let sent = away
+            .post(
+                "/login",
+                &[
+                    ("login", "hank"),
+                    ("password", common::PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(sent.status, 303, "{next}: {}", sent.body);
+        assert_eq!(sent.location(), location, "{next}");
+    }
+    let form = browser.get("/login?next=%2F%5Cevil.example").await;
+    assert_eq!(form.field("next"), "/");
+
+    // Quantities that are no whole number from 1 to 99 change nothing.
+    for quantity in [
+        "-1",
+        "0",
+        "100",
+        "99999999999999999999999",
+        "1e3",
+        "",
+        "\u{0661}",
+    ] {
+        let added = browser
+            .post(
+                "/cart/items",
+                &[("product_id", &product), ("quantity", quantity)],
+            )
+            .await;
+        assert_eq!(added.status, 303, "{quantity:?}: {}", added.body);
+        assert_eq!(added.location(), "/cart");
+        let cart = browser.follow(&added).await;
+        cart.assert_contains("whole number from 1 to 99");
+    }
+    assert!(
+        cart_lines(&gateway, &token).await.is_empty(),
+        "the cart unchanged"
+    );
+    // 99 fit; one more is refused by the cart and said so.
+    browser
+        .post(
+            "/cart/items",
+            &[("product_id", &product), ("quantity", "99")],
+        )
+        .await;
+    let over = browser
+        .post(
+            "/cart/items",
+            &[("product_id", &product), ("quantity", "1")],
+        )
+        .await;
+    let cart = browser.follow(&over).await;
+    cart.assert_contains("at most 99 of one product");
+    assert_eq!(
+        cart_lines(&gateway, &token).await,
+        vec![(product.clone(), 99)]
+    );
+
+    // A form that is no UTF-8, or lacks its fields, is refused readably.
+    let csrf = browser
+        .jar
+        .get("shop_csrf")
+        .cloned()
+        .expect("a CSRF cookie");
+    let mut body = format!("csrf_token={csrf}&product_id=").into_bytes();
+    body.extend_from_slice(b"\xff\xfe&quantity=1\xff");
+    let binary = browser.post_bytes("/cart/items", body).await;
+    assert_eq!(binary.status, 404, "{}", binary.body);
+    assert!(binary.header("content-type").starts_with("text/html"));
+    let bare = browser.post("/checkout", &[]).await;
+    assert_eq!(bare.location(), "/checkout");
+    let orders = api_json(&gateway, "/api/orders", &token).await;
+    assert_eq!(
+        orders["items"].as_array().map(Vec::len),
+        Some(0),
+        "{orders}"
+    );
+    assert_eq!(cart_lines(&gateway, &token).await, vec![(product, 99)]);
+
+    // Sign-up without fields says which are missing; a form over the limit
+    // is a 413 page; a long one within it is the API's to refuse.
+    let mut newcomer = Browser::new(&web);
+    newcomer.get("/signup").await;
+    let empty = newcomer.post("/signup", &[]).await;
+    assert_eq!(empty.status, 422, "{}", empty.body);
+    empty.assert_contains("id=\"username-error\"");
+    let huge = "x".repeat(20 * 1024);
+    let too_large = newcomer.post("/signup", &[("username", &huge)]).await;
+    assert_eq!(too_large.status, 413);
+    too_large.assert_contains("Form too large");
+    let long = "x".repeat(8 * 1024);
+    let refused = newcomer
+        .post(
+            "/signup",
+            &[
+                ("username", &long),
+                ("email", "long@example.com"),
+                ("password", common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    refused.assert_contains("id=\"username-error\"");
+    let nobody = newcomer.post("/login", &[]).await;
+    assert_eq!(nobody.status, 401);
+    nobody.assert_contains("Wrong username/email or password");
+}

@@ -182,6 +182,24 @@ impl Browser {
         self.send(request).await
     }
 
+    /// `{method} {path}` without a body.
+    pub async fn request(&mut self, method: &str, path: &str) -> Page {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    /// Posts `body` to `path` as a form, byte for byte (which need not be
+    /// UTF-8, nor a form).
+    pub async fn post_bytes(&mut self, path: &str, body: Vec<u8>) -> Page {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(request).await
+    }
+
     /// Follows the redirect `page` answered.
     pub async fn follow(&mut self, page: &Page) -> Page {
         assert_eq!(page.status, 303, "a redirect: {}", page.body);
