@@ -1,6 +1,6 @@
 //! The storefront's static files, compiled into the binary: one style
-//! sheet, one small script (progressive enhancement only), the favicon and
-//! the product placeholder image. Nothing is fetched from elsewhere.
+//! sheet, one small script (progressive enhancement only) and the
+//! favicon (products' pictures are drawn: [`crate::tile`]). Nothing is fetched from elsewhere.
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ use crate::error::Error;
 pub const CACHE_CONTROL: &str = "public, max-age=86400";
 
 /// Every asset: its file name, content type and bytes.
-pub const ASSETS: [(&str, &str, &[u8]); 4] = [
+pub const ASSETS: [(&str, &str, &[u8]); 3] = [
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -28,11 +28,6 @@ pub const ASSETS: [(&str, &str, &[u8]); 4] = [
         "favicon.svg",
         "image/svg+xml",
         include_bytes!("../assets/favicon.svg"),
-    ),
-    (
-        "product.svg",
-        "image/svg+xml",
-        include_bytes!("../assets/product.svg"),
     ),
 ];
 

@@ -15,7 +15,8 @@
 //! | [`security`] | the security headers and `Cache-Control` of every response |
 //! | [`pages`] | the router (built from [`shop_api::web::ROUTES`]) and one handler per route |
 //! | [`views`] | the askama templates' structs, notices, money formatting |
-//! | [`assets`] | the style sheet, script and images compiled into the binary |
+//! | [`tile`] | a product's picture: a tile of its own colour with its initials |
+//! | [`assets`] | the style sheet, script and favicon compiled into the binary |
 //! | [`error`] | the pages' [`Error`] and its status |
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod pages;
 pub mod security;
 pub mod session;
+pub mod tile;
 pub mod views;
 
 pub use app::Web;

@@ -12,6 +12,7 @@ use shop_api::orders::{Order, OrderLine, OrderStatus, RejectionReason};
 use shop_api::payments::tokens;
 
 use crate::error::Error;
+use crate::tile::Tile;
 
 /// What every page's frame shows: the title, the header (which depends on
 /// the session), the error summary and the notice.
@@ -187,10 +188,6 @@ pub fn money(cents: i64, currency: &str) -> String {
     }
 }
 
-/// The placeholder shown for every product image: the catalog's images
-/// are paths no service serves, and nothing is fetched from elsewhere.
-pub const PLACEHOLDER_IMAGE: &str = "/assets/product.svg";
-
 /// A product as the list and its page show it.
 #[derive(Debug, Clone)]
 pub struct ProductView {
@@ -206,18 +203,17 @@ pub struct ProductView {
     pub stock_text: String,
     /// Whether it can be added to a cart.
     pub in_stock: bool,
-    /// Its image (an asset of this service).
-    pub image: String,
+    /// Its picture (the catalog's image paths are served by no service,
+    /// and nothing is fetched from elsewhere).
+    pub tile: Tile,
 }
 
 impl From<Product> for ProductView {
     fn from(product: Product) -> Self {
-        let image = product
-            .image
-            .filter(|image| image.starts_with("/assets/") && !image.contains(".."))
-            .unwrap_or_else(|| PLACEHOLDER_IMAGE.to_owned());
+        let id = product.id.to_string();
         Self {
-            id: product.id.to_string(),
+            tile: Tile::new(&id, &product.name),
+            id,
             price: money(product.price_cents, &product.currency),
             stock_text: if product.stock > 0 {
                 format!("In stock: {}", product.stock)
@@ -227,7 +223,6 @@ impl From<Product> for ProductView {
             in_stock: product.stock > 0,
             name: product.name,
             description: product.description,
-            image,
         }
     }
 }

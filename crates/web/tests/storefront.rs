@@ -390,6 +390,17 @@ async fn failures_are_html_pages_and_a_part_down_fails_only_its_pages() {
     assert_eq!(asset.header("cache-control"), "public, max-age=86400");
     assert!(!page.body.contains("style=\""), "no inline style");
     assert!(!page.body.contains("<script>"), "no inline script");
+    // Products' pictures are drawn inline (decorative, hidden from
+    // assistive technology), one colour per product; no image is fetched.
+    page.assert_contains("<svg class=\"product-image\" viewBox=\"0 0 320 240\" width=\"320\" height=\"240\" aria-hidden=\"true\"");
+    assert!(!page.body.contains("<img"), "no image to fetch");
+    let colours: std::collections::BTreeSet<&str> = page
+        .body
+        .split("<rect width=\"320\" height=\"240\" fill=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(colours.len() >= 3, "products differ: {colours:?}");
 
     let missing = browser.get("/no/such/page").await;
     assert_eq!(missing.status, 404);
