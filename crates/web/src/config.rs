@@ -1,5 +1,6 @@
 //! Settings of the storefront.
 
+use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use shop_common::config::{AdminSettings, ConfigError, HttpSettings, InternalSettings};
 use shop_discovery::{BreakerSettings, InstanceSettings, RegistrySettings, UpstreamSettings};
@@ -131,6 +132,20 @@ impl Settings {
     /// A [`ConfigError`] naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.internal.validate()?;
+        // Sent as a header with every API call: a token that cannot be one
+        // would be dropped, and the gateway would count every browser's
+        // calls as this instance's.
+        if self
+            .internal
+            .service_token
+            .as_ref()
+            .is_some_and(|token| http::HeaderValue::from_str(token.expose_secret()).is_err())
+        {
+            return Err(ConfigError::invalid(
+                "internal.service_token",
+                "must hold no control character: it is sent in a header",
+            ));
+        }
         self.gateway
             .validate()
             .map_err(|err| ConfigError::invalid("gateway", err))?;
@@ -149,7 +164,7 @@ impl Settings {
 mod tests {
     #![allow(clippy::expect_used)]
 
-    use secrecy::{ExposeSecret, SecretString};
+    use secrecy::SecretString;
     use shop_common::config;
 
     use super::*;
@@ -219,9 +234,13 @@ mod tests {
     #[test]
     fn a_blank_token_and_a_page_size_out_of_bounds_are_refused() {
         type Case = (fn(&mut Settings), &'static str);
-        let cases: [Case; 4] = [
+        let cases: [Case; 5] = [
             (
                 |s| s.internal.service_token = Some(SecretString::from("  ")),
+                "internal.service_token",
+            ),
+            (
+                |s| s.internal.service_token = Some(SecretString::from("s3cret\n")),
                 "internal.service_token",
             ),
             (|s| s.pages.page_size = 0, "pages.page_size"),
