@@ -50,6 +50,21 @@ async fn settled_order(browser: &mut Browser, path: &str) -> common::Page {
     .await
 }
 
+/// Checks the cart out from a fresh checkout page with `payment_token`;
+/// returns the page of the order once it is settled.
+async fn check_out(browser: &mut Browser, payment_token: &str) -> common::Page {
+    let checkout = browser.get("/checkout").await;
+    let key = checkout.field("idempotency_key");
+    let placed = browser
+        .post(
+            "/checkout",
+            &[("payment_token", payment_token), ("idempotency_key", &key)],
+        )
+        .await;
+    assert_eq!(placed.status, 303, "{}", placed.body);
+    settled_order(browser, placed.location()).await
+}
+
 #[tokio::test]
 async fn a_shopper_signs_up_buys_two_products_and_cancels_through_the_gateway() {
     let stack = stack().await;
@@ -308,16 +323,7 @@ async fn rejected_orders_say_why_and_sold_out_products_cannot_be_added() {
             &[("product_id", &in_stock), ("quantity", "1")],
         )
         .await;
-    let checkout = browser.get("/checkout").await;
-    let key = checkout.field("idempotency_key");
-    let placed = browser
-        .post(
-            "/checkout",
-            &[("payment_token", "tok_declined"), ("idempotency_key", &key)],
-        )
-        .await;
-    assert_eq!(placed.status, 303, "{}", placed.body);
-    let order = settled_order(&mut browser, placed.location()).await;
+    let order = check_out(&mut browser, "tok_declined").await;
     order.assert_contains("data-status=\"rejected\"");
     order.assert_contains("Your payment was declined (card_declined)");
     assert!(!order.body.contains("Cancel order"));
@@ -331,16 +337,7 @@ async fn rejected_orders_say_why_and_sold_out_products_cannot_be_added() {
             serde_json::json!({"quantity": 1}),
         )
         .await;
-    let checkout = browser.get("/checkout").await;
-    let key = checkout.field("idempotency_key");
-    let placed = browser
-        .post(
-            "/checkout",
-            &[("payment_token", "tok_visa"), ("idempotency_key", &key)],
-        )
-        .await;
-    assert_eq!(placed.status, 303, "{}", placed.body);
-    let order = settled_order(&mut browser, placed.location()).await;
+    let order = check_out(&mut browser, "tok_visa").await;
     order.assert_contains("data-status=\"rejected\"");
     order.assert_contains("out of stock");
     order.assert_contains(&sold_out_name);
