@@ -13,7 +13,7 @@
 //! | [`api`] | typed calls to the public API and [`api::ApiError`] |
 //! | [`session`] | the cookies (session, CSRF, notice), the visitor extractors, the CSRF and origin checks |
 //! | [`security`] | the security headers and `Cache-Control` of every response |
-//! | [`pages`] | the router (built from [`shop_api::web::ROUTES`]) and one handler per route |
+//! | [`pages`] | the router (built from [`shop_api::web::ROUTES`]); one file of handlers per resource, the extractors, redirects and error pages |
 //! | [`views`] | the askama templates' structs, notices, money formatting |
 //! | [`tile`] | a product's picture: a tile of its own colour with its initials |
 //! | [`assets`] | the style sheet, script and favicon compiled into the binary |

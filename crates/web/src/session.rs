@@ -57,7 +57,7 @@ const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// The longest a cookie is kept, in seconds: 400 days, the most browsers
 /// keep any cookie (RFC 6265bis), whatever `expires_in` the API answered.
-const MAX_COOKIE_AGE: u64 = 400 * 24 * 60 * 60;
+pub const MAX_COOKIE_AGE: u64 = 400 * 24 * 60 * 60;
 
 /// The value of the cookie `name` in the request's `Cookie` headers (the
 /// first, when a browser sends two), `None` when it is absent or empty.
