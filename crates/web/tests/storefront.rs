@@ -411,6 +411,12 @@ async fn failures_are_html_pages_and_a_part_down_fails_only_its_pages() {
     assert_eq!(visitor.location(), "/login?next=%2Fcart%3Fx%3D1");
     let visitor = browser.get("/orders").await;
     assert_eq!(visitor.location(), "/login?next=%2Forders");
+    // The login page's way to sign up keeps where the visitor was going,
+    // and so does the sign-up page's way back.
+    let login = browser.get("/login?next=%2Forders").await;
+    login.assert_contains(r#"href="/signup?next=%2Forders""#);
+    let signup = browser.get("/signup?next=%2Forders").await;
+    signup.assert_contains(r#"href="/login?next=%2Forders""#);
 
     // A bad email is shown next to its field, in HTML, the values kept.
     browser.get("/signup").await;
@@ -462,6 +468,7 @@ async fn hostile_or_broken_requests_get_html_pages_and_change_nothing() {
     let logout = browser.request("GET", "/logout").await;
     assert_eq!(logout.status, 405);
     assert_eq!(logout.header("allow"), "POST");
+    logout.assert_contains("Not allowed here");
     assert!(logout.header("content-type").starts_with("text/html"));
     assert!(
         logout

@@ -1,4 +1,4 @@
-//! The pages of failures: not found, unavailable, a stale form.
+//! The pages of failures: not found, a wrong method, unavailable, a stale form.
 
 use axum::response::Response;
 use http::{HeaderValue, header};
@@ -16,7 +16,7 @@ pub fn error_page(error: &Error, signed_in: bool, csrf: &str) -> Response {
                 .to_owned(),
         ),
         Error::MethodNotAllowed { .. } => (
-            "Page not found",
+            "Not allowed here",
             "This address cannot be used that way.".to_owned(),
         ),
         Error::Forbidden => (
