@@ -4,7 +4,8 @@
 //! | --- | --- |
 //! | [`cli`] | the `main` of every service binary: `--config`, `--healthcheck`, one-line failures |
 //! | [`config`] | layered settings: defaults, an optional TOML file, `SHOP_` environment variables |
-//! | [`telemetry`] | the tracing subscriber and the per-request log line |
+//! | [`telemetry`] | the tracing subscriber (logs with trace ids, OpenTelemetry), the server span and per-request log line, span export (`[telemetry]`) |
+//! | [`trace`] | W3C trace context in and out, the gRPC server span, `db.transaction` spans, traces continued from a stored `traceparent` |
 //! | [`metrics`] | the Prometheus recorder and the per-request counters and histogram |
 //! | [`health`] | `/healthz`, `/readyz` with named readiness checks; `/metrics` for admin listeners |
 //! | [`healthcheck`] | the `--healthcheck` probe containers run: `GET /readyz` on the service's own port |
@@ -28,4 +29,5 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 pub mod wire;
