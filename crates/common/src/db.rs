@@ -10,23 +10,43 @@
 //! ([`READINESS_CONNECTIONS`]), so a pool saturated by requests does not
 //! make the instance not-ready (and push its load onto the others), while a
 //! database that stops answering still does.
+//!
+//! Pool saturation is measured per service (the [`metrics::scope`] the
+//! pool is opened in): [`DB_POOL_CONNECTIONS`] in use and idle and
+//! [`DB_POOL_MAX_CONNECTIONS`], read from the pools when `/metrics` is
+//! rendered (summed over a service's pools: the all-in-one binary runs two
+//! cart replicas), and [`DB_POOL_ACQUIRE_DURATION`], the wait for a
+//! connection where [`Db`] takes one.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Once, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Once, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::DatabaseSettings;
 use crate::health::ReadinessCheck;
+use crate::metrics;
+
+/// Connections of a service's pools, by `service` and `state` (`in_use`,
+/// `idle`); their sum is the connections open.
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// The most connections a service's pools may open, by `service`.
+pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
+/// Seconds waited for a pooled connection, by `service`: in
+/// [`Db::acquire`], and in [`Db::begin_write`] where the wait includes
+/// `BEGIN` (on PostgreSQL a round trip). A pool at its maximum shows here
+/// first.
+pub const DB_POOL_ACQUIRE_DURATION: &str = "db_pool_acquire_duration_seconds";
 
 /// Milliseconds a SQLite connection waits on a locked database before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -95,6 +115,11 @@ pub struct Db {
     write_turn: Option<Arc<Mutex<()>>>,
     /// The readiness check's own connection (see [`READINESS_CONNECTIONS`]).
     probe: Arc<Probe>,
+    /// [`DB_POOL_ACQUIRE_DURATION`] of the pool's service.
+    acquire_duration: ::metrics::Histogram,
+    /// Keeps the pool among those sampled (see [`watch_pool`]) while a
+    /// clone of this `Db` lives.
+    _watched: Arc<WatchedPool>,
 }
 
 /// The readiness check's connection, outside the pool: `None` until the
@@ -206,6 +231,9 @@ impl Db {
             .await
             .map_err(|err| DbError::Connect(backend, err))?;
         let write_turn = (backend == Backend::Sqlite).then(|| write_turn_of(&url));
+        let service = metrics::current_service();
+        // Installs the recorder first: handles taken without one record nothing.
+        let watched = watch_pool(service, &pool);
         Ok(Self {
             pool,
             backend,
@@ -214,6 +242,8 @@ impl Db {
                 url: SecretString::from(url),
                 connection: Mutex::new(None),
             }),
+            acquire_duration: ::metrics::histogram!(DB_POOL_ACQUIRE_DURATION, "service" => service),
+            _watched: watched,
         })
     }
 
@@ -261,6 +291,19 @@ impl Db {
         &self.pool
     }
 
+    /// A connection from the pool, the wait recorded in
+    /// [`DB_POOL_ACQUIRE_DURATION`].
+    ///
+    /// # Errors
+    /// The pool's error (its acquire timeout, a closed pool).
+    pub async fn acquire(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
+        let started = Instant::now();
+        let connection = self.pool.acquire().await;
+        self.acquire_duration
+            .record(started.elapsed().as_secs_f64());
+        connection
+    }
+
     /// Begins a transaction that will write.
     ///
     /// On SQLite, writers of this process first queue for their turn (a
@@ -275,8 +318,16 @@ impl Db {
     /// The database's error.
     pub async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         let turn = self.write_turn().await;
-        let tx = self.pool.begin().await?;
-        Ok(WriteTransaction { tx, _turn: turn })
+        // Timed after the write turn: the wait for the pool, not for the
+        // other writers.
+        let started = Instant::now();
+        let tx = self.pool.begin().await;
+        self.acquire_duration
+            .record(started.elapsed().as_secs_f64());
+        Ok(WriteTransaction {
+            tx: tx?,
+            _turn: turn,
+        })
     }
 
     /// Waits for the write turn (SQLite; `None` on PostgreSQL) for a write
@@ -299,7 +350,11 @@ impl Db {
     /// # Errors
     /// The database error when the database does not answer.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+        let mut connection = self.acquire().await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *connection)
+            .await
+            .map(drop)
     }
 
     /// Runs `statement`, a `SELECT COUNT(*) …`, and returns the count.
@@ -307,8 +362,9 @@ impl Db {
     /// # Errors
     /// The database's error.
     pub async fn count(&self, statement: &str) -> Result<i64, sqlx::Error> {
+        let mut connection = self.acquire().await?;
         sqlx::query(statement)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *connection)
             .await?
             .try_get(0)
     }
@@ -338,10 +394,11 @@ impl Db {
                SELECT {key} FROM {table} WHERE {stamp} < $1 ORDER BY {stamp} LIMIT $2)"
         );
         let _turn = self.write_turn().await;
+        let mut connection = self.acquire().await?;
         Ok(sqlx::query(&statement)
             .bind(before)
             .bind(i64::from(limit))
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await?
             .rows_affected())
     }
@@ -408,6 +465,67 @@ impl ReadinessCheck for Db {
                 )),
             }
         })
+    }
+}
+
+/// A pool whose gauges [`sample_pools`] sets.
+#[derive(Debug)]
+struct WatchedPool(AnyPool);
+
+/// The pools sampled, by service: weak, so a `Db` dropped without
+/// [`close`](Db::close) does not keep its connections open.
+type Watched = Vec<(&'static str, std::sync::Weak<WatchedPool>)>;
+static POOLS: std::sync::Mutex<Watched> = std::sync::Mutex::new(Vec::new());
+
+/// Adds `pool` to the pools sampled at every render of `/metrics` and
+/// sets `service`'s gauges at once, so they show from start-up.
+fn watch_pool(service: &'static str, pool: &AnyPool) -> Arc<WatchedPool> {
+    // Gauges set before the recorder exists would be lost.
+    metrics::handle();
+    static COLLECTOR: Once = Once::new();
+    COLLECTOR.call_once(|| metrics::on_render(sample_pools));
+    let watched = Arc::new(WatchedPool(pool.clone()));
+    POOLS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((service, Arc::downgrade(&watched)));
+    sample_pools();
+    watched
+}
+
+/// Sets every service's pool gauges from its open pools (summed); a
+/// service whose pools are all closed or dropped reads 0, and those pools
+/// are forgotten.
+fn sample_pools() {
+    #[derive(Default)]
+    struct Totals {
+        in_use: u64,
+        idle: u64,
+        max: u64,
+    }
+    let mut services: HashMap<&'static str, Totals> = HashMap::new();
+    POOLS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|(service, watched)| {
+            let totals = services.entry(service).or_default();
+            let Some(watched) = watched.upgrade().filter(|pool| !pool.0.is_closed()) else {
+                return false;
+            };
+            let pool = &watched.0;
+            let size = u64::from(pool.size());
+            let idle = (pool.num_idle() as u64).min(size);
+            totals.in_use += size - idle;
+            totals.idle += idle;
+            totals.max += u64::from(pool.options().get_max_connections());
+            true
+        });
+    for (service, totals) in services {
+        ::metrics::gauge!(DB_POOL_CONNECTIONS, "service" => service, "state" => "in_use")
+            .set(totals.in_use as f64);
+        ::metrics::gauge!(DB_POOL_CONNECTIONS, "service" => service, "state" => "idle")
+            .set(totals.idle as f64);
+        ::metrics::gauge!(DB_POOL_MAX_CONNECTIONS, "service" => service).set(totals.max as f64);
     }
 }
 

@@ -1,20 +1,38 @@
 //! Prometheus metrics: one process-wide recorder (several services share it
-//! in the all-in-one binary, told apart by the `service` label) and the
-//! request counter and latency histogram.
+//! in the all-in-one binary, told apart by the `service` label), the HTTP
+//! request counter and latency histogram, the gRPC ones ([`grpc`]), the
+//! service a metric is registered for ([`scope`]) and the gauges sampled
+//! when `/metrics` is rendered ([`on_render`]).
+//!
+//! Names and units follow Prometheus' conventions: counters end in
+//! `_total`, durations are histograms in seconds ending in `_seconds`
+//! (all sharing [`LATENCY_BUCKETS`]), and a series a dashboard or an alert
+//! reads is registered when its component starts, at zero, so that a check
+//! on a fresh stack finds every name.
+
+pub mod grpc;
 
 use std::collections::HashMap;
-use std::sync::{OnceLock, RwLock};
+use std::future::Future;
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub use grpc::{GRPC_REQUEST_DURATION, GRPC_REQUESTS, GrpcMetricsLayer};
 
 /// Requests served, by service, method, route and status.
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 /// Request latency in seconds, by service, method, route and status.
 pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
 
-/// Latency buckets in seconds: fine at the low end where a healthy service lives.
-const LATENCY_BUCKETS: [f64; 14] = [
+/// The `service` label of a metric registered outside any [`scope`]
+/// (a client or pool a test builds by hand).
+pub const UNSCOPED_SERVICE: &str = "unknown";
+
+/// Latency buckets in seconds of every `_seconds` histogram: fine at the
+/// low end where a healthy service lives.
+pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -49,9 +67,55 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Renders every metric in the Prometheus text format.
+tokio::task_local! {
+    /// The service whose components are being built (see [`scope`]).
+    static SERVICE: &'static str;
+}
+
+/// Runs `future` (a service's assembly) as `service`: metrics registered
+/// inside it without a service of their own (upstream clients, the
+/// database pool) carry `service` as their `service` label, so that the
+/// all-in-one process, and a dashboard over every process, tells
+/// cart→catalog from gateway→catalog. Only the task running `future` is
+/// in scope, not tasks it spawns: register handles before spawning.
+pub async fn scope<F: Future>(service: &'static str, future: F) -> F::Output {
+    SERVICE.scope(service, future).await
+}
+
+/// The service of the innermost [`scope`] around the caller, or
+/// [`UNSCOPED_SERVICE`].
+pub fn current_service() -> &'static str {
+    SERVICE
+        .try_with(|service| *service)
+        .unwrap_or(UNSCOPED_SERVICE)
+}
+
+/// Functions run before every render: gauges that are cheaper to read at
+/// scrape time than to keep current (a pool's connections in use).
+static COLLECTORS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Runs `collect` before every render of `/metrics`, to set gauges from
+/// their source. It must be quick and must not block: it runs on the
+/// scrape's request. Register each function once.
+pub fn on_render(collect: fn()) {
+    COLLECTORS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(collect);
+}
+
+/// Renders every metric in the Prometheus text format, after running the
+/// [`on_render`] collectors.
 pub fn render() -> String {
-    handle().render()
+    let handle = handle();
+    let collectors = COLLECTORS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for collect in collectors {
+        collect();
+    }
+    handle.render()
 }
 
 /// Most (service, route, method, status) combinations whose handles are
