@@ -142,6 +142,10 @@ impl Service for Orders {
         workers.push(Worker::new("saga recovery", StopAt::Signal, move |stop| {
             recovery.run(stop)
         }));
+        let backlog = crate::backlog::Backlog::new(db.clone());
+        workers.push(Worker::new("backlog sampler", StopAt::Signal, move |stop| {
+            backlog.run(stop)
+        }));
         let service = OrdersGrpc::new(store, cart, verifier, saga);
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -177,6 +181,7 @@ impl Service for Orders {
                     (None, None)
                 };
                 tonic::transport::Server::builder()
+                    .layer(crate::grpc_metrics::layer())
                     .max_concurrent_streams(limits.max_concurrent_streams)
                     .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
                     .http2_keepalive_interval(keepalive)

@@ -13,15 +13,19 @@
 //! | [`cart`] | the cart client: the caller's cart, and order removals on cart's internal route |
 //! | [`relay`] | the outbox relay: leased claims, delivery, backoff, dead letters |
 //! | [`purge`] | the outbox purge: delivered rows deleted after their retention |
-//! | [`metrics`] | the outbox's metrics: dead letters, dead rows, purged rows |
+//! | [`metrics`] | the outbox's and the saga backlog's metric names; the outbox's handles |
+//! | [`backlog`] | the sampler of the saga and outbox backlog gauges (pending, oldest age) |
+//! | [`grpc_metrics`] | the gRPC server's RED metrics: its methods |
 //! | [`error`] | the service's [`Error`] and its gRPC status mapping |
 
 pub mod app;
+pub mod backlog;
 pub mod cart;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod grpc_metrics;
 pub mod machine;
 pub mod metrics;
 pub mod participants;
