@@ -21,10 +21,18 @@
 #      binaries its tests ran). They are tagged localhost/ferroshop/<service>:<version>,
 #      the names docker-compose.yml and k8s/ use.
 #
+#   3. With --monitoring, the monitoring profile's images (docker compose
+#      --profile monitoring): Prometheus and Alertmanager from Debian's
+#      packages (`apt-get download`, unpacked, never installed here) on the
+#      runtime base, by deploy/monitoring/Dockerfile, tagged with the names
+#      docker-compose.yml gives them (localhost/ferroshop/prometheus:2.42.0,
+#      localhost/ferroshop/alertmanager:0.25.0). An image made from the same
+#      packages and Dockerfile is kept.
+#
 # With a registry and BuildKit, `docker compose build` builds the same service
 # images from source inside Docker instead (the Dockerfile's default target).
 #
-# Usage: scripts/images.sh [--bin-dir DIR] [--stand-ins] [--services-only|--bases-only]
+# Usage: scripts/images.sh [--bin-dir DIR] [--stand-ins] [--services-only|--bases-only] [--monitoring]
 # Env:   DEBIAN_MIRROR  the Debian mirror for stand-ins (default: the one apt uses here)
 set -euo pipefail
 
@@ -39,17 +47,26 @@ RUNTIME_PACKAGES=(base-files netbase tzdata ca-certificates libc6 libgcc-s1 libs
 # Bumped by hand when the recipe below changes in a way the hash cannot see.
 RECIPE_VERSION=1
 
+# The monitoring images' packages: the servers, and what the web UI of
+# Debian's Prometheus links its scripts and fonts from.
+MONITORING_PACKAGES=(prometheus prometheus-alertmanager)
+PROMETHEUS_UI_PACKAGES=(fonts-glyphicons-halflings libjs-bootstrap4 libjs-d3
+    libjs-eonasdan-bootstrap-datetimepicker libjs-jquery libjs-jquery-hotkeys libjs-moment
+    libjs-moment-timezone libjs-mustache libjs-popper.js libjs-rickshaw)
+
 BIN_DIR=""
 FORCE_STAND_INS=0
 DO_BASES=1
 DO_SERVICES=1
+DO_MONITORING=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --bin-dir) shift; BIN_DIR="${1:?--bin-dir needs a directory}" ;;
         --stand-ins) FORCE_STAND_INS=1 ;;
         --services-only) DO_BASES=0 ;;
         --bases-only) DO_SERVICES=0 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        --monitoring) DO_MONITORING=1 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
     shift
@@ -243,6 +260,103 @@ build_services() {
     done
 }
 
+# ---- monitoring images
+
+# fetch_debs DIR PACKAGE...: the packages' .deb files (the versions apt
+# would install here) downloaded into DIR; nothing is installed.
+fetch_debs() {
+    local dir=$1
+    shift
+    command -v apt-get >/dev/null 2>&1 || die "the monitoring images are made from Debian's packages: apt-get is needed"
+    mkdir -p "$dir"
+    # apt's download sandbox user cannot write a root-owned temporary folder.
+    chmod 755 "$dir"
+    if ! (cd "$dir" && apt-get download "$@" >"$dir/download.log" 2>&1); then
+        log "apt-get update (the package lists do not name the current versions)"
+        as_root apt-get update -qq
+        (cd "$dir" && apt-get download "$@" >"$dir/download.log" 2>&1) \
+            || { cat "$dir/download.log" >&2; die "apt-get download $* failed"; }
+    fi
+}
+
+# deb_version DIR PACKAGE: the upstream version of PACKAGE's .deb in DIR
+# (2.42.0+ds-5+deb12u1 -> 2.42.0).
+deb_version() {
+    local deb
+    for deb in "$1/$2"_*.deb; do
+        dpkg-deb -f "$deb" Version | sed 's/^[0-9]*://; s/[+~-].*//'
+    done
+}
+
+# copy_resolved FROM TO PATH...: each PATH (relative) from FROM to TO with
+# every symbolic link on the way followed inside FROM (the packages link
+# between themselves with relative links).
+copy_resolved() {
+    local from=$1 to=$2 path real
+    shift 2
+    for path in "$@"; do
+        real=$(cd "$from" && readlink -f "$path") || die "$path: unresolvable in the packages"
+        [ -f "$real" ] || die "$path: not in the packages (from $real)"
+        install -D -m 644 "$real" "$to/$path"
+    done
+}
+
+# monitoring_context DEBS CONTEXT: the build context of deploy/monitoring/Dockerfile
+# from the packages in DEBS (unpacked into DEBS/root).
+monitoring_context() {
+    local root="$1/root" ctx=$2 web=usr/share/prometheus/web refs deb
+    mkdir -p "$root"
+    for deb in "$1"/*.deb; do dpkg-deb -x "$deb" "$root"; done
+    mkdir -p "$ctx/prometheus/usr/bin" "$ctx/alertmanager/usr/bin" "$ctx/empty"
+    cp -a "$root/usr/bin/prometheus" "$root/usr/bin/promtool" "$ctx/prometheus/usr/bin/"
+    cp -a "$root/usr/bin/prometheus-alertmanager" "$root/usr/bin/amtool" "$ctx/alertmanager/usr/bin/"
+    mkdir -p "$ctx/alertmanager/usr/share/prometheus"
+    cp -a "$root/usr/share/prometheus/alertmanager" "$ctx/alertmanager/usr/share/prometheus/"
+    # The classic UI: its own files, and of the script libraries it links
+    # (moment-timezone alone is 200 MB) only the files its pages load.
+    mkdir -p "$ctx/prometheus/$web"
+    cp -a "$root/$web/templates" "$ctx/prometheus/$web/"
+    (cd "$root" && find "$web/static" -type f -print0) | (cd "$root" && xargs -0 cp --parents -t "$ctx/prometheus")
+    refs=$(grep -rhoE 'static/[^"?]+' "$root/$web/templates" | sort -u | sed "s#^#$web/#")
+    # shellcheck disable=SC2086 # one path per word
+    copy_resolved "$root" "$ctx/prometheus" $refs
+    # The icon font its style sheet names.
+    mkdir -p "$ctx/prometheus/$web/static/vendor/bootstrap4-glyphicons/fonts"
+    cp -rL "$root/$web/static/vendor/bootstrap4-glyphicons/fonts/glyphicons" \
+        "$ctx/prometheus/$web/static/vendor/bootstrap4-glyphicons/fonts/"
+}
+
+# build_monitoring: the prometheus and alertmanager images docker-compose.yml
+# names, unless an image made from the same packages and Dockerfile exists.
+build_monitoring() {
+    local debs="$WORK/debs" ctx="$WORK/context-monitoring" target image want have recipe
+    image_exists "$RUNTIME_IMAGE" || die "the runtime base $RUNTIME_IMAGE is missing: run without --services-only first"
+    log "downloading ${MONITORING_PACKAGES[*]} from Debian"
+    fetch_debs "$debs" "${MONITORING_PACKAGES[@]}" "${PROMETHEUS_UI_PACKAGES[@]}"
+    recipe=$({ (cd "$debs" && printf '%s\n' ./*.deb); cat deploy/monitoring/Dockerfile
+               sed -n '/^# ---- monitoring images/,/^# ---- end of monitoring images/p' "$0"; } | sha256sum | cut -c1-16)
+    for target in prometheus alertmanager; do
+        image=$(compose_image "$target:")
+        [ -n "$image" ] || die "docker-compose.yml names no localhost/ferroshop/$target image"
+        want=$(deb_version "$debs" "$([ "$target" = prometheus ] && echo prometheus || echo prometheus-alertmanager)")
+        [ "${image##*:}" = "$want" ] \
+            || die "docker-compose.yml runs $image, but Debian's package is $target $want: change the tag to $want"
+        have=$(image_label "$image" org.ferroshop.monitoring || true)
+        if [ "$have" = "$recipe" ]; then
+            log "monitoring image $image: present"
+            continue
+        fi
+        [ -d "$ctx" ] || monitoring_context "$debs" "$ctx"
+        docker build --target "$target" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" \
+            --label "org.ferroshop.monitoring=$recipe" -t "$image" \
+            -f deploy/monitoring/Dockerfile "$ctx" >"$WORK/build-$target.log" 2>&1 \
+            || { cat "$WORK/build-$target.log" >&2; die "docker build of $image failed"; }
+        log "built $image from Debian's $target $want"
+    done
+}
+
+# ---- end of monitoring images
+
 main() {
     command -v docker >/dev/null 2>&1 || die "docker not found"
     docker info >/dev/null 2>&1 || die "the Docker engine does not answer (is it running, may you use it?)"
@@ -256,6 +370,7 @@ main() {
     RECIPE=$(recipe_hash)
     if [ "$DO_BASES" -eq 1 ]; then ensure_bases; fi
     if [ "$DO_SERVICES" -eq 1 ]; then build_services; fi
+    if [ "$DO_MONITORING" -eq 1 ]; then build_monitoring; fi
 }
 
 main "$@"

@@ -44,6 +44,9 @@ pub struct ComposeService {
     pub networks: Vec<String>,
     /// `stop_grace_period:` as written (compose waits 10 s without it).
     pub stop_grace_period: Option<String>,
+    /// `profiles:`: compose starts a service that names any only when one
+    /// of them is enabled (`--profile monitoring`); none, always.
+    pub profiles: Vec<String>,
 }
 
 impl ComposeService {
@@ -154,6 +157,7 @@ fn service(name: &str, spec: &Value, root: &Path) -> Result<ComposeService, Erro
         healthcheck: spec["healthcheck"].is_object(),
         networks: networks(&spec["networks"]),
         stop_grace_period: scalar(&spec["stop_grace_period"]),
+        profiles: string_list(&spec["profiles"], "name"),
     })
 }
 
@@ -185,7 +189,8 @@ pub fn overlay(
             && entry.depends_on.is_empty()
             && !entry.healthcheck
             && entry.networks == [DEFAULT_NETWORK]
-            && entry.stop_grace_period.is_none();
+            && entry.stop_grace_period.is_none()
+            && entry.profiles.is_empty();
         if !only_environment {
             return Err(Error::Shape(format!(
                 "{}: an override of a base service may set only `environment`",
@@ -413,6 +418,23 @@ services:
         assert!(named("etcd").shares_network(named("payments")));
         assert!(!named("gateway").shares_network(named("payments")));
         assert!(named("gateway").shares_network(named("orders")));
+    }
+
+    #[test]
+    fn profiles_are_read_and_default_to_none() {
+        let compose = "\
+services:
+  prometheus: {image: p, profiles: [monitoring, debug]}
+  gateway: {image: g}
+";
+        let services = parse(compose).expect("parses");
+        let named = |name: &str| services.iter().find(|s| s.name == name).expect(name);
+        assert_eq!(named("prometheus").profiles, ["monitoring", "debug"]);
+        assert!(named("gateway").profiles.is_empty());
+        // An overlay may not move a base service into a profile.
+        let overlay = parse("services:\n  gateway: {profiles: [monitoring]}\n").expect("parses");
+        let err = super::overlay(services, overlay).expect_err("only environment");
+        assert!(err.to_string().contains("gateway"), "{err}");
     }
 
     #[test]

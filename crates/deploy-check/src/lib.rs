@@ -9,6 +9,7 @@
 //! | [`compose`] | each compose service's environment, secrets and ports |
 //! | [`k8s`] | each workload's environment and mounted files, and the Services |
 //! | [`budget`] | the database connections every replica may open against PostgreSQL's limit |
+//! | [`monitoring`] | the compose monitoring profile: scrape targets, the profile, the alert rules |
 //!
 //! Which service may call which ([`Service::upstreams`], [`Service::callers`])
 //! is written once here; the compose networks and the Kubernetes
@@ -23,6 +24,7 @@
 pub mod budget;
 pub mod compose;
 pub mod k8s;
+pub mod monitoring;
 pub mod stop;
 pub mod yaml;
 

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use shop_deploy_check::budget::{self, Budget, BudgetError, OverBudget};
 use shop_deploy_check::compose::{self, ComposeService};
 use shop_deploy_check::k8s::{Manifests, Workload};
+use shop_deploy_check::monitoring::{self, ScrapeTarget};
 use shop_deploy_check::{Loaded, Service, Topology, check, load, split_host_port, stop};
 use shop_discovery::RegistrySettings;
 
@@ -1372,6 +1373,16 @@ fn compose_names_every_image_localhost_ferroshop_service_version() {
     for entry in &services {
         let image = entry.image.as_deref().unwrap_or_default();
         let Some(service) = entry.service else {
+            // The monitoring profile's images are built under the same
+            // prefix, named after the tool and tagged with its version.
+            if let Some(tool) = monitoring::tool(entry) {
+                assert!(
+                    image.starts_with(&format!("localhost/ferroshop/{tool}:")),
+                    "{}: runs {image}, not localhost/ferroshop/{tool}:<version>",
+                    entry.name
+                );
+                continue;
+            }
             assert!(
                 !image.contains("ferroshop"),
                 "{}: runs {image} but builds no ferroshop service",
@@ -1512,4 +1523,216 @@ fn an_overlay_entry_for_a_base_service_may_only_set_its_environment() {
     let refused = compose::overlay(compose_services(root.path()), extra)
         .expect_err("a port on a base service is not modelled");
     assert!(refused.to_string().contains("users"), "{refused}");
+}
+
+// ---- the monitoring profile (deploy/monitoring/)
+
+fn prometheus_targets() -> Vec<ScrapeTarget> {
+    let text = std::fs::read_to_string(repo().join("deploy/monitoring/prometheus.yml"))
+        .expect("deploy/monitoring/prometheus.yml");
+    monitoring::prometheus_config(&text)
+        .expect("prometheus.yml parses")
+        .targets
+}
+
+/// Every ferroshop container's admin port (where `/metrics` is), by name.
+fn compose_admin_ports(services: &[ComposeService]) -> BTreeMap<String, u16> {
+    services
+        .iter()
+        .filter_map(|entry| {
+            let loaded = load(entry.service?, &entry.env).expect("loads");
+            Some((entry.name.clone(), admin_port(&entry.name, &loaded)))
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_every_compose_service_on_its_admin_port() {
+    let root = generated_root();
+    let services = compose_services(root.path());
+    let admin = compose_admin_ports(&services);
+    let targets = prometheus_targets();
+    assert_eq!(
+        monitoring::scrape_problems(&services, &admin, &targets),
+        Vec::<String>::new()
+    );
+    // One target per service container: every replica.
+    for name in [
+        "cart-1", "cart-2", "orders-1", "orders-2", "payments", "web",
+    ] {
+        assert!(
+            targets.iter().any(|t| t.host == name),
+            "{name} is not scraped"
+        );
+    }
+
+    // A replica left out, and another scraped on its API port, are named.
+    let mut fewer = targets.clone();
+    fewer.retain(|t| t.host != "cart-2");
+    let orders = fewer
+        .iter_mut()
+        .find(|t| t.host == "orders-1")
+        .expect("orders-1");
+    orders.port = 50051;
+    let found = monitoring::scrape_problems(&services, &admin, &fewer).join("\n");
+    assert!(
+        found.contains(
+            "cart-2: serves /metrics on port 9083, but prometheus.yml has no target cart-2:9083"
+        ),
+        "{found}"
+    );
+    assert!(
+        found.contains(
+            "prometheus.yml scrapes orders-1:50051, but orders-1 serves /metrics on port 8084"
+        ),
+        "{found}"
+    );
+
+    // Prometheus taken off payments' network cannot scrape it.
+    let mut cut = services.clone();
+    compose_entry_mut(&mut cut, "prometheus")
+        .networks
+        .retain(|n| n != "payments");
+    let found = monitoring::scrape_problems(&cut, &admin, &targets).join("\n");
+    assert!(
+        found.contains("prometheus cannot reach payments: they share no network"),
+        "{found}"
+    );
+
+    // A target compose does not run, and one under another service's job.
+    let mut odd = targets.clone();
+    odd.push(ScrapeTarget {
+        job: "cart".into(),
+        host: "cart-3".into(),
+        port: 9083,
+    });
+    odd.iter_mut().find(|t| t.host == "web").expect("web").job = "gateway".into();
+    let found = monitoring::scrape_problems(&services, &admin, &odd).join("\n");
+    assert!(
+        found.contains("prometheus.yml scrapes cart-3:9083, but compose runs no cart-3"),
+        "{found}"
+    );
+    assert!(
+        found.contains("prometheus.yml scrapes web under job \"gateway\""),
+        "{found}"
+    );
+}
+
+#[test]
+fn the_monitoring_services_start_only_under_their_profile_and_publish_only_prometheus_on_loopback()
+{
+    let root = generated_root();
+    let services = compose_services(root.path());
+    assert_eq!(
+        monitoring::profile_problems(&services),
+        Vec::<String>::new()
+    );
+    // They are no application services: no database, no connection budget,
+    // none of the checks of the stack's own services apply.
+    for name in ["prometheus", "alertmanager"] {
+        let entry = compose_entry(&services, name);
+        assert_eq!(entry.service, None, "{name}");
+        assert_eq!(entry.profiles, [monitoring::PROFILE], "{name}");
+    }
+
+    // Prometheus out of the profile would start with the default stack.
+    let mut always = services.clone();
+    compose_entry_mut(&mut always, "prometheus")
+        .profiles
+        .clear();
+    let found = monitoring::profile_problems(&always).join("\n");
+    assert!(
+        found.contains(
+            "prometheus: profiles []: it must start with the \"monitoring\" profile only"
+        ),
+        "{found}"
+    );
+    // The gateway moved into the profile, or waiting for Alertmanager,
+    // would leave the default stack without it.
+    let mut moved = services.clone();
+    let gateway = compose_entry_mut(&mut moved, "gateway");
+    gateway.profiles.push(monitoring::PROFILE.to_owned());
+    gateway
+        .depends_on
+        .push(("alertmanager".to_owned(), "service_healthy".to_owned()));
+    let found = monitoring::profile_problems(&moved).join("\n");
+    assert!(
+        found.contains(
+            "gateway: profiles [\"monitoring\"]: the stack's own services start without a profile"
+        ),
+        "{found}"
+    );
+    assert!(
+        found.contains(
+            "gateway depends on alertmanager, which starts only with the \"monitoring\" profile"
+        ),
+        "{found}"
+    );
+    // Published on every interface, or Alertmanager published at all.
+    let mut open = services.clone();
+    compose_entry_mut(&mut open, "prometheus").ports = vec!["9090:9090".to_owned()];
+    compose_entry_mut(&mut open, "alertmanager").ports = vec!["127.0.0.1:9093:9093".to_owned()];
+    let found = monitoring::profile_problems(&open).join("\n");
+    assert!(
+        found.contains(
+            "prometheus: publishes [\"9090:9090\"], but may publish only [\"127.0.0.1:9090:9090\"]"
+        ),
+        "{found}"
+    );
+    assert!(
+        found
+            .contains("alertmanager: publishes [\"127.0.0.1:9093:9093\"], but may publish only []"),
+        "{found}"
+    );
+}
+
+#[test]
+fn every_alert_is_routed_has_a_runbook_and_is_tested_firing_and_silent() {
+    let dir = repo().join("deploy/monitoring/rules");
+    let mut rules = Vec::new();
+    let mut tested = monitoring::TestedAlerts::default();
+    let mut rule_files = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("deploy/monitoring/rules") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .into_owned();
+        if !name.ends_with(".yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        if name.ends_with("_test.yml") {
+            let found = monitoring::tested_alerts(&text).expect("a test file parses");
+            tested.firing.extend(found.firing);
+            tested.silent.extend(found.silent);
+        } else {
+            rules.extend(monitoring::alert_rules(&text).expect("a rule file parses"));
+            rule_files.insert(format!("rules/{name}"));
+        }
+    }
+    assert!(rules.len() >= 10, "only {} alerts", rules.len());
+    assert_eq!(
+        monitoring::alert_problems(&rules, &tested),
+        Vec::<String>::new()
+    );
+    // Prometheus loads every rule file.
+    let text = std::fs::read_to_string(repo().join("deploy/monitoring/prometheus.yml"))
+        .expect("prometheus.yml");
+    let loaded: BTreeSet<String> = monitoring::prometheus_config(&text)
+        .expect("parses")
+        .rule_files
+        .into_iter()
+        .collect();
+    assert_eq!(loaded, rule_files, "prometheus.yml's rule_files");
+    // Every severity is routed by alertmanager.yml.
+    let routes = std::fs::read_to_string(repo().join("deploy/monitoring/alertmanager.yml"))
+        .expect("alertmanager.yml");
+    for severity in monitoring::SEVERITIES {
+        assert!(
+            routes.contains(&format!("severity=\"{severity}\"")),
+            "alertmanager.yml does not route severity {severity}"
+        );
+    }
 }
