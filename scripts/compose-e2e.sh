@@ -2,9 +2,10 @@
 # Runs the README's compose quick start for real and checks it:
 #
 #   scripts/gen-secrets.sh                     secrets, once
-#   scripts/images.sh                          every image, with or without a registry
-#   docker compose up -d                       PostgreSQL, etcd, users, catalog, 2 carts,
-#                                              2 orders, payments, web, gateway
+#   scripts/images.sh --monitoring             every image, with or without a registry
+#   docker compose --profile monitoring up -d  PostgreSQL, etcd, users, catalog, 2 carts,
+#                                              2 orders, payments, web, gateway, and the
+#                                              monitoring profile: Prometheus, Alertmanager
 #   ... every container healthy ...
 #   scripts/smoke.sh http://127.0.0.1:8080     the curl journey through the containers
 #   ... orders reached catalog's and payments' internal routes ...
@@ -12,14 +13,20 @@
 #       a product the API lists, the Content-Security-Policy), its style
 #       sheet, and a shopper signing up and filling a cart with its forms ...
 #   ... both cart replicas served shoppers ...
+#   ... Prometheus scrapes every container but PostgreSQL (which has no
+#       exporter), each up and scraped since the traffic; Alertmanager is
+#       ready and Prometheus sends to it ...
+#   scripts/monitoring.sh --live URL           the rules are loaded; every metric the
+#                                              dashboard and the rules read exists
 #   docker compose down -v                     always, even when interrupted
 #
 # On a failure it prints each container's state and last log lines.
 # Without a Docker engine it skips with a note (and fails under CI=true).
 #
-# Usage: scripts/compose-e2e.sh [--bin-dir DIR]
-#   --bin-dir DIR   build the service images from the binaries in DIR
-#                   (scripts/test.sh passes the ones its tests ran)
+# Usage: scripts/compose-e2e.sh [--bin-dir DIR] [--without-monitoring]
+#   --bin-dir DIR          build the service images from the binaries in DIR
+#                          (scripts/test.sh passes the ones its tests ran)
+#   --without-monitoring   the stack alone, as `docker compose up -d` runs it
 # Env:   FERROSHOP_COMPOSE_TIMEOUT  seconds to wait for every container to be healthy (default 240)
 set -euo pipefail
 
@@ -28,28 +35,42 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 GATEWAY=http://127.0.0.1:8080
+PROMETHEUS=http://127.0.0.1:9090
 TIMEOUT="${FERROSHOP_COMPOSE_TIMEOUT:-240}"
 # Containers the stack runs, by compose service.
 EXPECTED=(postgres etcd users catalog cart-1 cart-2 orders-1 orders-2 payments web gateway)
+# The monitoring profile's.
+MONITORING=(prometheus alertmanager)
 
 IMAGE_ARGS=()
+WITH_MONITORING=1
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --bin-dir) shift; IMAGE_ARGS+=(--bin-dir "${1:?--bin-dir needs a directory}") ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --without-monitoring) WITH_MONITORING=0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
     shift
 done
+# The compose profiles the run enables; `down` and `ps` always name the
+# monitoring one, so that they see its containers whichever run left them.
+PROFILES=()
+if [ "$WITH_MONITORING" -eq 1 ]; then
+    PROFILES=(--profile monitoring)
+    IMAGE_ARGS+=(--monitoring)
+    EXPECTED+=("${MONITORING[@]}")
+fi
+stack() { compose --profile monitoring "$@"; }
 
 STARTED=0
 cleanup() {
     local status=$?
     set +e
-    if [ "$status" -ne 0 ] && [ "$STARTED" -eq 1 ]; then dump_stack -f docker-compose.yml; fi
+    if [ "$status" -ne 0 ] && [ "$STARTED" -eq 1 ]; then dump_stack --profile monitoring -f docker-compose.yml; fi
     if [ "$STARTED" -eq 1 ]; then
         log "docker compose down -v"
-        compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1
+        stack down -v --remove-orphans --timeout 20 >/dev/null 2>&1
     fi
     exit "$status"
 }
@@ -60,7 +81,7 @@ trap 'exit 130' INT TERM
 # project, from one `docker inspect` of them all.
 states() {
     local ids
-    ids=$(compose ps -q)
+    ids=$(stack ps -q)
     [ -n "$ids" ] || return 0
     # shellcheck disable=SC2086 # one argument per container id
     docker inspect --format \
@@ -245,28 +266,55 @@ check_cart_replicas() {
     die "one cart replica served nothing: cart-1 $one requests, cart-2 $two"
 }
 
+# The monitoring profile: Prometheus scrapes every container but PostgreSQL
+# (no exporter), each one up and scraped after the traffic of the phases
+# before (so the metric check below sees it); Alertmanager answers (its
+# health check asks its API) and is the one Prometheus sends alerts to.
+check_monitoring() {
+    local targets=() service since=$1
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    for service in "${EXPECTED[@]}"; do
+        [ "$service" = postgres ] || targets+=("$service")
+    done
+    python3 deploy/monitoring/check.py targets "$PROMETHEUS" --after "$since" \
+        --expect "$(IFS=,; printf '%s' "${targets[*]}")"
+    curl -fsS "$PROMETHEUS/api/v1/alertmanagers" | grep -q '"url":"http://alertmanager:9093/api/v2/alerts"' \
+        || die "Prometheus sends alerts to no Alertmanager: $(curl -sS "$PROMETHEUS/api/v1/alertmanagers")"
+    [ "$(docker inspect --format '{{.State.Health.Status}}' "$(stack ps -q alertmanager)")" = healthy ] \
+        || die "Alertmanager is not ready"
+    log "Alertmanager is ready and receives Prometheus' alerts"
+    bash scripts/monitoring.sh --live "$PROMETHEUS"
+}
+
 main() {
     if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
         [ "${CI:-}" != true ] || die "the compose run needs a Docker engine under CI=true"
         log "note: no Docker engine answers here; skipping the compose run"
         return 0
     fi
-    if [ -n "$(compose ps -q 2>/dev/null)" ]; then
-        [ "${CI:-}" = true ] || die "a ferroshop compose stack is already running here: stop it (docker compose down) and retry"
+    if [ -n "$(stack ps -q 2>/dev/null)" ]; then
+        [ "${CI:-}" = true ] || die "a ferroshop compose stack is already running here: stop it (docker compose --profile monitoring down) and retry"
         log "taking down a stack left by an earlier run"
-        compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1
+        stack down -v --remove-orphans --timeout 20 >/dev/null 2>&1
     fi
     if port_in_use 8080; then die "port 8080 is in use on this machine: the compose stack publishes the gateway there"; fi
+    if [ "$WITH_MONITORING" -eq 1 ] && port_in_use 9090; then
+        die "port 9090 is in use on this machine: the monitoring profile publishes Prometheus there"
+    fi
 
     phase "secrets (scripts/gen-secrets.sh)" bash scripts/gen-secrets.sh
     phase "images (scripts/images.sh ${IMAGE_ARGS[*]})" bash scripts/images.sh "${IMAGE_ARGS[@]}"
     STARTED=1
-    phase "docker compose up -d" compose up -d
+    phase "docker compose ${PROFILES[*]} up -d" compose "${PROFILES[@]}" up -d
     phase "every container healthy" wait_healthy
     phase "smoke journey through the gateway container" bash scripts/smoke.sh "$GATEWAY"
     phase "orders reached catalog and payments" check_saga_calls
     phase "the storefront through the gateway" check_storefront
     phase "both cart replicas serve" check_cart_replicas
+    if [ "$WITH_MONITORING" -eq 1 ]; then
+        phase "monitoring: every target up, Alertmanager ready, rules loaded, metrics exist" \
+            check_monitoring "$(date +%s)"
+    fi
     log "compose run passed"
 }
 
