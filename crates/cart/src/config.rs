@@ -30,6 +30,10 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// How this instance registers itself.
     pub instance: shop_discovery::InstanceSettings,
+    /// Where this service's spans are exported (`[telemetry]`; off by
+    /// default). The all-in-one `shop` reads one top-level table instead.
+    #[serde(skip_serializing)]
+    pub telemetry: shop_common::telemetry::TelemetrySettings,
     /// Calls to the catalog service.
     pub catalog: UpstreamSettings,
     /// How long products read from the catalog are reused.
@@ -94,6 +98,7 @@ impl Default for Settings {
             internal: InternalSettings::default(),
             registry: RegistrySettings::default(),
             instance: shop_discovery::InstanceSettings::default(),
+            telemetry: shop_common::telemetry::TelemetrySettings::default(),
             catalog: UpstreamSettings::default(),
             catalog_cache: CatalogCacheSettings::default(),
             users: UpstreamSettings::default(),

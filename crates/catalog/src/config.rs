@@ -25,6 +25,10 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// How this instance registers itself.
     pub instance: InstanceSettings,
+    /// Where this service's spans are exported (`[telemetry]`; off by
+    /// default). The all-in-one `shop` reads one top-level table instead.
+    #[serde(skip_serializing)]
+    pub telemetry: shop_common::telemetry::TelemetrySettings,
 }
 
 shop_runtime::http_service_settings!(Settings, database);
@@ -38,6 +42,7 @@ impl Default for Settings {
             internal: InternalSettings::default(),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
+            telemetry: shop_common::telemetry::TelemetrySettings::default(),
         }
     }
 }

@@ -17,10 +17,13 @@ use axum::response::Response;
 use opentelemetry::trace::TracerProvider as _;
 use serde::{Deserialize, Serialize};
 use tracing::field::Empty;
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
 use tracing::{Instrument, Level, Metadata, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::filter::{DynFilterFn, EnvFilter};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Context as FilterContext, Filter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
@@ -137,7 +140,7 @@ pub fn init() {
 }
 
 /// The subscriber [`init`] installs, writing lines to `writer`.
-fn subscriber<W>(
+pub(crate) fn subscriber<W>(
     json: bool,
     ansi: bool,
     filter: EnvFilter,
@@ -168,8 +171,29 @@ where
         .with_location(false)
         .with_threads(false)
         .with_target(false)
-        .with_filter(FilterFn::new(is_traced));
+        .with_filter(traced_filter());
     Registry::default().with(spans).with(logs)
+}
+
+/// The OpenTelemetry layer's filter: [`is_traced`], asked at every span
+/// and event rather than once per callsite.
+///
+/// With two per-layer filters, a callsite both always enable is never
+/// asked again, and the span then takes whatever "disabled" marks the last
+/// refused metadata left on this thread (sqlx asks `enabled!` before every
+/// query and logs nothing when it is fast, leaving this layer's "no"
+/// behind): the span would be lost to the trace. Answering
+/// "sometimes" here makes every callsite ask, so each span and event is
+/// judged on its own metadata.
+fn traced_filter<S>() -> impl Filter<S>
+where
+    S: Subscriber,
+{
+    DynFilterFn::new(|metadata: &Metadata<'_>, _: &FilterContext<'_, S>| is_traced(metadata))
+        .with_callsite_filter(|_| Interest::sometimes())
+        // Nothing below info is traced: `debug!` and `log` records below
+        // `RUST_LOG` stay as cheap as without this layer.
+        .with_max_level_hint(LevelFilter::INFO)
 }
 
 /// What becomes part of a trace: ferroshop's spans at `info` and above,
@@ -321,12 +345,7 @@ mod tests {
     #[test]
     fn json_lines_carry_trace_ids_with_export_off() {
         let captured = Captured::default();
-        let subscriber = subscriber(
-            true,
-            false,
-            EnvFilter::new("warn"),
-            captured.clone(),
-        );
+        let subscriber = subscriber(true, false, EnvFilter::new("warn"), captured.clone());
         let expected = tracing::subscriber::with_default(subscriber, || {
             tracing::warn!("outside");
             let span = tracing::info_span!("request", service = "test");
@@ -354,6 +373,26 @@ mod tests {
         assert_ne!(expected.0, "00000000000000000000000000000000");
     }
 
+    /// Metadata one layer refused without a span or event following (an
+    /// `enabled!` check) leaves no mark on the next span: it is traced.
+    #[test]
+    fn a_span_after_refused_metadata_is_still_traced() {
+        let subscriber = subscriber(false, false, EnvFilter::new("info"), std::io::sink);
+        tracing::subscriber::with_default(subscriber, || {
+            // Twice: the second time, each callsite's interest is cached.
+            for _ in 0..2 {
+                // As sqlx asks before each query: the logs want it, the
+                // trace does not.
+                assert!(tracing::enabled!(target: "sqlx::query", Level::WARN));
+                let span = tracing::info_span!("request");
+                assert!(
+                    span.in_scope(log_format::current_ids).is_some(),
+                    "the span is traced"
+                );
+            }
+        });
+    }
+
     #[test]
     fn settings_validate_and_fall_back_to_the_standard_variables() {
         let mut settings = TelemetrySettings::default();
@@ -363,7 +402,10 @@ mod tests {
         let standard = |key: &str| {
             (key == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://otel:4317".to_owned())
         };
-        assert_eq!(settings.endpoint(standard).as_deref(), Some("http://otel:4317"));
+        assert_eq!(
+            settings.endpoint(standard).as_deref(),
+            Some("http://otel:4317")
+        );
         settings.otlp_endpoint = Some("http://collector:4317".to_owned());
         assert!(settings.validate().is_ok());
         assert_eq!(

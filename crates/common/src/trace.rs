@@ -300,7 +300,12 @@ mod tests {
         assert!(!extract(&headers).span().span_context().is_valid());
         headers.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
         assert!(!extract(&headers).span().span_context().is_valid());
-        assert!(!from_traceparent("00-0-0-01").span().span_context().is_valid());
+        assert!(
+            !from_traceparent("00-0-0-01")
+                .span()
+                .span_context()
+                .is_valid()
+        );
     }
 
     #[test]
@@ -359,6 +364,43 @@ mod tests {
         }
         fn add_link(&mut self, _span_context: SpanContext, _attributes: Vec<KeyValue>) {}
         fn end_with_timestamp(&mut self, _timestamp: std::time::SystemTime) {}
+    }
+
+    /// A gRPC call's handler runs in the server span, a child of the
+    /// caller's span in the caller's trace.
+    #[test]
+    fn a_grpc_handler_runs_in_the_callers_trace() {
+        use tower::{Layer as _, Service as _, ServiceExt as _};
+        let subscriber = crate::telemetry::subscriber(
+            false,
+            false,
+            tracing_subscriber::EnvFilter::new("off"),
+            std::io::sink,
+        );
+        let seen = tracing::subscriber::with_default(subscriber, || {
+            let mut service = GrpcServerLayer::new("orders").layer(tower::service_fn(
+                |_request: http::Request<()>| async {
+                    Ok::<_, std::convert::Infallible>(current_traceparent())
+                },
+            ));
+            let mut request = http::Request::new(());
+            *request.uri_mut() = "/ferroshop.orders.v1.OrderService/PlaceOrder"
+                .parse()
+                .expect("uri");
+            request
+                .headers_mut()
+                .insert(TRACEPARENT, HeaderValue::from_static(VALID));
+            futures::executor::block_on(async {
+                service.ready().await.expect("ready");
+                service.call(request).await.expect("call")
+            })
+        });
+        let seen = seen.expect("the handler runs in a traced span");
+        assert!(
+            seen.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{seen}"
+        );
+        assert_ne!(seen, VALID, "the server span is the caller's child");
     }
 
     #[test]

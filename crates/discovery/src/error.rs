@@ -116,6 +116,21 @@ impl CallError {
         }
     }
 
+    /// A short name of what went wrong (`no_instance`, `breaker_open`,
+    /// `timeout`, `deadline_exceeded`, `connect`, `protocol`,
+    /// `invalid_request`): a span's `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoInstance { .. } => "no_instance",
+            Self::BreakerOpen { .. } => "breaker_open",
+            Self::Timeout { .. } => "timeout",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::Connect { .. } => "connect",
+            Self::Protocol { .. } => "protocol",
+            Self::InvalidRequest { .. } => "invalid_request",
+        }
+    }
+
     /// The upstream service the call was for.
     pub fn upstream(&self) -> &str {
         match self {

@@ -27,6 +27,10 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// How the gateway registers itself (as `gateway`).
     pub instance: InstanceSettings,
+    /// Where this service's spans are exported (`[telemetry]`; off by
+    /// default). The all-in-one `shop` reads one top-level table instead.
+    #[serde(skip_serializing)]
+    pub telemetry: shop_common::telemetry::TelemetrySettings,
     /// Which tokens to accept (keys come from the users service's JWKS).
     /// Not among the defaults a configuration is laid over: the service's
     /// default is the type's.
@@ -59,6 +63,7 @@ impl Default for Settings {
             admin: AdminSettings::on_port(9080),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
+            telemetry: shop_common::telemetry::TelemetrySettings::default(),
             auth: VerifierSettings::default(),
             upstreams: UpstreamsSettings::default(),
             limits: LimitSettings::default(),

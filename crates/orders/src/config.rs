@@ -33,6 +33,10 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// How this instance registers itself (the gRPC address is registered).
     pub instance: shop_discovery::InstanceSettings,
+    /// Where this service's spans are exported (`[telemetry]`; off by
+    /// default). The all-in-one `shop` reads one top-level table instead.
+    #[serde(skip_serializing)]
+    pub telemetry: shop_common::telemetry::TelemetrySettings,
     /// Calls to the cart service (reading carts, clearing ordered lines).
     pub cart: UpstreamSettings,
     /// Calls to the users service (for its JWKS).
@@ -288,6 +292,7 @@ impl Default for Settings {
             internal: InternalSettings::default(),
             registry: RegistrySettings::default(),
             instance: shop_discovery::InstanceSettings::default(),
+            telemetry: shop_common::telemetry::TelemetrySettings::default(),
             cart: UpstreamSettings::default(),
             users: UpstreamSettings::default(),
             catalog: UpstreamSettings::default(),

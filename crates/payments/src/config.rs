@@ -24,6 +24,10 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// How this instance registers itself.
     pub instance: InstanceSettings,
+    /// Where this service's spans are exported (`[telemetry]`; off by
+    /// default). The all-in-one `shop` reads one top-level table instead.
+    #[serde(skip_serializing)]
+    pub telemetry: shop_common::telemetry::TelemetrySettings,
     /// The credential orders presents; every payments route needs it.
     pub internal: InternalSettings,
     /// The built-in fake provider.
@@ -68,6 +72,7 @@ impl Default for Settings {
             database: DatabaseSettings::new("sqlite:./data/payments.db"),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
+            telemetry: shop_common::telemetry::TelemetrySettings::default(),
             internal: InternalSettings::default(),
             provider: ProviderSettings::default(),
         }

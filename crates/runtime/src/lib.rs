@@ -35,6 +35,7 @@ use shop_common::config::{
 use shop_common::db::{Db, DbError};
 use shop_common::health::{self, Readiness};
 use shop_common::server::{self, BindError};
+use shop_common::telemetry::{self, TelemetrySettings};
 use shop_discovery::{
     BuildError, InstanceSettings, Registration, Registry, RegistryError, RegistrySettings, Scheme,
 };
@@ -62,6 +63,8 @@ pub trait ServiceSettings: DeserializeOwned + Clone + Default + Send + Sync + 's
     fn registry(&self) -> &RegistrySettings;
     /// How this instance registers itself.
     fn instance(&self) -> &InstanceSettings;
+    /// `[telemetry]`: where this service's spans are exported.
+    fn telemetry(&self) -> &TelemetrySettings;
     /// The service's database, when it has one: the lifecycle opens and
     /// migrates it before the service assembles, and closes it last.
     fn database(&self) -> Option<&DatabaseSettings> {
@@ -86,14 +89,15 @@ pub trait ServiceSettings: DeserializeOwned + Clone + Default + Send + Sync + 's
     fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let settings: Self = config::load(file)?;
         settings.validate()?;
+        settings.telemetry().validate()?;
         Ok(settings)
     }
 }
 
 /// Implements [`ServiceSettings`] for the settings of an HTTP service: a
-/// struct with the fields `http` (the API listener), `admin`, `registry` and
-/// `instance`, and an inherent `validate`; `(Settings, database)` for one
-/// with a `database` field too.
+/// struct with the fields `http` (the API listener), `admin`, `registry`,
+/// `instance` and `telemetry`, and an inherent `validate`;
+/// `(Settings, database)` for one with a `database` field too.
 ///
 /// It also lays the settings over their own `Default` when they load
 /// ([`shop_common::settings_over_defaults!`]), so the struct derives
@@ -132,6 +136,9 @@ macro_rules! http_service_settings {
             fn instance(&self) -> &$crate::reexport::InstanceSettings {
                 &self.instance
             }
+            fn telemetry(&self) -> &$crate::reexport::TelemetrySettings {
+                &self.telemetry
+            }
         }
     };
 }
@@ -141,6 +148,7 @@ macro_rules! http_service_settings {
 pub mod reexport {
     pub use shop_common::config::{AdminSettings, ConfigError, DatabaseSettings, HttpSettings};
     pub use shop_common::settings_over_defaults;
+    pub use shop_common::telemetry::TelemetrySettings;
     pub use shop_discovery::{InstanceSettings, RegistrySettings};
 }
 
@@ -623,8 +631,9 @@ fn start_workers(
 }
 
 /// The whole `main` of a service binary `shop-<NAME>`: `--config`,
-/// `--healthcheck`, telemetry, then build and serve until SIGINT/SIGTERM;
-/// one line and exit status 1 on failure. `about` is what `--help` says the
+/// `--healthcheck`, telemetry (logs, and span export when `[telemetry]`
+/// names a collector: flushed after the service stopped), then build and
+/// serve until SIGINT/SIGTERM; one line and exit status 1 on failure. `about` is what `--help` says the
 /// binary is (its package's description).
 pub async fn main<S: Service>(about: &'static str) -> ExitCode {
     let binary = Binary {
@@ -638,10 +647,16 @@ pub async fn main<S: Service>(about: &'static str) -> ExitCode {
         S::Settings::load,
         ServiceSettings::probe_addr,
         |settings| async move {
-            let app = Application::<S>::build(settings).await?;
-            app.run_until_stopped(shop_common::shutdown::on_signal())
-                .await?;
-            Ok(())
+            let export = telemetry::start_export(S::SPEC.name, settings.telemetry())?;
+            let served = async {
+                let app = Application::<S>::build(settings).await?;
+                app.run_until_stopped(shop_common::shutdown::on_signal())
+                    .await?;
+                anyhow::Ok(())
+            }
+            .await;
+            telemetry::shutdown(export).await;
+            served
         },
     )
     .await

@@ -20,6 +20,10 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// How this instance registers itself (as `web`).
     pub instance: InstanceSettings,
+    /// Where this service's spans are exported (`[telemetry]`; off by
+    /// default). The all-in-one `shop` reads one top-level table instead.
+    #[serde(skip_serializing)]
+    pub telemetry: shop_common::telemetry::TelemetrySettings,
     /// The service credential it presents to the gateway with every API
     /// call, so that the gateway takes the browser's address (which the
     /// storefront names in `x-shop-client-ip`) as the client's: rate
@@ -100,6 +104,7 @@ impl Default for Settings {
             admin: AdminSettings::on_port(9087),
             registry: RegistrySettings::default(),
             instance: InstanceSettings::default(),
+            telemetry: shop_common::telemetry::TelemetrySettings::default(),
             internal: InternalSettings::default(),
             gateway: default_gateway(),
             cookies: CookieSettings::default(),

@@ -190,10 +190,7 @@ fn sampler(
 
 /// Builds the OTLP exporter on a runtime of its own, on a thread of its
 /// own that runs until [`Export::shutdown_blocking`].
-fn on_own_runtime(
-    endpoint: String,
-    timeout: Duration,
-) -> Result<(OnRuntime, Export), ExportError> {
+fn on_own_runtime(endpoint: String, timeout: Duration) -> Result<(OnRuntime, Export), ExportError> {
     let (built_tx, built) = std::sync::mpsc::channel();
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()

@@ -110,7 +110,10 @@ mod tests {
 
         out.clear();
         write_with_ids("{}\n", trace_id, span_id, &mut out).expect("write");
-        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{out}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+            "{out}"
+        );
 
         out.clear();
         write_with_ids("plain text\n", trace_id, span_id, &mut out).expect("write");

@@ -67,6 +67,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::balance::{Balancer, Endpoint, HashKey, InFlight, PickRequest, PolicySettings};
 use crate::error::CallError;
@@ -382,21 +383,34 @@ impl UpstreamClient {
     /// A [`CallError`] when no response could be had.
     pub async fn send(
         &self,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, CallError> {
         let inner = &*self.inner;
         let started = Instant::now();
-        let result = inner.send(request).await;
+        let span = call_span(&inner.service, &request);
+        // The callee's server span becomes this span's child, whatever
+        // `traceparent` the caller put in (a forwarded request's).
+        shop_common::trace::inject(&span, request.headers_mut());
+        let result = inner.send(request).instrument(span.clone()).await;
         inner
             .metrics
             .duration
             .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(response) if response.status().is_server_error() => {
-                inner.metrics.failure.increment(1)
+                inner.metrics.failure.increment(1);
+                span.record("http.response.status_code", response.status().as_u16());
+                span.record("otel.status_code", "error");
             }
-            Ok(_) => inner.metrics.success.increment(1),
-            Err(_) => inner.metrics.error.increment(1),
+            Ok(response) => {
+                inner.metrics.success.increment(1);
+                span.record("http.response.status_code", response.status().as_u16());
+            }
+            Err(err) => {
+                inner.metrics.error.increment(1);
+                span.record("otel.status_code", "error");
+                span.record("error.type", err.kind());
+            }
         }
         result
     }
@@ -419,6 +433,26 @@ impl tower::Service<Request<RequestBody>> for UpstreamClient {
         let client = self.clone();
         Box::pin(async move { client.send(request).await })
     }
+}
+
+/// The client span of one call to `upstream`, retries included: the
+/// parent of the callee's server span.
+fn call_span(upstream: &str, request: &Request<RequestBody>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "upstream call",
+        otel.kind = "client",
+        otel.name = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        upstream,
+        http.request.method = %request.method(),
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    if shop_common::telemetry::exporting() {
+        span.record("otel.name", format!("{} {upstream}", request.method()));
+    }
+    span
 }
 
 /// Feeds registry changes into the balancer until the client is dropped.

@@ -1,8 +1,12 @@
 //! W3C trace context: every request leaves the gateway with a valid
-//! `traceparent`. A valid incoming one is passed on unchanged; a missing or
-//! malformed one is replaced by a new one with a random trace id and span
-//! id (sampled), so one request can be followed through every service's
-//! logs together with its `x-request-id`.
+//! `traceparent`. The gateway's server span (`observe`, outside these
+//! layers) has joined a valid incoming one, which is kept; a missing or
+//! malformed one is replaced by the server span's own, so the request's
+//! headers, the gateway's logs and every span downstream share one trace
+//! id (the upstream client then passes on its own call span as the
+//! parent). Without a tracing layer a random one is made up instead, so
+//! the request can still be followed through every service's logs
+//! together with its `x-request-id`.
 
 use std::task::{Context, Poll};
 
@@ -10,7 +14,7 @@ use axum::extract::Request;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The W3C trace context header.
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACEPARENT: HeaderName = shop_common::trace::TRACEPARENT;
 
 /// Sets `traceparent` when the request has no valid one.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,7 +52,8 @@ where
     }
 }
 
-/// Inserts a new `traceparent` unless `headers` hold a valid one.
+/// Unless `headers` hold a valid `traceparent`, inserts the current span's
+/// (the gateway's server span), or a new one when there is no traced span.
 pub fn ensure(headers: &mut HeaderMap) {
     if headers
         .get(&TRACEPARENT)
@@ -56,7 +61,9 @@ pub fn ensure(headers: &mut HeaderMap) {
     {
         return;
     }
-    headers.insert(TRACEPARENT, new_traceparent());
+    let current = shop_common::trace::current_traceparent()
+        .and_then(|traceparent| HeaderValue::try_from(traceparent).ok());
+    headers.insert(TRACEPARENT, current.unwrap_or_else(new_traceparent));
 }
 
 /// A new sampled `traceparent` with random, non-zero ids.
@@ -123,5 +130,21 @@ mod tests {
         headers.clear();
         ensure(&mut headers);
         assert!(is_valid(headers[TRACEPARENT].as_bytes()));
+    }
+
+    /// Inside the gateway's server span, a request without a trace context
+    /// gets the span's own: one trace id from the edge on.
+    #[test]
+    fn a_missing_traceparent_becomes_the_server_spans() {
+        shop_common::telemetry::init();
+        let span = tracing::info_span!("request");
+        let expected = span
+            .in_scope(shop_common::trace::current_traceparent)
+            .expect("a traced span");
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
+        span.in_scope(|| ensure(&mut headers));
+        assert_eq!(headers[TRACEPARENT], expected.as_str());
+        assert!(is_valid(expected.as_bytes()), "{expected}");
     }
 }
