@@ -115,6 +115,11 @@ impl CartStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "set_cart_quantity",
+    ))]
     pub async fn set_quantity(
         &self,
         user: UserId,
@@ -192,6 +197,11 @@ impl CartStore {
 
     /// Deletes `user`'s line of `product`, or all their lines, and bumps the
     /// cart's version if any went, in one transaction.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "delete_cart_lines",
+    ))]
     async fn delete_lines(
         &self,
         user: UserId,
@@ -229,6 +239,11 @@ impl CartStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "remove_order_lines",
+    ))]
     pub async fn remove_order_lines(
         &self,
         user: UserId,

@@ -69,6 +69,11 @@ impl StockStore {
     /// # Errors
     /// [`StoreError::Database`] when the database fails; nothing is
     /// reserved or recorded then.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "reserve_stock",
+    ))]
     pub async fn reserve(
         &self,
         order: OrderId,
@@ -171,6 +176,11 @@ impl StockStore {
     ///
     /// # Errors
     /// [`StoreError::Database`] when the database fails; nothing changes then.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "release_stock",
+    ))]
     pub async fn release(
         &self,
         order: OrderId,

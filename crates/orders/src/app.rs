@@ -59,6 +59,9 @@ impl ServiceSettings for Settings {
     fn instance(&self) -> &InstanceSettings {
         &self.instance
     }
+    fn telemetry(&self) -> &shop_common::telemetry::TelemetrySettings {
+        &self.telemetry
+    }
     fn database(&self) -> Option<&DatabaseSettings> {
         Some(&self.database)
     }
@@ -181,6 +184,9 @@ impl Service for Orders {
                     (None, None)
                 };
                 tonic::transport::Server::builder()
+                    // Outermost: every call's server span, from the
+                    // caller's traceparent.
+                    .layer(shop_common::trace::GrpcServerLayer::new(SERVICE))
                     .layer(crate::grpc_metrics::layer())
                     .max_concurrent_streams(limits.max_concurrent_streams)
                     .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)

@@ -14,6 +14,10 @@
 //! runs out. Cart's receiver is idempotent by order id, so a repeat after
 //! a crash between delivering and marking changes nothing.
 //!
+//! Each delivery is an `outbox.deliver` span continuing the trace stored
+//! with its row (the order's), so the cart's removal joins the checkout's
+//! trace however late it is delivered, and by whichever instance.
+//!
 //! A row that can never be delivered is dead-lettered instead of retried
 //! forever: at once when cart refuses it (a 4xx other than 408/429), after
 //! `relay.max_attempts` transient failures, or when it is older than
@@ -24,11 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use shop_common::db;
 use shop_common::error::ErrorChain;
+use shop_common::{db, trace};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::SERVICE;
 use crate::cart::CartClient;
 use crate::config::RelaySettings;
 use crate::metrics::{DeadReason, OutboxMetrics};
@@ -225,8 +230,31 @@ impl Relay {
     /// Delivers one row; true when delivered. A failure is recorded at
     /// once, as a retry with its next attempt time or as a dead letter; a
     /// success is marked by the caller (the round, or the acknowledger for
-    /// a hand-off).
+    /// a hand-off). Runs in an `outbox.deliver` span continuing the row's
+    /// trace.
     async fn deliver(&self, row: &OutboxRow) -> bool {
+        let span = tracing::info_span!(
+            "outbox.deliver",
+            service = SERVICE,
+            order_id = %row.order_id,
+            outbox_id = %row.id,
+            attempt = row.attempts.saturating_add(1),
+            otel.status_code = tracing::field::Empty,
+        );
+        let delivered = trace::continued(
+            self.deliver_in_span(row),
+            span.clone(),
+            SERVICE,
+            row.traceparent.as_deref(),
+        )
+        .await;
+        if !delivered {
+            span.record("otel.status_code", "error");
+        }
+        delivered
+    }
+
+    async fn deliver_in_span(&self, row: &OutboxRow) -> bool {
         let outcome = match expired(row, chrono::Utc::now()) {
             Some(cause) => Err(Failure {
                 dead: Some(DeadReason::Expired),
@@ -434,6 +462,7 @@ mod tests {
             payload: "{}".to_owned(),
             attempts: 0,
             created_at: created_at.to_owned(),
+            traceparent: None,
         }
     }
 

@@ -11,6 +11,10 @@
 //! its driver died. Two drivers of one order cannot corrupt it: every call
 //! is idempotent by order id, and only one of two conditional updates from
 //! the same state succeeds.
+//!
+//! Each step is a `saga.step` span in the order's trace: below the placing
+//! (or cancelling) request, or below a `saga.resume` span that continues
+//! the trace stored with the order when the recovery worker takes it over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,18 +23,20 @@ use http::StatusCode;
 use metrics::counter;
 use shop_api::payments::PaymentState;
 use shop_api::stock::ReservationState;
-use shop_common::db;
 use shop_common::error::ErrorChain;
+use shop_common::{db, trace};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::app::SERVICE;
 use crate::cart::{OrderRemoval, RemovalLine};
 use crate::config::SagaSettings;
 use crate::domain::{Order, OrderId, OrderStatus};
 use crate::machine::{Outcome, SagaState, Step};
 use crate::participants::{CallFailed, CatalogClient, PaymentAction, PaymentsClient};
 use crate::relay::{Relay, later};
-use crate::store::{NewOutbox, OrderStore, SagaOrder, StoreError};
+use crate::store::{DueSaga, NewOutbox, OrderStore, SagaOrder, StoreError};
 
 /// Orders settled by this process, by `status` (`confirmed`, `rejected`,
 /// `cancelled`) and `reason` (the rejection's, or `none`).
@@ -118,13 +124,17 @@ impl Saga {
         wait: Duration,
     ) -> Result<Option<Order>, StoreError> {
         let saga = self.clone();
-        let task = tokio::spawn(async move {
-            let driven = saga.drive(id).await;
-            if let Err(err) = &driven {
-                tracing::warn!(order_id = %id, error = %ErrorChain(err), "saga stopped on a database error; the recovery worker resumes it");
+        // In the caller's span: the steps belong to its trace.
+        let task = tokio::spawn(
+            async move {
+                let driven = saga.drive(id).await;
+                if let Err(err) = &driven {
+                    tracing::warn!(order_id = %id, error = %ErrorChain(err), "saga stopped on a database error; the recovery worker resumes it");
+                }
+                driven
             }
-            driven
-        });
+            .in_current_span(),
+        );
         match tokio::time::timeout(wait, task).await {
             Ok(Ok(Ok(order))) => Ok(order),
             // Timed out, failed, or the task panicked: the order as it is.
@@ -146,9 +156,17 @@ impl Saga {
             let Some(step) = saga.state.step else {
                 return Ok(Some(saga.order));
             };
-            let outcome = match self.run(&saga, step).await {
+            let span = tracing::info_span!(
+                "saga.step",
+                step = step.as_str(),
+                order_id = %id,
+                attempt = saga.attempts.saturating_add(1),
+                otel.status_code = tracing::field::Empty,
+            );
+            let outcome = match self.run(&saga, step).instrument(span.clone()).await {
                 Ok(outcome) => outcome,
                 Err(failed) => {
+                    span.record("otel.status_code", "error");
                     let attempts = saga.attempts.saturating_add(1);
                     if step == Step::Authorize
                         && failed.provider
@@ -390,24 +408,37 @@ impl Recovery {
     /// [`StoreError`] when claiming fails.
     pub async fn round(&self) -> Result<usize, StoreError> {
         let store = &self.saga.inner.store;
-        let ids = store
+        let due = store
             .claim_due(
                 &db::now_text(),
                 &self.saga.lease_until(),
                 self.saga.settings().batch_size,
             )
             .await?;
-        if ids.is_empty() {
+        if due.is_empty() {
             return Ok(0);
         }
-        counter!(SAGA_RECOVERED).increment(ids.len() as u64);
-        tracing::info!(orders = ids.len(), "resuming sagas");
-        let driven = futures::future::join_all(ids.iter().map(|&id| self.saga.drive(id))).await;
-        for (id, result) in ids.iter().zip(driven) {
+        counter!(SAGA_RECOVERED).increment(due.len() as u64);
+        tracing::info!(orders = due.len(), "resuming sagas");
+        let driven = futures::future::join_all(due.iter().map(|due| self.resume(due))).await;
+        for (due, result) in due.iter().zip(driven) {
             if let Err(err) = result {
-                tracing::warn!(order_id = %id, error = %ErrorChain(&err), "cannot resume a saga; it is due again after its lease");
+                tracing::warn!(order_id = %due.id, error = %ErrorChain(&err), "cannot resume a saga; it is due again after its lease");
             }
         }
-        Ok(ids.len())
+        Ok(due.len())
+    }
+
+    /// Drives a claimed order in a `saga.resume` span that continues the
+    /// trace of the request that placed it.
+    async fn resume(&self, due: &DueSaga) -> Result<Option<Order>, StoreError> {
+        let span = tracing::info_span!("saga.resume", service = SERVICE, order_id = %due.id);
+        trace::continued(
+            self.saga.drive(due.id),
+            span,
+            SERVICE,
+            due.traceparent.as_deref(),
+        )
+        .await
     }
 }

@@ -5,12 +5,18 @@
 //! An outbox row is pending until it is delivered (`delivered_at`) or
 //! dead-lettered (`dead_at`); only pending rows are claimed. Delivered rows
 //! are purged after the retention; dead ones stay for a human.
+//!
+//! Orders and outbox rows keep the `traceparent` of the span that wrote
+//! them, so the recovery worker and the relay continue the order's trace;
+//! each operation that runs a transaction is a `db.transaction` span.
 
 use shop_api::UserId;
 use shop_common::db::{self, Backend, Db};
+use shop_common::trace;
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, Row};
+use tracing::Instrument as _;
 
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, Rejection, RejectionReason};
 use crate::machine::{Outcome, SagaState, Step};
@@ -96,6 +102,7 @@ impl NewOutbox {
             payload: self.payload.clone(),
             attempts: 0,
             created_at: created_at.to_owned(),
+            traceparent: trace::current_traceparent(),
         }
     }
 }
@@ -139,6 +146,18 @@ pub struct OutboxRow {
     pub attempts: i64,
     /// When the row was written with its order (a [`db::timestamp_text`]).
     pub created_at: String,
+    /// The trace context of the saga step that wrote it (see
+    /// [`shop_common::trace::current_traceparent`]).
+    pub traceparent: Option<String>,
+}
+
+/// An order whose saga is due, claimed by the recovery worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSaga {
+    /// The order.
+    pub id: OrderId,
+    /// The trace context of the request that placed it.
+    pub traceparent: Option<String>,
 }
 
 /// Access to the orders tables.
@@ -163,6 +182,11 @@ impl OrderStore {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The span of `operation`, one transaction.
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        trace::db_span(self.db.backend(), operation)
     }
 
     /// The order `user` placed with `key`, if any.
@@ -194,14 +218,26 @@ impl OrderStore {
     /// # Errors
     /// [`StoreError`] when the database fails otherwise.
     pub async fn insert(&self, new: &NewOrder) -> Result<Inserted, StoreError> {
+        // The placing request's context, for whoever resumes the saga.
+        let traceparent = trace::current_traceparent();
+        self.insert_traced(new, traceparent.as_deref())
+            .instrument(self.span("insert_order"))
+            .await
+    }
+
+    async fn insert_traced(
+        &self,
+        new: &NewOrder,
+        traceparent: Option<&str>,
+    ) -> Result<Inserted, StoreError> {
         let order = &new.order;
         let order_id = order.id.to_string();
         let user = order.user_id.to_string();
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents, currency, created_at, updated_at, \
-             saga_step, saga_attempts, saga_due_at, payment_token, cart_version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12)",
+             saga_step, saga_attempts, saga_due_at, payment_token, cart_version, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13)",
         )
         .bind(&order_id)
         .bind(&user)
@@ -215,6 +251,7 @@ impl OrderStore {
         .bind(&new.lease_until)
         .bind(&new.payment_token)
         .bind(new.cart_version)
+        .bind(traceparent)
         .execute(&mut *tx)
         .await;
         if let Err(err) = inserted {
@@ -257,10 +294,14 @@ impl OrderStore {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn get(&self, user: UserId, id: OrderId) -> Result<Option<Order>, StoreError> {
-        let mut tx = self.db.pool().begin().await?;
-        let order = fetch_order(&mut tx, user, id).await?;
-        tx.commit().await?;
-        Ok(order)
+        async {
+            let mut tx = self.db.pool().begin().await?;
+            let order = fetch_order(&mut tx, user, id).await?;
+            tx.commit().await?;
+            Ok(order)
+        }
+        .instrument(self.span("get_order"))
+        .await
     }
 
     /// Up to `limit` of `user`'s orders, newest first, starting after
@@ -269,6 +310,17 @@ impl OrderStore {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn list(
+        &self,
+        user: UserId,
+        after: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.list_in_tx(user, after, limit)
+            .instrument(self.span("list_orders"))
+            .await
+    }
+
+    async fn list_in_tx(
         &self,
         user: UserId,
         after: Option<OrderId>,
@@ -406,6 +458,22 @@ impl OrderStore {
         due_at: &str,
         outbox: Option<(&NewOutbox, &Order)>,
     ) -> Result<bool, StoreError> {
+        // The confirming step's context, for the relay that delivers later.
+        let traceparent = outbox.and_then(|_| trace::current_traceparent());
+        self.advance_traced(id, from, to, due_at, outbox, traceparent.as_deref())
+            .instrument(self.span("advance_saga"))
+            .await
+    }
+
+    async fn advance_traced(
+        &self,
+        id: OrderId,
+        from: &SagaState,
+        to: &SagaState,
+        due_at: &str,
+        outbox: Option<(&NewOutbox, &Order)>,
+        traceparent: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let now = db::now_text();
         let rejection = to.rejection.as_ref();
         let out_of_stock = rejection
@@ -438,8 +506,8 @@ impl OrderStore {
         }
         if let Some((outbox, order)) = outbox {
             sqlx::query(
-                "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8)",
+                "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until, traceparent) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8, $9)",
             )
             .bind(&outbox.id)
             .bind(KIND_CART_REMOVAL)
@@ -449,6 +517,7 @@ impl OrderStore {
             .bind(&now)
             .bind(outbox.claim.as_ref().map(|claim| claim.relay.as_str()))
             .bind(outbox.claim.as_ref().map(|claim| claim.lease_until.as_str()))
+            .bind(traceparent)
             .execute(&mut *tx)
             .await?;
         }
@@ -483,7 +552,8 @@ impl OrderStore {
 
     /// Claims up to `limit` orders whose saga is due (`saga_due_at` passed:
     /// a lease ran out, or a retry is due), leasing each until
-    /// `lease_until`. Returns their ids.
+    /// `lease_until`. Returns them, oldest id first, with the trace context
+    /// each was placed in.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -492,20 +562,20 @@ impl OrderStore {
         now: &str,
         lease_until: &str,
         limit: u32,
-    ) -> Result<Vec<OrderId>, StoreError> {
+    ) -> Result<Vec<DueSaga>, StoreError> {
         let statement = match self.db.backend() {
             // As for the outbox: disjoint batches without waiting.
             Backend::Postgres => {
                 "UPDATE orders SET saga_due_at = $1 WHERE id IN ( \
                    SELECT id FROM orders WHERE saga_step IS NOT NULL AND saga_due_at <= $2 \
                    ORDER BY saga_due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id"
+                 RETURNING id, traceparent"
             }
             Backend::Sqlite => {
                 "UPDATE orders SET saga_due_at = $1 WHERE id IN ( \
                    SELECT id FROM orders WHERE saga_step IS NOT NULL AND saga_due_at <= $2 \
                    ORDER BY saga_due_at LIMIT $3) \
-                 RETURNING id"
+                 RETURNING id, traceparent"
             }
         };
         let _turn = self.db.write_turn().await;
@@ -515,12 +585,17 @@ impl OrderStore {
             .bind(i64::from(limit))
             .fetch_all(self.db.pool())
             .await?;
-        let mut ids = rows
+        let mut due = rows
             .iter()
-            .map(|row| db::parse_column(row, "id").map(OrderId))
+            .map(|row| {
+                Ok(DueSaga {
+                    id: OrderId(db::parse_column(row, "id")?),
+                    traceparent: row.try_get("traceparent")?,
+                })
+            })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        ids.sort();
-        Ok(ids)
+        due.sort_by_key(|saga| saga.id);
+        Ok(due)
     }
 
     /// How many orders have a saga step left (pending or cancelling).
@@ -711,7 +786,7 @@ fn claim_statement(backend: Backend) -> &'static str {
                WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $3 \
                  AND (lease_until IS NULL OR lease_until < $3) \
                ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, kind, user_id, order_id, payload, attempts, created_at"
+             RETURNING id, kind, user_id, order_id, payload, attempts, created_at, traceparent"
         }
         Backend::Sqlite => {
             "UPDATE outbox SET claimed_by = $1, lease_until = $2 WHERE id IN ( \
@@ -719,7 +794,7 @@ fn claim_statement(backend: Backend) -> &'static str {
                WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $3 \
                  AND (lease_until IS NULL OR lease_until < $3) \
                ORDER BY id LIMIT $4) \
-             RETURNING id, kind, user_id, order_id, payload, attempts, created_at"
+             RETURNING id, kind, user_id, order_id, payload, attempts, created_at, traceparent"
         }
     }
 }

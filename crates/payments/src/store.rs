@@ -77,6 +77,11 @@ impl PaymentStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "record_payment",
+    ))]
     pub async fn record(&self, new: NewPayment<'_>) -> Result<Recorded, StoreError> {
         let now = db::now_text();
         let inserted = {
@@ -117,6 +122,11 @@ impl PaymentStore {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "apply_payment_operation",
+    ))]
     pub async fn apply(
         &self,
         order: OrderId,

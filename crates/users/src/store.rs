@@ -54,6 +54,11 @@ impl UserStore {
     /// # Errors
     /// [`StoreError::UsernameTaken`] / [`StoreError::EmailTaken`] when the
     /// database's unique index rejects the row; [`StoreError::Database`] otherwise.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        otel.kind = "client",
+        db.system = shop_common::trace::db_system(self.db.backend()),
+        db.operation = "insert_user",
+    ))]
     pub async fn insert(
         &self,
         username: &Username,
