@@ -11,6 +11,13 @@
 //! On Ctrl-C the stack stops from the edge inward, so no request in flight
 //! at the edge finds a service behind it already gone.
 //!
+//! Spans are exported once too, when the top-level `[telemetry]` table or
+//! `SHOP_TELEMETRY__OTLP_ENDPOINT` (or the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`) names a collector: one exporter for the
+//! process (`service.name` `shop`), every span carrying the `service`
+//! attribute of the service it belongs to, so a trace still tells them
+//! apart. The services' own `[cart.telemetry]` tables are not read here.
+//!
 //! Metrics are served once: every service of the process records into one
 //! process-wide registry (told apart by the `service` label), so one
 //! `/metrics` holds all of it, and several would serve the same text and
@@ -29,6 +36,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Parser;
 use serde_json::json;
+use shop_common::config::{self, ConfigError};
+use shop_common::telemetry::TelemetrySettings;
 use shop_discovery::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +94,18 @@ impl Options {
             config: None,
             ephemeral_ports: true,
         }
+    }
+
+    /// The process's `[telemetry]` settings: the top-level table of the
+    /// `--config` file, then `SHOP_TELEMETRY__…` variables.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the `telemetry.` key at fault.
+    pub fn telemetry(&self) -> Result<TelemetrySettings, ConfigError> {
+        let settings: TelemetrySettings =
+            config::load_scoped(self.config.as_deref(), "telemetry", json!({}))?;
+        settings.validate()?;
+        Ok(settings)
     }
 
     /// The whole stack these options describe, not started yet.

@@ -14,10 +14,17 @@ async fn main() -> ExitCode {
     shop_common::telemetry::init();
     let options = Options::parse();
     let result = async {
-        let shop = Shop::start(&options).await?;
-        println!("{}", shop.banner());
-        shop.run_until_stopped(shop_common::shutdown::on_signal())
-            .await
+        let export = shop_common::telemetry::start_export("shop", &options.telemetry()?)?;
+        let served = async {
+            let shop = Shop::start(&options).await?;
+            println!("{}", shop.banner());
+            shop.run_until_stopped(shop_common::shutdown::on_signal())
+                .await
+        }
+        .await;
+        // Last, so the spans of the shutdown are sent too.
+        shop_common::telemetry::shutdown(export).await;
+        served
     };
     match result.await {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,8 @@
 //!   and [`metric_value`] for reading answers; [`started`] wraps a service
 //!   a test spawned in-process, [`per_database`] starts one on each engine.
 //! - [`assert_limited`]: a 429 that says when to retry.
+//! - [`otlp::OtlpReceiver`]: an OTLP/gRPC trace receiver collecting the
+//!   spans services export to it.
 //!
 //! `scripts/test.sh` starts PostgreSQL and etcd and exports their URLs. When
 //! a URL is missing, tests that need it are skipped with a note on stderr —
@@ -20,6 +22,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 mod http;
+pub mod otlp;
 mod settings;
 
 use std::fmt;
