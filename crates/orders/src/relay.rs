@@ -313,6 +313,7 @@ impl Relay {
             let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
             let delay = self.settings.backoff(attempts);
             let next = later(chrono::Utc::now(), delay);
+            self.metrics.delivery_retry();
             tracing::warn!(order_id = %row.order_id, attempts, status, retry_in_ms = delay.as_millis() as u64, error = %cause, "outbox delivery failed");
             if let Err(err) = self
                 .store

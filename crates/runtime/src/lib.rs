@@ -404,16 +404,22 @@ impl<S: Service> Application<S> {
             .id
             .get_or_insert_with(|| format!("{}-{:08x}", S::SPEC.name, rand::random::<u32>()))
             .clone();
-        let db = match settings.database() {
-            Some(database) => Some(open_database(database, S::SPEC.migrator).await?),
-            None => None,
-        };
-        let context = Context {
-            registry: registry.clone(),
-            instance_id,
-            db,
-        };
-        let (service, parts) = S::assemble(&settings, &context).await?;
+        // As this service: the pool's and the upstream clients' metrics
+        // are labelled with its name (one process may hold several).
+        let (context, (service, parts)) = shop_common::metrics::scope(S::SPEC.name, async {
+            let db = match settings.database() {
+                Some(database) => Some(open_database(database, S::SPEC.migrator).await?),
+                None => None,
+            };
+            let context = Context {
+                registry: registry.clone(),
+                instance_id,
+                db,
+            };
+            let assembled = S::assemble(&settings, &context).await?;
+            Ok::<_, StartError>((context, assembled))
+        })
+        .await?;
         let api = settings.api();
         let (listener, addr) = server::bind(&api).await?;
         let admin_settings = settings.admin();
