@@ -171,6 +171,8 @@ where
         .with_location(false)
         .with_threads(false)
         .with_target(false)
+        // No busy/idle clocks read at every poll of every span.
+        .with_tracked_inactivity(false)
         .with_filter(traced_filter());
     Registry::default().with(spans).with(logs)
 }

@@ -878,3 +878,109 @@ async fn load_lines(conn: &mut AnyConnection, mut order: Order) -> Result<Order,
     .await?;
     Ok(order)
 }
+
+#[cfg(test)]
+mod tests {
+    use shop_common::config::DatabaseSettings;
+
+    use super::*;
+    use crate::domain::OrderLine;
+
+    fn new_order() -> NewOrder {
+        let now = db::now_text();
+        NewOrder {
+            order: Order {
+                id: OrderId::new(),
+                user_id: uuid::Uuid::now_v7().into(),
+                status: OrderStatus::Pending,
+                rejection: None,
+                lines: vec![OrderLine {
+                    product_id: uuid::Uuid::now_v7(),
+                    name: "a product".to_owned(),
+                    unit_price_cents: 100,
+                    quantity: 1,
+                    line_total_cents: 100,
+                }],
+                total_cents: 100,
+                currency: "EUR".to_owned(),
+                created_at: now.clone(),
+                updated_at: now,
+            },
+            key: IdempotencyKey::parse("trace-key").expect("a key"),
+            payment_token: "tok_visa".to_owned(),
+            cart_version: 1,
+            lease_until: db::now_text(),
+        }
+    }
+
+    /// The recovery worker and the relay get back the trace context of the
+    /// span that wrote the order and the outbox row.
+    #[tokio::test]
+    async fn orders_and_outbox_rows_keep_the_trace_that_wrote_them() {
+        shop_common::telemetry::init();
+        for test_db in shop_testkit::databases().await {
+            let db = Db::connect(&DatabaseSettings::new(test_db.url.clone()))
+                .await
+                .expect("connect");
+            db.migrate(&MIGRATOR).await.expect("migrate");
+            let store = OrderStore::new(db);
+            let new = new_order();
+            let placing = tracing::info_span!("request");
+            let placed_in = placing
+                .in_scope(trace::current_traceparent)
+                .expect("a traced span");
+            let inserted = store.insert(&new).instrument(placing).await;
+            assert!(matches!(inserted, Ok(Inserted::Created)), "{inserted:?}");
+
+            let later = db::timestamp_text(chrono::Utc::now() + chrono::Duration::hours(1));
+            let due = store.claim_due(&later, &later, 10).await.expect("claimed");
+            assert_eq!(
+                due,
+                vec![DueSaga {
+                    id: new.order.id,
+                    traceparent: Some(placed_in),
+                }],
+                "{}",
+                test_db.engine
+            );
+
+            let confirming = tracing::info_span!("saga.step");
+            let confirmed_in = confirming
+                .in_scope(trace::current_traceparent)
+                .expect("a traced span");
+            let outbox = NewOutbox {
+                id: uuid::Uuid::now_v7().to_string(),
+                payload: "{}".to_owned(),
+                claim: None,
+            };
+            let confirmed = SagaState {
+                status: OrderStatus::Confirmed,
+                step: None,
+                rejection: None,
+            };
+            let moved = store
+                .advance(
+                    new.order.id,
+                    &SagaState::placed(),
+                    &confirmed,
+                    &later,
+                    Some((&outbox, &new.order)),
+                )
+                .instrument(confirming)
+                .await
+                .expect("advanced");
+            assert!(moved);
+            let rows = store
+                .claim("relay", &later, &later, 10)
+                .await
+                .expect("claimed");
+            assert_eq!(rows.len(), 1, "{}", test_db.engine);
+            assert_eq!(
+                rows[0].traceparent.as_deref(),
+                Some(confirmed_in.as_str()),
+                "{}",
+                test_db.engine
+            );
+        }
+    }
+}
