@@ -311,4 +311,28 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join(SIGNING_KEY_FILE)), 0o600);
     }
+
+    /// The process's `[telemetry]` is the config file's top-level table;
+    /// a bad value names its key.
+    #[test]
+    fn telemetry_comes_from_the_top_level_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("shop.toml");
+        let mut options = Options::ephemeral(dir.path());
+        options.config = Some(file.clone());
+        std::fs::write(
+            &file,
+            "[telemetry]\notlp_endpoint = \"http://collector:4317\"\nsampling_ratio = 0.5\n",
+        )
+        .expect("write");
+        let telemetry = options.telemetry().expect("valid");
+        assert_eq!(
+            telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(telemetry.sampling_ratio, Some(0.5));
+        std::fs::write(&file, "[telemetry]\nsampling_ratio = 2.0\n").expect("write");
+        let err = options.telemetry().expect_err("out of range").to_string();
+        assert!(err.contains("telemetry.sampling_ratio"), "{err}");
+    }
 }
