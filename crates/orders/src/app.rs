@@ -146,9 +146,11 @@ impl Service for Orders {
             recovery.run(stop)
         }));
         let backlog = crate::backlog::Backlog::new(db.clone());
-        workers.push(Worker::new("backlog sampler", StopAt::Signal, move |stop| {
-            backlog.run(stop)
-        }));
+        workers.push(Worker::new(
+            "backlog sampler",
+            StopAt::Signal,
+            move |stop| backlog.run(stop),
+        ));
         let service = OrdersGrpc::new(store, cart, verifier, saga);
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
