@@ -60,6 +60,7 @@ impl Service for Gateway {
             body_limit: settings.limits.body_bytes,
             client_trust: client_trust.clone(),
         });
+        crate::middleware::register_rejections();
         let api = routes::router(state, &verifier).merge(docs::swagger_ui());
         let parts = Parts {
             api: Api::Http(with_edge_layers(api, settings, &client_trust)),

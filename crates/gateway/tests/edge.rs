@@ -200,7 +200,9 @@ async fn forwarded_requests_carry_trace_ids_and_lose_hop_by_hop_headers() {
         "the deadline travels"
     );
 
-    // A valid incoming trace context and request id are passed on unchanged.
+    // A valid incoming trace context keeps its trace (the span id is the
+    // gateway's client span's when tracing is on), and the request id is
+    // passed on unchanged.
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let traced = edge
         .request(Method::GET, "/api/products")
@@ -208,7 +210,9 @@ async fn forwarded_requests_carry_trace_ids_and_lose_hop_by_hop_headers() {
         .header("x-request-id", "req-42");
     send(traced).await;
     let hits = edge.catalog.hits();
-    assert_eq!(hits[1].headers["traceparent"], traceparent);
+    let passed = hits[1].headers["traceparent"].to_str().expect("ascii");
+    assert_eq!(passed.len(), 55, "{passed}");
+    assert_eq!(passed[..35], traceparent[..35], "the same trace");
     assert_eq!(hits[1].headers["x-request-id"], "req-42");
 }
 
@@ -525,6 +529,14 @@ async fn metrics_are_not_public_and_the_admin_port_counts_public_requests() {
         after.contains("upstream_requests_total"),
         "the upstream series are on the admin port too"
     );
+    // Every rejection reason exists from start-up, refused or not.
+    for reason in shop_gateway::middleware::REJECTION_REASONS {
+        assert!(
+            shop_testkit::metric_value(&after, "gateway_rejections_total", &[("reason", reason)])
+                .is_some(),
+            "no gateway_rejections_total series for {reason}"
+        );
+    }
 
     // The public port: the usual 404 problem, nothing forwarded upstream.
     let seen = edge.catalog.hits().len() + edge.cart.hits().len();

@@ -91,6 +91,13 @@ impl Saga {
         relay: Option<Relay>,
         settings: SagaSettings,
     ) -> Self {
+        // Every series at zero from the start, so dashboards and alerts
+        // find them on a fresh instance (a series born at 1 shows no
+        // increase to `rate()`).
+        for step in Step::ALL {
+            counter!(SAGA_STEP_FAILURES, "step" => step.as_str()).increment(0);
+        }
+        counter!(SAGA_RECOVERED).increment(0);
         Self {
             inner: Arc::new(Inner {
                 store,

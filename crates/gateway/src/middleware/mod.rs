@@ -36,8 +36,33 @@ use shop_common::error::Problem;
 /// Counter of requests the gateway answered itself, by `reason`.
 pub const REJECTIONS: &str = "gateway_rejections_total";
 
+/// Every `reason` of [`REJECTIONS`]: one per edge layer that answers itself.
+pub const REJECTION_REASONS: [&str; 8] = [
+    "unauthorized",
+    "overloaded",
+    "body_too_large",
+    "headers_too_large",
+    "uri_too_long",
+    "deadline",
+    "rate_limited",
+    "login_rate_limited",
+];
+
+/// Creates every [`REJECTIONS`] series at zero, so that a dashboard or an
+/// alert finds each reason on a fresh gateway (a series born at 1 shows no
+/// increase to `rate()`).
+pub fn register_rejections() {
+    for reason in REJECTION_REASONS {
+        metrics::counter!(REJECTIONS, "reason" => reason).increment(0);
+    }
+}
+
 /// A problem response for a request refused at the edge, counted by reason.
 pub(crate) fn reject(reason: &'static str, problem: Problem) -> Response {
+    debug_assert!(
+        REJECTION_REASONS.contains(&reason),
+        "{reason} is not in REJECTION_REASONS"
+    );
     metrics::counter!(REJECTIONS, "reason" => reason).increment(1);
     problem.into_response()
 }
