@@ -103,6 +103,7 @@ main() {
     export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
     phase "shellcheck scripts" shellcheck -x scripts/*.sh .ci/run deploy/images/*.sh
     phase "deployment validation" bash scripts/validate-deploy.sh
+    phase "monitoring rules and dashboard (scripts/monitoring.sh)" bash scripts/monitoring.sh
     phase "cargo fmt --check" cargo fmt --all -- --check
     phase "cargo clippy (default features)" cargo clippy --workspace --all-targets -- -D warnings
     phase "cargo clippy (all features)" cargo clippy --workspace --all-targets --all-features -- -D warnings
