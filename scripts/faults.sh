@@ -65,10 +65,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# default_services: the services `up` starts without a profile (the
+# monitoring profile's are not part of the fault stack).
+default_services() {
+    stack config | awk '
+        /^services:/ { in_services = 1; next }
+        /^[^ ]/ { in_services = 0 }
+        in_services && /^  [A-Za-z0-9_.-]+:$/ { name = $1; sub(/:$/, "", name); all[name] = 1 }
+        in_services && /^    profiles:/ { delete all[name] }
+        END { for (name in all) print name }'
+}
+
 # Every container of the stack running and healthy (those with a health check).
 wait_healthy() {
     local deadline=$((SECONDS + TIMEOUT)) ids expected current pending
-    expected=$(stack config --services | wc -l)
+    expected=$(default_services | wc -l)
+    [ "$expected" -gt 0 ] || die "docker compose config names no service"
     while :; do
         ids=$(stack ps -q)
         current=""
