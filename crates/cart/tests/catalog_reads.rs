@@ -21,7 +21,11 @@ async fn concurrent_requests_missing_the_same_product_read_the_catalog_once() {
     let reads = || {
         stack.counter(
             "upstream_requests_total",
-            &[("upstream", "catalog"), ("outcome", "success")],
+            &[
+                ("service", "cart"),
+                ("upstream", "catalog"),
+                ("outcome", "success"),
+            ],
         )
     };
     let (reads_before, hits_before, misses_before) = (

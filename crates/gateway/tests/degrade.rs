@@ -262,7 +262,7 @@ async fn a_cart_replica_dying_mid_run_fails_no_request_and_is_ejected_at_once() 
         stack.metric(
             "gateway",
             "upstream_ejections_total",
-            &[("upstream", "cart")],
+            &[("service", "gateway"), ("upstream", "cart")],
         )
     };
     let ejected_before = ejections().await;
