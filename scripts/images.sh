@@ -262,23 +262,6 @@ build_services() {
 
 # ---- monitoring images
 
-# fetch_debs DIR PACKAGE...: the packages' .deb files (the versions apt
-# would install here) downloaded into DIR; nothing is installed.
-fetch_debs() {
-    local dir=$1
-    shift
-    command -v apt-get >/dev/null 2>&1 || die "the monitoring images are made from Debian's packages: apt-get is needed"
-    mkdir -p "$dir"
-    # apt's download sandbox user cannot write a root-owned temporary folder.
-    chmod 755 "$dir"
-    if ! (cd "$dir" && apt-get download "$@" >"$dir/download.log" 2>&1); then
-        log "apt-get update (the package lists do not name the current versions)"
-        as_root apt-get update -qq
-        (cd "$dir" && apt-get download "$@" >"$dir/download.log" 2>&1) \
-            || { cat "$dir/download.log" >&2; die "apt-get download $* failed"; }
-    fi
-}
-
 # deb_version DIR PACKAGE: the upstream version of PACKAGE's .deb in DIR
 # (2.42.0+ds-5+deb12u1 -> 2.42.0).
 deb_version() {

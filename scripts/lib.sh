@@ -199,3 +199,20 @@ stop_test_shop() {
         tail -n 80 "$1/shop.log" >&2
     fi
 }
+
+# fetch_debs DIR PACKAGE...: the packages' .deb files (the versions apt
+# would install here) downloaded into DIR; nothing is installed.
+fetch_debs() {
+    local dir=$1
+    shift
+    command -v apt-get >/dev/null 2>&1 || die "apt-get is needed to fetch Debian's $*"
+    mkdir -p "$dir"
+    # apt's download sandbox user cannot write a root-owned temporary folder.
+    chmod 755 "$dir"
+    if ! (cd "$dir" && apt-get download "$@" >"$dir/download.log" 2>&1); then
+        log "apt-get update (the package lists do not name the current versions)"
+        as_root apt-get update -qq
+        (cd "$dir" && apt-get download "$@" >"$dir/download.log" 2>&1) \
+            || { cat "$dir/download.log" >&2; die "apt-get download $* failed"; }
+    fi
+}

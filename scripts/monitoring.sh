@@ -58,15 +58,7 @@ tool() {
     if [ ! -x "$found" ]; then
         command -v apt-get >/dev/null 2>&1 || die "$name $version is needed: install Debian's $package (or put $name $version on PATH)"
         log "fetching $name from Debian's $package into $TOOLS"
-        mkdir -p "$TOOLS"
-        # apt's download sandbox user must be able to write here.
-        chmod 755 "$TOOLS"
-        if ! (cd "$TOOLS" && apt-get download "$package" >"$TOOLS/download.log" 2>&1); then
-            log "apt-get update (the package lists do not name the current version)"
-            as_root apt-get update -qq
-            (cd "$TOOLS" && apt-get download "$package" >"$TOOLS/download.log" 2>&1) \
-                || { cat "$TOOLS/download.log" >&2; die "apt-get download $package failed"; }
-        fi
+        fetch_debs "$TOOLS" "$package"
         local deb
         for deb in "$TOOLS/${package}"_*.deb; do dpkg-deb -x "$deb" "$TOOLS/root" && rm -f "$deb"; done
         [ -x "$found" ] || die "$package has no usr/bin/$name"
