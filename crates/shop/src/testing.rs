@@ -341,6 +341,27 @@ pub fn user_id(token: &str) -> String {
     claims["sub"].as_str().expect("sub").to_owned()
 }
 
+/// A binary of this workspace, built next to the test executable that
+/// calls this (the end-to-end tests start the services as processes).
+///
+/// # Panics
+/// When it is not built (`scripts/test.sh` builds every binary with
+/// `--all-features` first).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built (scripts/test.sh builds every binary with --all-features)",
+        path.display()
+    );
+    path
+}
+
 /// Reads with `read` every 25 ms until `done` holds of what it read, and
 /// returns that.
 ///

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shop::testing::{Shopper, eventually, ids, products};
+use shop::testing::{Shopper, eventually, ids, products, workspace_binary};
 use shop_discovery::registry::EtcdSettings;
 use shop_discovery::{Instances, Registry};
 use shop_testkit::TestDatabase;
@@ -23,22 +23,6 @@ use tokio::sync::watch;
 /// Short leases so a killed instance leaves etcd quickly.
 const LEASE_TTL_SECS: u64 = 2;
 const SERVICE_TOKEN: &str = "e2e-service-token";
-
-/// A binary of this workspace, built next to the test executable.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built (scripts/test.sh builds every binary with --all-features)",
-        path.display()
-    );
-    path
-}
 
 /// One service process and its environment, so it can be restarted.
 struct Proc {
@@ -52,7 +36,7 @@ struct Proc {
 impl Proc {
     fn start(&mut self) {
         let log = std::fs::File::create(&self.log).expect("log file");
-        let mut command = Command::new(binary(&self.binary));
+        let mut command = Command::new(workspace_binary(&self.binary));
         // The services reject unknown SHOP_ keys (such as this harness's
         // SHOP_TEST_* variables): give them only their own.
         for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("SHOP_")) {

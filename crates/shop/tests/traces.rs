@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use shop::testing::{Shopper, ids, products};
+use shop::testing::{Shopper, ids, products, workspace_binary};
 use shop_discovery::registry::EtcdSettings;
 use shop_discovery::{Instances, Registry};
 use shop_testkit::TestDatabase;
@@ -29,22 +29,6 @@ const SERVICE_TOKEN: &str = "trace-service-token";
 /// exports every [`BATCH_DELAY_MS`].
 const SPANS_WITHIN: Duration = Duration::from_secs(30);
 const BATCH_DELAY_MS: &str = "100";
-
-/// A binary of this workspace, built next to the test executable.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built (scripts/test.sh builds every binary with --all-features)",
-        path.display()
-    );
-    path
-}
 
 /// One service process.
 struct Proc {
@@ -57,7 +41,7 @@ struct Proc {
 impl Proc {
     fn start(&mut self) {
         let log = std::fs::File::create(&self.log).expect("log file");
-        let mut command = Command::new(binary(self.binary));
+        let mut command = Command::new(workspace_binary(self.binary));
         // The services reject unknown SHOP_ keys, and the exporter reads
         // OTEL_ ones: give them only their own.
         for (key, _) in
