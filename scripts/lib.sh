@@ -88,12 +88,15 @@ free_port() {
     die "no free port found in $from-$to"
 }
 
-# start_throwaway_pg DATA_DIR PORT: a disposable PostgreSQL server from
-# $PG_BIN on 127.0.0.1:PORT, its Unix socket in DATA_DIR, trust
-# authentication for the superuser `postgres`, and no durability (fsync off):
-# for tests and benchmarks only. Logs go next to DATA_DIR.
+# start_throwaway_pg DATA_DIR PORT [-c SETTING=VALUE...]: a disposable
+# PostgreSQL server from $PG_BIN on 127.0.0.1:PORT, its Unix socket in
+# DATA_DIR, trust authentication for the superuser `postgres`, and no
+# durability (fsync off) unless the extra settings, which come last and so
+# win, turn it back on: for tests and benchmarks only. Logs go next to
+# DATA_DIR.
 start_throwaway_pg() {
     local data=$1 port=$2 parent
+    shift 2
     parent=$(dirname "$data")
     mkdir -p "$data"
     if [ "$(id -u)" -eq 0 ]; then
@@ -104,7 +107,7 @@ start_throwaway_pg() {
     run_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-sync >"$parent/initdb.log" 2>&1 \
         || { cat "$parent/initdb.log" >&2; die "initdb failed"; }
     run_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 30 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $data -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $data -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 $*" \
         start >/dev/null || { tail -n 50 "$data/server.log" >&2; die "PostgreSQL did not start"; }
 }
 

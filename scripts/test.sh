@@ -101,7 +101,7 @@ main() {
     # backtraces readable.
     export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
     export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
-    phase "shellcheck scripts" shellcheck -x scripts/*.sh .ci/run deploy/images/*.sh
+    phase "shellcheck scripts" shellcheck -x scripts/*.sh scripts/bench/*.sh .ci/run deploy/images/*.sh
     phase "deployment validation" bash scripts/validate-deploy.sh
     phase "monitoring rules and dashboard (scripts/monitoring.sh)" bash scripts/monitoring.sh
     phase "cargo fmt --check" cargo fmt --all -- --check

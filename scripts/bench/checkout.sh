@@ -1,0 +1,160 @@
+# shellcheck shell=bash
+# CK_READY and others are read by later parts.
+# shellcheck disable=SC2034
+# The checkout part of scripts/bench.sh (sourced; see there): bench-checkout
+# (crates/bench) through the gateway of `shop` — every iteration puts a
+# product in the cart and places an order through the whole saga (stock
+# reserved in catalog, payment authorised and captured by payments, order
+# confirmed, cart cleared) — on SQLite, and on a throwaway PostgreSQL with
+# production durability (fsync, synchronous_commit and full_page_writes on)
+# over its Unix socket and over TCP loopback. Then one round each of what a
+# deployment may tune, on the same server, so every change is measured
+# against the durable baseline. Not pinned: `shop`, PostgreSQL and the client
+# share both cores.
+
+# checkout_runs NAME ROUNDS PIDS...: ROUNDS checkout runs against
+# $SHOP_GATEWAY; medians into CK_RATE, CK_P50, CK_P99, CK_ERR, CK_IDLE,
+# CK_LOAD [NAME].
+checkout_runs() {
+    local name=$1 rounds=$2 out rates="" p50s="" p99s="" errs=0 peak=0 rss round pid
+    shift 2
+    sleep 1
+    CK_IDLE[$name]=$(rss_kib "$@")
+    for round in $(seq 1 "$rounds"); do
+        out="$WORK/checkout-$name-$round.txt"
+        "$BIN/bench-checkout" --base "$SHOP_GATEWAY" --users "$USERS" --duration-secs "$DURATION" \
+            --prefix "b${round}u" >"$out" 2>"$out.err" &
+        pid=$!
+        sleep $((DURATION / 2 + 4))
+        rss=$(rss_kib "$@")
+        [ "$rss" -gt "$peak" ] && peak=$rss
+        wait "$pid" || { cat "$out.err" >&2; die "bench-checkout ($name) failed"; }
+        log "  $name round $round: $(cat "$out")"
+        # An error is a finding: show what it was.
+        grep -h 'first error' "$out.err" >&2 || true
+        rates+="$(sed -n 's/.*orders_per_s=\([0-9.]*\).*/\1/p' "$out")"$'\n'
+        p50s+="$(sed -n 's/.*order_p50_ms=\([0-9.]*\).*/\1/p' "$out")"$'\n'
+        p99s+="$(sed -n 's/.*order_p99_ms=\([0-9.]*\).*/\1/p' "$out")"$'\n'
+        errs=$((errs + $(sed -n 's/.*errors=\([0-9]*\).*/\1/p' "$out")))
+    done
+    CK_RATE[$name]=$(printf '%s' "$rates" | median)
+    CK_P50[$name]=$(printf '%s' "$p50s" | median)
+    CK_P99[$name]=$(printf '%s' "$p99s" | median)
+    CK_ERR[$name]=$errs
+    CK_LOAD[$name]=$peak
+}
+
+# pg_checkout NAME TRANSPORT ROUNDS [ENV=VALUE...]: fresh databases, `shop`
+# on them, ROUNDS checkout runs; also the server's commits and WAL flushes
+# per order in CK_COMMITS and CK_FLUSHES [NAME].
+pg_checkout() {
+    local name=$1 transport=$2 rounds=$3 db=${1//-/_} before after orders
+    shift 3
+    create_dbs "$db"
+    mapfile -t PG_ENV < <(pg_urls "$db" "$transport")
+    start_shop "$name" "${PG_ENV[@]}" "$@"
+    CK_READY[$name]=$READY_MS
+    before=$(pg_counters)
+    checkout_runs "$name" "$rounds" "$SHOP_PID"
+    after=$(pg_counters)
+    stop_shop
+    orders=$(run_pg "$PG_BIN/psql" -h "$PG_DATA" -p "$PG_PORT" -U postgres -d "${db}_orders" -XAtqc \
+        "SELECT count(*) FROM orders WHERE status = 'confirmed'")
+    CK_COMMITS[$name]=$(awk -v b="$before" -v a="$after" -v o="$orders" \
+        'BEGIN { split(b, x, " "); split(a, y, " "); if (o > 0) printf "%.1f", (y[1] - x[1]) / o; else print "n/a" }')
+    CK_FLUSHES[$name]=$(awk -v b="$before" -v a="$after" -v o="$orders" \
+        'BEGIN { split(b, x, " "); split(a, y, " "); if (o > 0) printf "%.2f", (y[2] - x[2]) / o; else print "n/a" }')
+}
+
+# pg_counters: "commits wal_syncs" of the whole server so far.
+pg_counters() {
+    run_pg "$PG_BIN/psql" -h "$PG_DATA" -p "$PG_PORT" -U postgres -XAtq -F ' ' -c \
+        "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), (SELECT wal_sync FROM pg_stat_wal)"
+}
+
+# pg_set SETTING=VALUE...: changes settings of the running server (reload).
+pg_set() {
+    local kv
+    for kv in "$@"; do
+        run_pg "$PG_BIN/psql" -h "$PG_DATA" -p "$PG_PORT" -U postgres -XAtqc "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null
+    done
+    run_pg "$PG_BIN/psql" -h "$PG_DATA" -p "$PG_PORT" -U postgres -XAtqc "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5
+}
+
+bench_checkout() {
+    declare -gA CK_RATE CK_P50 CK_P99 CK_ERR CK_IDLE CK_LOAD CK_READY CK_COMMITS CK_FLUSHES
+    local name fsync_rate
+
+    log "checkout on SQLite: $USERS users, ${DURATION}s x $RUNS"
+    start_shop sqlite
+    CK_READY[sqlite]=$READY_MS
+    checkout_runs sqlite "$RUNS" "$SHOP_PID"
+    stop_shop
+
+    log "starting a durable throwaway PostgreSQL"
+    bench_pg_start checkout
+    CHECKOUT_PG_IDLE=$(rss_kib "$PG_PID")
+    fsync_rate=$(cd "$WORK" && "$PG_BIN/pg_test_fsync" -s 1 -f "$WORK/fsync.test" 2>/dev/null \
+        | awk '/^ *fdatasync/ {print $2; exit}')
+
+    log "checkout on PostgreSQL (Unix socket): $USERS users, ${DURATION}s x $RUNS"
+    pg_checkout postgres socket "$RUNS"
+    CHECKOUT_PG_LOAD=$(rss_kib "$PG_PID")
+    log "checkout on PostgreSQL (TCP loopback): $USERS users, ${DURATION}s x $RUNS"
+    pg_checkout postgres-tcp tcp "$RUNS"
+
+    # What a deployment may tune, one round each on the durable server.
+    log "tuning: group commit (commit_delay 200 µs when 4 others are committing)"
+    pg_set commit_delay=200 commit_siblings=4
+    pg_checkout pg-commit-delay socket 1
+    pg_set commit_delay=0 commit_siblings=5
+    log "tuning: pools of 4 and 20 connections per service (default 10)"
+    mapfile -t POOL_ENV < <(for s in "${SERVICES[@]}"; do echo "SHOP_${s^^}__DATABASE__MAX_CONNECTIONS=4"; done)
+    pg_checkout pg-pool-4 socket 1 "${POOL_ENV[@]}"
+    mapfile -t POOL_ENV < <(for s in "${SERVICES[@]}"; do echo "SHOP_${s^^}__DATABASE__MAX_CONNECTIONS=20"; done)
+    pg_checkout pg-pool-20 socket 1 "${POOL_ENV[@]}"
+    log "for comparison: what durability costs (not a setting a shop may use)"
+    pg_set synchronous_commit=off
+    pg_checkout pg-async-commit socket 1
+    pg_set fsync=off full_page_writes=off
+    pg_checkout pg-no-fsync socket 1
+    pg_set synchronous_commit=on fsync=on full_page_writes=on
+    # The limit part measures the same server; keep it running for it.
+
+    {
+        echo "### Checkout (through the gateway of \`shop\`, $USERS users, full saga, unpinned)"
+        echo
+        echo "PostgreSQL 15 with fsync, synchronous_commit and full_page_writes on (checked before the runs);"
+        echo "\`${BENCH_PG_SETTINGS[*]}\`. This disk: ${fsync_rate:-n/a} fdatasync/s for one 8 kB write (\`pg_test_fsync\`)."
+        echo
+        echo "| store | orders/s | order p50 ms | order p99 ms | errors | commits / order | WAL flushes / order | shop RSS idle MiB | shop RSS under load MiB |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for name in sqlite postgres postgres-tcp; do
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" "${CK_P50[$name]}" \
+                "${CK_P99[$name]}" "${CK_ERR[$name]}" "${CK_COMMITS[$name]:-–}" "${CK_FLUSHES[$name]:-–}" \
+                "$(mib "${CK_IDLE[$name]}")" "$(mib "${CK_LOAD[$name]}")"
+        done
+        echo
+        echo "\`postgres\` reaches PostgreSQL over its Unix socket, \`postgres-tcp\` over TCP loopback (fresh databases each)."
+        echo "PostgreSQL server processes: $(mib "$CHECKOUT_PG_IDLE") MiB idle, $(mib "$CHECKOUT_PG_LOAD") MiB after the load (VmRSS summed over processes: shared buffers counted once per process)."
+        echo
+        echo "#### What each setting buys (one round each, Unix socket, against the durable baseline above)"
+        echo
+        echo "| variant | orders/s | × baseline | order p99 ms | errors | commits / order | WAL flushes / order |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for name in postgres pg-commit-delay pg-pool-4 pg-pool-20 pg-async-commit pg-no-fsync; do
+            printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" \
+                "$(ratio "${CK_RATE[$name]}" "${CK_RATE[postgres]}")" "${CK_P99[$name]}" "${CK_ERR[$name]}" \
+                "${CK_COMMITS[$name]}" "${CK_FLUSHES[$name]}"
+        done
+        echo
+        echo "\`postgres\`: the durable baseline (median of $RUNS); \`pg-commit-delay\`: \`commit_delay = 200\`, \`commit_siblings = 4\` (group commit waits for others);"
+        echo "\`pg-pool-4\`/\`pg-pool-20\`: every service's pool at 4/20 connections (default 10); \`pg-async-commit\`: \`synchronous_commit = off\`"
+        echo "(a crash may lose the last moments of confirmed orders); \`pg-no-fsync\`: fsync and full_page_writes off as well (a crash may corrupt the"
+        echo "database) — the last two only to show what durability costs."
+    } >"$WORK/checkout.md"
+    target_row "checkout on durable PostgreSQL (full saga)" "≥ 1,000 orders/s, p99 reported" \
+        "${CK_RATE[postgres]} orders/s ($(ratio "${CK_RATE[postgres]}" 1000)×), p99 ${CK_P99[postgres]} ms; over TCP ${CK_RATE[postgres-tcp]}; SQLite ${CK_RATE[sqlite]}" \
+        "$(awk -v r="${CK_RATE[postgres]}" 'BEGIN { print (r >= 1000) ? "met" : "missed" }')"
+}
