@@ -5,7 +5,10 @@
 //!   with a fixed body, so that a proxy measurement measures the proxy.
 //! - `bench-checkout`: N users who log in once and then, in a loop, put an
 //!   item in their cart and place an order, through the gateway.
+//! - `bench-growth`: seeds the catalog, orders and users to a size and
+//!   measures the index-backed paths' latency at it ([`growth`]).
 //!
-//! Neither is a test: no timing here is asserted anywhere.
+//! None of them is a test: no timing here is asserted anywhere.
 
+pub mod growth;
 pub mod stats;
