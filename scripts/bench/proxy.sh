@@ -1,14 +1,17 @@
 # shellcheck shell=bash
 # The proxy part of scripts/bench.sh (sourced; see there): wrk against a
 # minimal backend (crates/bench, bench-backend) directly, through
-# shop-gateway (plain proxy, and with token verification), nginx, HAProxy and
-# bench-hyper-proxy (a bare axum + hyper proxy: the floor of the gateway's
-# HTTP stack), each keeping connections to the backend alive. Rounds
-# alternate the contenders; the table shows the median of RUNS.
+# shop-gateway (plain proxy, and with token verification; every edge layer
+# on, the rate limit too, with a limit no run reaches), nginx, HAProxy, a Go
+# net/http/httputil.ReverseProxy (bench/goproxy) and bench-hyper-proxy (a bare
+# axum + hyper proxy: the floor of the gateway's HTTP stack), each keeping
+# connections to the backend alive. Rounds alternate the contenders; the
+# table shows the median of RUNS.
 #
 # CPU arrangement (2 cores): each proxy runs on core PROXY_CPU with one worker
 # (nginx worker_processes 1, HAProxy nbthread 1, the gateway with
-# TOKIO_WORKER_THREADS=1); wrk and the backend share core CLIENT_CPU.
+# TOKIO_WORKER_THREADS=1, Go with GOMAXPROCS=1); wrk and the backend share
+# core CLIENT_CPU.
 
 bench_proxy() {
     local name round pid
@@ -47,8 +50,12 @@ port = $GATEWAY_PORT
 host = "127.0.0.1"
 port = 0
 
+# On, as in production, with a limit this load never reaches (wrk is one
+# client): the rate limiter's cost is measured, not its refusals.
 [rate_limit]
-enabled = false
+enabled = true
+per_second = 100000000
+burst = 100000000
 
 [registry]
 backend = "static"
@@ -130,6 +137,18 @@ EOF
     track_pid "$HAPROXY_PID"
     wait_ok "http://127.0.0.1:$HAPROXY_PORT/ping" || { cat "$WORK/haproxy.log" >&2; die "HAProxy did not start"; }
 
+    # The Go contender: standard library only, built offline into $WORK.
+    log "building bench/goproxy with $(go version | cut -d' ' -f3)"
+    (cd "$ROOT/bench/goproxy" && GOCACHE="$WORK/go-cache" GOPATH="$WORK/go" GOFLAGS=-mod=mod GOPROXY=off \
+        go build -o "$WORK/goproxy" .) || die "go build of bench/goproxy failed"
+    GO_PORT=$(free_port)
+    log "starting goproxy on 127.0.0.1:$GO_PORT (core $PROXY_CPU, GOMAXPROCS=1)"
+    GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$WORK/goproxy" -listen "127.0.0.1:$GO_PORT" \
+        -backend "http://127.0.0.1:$BACKEND_PORT" -idle $((CONNS * 2)) >"$WORK/goproxy.log" 2>&1 &
+    GO_PID=$!
+    track_pid "$GO_PID"
+    wait_ok "http://127.0.0.1:$GO_PORT/ping" || { cat "$WORK/goproxy.log" >&2; die "goproxy did not start"; }
+
     HYPER_PORT=$(free_port)
     log "starting bench-hyper-proxy on 127.0.0.1:$HYPER_PORT (core $PROXY_CPU, 1 worker thread)"
     TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$BIN/bench-hyper-proxy" \
@@ -147,13 +166,14 @@ EOF
         [gateway-auth]="http://127.0.0.1:$GATEWAY_PORT/api/cart"
         [nginx]="http://127.0.0.1:$NGINX_PORT$PATH_PLAIN"
         [haproxy]="http://127.0.0.1:$HAPROXY_PORT$PATH_PLAIN"
+        [go-proxy]="http://127.0.0.1:$GO_PORT$PATH_PLAIN"
         [hyper-proxy]="http://127.0.0.1:$HYPER_PORT$PATH_PLAIN"
     )
     declare -gA PROC=(
         [direct]="$BACKEND_PID" [gateway]="$GATEWAY_PID" [gateway-auth]="$GATEWAY_PID"
-        [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID" [hyper-proxy]="$HYPER_PID"
+        [nginx]="$NGINX_PID" [haproxy]="$HAPROXY_PID" [go-proxy]="$GO_PID" [hyper-proxy]="$HYPER_PID"
     )
-    CONTENDERS=(direct gateway nginx haproxy hyper-proxy gateway-auth)
+    CONTENDERS=(direct gateway nginx haproxy go-proxy hyper-proxy gateway-auth)
     for name in "${CONTENDERS[@]}"; do
         curl -fsS -o /dev/null -H "authorization: Bearer $TOKEN" "${URL[$name]}" || die "$name: ${URL[$name]} does not answer 200"
     done
@@ -203,8 +223,18 @@ EOF
     GW_NGINX=$(ratio_median gateway nginx)
     GW_HAPROXY=$(ratio_median gateway haproxy)
     GW_HYPER=$(ratio_median gateway hyper-proxy)
+    GW_GO=$(ratio_median gateway go-proxy)
+    # p99 ratios the same way: per round, then the median.
+    p99_ratio_median() {
+        awk -F'\t' -v a="$1" -v b="$2" '
+            $1 == a { x[$2] = $5 } $1 == b { y[$2] = $5 }
+            END { for (r in x) if (y[r] > 0) printf "%.3f\n", x[r] / y[r] }' "$WORK/proxy.tsv" | median
+    }
+    P99_NGINX=$(p99_ratio_median gateway nginx)
+    P99_HAPROXY=$(p99_ratio_median gateway haproxy)
+    P99_GO=$(p99_ratio_median gateway go-proxy)
 
-    for pid in "$GATEWAY_PID" "$NGINX_PID" "$HAPROXY_PID" "$HYPER_PID" "$USERS_PID" "$BACKEND_PID"; do
+    for pid in "$GATEWAY_PID" "$NGINX_PID" "$HAPROXY_PID" "$GO_PID" "$HYPER_PID" "$USERS_PID" "$BACKEND_PID"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
 
@@ -222,15 +252,18 @@ EOF
                 "${ERR[$name]}" "$(mib "${IDLE_RSS[$name]}")" "$(mib "${PEAK_RSS[$name]}")"
         done
         echo
-        echo "gateway / nginx requests/s: **$GW_NGINX** (median of per-round ratios); gateway / HAProxy: **$GW_HAPROXY**; gateway / bare hyper proxy: **$GW_HYPER**."
-        echo "\`direct\` is wrk straight to the backend (both on core $CLIENT_CPU); \`hyper-proxy\` is \`bench-hyper-proxy\`, the least an axum + hyper proxy does (no middleware); \`gateway-auth\` is \`GET /api/cart\` with a bearer token the gateway verifies."
+        echo "gateway / nginx requests/s: **$GW_NGINX**, p99 **$P99_NGINX**× (medians of per-round ratios); gateway / HAProxy: **$GW_HAPROXY**, p99 **$P99_HAPROXY**×; gateway / Go ReverseProxy: **$GW_GO**, p99 **$P99_GO**×; gateway / bare hyper proxy: **$GW_HYPER**."
+        echo "\`direct\` is wrk straight to the backend (both on core $CLIENT_CPU); \`gateway\` has every edge layer on, the rate limit too (a limit of 10⁸ requests/s that one client never reaches); \`go-proxy\` is \`bench/goproxy\`, Go $(go version | cut -d' ' -f3 | sed 's/^go//')'s \`net/http/httputil.ReverseProxy\` with a keep-alive transport, \`GOMAXPROCS=1\`; \`hyper-proxy\` is \`bench-hyper-proxy\`, the least an axum + hyper proxy does (no middleware); \`gateway-auth\` is \`GET /api/cart\` with a bearer token the gateway verifies."
     } >"$WORK/proxy.md"
-    target_row "gateway requests/s vs nginx" "≥ 0.75×, p99 ≤ 1.25×" \
-        "$GW_NGINX× (${RPS[gateway]} vs ${RPS[nginx]}); p99 $(ratio "${P99[gateway]}" "${P99[nginx]}")× (${P99[gateway]} vs ${P99[nginx]} ms)" \
-        "$(awk -v r="$GW_NGINX" -v p="$(ratio "${P99[gateway]}" "${P99[nginx]}")" 'BEGIN { print (r >= 0.75 && p <= 1.25) ? "met" : "missed" }')"
-    target_row "gateway requests/s vs HAProxy" "≥ 0.75×, p99 ≤ 1.25×" \
-        "$GW_HAPROXY× (${RPS[gateway]} vs ${RPS[haproxy]}); p99 $(ratio "${P99[gateway]}" "${P99[haproxy]}")× (${P99[gateway]} vs ${P99[haproxy]} ms)" \
-        "$(awk -v r="$GW_HAPROXY" -v p="$(ratio "${P99[gateway]}" "${P99[haproxy]}")" 'BEGIN { print (r >= 0.75 && p <= 1.25) ? "met" : "missed" }')"
+    # target_row_vs PEER NAME RPS_RATIO P99_RATIO MIN_RPS MAX_P99
+    target_row_vs() {
+        target_row "gateway requests/s vs $2" "≥ $5×, p99 ≤ $6×" \
+            "$3× (${RPS[gateway]} vs ${RPS[$1]}); p99 $4× (${P99[gateway]} vs ${P99[$1]} ms)" \
+            "$(awk -v r="$3" -v p="$4" -v mr="$5" -v mp="$6" 'BEGIN { print (r != "" && p != "" && r >= mr && p <= mp) ? "met" : "missed" }')"
+    }
+    target_row_vs nginx nginx "$GW_NGINX" "$P99_NGINX" 0.75 1.25
+    target_row_vs haproxy HAProxy "$GW_HAPROXY" "$P99_HAPROXY" 0.75 1.25
+    target_row_vs go-proxy "Go httputil.ReverseProxy" "$GW_GO" "$P99_GO" 1.0 1.0
 
     # The chart: requests/s and p99 per proxy contender.
     for name in "${CONTENDERS[@]}"; do printf '%s %s %s\n' "$name" "${RPS[$name]}" "${P99[$name]}"; done >"$WORK/chart.dat"

@@ -1,0 +1,3 @@
+module ferroshop.example/goproxy
+
+go 1.19
