@@ -115,7 +115,7 @@ bench_growth() {
     done
 
     gnuplot <<EOF
-set terminal pngcairo size 900,420 font "DejaVu Sans,10"
+set terminal pngcairo size 900,420 font "DejaVu Sans,10" noenhanced
 set output "$OUT_DIR/growth.png"
 set multiplot layout 1,2 title "p99 latency against data size (products = orders; 10k users; lower is better)"
 set logscale x

@@ -17,9 +17,14 @@ use sqlx::{AnyConnection, Connection as _, Row as _};
 
 use super::rows::{self, MAX_ROWS, USERS};
 
-/// Rows per `INSERT`: at most 7 bound values each, so 7,000 per statement,
-/// below both databases' bound-parameter limits (32,766 and 65,535).
+/// Rows per `INSERT` on PostgreSQL: at most 7 bound values each, so 7,000
+/// per statement, below its bound-parameter limit (65,535).
 const ROWS_PER_INSERT: u64 = 1_000;
+/// Rows per `INSERT` on SQLite: fewer, because binding costs time linear in
+/// the statement's parameter count per parameter (SQLite looks each `$N`
+/// name up in a list), so a statement's cost grows with its square; at 100
+/// rows that is negligible and statements are still few.
+const ROWS_PER_INSERT_SQLITE: u64 = 100;
 /// Rows per transaction: large, so commits (and PostgreSQL's WAL flushes)
 /// are few.
 const ROWS_PER_TRANSACTION: u64 = 100_000;
@@ -42,6 +47,15 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres:") || url.starts_with("postgresql:")
 }
 
+/// Rows per `INSERT` on the database of `url`.
+fn rows_per_insert(url: &str) -> u64 {
+    if is_postgres(url) {
+        ROWS_PER_INSERT
+    } else {
+        ROWS_PER_INSERT_SQLITE
+    }
+}
+
 /// A connection for seeding. On SQLite, commits are not flushed to disk
 /// (`synchronous = OFF`): a crash while seeding means seeding again, and
 /// the service's own connections keep their settings.
@@ -51,9 +65,11 @@ async fn connect(url: &str) -> anyhow::Result<AnyConnection> {
         .await
         .with_context(|| format!("connecting to {url}"))?;
     if !is_postgres(url) {
-        sqlx::raw_sql("PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000;")
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(
+            "PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -262144;",
+        )
+        .execute(&mut conn)
+        .await?;
     }
     Ok(conn)
 }
@@ -116,6 +132,7 @@ async fn count(conn: &mut AnyConnection, sql: &str, binds: &[&str]) -> anyhow::R
 pub async fn users(url: &str) -> anyhow::Result<Seeded> {
     let started = Instant::now();
     let mut conn = connect(url).await?;
+    let rows_per_insert = rows_per_insert(url);
     let before = count(
         &mut conn,
         "SELECT COUNT(*) FROM users WHERE username >= $1 AND username < $2",
@@ -130,7 +147,7 @@ pub async fn users(url: &str) -> anyhow::Result<Seeded> {
         let mut tx = conn.begin().await?;
         let mut n = before;
         while n < USERS {
-            let batch = ROWS_PER_INSERT.min(USERS - n);
+            let batch = rows_per_insert.min(USERS - n);
             // The hash is bound once, as $1, for every row.
             let sql = format!(
                 "INSERT INTO users (id, username, email, email_key, password_hash, created_at) VALUES {}",
@@ -172,6 +189,7 @@ pub async fn products(url: &str, target: u64) -> anyhow::Result<Seeded> {
     ensure!(target <= MAX_ROWS, "at most {MAX_ROWS} products");
     let started = Instant::now();
     let mut conn = connect(url).await?;
+    let rows_per_insert = rows_per_insert(url);
     let before = count(
         &mut conn,
         "SELECT COUNT(*) FROM products WHERE sku >= $1 AND sku < $2",
@@ -183,7 +201,7 @@ pub async fn products(url: &str, target: u64) -> anyhow::Result<Seeded> {
         let end = target.min(n + ROWS_PER_TRANSACTION);
         let mut tx = conn.begin().await?;
         while n < end {
-            let batch = ROWS_PER_INSERT.min(end - n);
+            let batch = rows_per_insert.min(end - n);
             let sql = format!(
                 "INSERT INTO products (id, sku, name, description, price_cents, currency, image, stock) VALUES {}",
                 values(
@@ -227,6 +245,7 @@ pub async fn orders(url: &str, target: u64) -> anyhow::Result<Seeded> {
     ensure!(target <= MAX_ROWS, "at most {MAX_ROWS} orders");
     let started = Instant::now();
     let mut conn = connect(url).await?;
+    let rows_per_insert = rows_per_insert(url);
     let bound = rows::order_id_bound();
     let before = count(
         &mut conn,
@@ -239,7 +258,7 @@ pub async fn orders(url: &str, target: u64) -> anyhow::Result<Seeded> {
         let end = target.min(n + ROWS_PER_TRANSACTION);
         let mut tx = conn.begin().await?;
         while n < end {
-            let batch = ROWS_PER_INSERT.min(end - n);
+            let batch = rows_per_insert.min(end - n);
             let orders: Vec<_> = (n..n + batch).map(rows::order).collect();
             let sql = format!(
                 "INSERT INTO orders (id, user_id, idempotency_key, status, total_cents, currency, created_at, updated_at, \
@@ -274,7 +293,7 @@ pub async fn orders(url: &str, target: u64) -> anyhow::Result<Seeded> {
                         .map(move |(line, line_no)| (order.id.clone(), line_no, line))
                 })
                 .collect();
-            for chunk in lines.chunks(usize::try_from(ROWS_PER_INSERT).unwrap_or(1_000)) {
+            for chunk in lines.chunks(usize::try_from(rows_per_insert).unwrap_or(100)) {
                 let sql = format!(
                     "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, quantity, line_total_cents) VALUES {}",
                     values("(?, ?, ?, ?, ?, ?, ?)", chunk.len() as u64, 1)
