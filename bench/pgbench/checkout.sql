@@ -129,12 +129,6 @@ INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price_cents, 
 VALUES (:order_id, :line_no, :product, :product_name, :price, :qty, :price);
 COMMIT;
 
--- @order orders: saga step authorize: the order as it stands (OrderStore::saga, crates/orders/src/saga.rs drive)
-SELECT id, user_id, status, total_cents, currency, created_at, updated_at, rejection_reason, out_of_stock, decline_reason,
-       saga_step, saga_attempts, payment_token, cart_version
-FROM orders WHERE id = :order_id;
-SELECT product_id, name, unit_price_cents, quantity, line_total_cents FROM order_lines WHERE order_id = :order_id ORDER BY line_no;
-
 -- @order payments: authorize: a payment already? then record the provider's authorisation
 -- (Ledger::authorize, crates/payments/src/ledger.rs; PaymentStore::get, PaymentStore::record)
 SELECT order_id, state, amount_cents, currency, decline_reason, created_at, updated_at FROM payments WHERE order_id = :order_id;
@@ -143,18 +137,10 @@ VALUES (:order_id, :authorized, :price, :currency, :none, :now, :now)
 ON CONFLICT (order_id) DO NOTHING
 RETURNING order_id, state, amount_cents, currency, decline_reason, created_at, updated_at;
 
--- @order orders: authorized: on to `reserve` (OrderStore::advance)
-BEGIN;
+-- @order orders: authorized: on to `reserve` (OrderStore::advance; one statement, no transaction)
 UPDATE orders SET status = :pending, saga_step = :reserve, saga_attempts = 0, saga_due_at = :lease,
        rejection_reason = :none, out_of_stock = :none, decline_reason = :none, updated_at = :now
 WHERE id = :order_id AND status = :pending AND COALESCE(saga_step, '') = :authorize;
-COMMIT;
-
--- @order orders: saga step reserve: the order as it stands (OrderStore::saga)
-SELECT id, user_id, status, total_cents, currency, created_at, updated_at, rejection_reason, out_of_stock, decline_reason,
-       saga_step, saga_attempts, payment_token, cart_version
-FROM orders WHERE id = :order_id;
-SELECT product_id, name, unit_price_cents, quantity, line_total_cents FROM order_lines WHERE order_id = :order_id ORDER BY line_no;
 
 -- @order catalog: reserve the stock: the reservation, the unit taken, the line recorded
 -- (StockStore::reserve, crates/catalog/src/stock.rs)
@@ -166,18 +152,10 @@ INSERT INTO reservation_lines (order_id, line_no, product_id, quantity, out_of_s
 VALUES (:order_id, :line_no, :product, :qty, :zero);
 COMMIT;
 
--- @order orders: reserved: on to `capture` (OrderStore::advance)
-BEGIN;
+-- @order orders: reserved: on to `capture` (OrderStore::advance; one statement, no transaction)
 UPDATE orders SET status = :pending, saga_step = :capture, saga_attempts = 0, saga_due_at = :lease,
        rejection_reason = :none, out_of_stock = :none, decline_reason = :none, updated_at = :now
 WHERE id = :order_id AND status = :pending AND COALESCE(saga_step, '') = :reserve;
-COMMIT;
-
--- @order orders: saga step capture: the order as it stands (OrderStore::saga)
-SELECT id, user_id, status, total_cents, currency, created_at, updated_at, rejection_reason, out_of_stock, decline_reason,
-       saga_step, saga_attempts, payment_token, cart_version
-FROM orders WHERE id = :order_id;
-SELECT product_id, name, unit_price_cents, quantity, line_total_cents FROM order_lines WHERE order_id = :order_id ORDER BY line_no;
 
 -- @order payments: capture (PaymentStore::apply)
 UPDATE payments SET state = :captured, updated_at = :now
@@ -205,12 +183,6 @@ INSERT INTO carts (user_id, version, updated_at) VALUES (:uid, 1, :now)
 ON CONFLICT (user_id) DO UPDATE SET version = carts.version + 1, updated_at = excluded.updated_at
 RETURNING version;
 COMMIT;
-
--- @order orders: the saga's loop reads the order once more and finds it settled (OrderStore::saga)
-SELECT id, user_id, status, total_cents, currency, created_at, updated_at, rejection_reason, out_of_stock, decline_reason,
-       saga_step, saga_attempts, payment_token, cart_version
-FROM orders WHERE id = :order_id;
-SELECT product_id, name, unit_price_cents, quantity, line_total_cents FROM order_lines WHERE order_id = :order_id ORDER BY line_no;
 
 -- ======== after the answer ========
 

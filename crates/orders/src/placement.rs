@@ -12,7 +12,7 @@ use shop_discovery::Deadline;
 use crate::cart::{Cart, CartClient, CartError};
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, PaymentToken};
 use crate::saga::Saga;
-use crate::store::{Inserted, NewOrder, OrderStore, StoreError};
+use crate::store::{Inserted, NewOrder, OrderStore, SagaOrder, StoreError};
 
 /// The caller, from a verified bearer token.
 #[derive(Debug, Clone)]
@@ -107,9 +107,14 @@ impl Placement {
             Inserted::Created => {
                 let id = new.order.id;
                 tracing::info!(order_id = %id, user_id = %caller.user_id, total_cents = new.order.total_cents, "order placed; checkout under way");
+                let written =
+                    SagaOrder::placed(new.order.clone(), new.payment_token, new.cart_version);
                 let order = self
                     .saga
-                    .drive_for(id, wait(self.saga.settings().answer_within(), deadline))
+                    .drive_written_for(
+                        written,
+                        wait(self.saga.settings().answer_within(), deadline),
+                    )
                     .await?
                     .unwrap_or(new.order);
                 Ok(Placed {

@@ -130,11 +130,34 @@ impl Saga {
         id: OrderId,
         wait: Duration,
     ) -> Result<Option<Order>, StoreError> {
+        self.drive_in_hand_for(id, None, wait).await
+    }
+
+    /// [`Saga::drive_for`] for an order its caller has just written as
+    /// `saga`: the first step starts from it, without reading it back.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the order cannot be read.
+    pub async fn drive_written_for(
+        &self,
+        saga: SagaOrder,
+        wait: Duration,
+    ) -> Result<Option<Order>, StoreError> {
+        self.drive_in_hand_for(saga.order.id, Some(saga), wait)
+            .await
+    }
+
+    async fn drive_in_hand_for(
+        &self,
+        id: OrderId,
+        in_hand: Option<SagaOrder>,
+        wait: Duration,
+    ) -> Result<Option<Order>, StoreError> {
         let saga = self.clone();
         // In the caller's span: the steps belong to its trace.
         let task = tokio::spawn(
             async move {
-                let driven = saga.drive(id).await;
+                let driven = saga.drive_from(id, in_hand).await;
                 if let Err(err) = &driven {
                     tracing::warn!(order_id = %id, error = %ErrorChain(err), "saga stopped on a database error; the recovery worker resumes it");
                 }
@@ -155,10 +178,26 @@ impl Saga {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn drive(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.drive_from(id, None).await
+    }
+
+    /// [`Saga::drive`], starting from the order `in_hand` when the caller
+    /// has it as it stands in the database. After each step this driver
+    /// moved, it goes on with the order as it wrote it: the database is
+    /// read again only when another driver may have moved it.
+    async fn drive_from(
+        &self,
+        id: OrderId,
+        mut in_hand: Option<SagaOrder>,
+    ) -> Result<Option<Order>, StoreError> {
         let store = &self.inner.store;
         loop {
-            let Some(saga) = store.saga(id).await? else {
-                return Ok(None);
+            let saga = match in_hand.take() {
+                Some(saga) => saga,
+                None => match store.saga(id).await? {
+                    Some(saga) => saga,
+                    None => return Ok(None),
+                },
             };
             let Some(step) = saga.state.step else {
                 return Ok(Some(saga.order));
@@ -203,30 +242,39 @@ impl Saga {
                     return Ok(Some(saga.order));
                 }
             };
-            self.record(&saga, &next).await?;
+            if let Some(updated_at) = self.record(&saga, &next).await? {
+                in_hand = Some(saga.moved_to(next, updated_at));
+            }
         }
     }
 
     /// Moves `saga` to `next`; a confirmation writes (and delivers) the
-    /// cart removal with it. A lost race (another driver moved it first) is
-    /// fine: the caller reads the order again.
-    async fn record(&self, saga: &SagaOrder, next: &SagaState) -> Result<(), StoreError> {
+    /// cart removal with it. Returns the order's new `updated_at`, or `None`
+    /// when another driver moved it first: fine, the caller reads the order
+    /// again.
+    async fn record(
+        &self,
+        saga: &SagaOrder,
+        next: &SagaState,
+    ) -> Result<Option<String>, StoreError> {
         let store = &self.inner.store;
         let order = &saga.order;
         let outbox = (next.status == OrderStatus::Confirmed)
             .then(|| removal_of(saga, self.inner.relay.as_ref()))
             .flatten();
+        let now = db::now_text();
         let moved = store
-            .advance(
+            .advance_at(
                 order.id,
                 &saga.state,
                 next,
                 &self.lease_until(),
                 outbox.as_ref().map(|outbox| (outbox, order)),
+                &now,
             )
             .await?;
         if !moved {
-            return Ok(());
+            return Ok(None);
         }
         if next.step.is_none() {
             let reason = next
@@ -238,11 +286,9 @@ impl Saga {
             tracing::info!(order_id = %order.id, user_id = %order.user_id, status = next.status.as_str(), reason, total_cents = order.total_cents, "order settled");
         }
         if let (Some(outbox), Some(relay)) = (&outbox, &self.inner.relay) {
-            relay
-                .deliver_placed(&outbox.row(order, &db::now_text()))
-                .await;
+            relay.deliver_placed(&outbox.row(order, &now)).await;
         }
-        Ok(())
+        Ok(Some(now))
     }
 
     /// Counts a failed attempt at `step` and puts the order off.

@@ -81,6 +81,35 @@ pub struct SagaOrder {
     pub cart_version: Option<i64>,
 }
 
+impl SagaOrder {
+    /// The order just written at its first step: pending, to authorize
+    /// `payment_token`, made from `cart_version` of the cart.
+    pub fn placed(order: Order, payment_token: String, cart_version: i64) -> Self {
+        Self {
+            order,
+            state: SagaState {
+                status: OrderStatus::Pending,
+                step: Some(Step::Authorize),
+                rejection: None,
+            },
+            attempts: 0,
+            payment_token: Some(payment_token),
+            cart_version: Some(cart_version),
+        }
+    }
+
+    /// This order as [`OrderStore::advance_at`] left it after moving it to
+    /// `next` at `updated_at`.
+    pub fn moved_to(mut self, next: SagaState, updated_at: String) -> Self {
+        self.order.status = next.status;
+        self.order.rejection.clone_from(&next.rejection);
+        self.order.updated_at = updated_at;
+        self.state = next;
+        self.attempts = 0;
+        self
+    }
+}
+
 /// A relay's lease on an outbox row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -458,13 +487,33 @@ impl OrderStore {
         due_at: &str,
         outbox: Option<(&NewOutbox, &Order)>,
     ) -> Result<bool, StoreError> {
+        self.advance_at(id, from, to, due_at, outbox, &db::now_text())
+            .await
+    }
+
+    /// [`OrderStore::advance`] with the order's new `updated_at`, `now`, given
+    /// by the caller, which can then carry on with the order in hand instead
+    /// of reading it back.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn advance_at(
+        &self,
+        id: OrderId,
+        from: &SagaState,
+        to: &SagaState,
+        due_at: &str,
+        outbox: Option<(&NewOutbox, &Order)>,
+        now: &str,
+    ) -> Result<bool, StoreError> {
         // The confirming step's context, for the relay that delivers later.
         let traceparent = outbox.and_then(|_| trace::current_traceparent());
-        self.advance_traced(id, from, to, due_at, outbox, traceparent.as_deref())
+        self.advance_traced(id, from, to, due_at, outbox, traceparent.as_deref(), now)
             .instrument(self.span("advance_saga"))
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn advance_traced(
         &self,
         id: OrderId,
@@ -473,16 +522,15 @@ impl OrderStore {
         due_at: &str,
         outbox: Option<(&NewOutbox, &Order)>,
         traceparent: Option<&str>,
+        now: &str,
     ) -> Result<bool, StoreError> {
-        let now = db::now_text();
         let rejection = to.rejection.as_ref();
         let out_of_stock = rejection
             .filter(|rejection| !rejection.out_of_stock.is_empty())
             .map(|rejection| serde_json::to_string(&rejection.out_of_stock))
             .transpose()
             .map_err(|err| StoreError(sqlx::Error::Encode(err.into())))?;
-        let mut tx = self.db.begin_write().await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE orders SET status = $1, saga_step = $2, saga_attempts = 0, saga_due_at = $3, \
              rejection_reason = $4, out_of_stock = $5, decline_reason = $6, updated_at = $7 \
              WHERE id = $8 AND status = $9 AND COALESCE(saga_step, '') = $10",
@@ -493,18 +541,24 @@ impl OrderStore {
         .bind(rejection.map(|rejection| rejection.reason.as_str()))
         .bind(out_of_stock)
         .bind(rejection.and_then(|rejection| rejection.decline_reason.as_deref()))
-        .bind(&now)
+        .bind(now)
         .bind(id.to_string())
         .bind(from.status.as_str())
-        .bind(from.step.map_or("", Step::as_str))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .bind(from.step.map_or("", Step::as_str));
+        let Some((outbox, order)) = outbox else {
+            // One statement is its own transaction: no BEGIN and COMMIT
+            // round trips for a step that writes nothing else.
+            let _turn = self.db.write_turn().await;
+            let changed = update.execute(self.db.pool()).await?.rows_affected();
+            return Ok(changed > 0);
+        };
+        let mut tx = self.db.begin_write().await?;
+        let changed = update.execute(&mut *tx).await?.rows_affected();
         if changed == 0 {
             tx.rollback().await?;
             return Ok(false);
         }
-        if let Some((outbox, order)) = outbox {
+        {
             sqlx::query(
                 "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until, traceparent) \
                  VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8, $9)",
@@ -514,7 +568,7 @@ impl OrderStore {
             .bind(order.user_id.to_string())
             .bind(order.id.to_string())
             .bind(&outbox.payload)
-            .bind(&now)
+            .bind(now)
             .bind(outbox.claim.as_ref().map(|claim| claim.relay.as_str()))
             .bind(outbox.claim.as_ref().map(|claim| claim.lease_until.as_str()))
             .bind(traceparent)
