@@ -115,7 +115,7 @@ bench_growth() {
     done
 
     gnuplot <<EOF
-set terminal pngcairo size 900,420 font "DejaVu Sans,10" noenhanced
+set terminal pngcairo size 900,480 font "DejaVu Sans,10" noenhanced
 set output "$OUT_DIR/growth.png"
 set multiplot layout 1,2 title "p99 latency against data size (products = orders; 10k users; lower is better)"
 set logscale x
@@ -123,7 +123,9 @@ set grid
 set xlabel "rows"
 set ylabel "p99 (ms)"
 set yrange [0:*]
-set key top left
+set key below maxrows 2
+set format x "%.0s%c"
+set xrange [${GROWTH_SIZES[0]} * 0.7:${GROWTH_SIZES[-1]} * 1.4]
 set title "SQLite"
 plot for [i=2:$((${#GROWTH_PATHS[@]} + 1))] "$WORK/growth-sqlite.dat" using 1:i with linespoints title columnheader(i)
 set title "PostgreSQL (durable, Unix socket)"
