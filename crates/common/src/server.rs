@@ -302,6 +302,12 @@ pub async fn serve(
                 }
             },
         };
+        // Replies go out as they are written: without TCP_NODELAY a reply
+        // written in more than one piece waits for the peer's delayed ACK
+        // (up to 40 ms on Linux) before its second piece.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
         let stopping = stop.clone();
         let service = router
             .clone()

@@ -204,7 +204,14 @@ impl Service for Orders {
                             .max_decoding_message_size(limits.max_message_bytes)
                             .max_encoding_message_size(limits.max_message_bytes),
                     )
-                    .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+                    .serve_with_incoming_shutdown(
+                        // HTTP/2 writes a reply as several frames: without
+                        // TCP_NODELAY the later ones wait for the caller's
+                        // delayed ACK (40 ms on Linux) once a reply outgrows
+                        // a packet.
+                        TcpIncoming::from(listener).with_nodelay(Some(true)),
+                        shutdown,
+                    )
                     .await
                     .map_err(std::io::Error::other)
             })
