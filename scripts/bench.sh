@@ -55,6 +55,7 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(hapr
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v gnuplot >/dev/null 2>&1 || missing+=(gnuplot-nox)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 pg_bindir >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi

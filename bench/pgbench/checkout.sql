@@ -8,7 +8,7 @@
 -- applied in order; no table name is shared). scripts/bench/limit.sh runs it:
 --
 --   pgbench -n -M prepared -f bench/pgbench/checkout.sql -c USERS -j 2 -T DURATION \
---       -D product=ID -D product_name=NAME -D price=CENTS -D currency=EUR
+--       -D products=COUNT -D product_name=NAME -D price=CENTS -D currency=EUR
 --
 -- crates/shop/tests/checkout_sql.rs runs one real iteration, captures the
 -- statements the services executed and fails when they differ from this
@@ -42,8 +42,10 @@
 --    on decline_reason.
 --  * Users: pgbench client N is user `00000000-0000-7000-8000-<N, 12 digits>`,
 --    whose cart row limit.sh creates, as the benchmark's warm-up leaves it.
---    Every client buys the same product (the one with the most stock, as
---    bench-checkout does; limit.sh gives it stock enough for any run).
+--    Client N buys the (N mod :products)-th product in id order, as
+--    bench-checkout's user N does (limit.sh gives every product stock enough
+--    for any run, and passes the count); the line's name and price are one
+--    product's for all (-D), which changes no statement's work.
 --  * The cart version the order records, and the removal's snapshot, are
 --    constants (1, and a snapshot every line is older than): the code
 --    reads them back from the cart; the statements and rows touched are the
@@ -79,7 +81,7 @@ FROM (
            replace(to_char(at + interval '15 seconds', 'YYYY-MM-DD"T"HH24#MI#SS.MS"Z"'), '#', ':') AS lease,
            replace(to_char(at + interval '30 seconds', 'YYYY-MM-DD"T"HH24#MI#SS.MS"Z"'), '#', ':') AS relay_lease,
            '00000000-0000-7000-8000-' || lpad(CAST(:client_id AS text), 12, '0') AS uid,
-           CAST(:product AS text) AS product
+           (SELECT id FROM products ORDER BY id OFFSET :client_id % :products LIMIT 1) AS product
     FROM (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS at) AS t,
          LATERAL (SELECT substr(lpad(to_hex(floor(extract(epoch FROM t.at) * 1000)::bigint), 12, '0'), 1, 8)
                          || '-' || substr(lpad(to_hex(floor(extract(epoch FROM t.at) * 1000)::bigint), 12, '0'), 9, 4)

@@ -23,7 +23,7 @@ checkout_runs() {
     for round in $(seq 1 "$rounds"); do
         out="$WORK/checkout-$name-$round.txt"
         "$BIN/bench-checkout" --base "$SHOP_GATEWAY" --users "$USERS" --duration-secs "$DURATION" \
-            --prefix "b${round}u" >"$out" 2>"$out.err" &
+            --products "${CHECKOUT_PRODUCTS:-0}" --prefix "b${round}u" >"$out" 2>"$out.err" &
         pid=$!
         sleep $((DURATION / 2 + 4))
         rss=$(rss_kib "$@")
@@ -44,6 +44,16 @@ checkout_runs() {
     CK_LOAD[$name]=$peak
 }
 
+# Units every product gets before a run: no run sells one out.
+CHECKOUT_STOCK=100000000
+
+# restock SQL_CLIENT...: gives every product CHECKOUT_STOCK units, through
+# the catalog database's command-line client (psql or sqlite3) — the way
+# an operator would; the benchmark's own API has no stock route.
+restock() {
+    "$@" <<<"UPDATE products SET stock = $CHECKOUT_STOCK;" >/dev/null || die "cannot restock the catalog"
+}
+
 # pg_checkout NAME TRANSPORT ROUNDS [ENV=VALUE...]: fresh databases, `shop`
 # on them, ROUNDS checkout runs; also the server's commits and WAL flushes
 # per order in CK_COMMITS and CK_FLUSHES [NAME].
@@ -54,6 +64,7 @@ pg_checkout() {
     mapfile -t PG_ENV < <(pg_urls "$db" "$transport")
     start_shop "$name" "${PG_ENV[@]}" "$@"
     CK_READY[$name]=$READY_MS
+    restock run_pg "$PG_BIN/psql" -h "$PG_DATA" -p "$PG_PORT" -U postgres -d "${db}_catalog" -Xq -v ON_ERROR_STOP=1
     before=$(pg_counters)
     checkout_runs "$name" "$rounds" "$SHOP_PID"
     after=$(pg_counters)
@@ -89,6 +100,7 @@ bench_checkout() {
     log "checkout on SQLite: $USERS users, ${DURATION}s x $RUNS"
     start_shop sqlite
     CK_READY[sqlite]=$READY_MS
+    restock sqlite3 -bail "$WORK/shop-sqlite/catalog.db"
     checkout_runs sqlite "$RUNS" "$SHOP_PID"
     stop_shop
 
@@ -114,6 +126,8 @@ bench_checkout() {
     pg_checkout pg-pool-4 socket 1 "${POOL_ENV[@]}"
     mapfile -t POOL_ENV < <(for s in "${SERVICES[@]}"; do echo "SHOP_${s^^}__DATABASE__MAX_CONNECTIONS=20"; done)
     pg_checkout pg-pool-20 socket 1 "${POOL_ENV[@]}"
+    log "a flash sale: every user buys the same product"
+    CHECKOUT_PRODUCTS=1 pg_checkout pg-one-product socket 1
     log "for comparison: what durability costs (not a setting a shop may use)"
     pg_set synchronous_commit=off
     pg_checkout pg-async-commit socket 1
@@ -125,6 +139,8 @@ bench_checkout() {
     {
         echo "### Checkout (through the gateway of \`shop\`, $USERS users, full saga, unpinned)"
         echo
+        echo "Every product is restocked to $CHECKOUT_STOCK units before a run; user n buys product n mod 16 (the demo"
+        echo "catalog's 16, in id order), as a shop's buyers spread over its catalog."
         echo "PostgreSQL 15 with fsync, synchronous_commit and full_page_writes on (checked before the runs);"
         echo "\`${BENCH_PG_SETTINGS[*]}\`. This disk: ${fsync_rate:-n/a} fdatasync/s for one 8 kB write (\`pg_test_fsync\`)."
         echo
@@ -143,14 +159,16 @@ bench_checkout() {
         echo
         echo "| variant | orders/s | × baseline | order p99 ms | errors | commits / order | WAL flushes / order |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-        for name in postgres pg-commit-delay pg-pool-4 pg-pool-20 pg-async-commit pg-no-fsync; do
+        for name in postgres pg-commit-delay pg-pool-4 pg-pool-20 pg-one-product pg-async-commit pg-no-fsync; do
             printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" \
                 "$(ratio "${CK_RATE[$name]}" "${CK_RATE[postgres]}")" "${CK_P99[$name]}" "${CK_ERR[$name]}" \
                 "${CK_COMMITS[$name]}" "${CK_FLUSHES[$name]}"
         done
         echo
         echo "\`postgres\`: the durable baseline (median of $RUNS); \`pg-commit-delay\`: \`commit_delay = 200\`, \`commit_siblings = 4\` (group commit waits for others);"
-        echo "\`pg-pool-4\`/\`pg-pool-20\`: every service's pool at 4/20 connections (default 10); \`pg-async-commit\`: \`synchronous_commit = off\`"
+        echo "\`pg-pool-4\`/\`pg-pool-20\`: every service's pool at 4/20 connections (default 10); \`pg-one-product\`: every user buys the same"
+        echo "product (a flash sale: each reservation waits for the one product row, held until its COMMIT is on disk);"
+        echo "\`pg-async-commit\`: \`synchronous_commit = off\`"
         echo "(a crash may lose the last moments of confirmed orders); \`pg-no-fsync\`: fsync and full_page_writes off as well (a crash may corrupt the"
         echo "database) — the last two only to show what durability costs."
     } >"$WORK/checkout.md"

@@ -85,16 +85,16 @@ ALTER TABLE payments ADD CONSTRAINT payments_decline_reason_check
     CHECK ((state = 'declined') = (NULLIF(decline_reason, '') IS NOT NULL));
 SQL
 
-    # As the benchmark has it: every user buys the product with the most
-    # stock (the first of them), with stock enough for any run; each user's
-    # cart row exists (the warm-up made it).
-    IFS=$'\t' read -r LIMIT_PRODUCT LIMIT_NAME LIMIT_PRICE LIMIT_CURRENCY < <("${psql[@]}" -d "$LIMIT_DB" -At -F $'\t' -c \
-        "SELECT id, name, price_cents, currency FROM (SELECT * FROM products ORDER BY id LIMIT 100) p
-         ORDER BY stock DESC, id LIMIT 1")
-    [ -n "${LIMIT_PRODUCT:-}" ] || die "no product in the catalog migrations"
-    LIMIT_VARS=(-D "product=$LIMIT_PRODUCT" -D "product_name=$LIMIT_NAME" -D "price=$LIMIT_PRICE" -D "currency=$LIMIT_CURRENCY")
-    "${psql[@]}" -d "$LIMIT_DB" -v product="$LIMIT_PRODUCT" -v users="$USERS" >/dev/null <<'SQL' || die "cannot seed the limit database"
-UPDATE products SET stock = 1000000000 WHERE id = :'product';
+    # As the benchmark has it: user n buys the (n mod count)-th product in
+    # id order, every product with stock enough for any run; each user's
+    # cart row exists (the warm-up made it). The line's name and price are
+    # the first product's for all.
+    IFS=$'\t' read -r LIMIT_PRODUCTS LIMIT_NAME LIMIT_PRICE LIMIT_CURRENCY < <("${psql[@]}" -d "$LIMIT_DB" -At -F $'\t' -c \
+        "SELECT (SELECT count(*) FROM products), name, price_cents, currency FROM products ORDER BY id LIMIT 1")
+    [ "${LIMIT_PRODUCTS:-0}" -gt 0 ] || die "no product in the catalog migrations"
+    LIMIT_VARS=(-D "products=$LIMIT_PRODUCTS" -D "product_name=$LIMIT_NAME" -D "price=$LIMIT_PRICE" -D "currency=$LIMIT_CURRENCY")
+    "${psql[@]}" -d "$LIMIT_DB" -v users="$USERS" >/dev/null <<'SQL' || die "cannot seed the limit database"
+UPDATE products SET stock = 1000000000;
 INSERT INTO carts (user_id, version, updated_at)
     SELECT '00000000-0000-7000-8000-' || lpad(n::text, 12, '0'), 1, '2026-01-01T00:00:00.000Z'
     FROM generate_series(0, :users - 1) AS n;
@@ -137,8 +137,8 @@ SQL
         echo "(sqlx's BEGIN and COMMIT included; one per round trip) plus one of pgbench's own for fresh ids and timestamps."
         echo "On $where (production durability), one database holding every service's tables"
         echo "(from \`migrations/\`), Unix socket, \`-M prepared\` (sqlx prepares every statement), $USERS clients (one per"
-        echo "user, as the checkout's), 2 threads, ${DURATION} s, median of $RUNS; one product with the most stock, as"
-        echo "bench-checkout buys. No HTTP, no services: what is left is the database's own work for an order."
+        echo "user, as the checkout's), 2 threads, ${DURATION} s, median of $RUNS; client n buys product n mod $LIMIT_PRODUCTS in id order, as"
+        echo "bench-checkout's user n does. No HTTP, no services: what is left is the database's own work for an order."
         echo
         echo "| transactions/s (orders/s) | p50 ms | p99 ms | checkout orders/s | checkout ÷ limit |"
         echo "| ---: | ---: | ---: | ---: | ---: |"

@@ -3,8 +3,11 @@
 //! `--users` simulated users register (or reuse their account), log in once,
 //! and then each loops for `--duration-secs`: put one product in the cart,
 //! place an order with a fresh `Idempotency-Key`, paid with the test token
-//! that always succeeds. The product is the one with the most stock, since
-//! every confirmed order takes a unit. One line of `key=value` results is
+//! that always succeeds. User `n` buys the `n mod N`-th of the `--products`
+//! (N) products in stock, in id order — every one in stock by default, as
+//! a shop's buyers spread over its catalog; `--products 1` has every user
+//! buy the same one (a flash sale: every reservation waits for the one
+//! product row). Every confirmed order takes a unit: restock before a run. One line of `key=value` results is
 //! printed at the end for `scripts/bench.sh` to parse.
 //!
 //! An order counts when checkout confirmed it before the answer (201,
@@ -60,6 +63,9 @@ struct Args {
     /// Seconds of load before the measured window (not counted).
     #[arg(long, default_value_t = 1)]
     warmup_secs: u64,
+    /// How many of the products in stock the users buy (0: all of them).
+    #[arg(long, default_value_t = 0)]
+    products: usize,
     /// Prefix of the user names, so that runs against one database differ.
     #[arg(long, default_value = "bench")]
     prefix: String,
@@ -123,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let base = Arc::new(args.base.as_str().trim_end_matches('/').to_owned());
 
-    let product = most_stocked_product(&client, &base).await?;
+    let products = Arc::new(products_in_stock(&client, &base, args.products).await?);
     let started = Instant::now();
     let mut logins = tokio::task::JoinSet::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(LOGIN_CONCURRENCY));
@@ -157,8 +163,9 @@ async fn main() -> anyhow::Result<()> {
     let warmup_end = Instant::now() + Duration::from_secs(args.warmup_secs);
     let end = warmup_end + Duration::from_secs(args.duration_secs);
     let mut workers = tokio::task::JoinSet::new();
-    for token in tokens {
-        let (client, base, product) = (client.clone(), base.clone(), product.clone());
+    for (n, token) in tokens.into_iter().enumerate() {
+        let (client, base) = (client.clone(), base.clone());
+        let product = products[n % products.len()].clone();
         workers.spawn(async move { shop(&client, &base, &token, &product, warmup_end, end).await });
     }
     let mut total = Tally::default();
@@ -182,8 +189,9 @@ async fn main() -> anyhow::Result<()> {
     let rate = total.orders.len() as f64 / args.duration_secs as f64;
     if total.out_of_stock > 0 {
         eprintln!(
-            "bench-checkout: {} orders rejected out of stock: product {product} sold out during the run; restock it for a longer one",
-            total.out_of_stock
+            "bench-checkout: {} orders rejected out of stock: a product of {} sold out during the run; restock them for a longer one",
+            total.out_of_stock,
+            products.join(", ")
         );
     }
     // `errors=` stays the only key ending so: scripts/bench.sh reads it
@@ -212,9 +220,13 @@ async fn json_of(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result
     response.json().await.context(what.to_owned())
 }
 
-/// The id of the product with the most stock among the catalog's first
-/// 100 (the first of them, should the catalog not say its stock).
-async fn most_stocked_product(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+/// The ids of the first `wanted` products in stock (all when 0), in id
+/// order.
+async fn products_in_stock(
+    client: &reqwest::Client,
+    base: &str,
+    wanted: usize,
+) -> anyhow::Result<Vec<String>> {
     let page = json_of(
         client.get(format!("{base}/api/products?limit=100")),
         "GET /api/products",
@@ -222,20 +234,19 @@ async fn most_stocked_product(client: &reqwest::Client, base: &str) -> anyhow::R
     .await?;
     let items = page.get("items").unwrap_or(&page);
     let items = items.as_array().context("the catalog lists no product")?;
-    let stock = |item: &Value| item.get("stock").and_then(Value::as_i64).unwrap_or(0);
-    // The first of those with the most stock.
-    let best = items
+    let mut ids: Vec<String> = items
         .iter()
-        .rev()
-        .max_by_key(|item| stock(item))
-        .context("the catalog lists no product")?;
-    if best.get("stock").is_some() && stock(best) == 0 {
-        bail!("every product is sold out");
+        .filter(|item| item.get("stock").and_then(Value::as_i64).unwrap_or(0) > 0)
+        .filter_map(|item| item.get("id").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    ids.sort();
+    if wanted > 0 {
+        ids.truncate(wanted);
     }
-    best.get("id")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .context("a product without an id")
+    if ids.is_empty() {
+        bail!("every product is sold out: restock before a run");
+    }
+    Ok(ids)
 }
 
 /// Registers `name` (an existing account is fine) and returns its token.
