@@ -61,11 +61,12 @@
 \set zero 0
 \set cart_version 1
 \set snapshot 9223372036854775807
+\set product_no :client_id % :products
 
 -- @setup pgbench: fresh ids (UUID v7-like) and timestamps, the constant strings bound below
 -- (pgbench reads every `:word` as a variable, even in a literal: no colon here is followed by
 -- a letter or digit)
-SELECT order_id, idem_key, outbox_id, now, lease, relay_lease, uid,
+SELECT order_id, idem_key, outbox_id, now, lease, relay_lease, uid, product,
        '{"order_id":"' || order_id || '","cart_version":' || '1' || ',"lines":[{"product_id":"' || product
            || '","quantity":' || '1' || '}]}' AS payload,
        'pending' AS pending, 'confirmed' AS confirmed, 'authorize' AS authorize, 'reserve' AS reserve,
@@ -81,7 +82,7 @@ FROM (
            replace(to_char(at + interval '15 seconds', 'YYYY-MM-DD"T"HH24#MI#SS.MS"Z"'), '#', ':') AS lease,
            replace(to_char(at + interval '30 seconds', 'YYYY-MM-DD"T"HH24#MI#SS.MS"Z"'), '#', ':') AS relay_lease,
            '00000000-0000-7000-8000-' || lpad(CAST(:client_id AS text), 12, '0') AS uid,
-           (SELECT id FROM products ORDER BY id OFFSET :client_id % :products LIMIT 1) AS product
+           (SELECT id FROM products ORDER BY id OFFSET CAST(:product_no AS integer) LIMIT 1) AS product
     FROM (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS at) AS t,
          LATERAL (SELECT substr(lpad(to_hex(floor(extract(epoch FROM t.at) * 1000)::bigint), 12, '0'), 1, 8)
                          || '-' || substr(lpad(to_hex(floor(extract(epoch FROM t.at) * 1000)::bigint), 12, '0'), 9, 4)

@@ -18,7 +18,7 @@ compose_states() {
 # compose_footprint: fills FP_IMAGES (markdown rows), FP_UP_S, FP_STACK_MIB
 # and FP_CONTAINERS; leaves FP_UP_S empty when no engine answers.
 compose_footprint() {
-    local version svc image size start deadline states total=0 expected
+    local version svc image size start deadline states total=0
     FP_UP_S=""
     if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
         log "no Docker engine answers: the compose figures are skipped"
@@ -46,8 +46,7 @@ compose_footprint() {
     done
     FP_SERVICE_IMAGES_MIB=$(awk -v b="$total" 'BEGIN { printf "%.1f", b / 1048576 }')
     # One image holds every layer of the runtime base: the services' own share is their binary.
-    expected=$(compose config --services 2>/dev/null | wc -l)
-    log "docker compose up -d ($expected services)"
+    log "docker compose up -d"
     start=$(date +%s%N)
     compose up -d >"$WORK/compose-up.log" 2>&1 || { cat "$WORK/compose-up.log" >&2; compose down -v >/dev/null 2>&1; die "docker compose up failed"; }
     deadline=$((SECONDS + 240))
@@ -72,7 +71,9 @@ compose_footprint() {
 }
 
 bench_footprint() {
-    local ready_runs=() idle
+    local ready_runs=() idle pg_ready=n/a
+    # The checkout part's start-up on PostgreSQL, when it ran.
+    if declare -p CK_READY >/dev/null 2>&1 && [ -n "${CK_READY[postgres]:-}" ]; then pg_ready=${CK_READY[postgres]}; fi
 
     for _ in $(seq 1 "$RUNS"); do
         start_shop ready
@@ -96,7 +97,7 @@ bench_footprint() {
         echo "### Footprint"
         echo
         echo "- \`shop --reset\` (SQLite, every service: users, catalog, cart, orders, payments, gateway, web) from launch to every"
-        echo "  service's \`/readyz\` = 200: **${FP_READY} ms** (runs: ${ready_runs[*]} ms); on PostgreSQL: ${CK_READY[postgres]:-n/a} ms."
+        echo "  service's \`/readyz\` = 200: **${FP_READY} ms** (runs: ${ready_runs[*]} ms); on PostgreSQL: $pg_ready ms."
         echo "- The whole idle stack (\`shop\` on SQLite, 5 s after it is ready): **${FP_IDLE_MIB} MiB** resident, $FP_THREADS threads."
         if [ -n "$FP_UP_S" ]; then
             echo "- The compose stack (\`docker compose up -d\`, $FP_CONTAINERS containers, default profile): every container healthy"
