@@ -77,22 +77,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# states: "<service> <status> <health>", a line per container of the
-# project, from one `docker inspect` of them all.
-states() {
-    local ids
-    ids=$(stack ps -q)
-    [ -n "$ids" ] || return 0
-    # shellcheck disable=SC2086 # one argument per container id
-    docker inspect --format \
-        '{{ index .Config.Labels "com.docker.compose.service" }} {{ .State.Status }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}none{{ end }}' $ids
-}
 
 wait_healthy() {
     local deadline=$((SECONDS + TIMEOUT)) current service line status health pending
     while :; do
         pending=()
-        current=$(states)
+        current=$(compose_states --profile monitoring)
         for service in "${EXPECTED[@]}"; do
             line=$(grep -m 1 "^$service " <<<"$current" || true)
             if [ -z "$line" ]; then pending+=("$service:missing"); continue; fi

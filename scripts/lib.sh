@@ -144,6 +144,18 @@ compose() {
     fi
 }
 
+# compose_states [COMPOSE_ARGS...]: "<service> <status> <health>", a line
+# per container of the compose project COMPOSE_ARGS name (none: the main
+# file), from one `docker inspect` of them all.
+compose_states() {
+    local ids
+    ids=$(compose "$@" ps -q)
+    [ -n "$ids" ] || return 0
+    # shellcheck disable=SC2086 # one argument per container id
+    docker inspect --format \
+        '{{ index .Config.Labels "com.docker.compose.service" }} {{ .State.Status }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}none{{ end }}' $ids
+}
+
 # dump_stack [COMPOSE_ARGS...]: after a failure, `compose ps` and each
 # container's last 60 log lines, for the compose project COMPOSE_ARGS name
 # (e.g. `-f docker-compose.yml -f deploy/compose.faults.yml`; none: the

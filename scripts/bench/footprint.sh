@@ -5,16 +5,6 @@
 # images (made from this run's release binaries by scripts/images.sh) and the
 # time from `docker compose up -d` to every container healthy.
 
-# compose_states: "<service> <status> <health>" per container of the project.
-compose_states() {
-    local ids
-    ids=$(compose ps -q)
-    [ -n "$ids" ] || return 0
-    # shellcheck disable=SC2086 # one argument per container id
-    docker inspect --format \
-        '{{ index .Config.Labels "com.docker.compose.service" }} {{ .State.Status }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}none{{ end }}' $ids
-}
-
 # compose_footprint: fills FP_IMAGES (markdown rows), FP_UP_S, FP_STACK_MIB
 # and FP_CONTAINERS; leaves FP_UP_S empty when no engine answers.
 compose_footprint() {

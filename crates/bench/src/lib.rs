@@ -12,3 +12,18 @@
 
 pub mod growth;
 pub mod stats;
+
+use std::net::IpAddr;
+
+/// Whether `url` names this machine (`localhost` or a loopback address):
+/// the load generators refuse any other target — they are benchmarks, not
+/// load testing tools to point at someone else's server.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

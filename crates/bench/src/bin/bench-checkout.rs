@@ -20,7 +20,6 @@
 //! seconds, and loopback addresses only — it is a benchmark, not a load
 //! testing tool to point at someone else's server.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -114,14 +113,10 @@ async fn main() -> anyhow::Result<()> {
             && args.warmup_secs <= MAX_DURATION_SECS,
         "--duration-secs must be 1..={MAX_DURATION_SECS}"
     );
-    let host = args.base.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    ensure!(loopback, "--base must be a loopback address");
+    ensure!(
+        shop_bench::is_loopback(&args.base),
+        "--base must be a loopback address"
+    );
 
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)

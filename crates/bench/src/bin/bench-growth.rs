@@ -7,8 +7,6 @@
 //! prints one `path<TAB>samples<TAB>p50_ms<TAB>p99_ms<TAB>errors` line per
 //! path. Neither is a test: no timing is asserted anywhere.
 
-use std::net::IpAddr;
-
 use anyhow::ensure;
 use clap::{Parser, Subcommand};
 use shop_bench::growth::{measure, seed};
@@ -95,14 +93,10 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             warmup,
         } => {
-            let host = base.host_str().unwrap_or_default();
-            let loopback = host == "localhost"
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            ensure!(loopback, "--base must be a loopback address");
+            ensure!(
+                shop_bench::is_loopback(&base),
+                "--base must be a loopback address"
+            );
             ensure!(
                 (1..=MAX_SAMPLES).contains(&samples) && warmup <= MAX_SAMPLES,
                 "--samples must be 1..={MAX_SAMPLES}"
