@@ -20,7 +20,6 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
-use super::pool::Pooled;
 use crate::balance::InFlight;
 use crate::error::BoxError;
 
@@ -165,10 +164,6 @@ impl Body for RequestBody {
 pub struct ResponseBody {
     inner: Incoming,
     in_flight: Option<InFlight>,
-    /// The pooled HTTP/1 connection the body arrives on, put back in its
-    /// pool when the body ends (dropped with the body otherwise, which
-    /// closes it).
-    connection: Option<Pooled>,
     deadline: Instant,
     /// Armed the first time the upstream keeps the caller waiting: a body
     /// that arrives with its headers costs no timer.
@@ -193,31 +188,13 @@ impl ResponseBody {
             .map(http_body_util::Collected::to_bytes)
     }
 
-    pub(crate) fn new(
-        inner: Incoming,
-        in_flight: InFlight,
-        connection: Option<Pooled>,
-        deadline: Instant,
-    ) -> Self {
-        let mut body = Self {
+    pub(crate) fn new(inner: Incoming, in_flight: InFlight, deadline: Instant) -> Self {
+        let in_flight = (!inner.is_end_stream()).then_some(in_flight);
+        Self {
             inner,
-            in_flight: Some(in_flight),
-            connection,
+            in_flight,
             deadline,
             timer: None,
-        };
-        if body.inner.is_end_stream() {
-            body.ended();
-        }
-        body
-    }
-
-    /// The response is over: for load accounting, and for the connection,
-    /// which can take the next request.
-    fn ended(&mut self) {
-        self.in_flight = None;
-        if let Some(connection) = self.connection.take() {
-            connection.release();
         }
     }
 }
@@ -240,18 +217,11 @@ impl Body for ResponseBody {
                 return Poll::Pending;
             }
             self.in_flight = None;
-            // Cut off mid-body: the connection goes with the body.
-            self.connection = None;
             return Poll::Ready(Some(Err(BodyDeadlineExceeded.into())));
         }
-        match &polled {
-            Poll::Ready(Some(Err(_))) => {
-                self.in_flight = None;
-                self.connection = None;
-            }
-            Poll::Ready(None) => self.ended(),
-            _ if self.inner.is_end_stream() => self.ended(),
-            _ => {}
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.inner.is_end_stream() {
+            // The request is over for load accounting once its body is.
+            self.in_flight = None;
         }
         polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
     }

@@ -26,11 +26,6 @@
 //! (a connection that cannot be made ejects its instance at once); each
 //! call's outcome feeds the breaker.
 //!
-//! HTTP/1 calls go through the client's own connection pool (`pool`):
-//! one task per connection, idle connections per instance, a response body
-//! puts its connection back when it ends. gRPC (HTTP/2) goes through
-//! hyper-util's pooled client, which multiplexes calls on one connection.
-//!
 //! When an instance dies the client fails over rather than failing: its
 //! first refused connection ejects it (until a readiness probe lets it back
 //! in, see [`outlier`]) and the try goes to another instance free of the
@@ -38,9 +33,9 @@
 //! starved by it; requests in flight on it (reset mid-answer) are
 //! retried when idempotent; a request hyper had queued on a pooled
 //! keep-alive connection that the server closed (a draining instance closes
-//! its idle connections) is re-sent on another connection by the pool (as
-//! hyper-util's `retry_canceled_requests` does for gRPC) or, on a fresh
-//! connection, counted as reaching no server. HTTP/2 connections (gRPC) are pinged
+//! its idle connections) is re-sent by hyper itself on another connection
+//! (`retry_canceled_requests`, on by default) or, on a fresh connection,
+//! counted as reaching no server. HTTP/2 connections (gRPC) are pinged
 //! every [`H2_PING_INTERVAL`], so one to a vanished peer is closed instead
 //! of holding every call to that instance until its per-try timeout.
 //!
@@ -56,7 +51,6 @@ pub mod breaker;
 pub mod deadline;
 pub mod health;
 pub mod outlier;
-mod pool;
 pub mod retry;
 
 use std::sync::{Arc, Weak};
@@ -66,7 +60,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -76,7 +70,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::balance::{Balancer, Endpoint, HashKey, InFlight, PickRequest, PolicySettings};
-use crate::error::{BoxError, CallError};
+use crate::error::CallError;
 use crate::instance::Scheme;
 use crate::metrics::UpstreamMetrics;
 use crate::registry::Instances;
@@ -233,11 +227,7 @@ pub(crate) struct Inner {
     breaker: breaker::Breaker,
     outlier: outlier::OutlierDetector,
     budget: retry::RetryBudget,
-    /// HTTP/1 calls.
-    pool: pool::Pool,
-    /// Health probes (HTTP/1), apart from the calls' connections.
     http1: HttpClient,
-    /// gRPC calls (HTTP/2).
     http2: HttpClient,
     metrics: UpstreamMetrics,
     known: watch::Receiver<usize>,
@@ -256,23 +246,18 @@ impl Drop for Inner {
 }
 
 /// How one try went, when it did not succeed.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one short-lived value per failed try; boxing would allocate for every 5xx"
-)]
 enum TryFailure {
-    /// A 5xx response (and its pooled connection); passed back when no
-    /// retry follows.
-    Status(Response<hyper::body::Incoming>, Option<pool::Pooled>),
+    /// A 5xx response; passed back when no retry follows.
+    Status(Response<hyper::body::Incoming>),
     /// No connection (refused, unresolvable, connect timeout): nothing
     /// reached the server, and the instance is likely gone.
-    Connect(BoxError),
+    Connect(hyper_util::client::legacy::Error),
     /// A connection was made but closed before the request was written:
     /// nothing reached the server, though the instance may be fine (it was
     /// closing an idle connection).
-    Unsent(BoxError),
+    Unsent(hyper_util::client::legacy::Error),
     /// The connection broke after the request may have been sent.
-    Protocol(BoxError),
+    Protocol(hyper_util::client::legacy::Error),
     /// No response headers in time; `deadline` when the overall deadline ran out.
     Timeout { timeout: Duration, deadline: bool },
 }
@@ -315,11 +300,6 @@ impl UpstreamClient {
             .pool_max_idle_per_host(settings.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new());
-        let pool = pool::Pool::new(
-            connector.clone(),
-            Duration::from_millis(settings.pool_idle_timeout_ms),
-            settings.pool_max_idle_per_host,
-        );
         let http1 = builder.build(connector.clone());
         let http2 = builder
             .http2_only(true)
@@ -345,7 +325,6 @@ impl UpstreamClient {
             max_retries: settings.retry.max_retries,
             service,
             balancer,
-            pool: pool.clone(),
             http1,
             http2,
             metrics,
@@ -354,7 +333,6 @@ impl UpstreamClient {
             stop: stop.clone(),
             this: this.clone(),
         });
-        runtime.spawn(pool.sweep(stop.clone()));
         runtime.spawn(follow_registry(
             Arc::downgrade(&inner),
             instances,
@@ -550,22 +528,27 @@ impl Inner {
             let request =
                 self.build(&mut parts, replayable, &path, &endpoint, try_body, timeout)?;
             let sent = Instant::now();
-            let failure = match tokio::time::timeout(timeout, self.send_once(&endpoint, request))
-                .await
-            {
-                Ok(Ok((response, connection))) => {
+            let client = match endpoint.scheme() {
+                Scheme::Http => &self.http1,
+                Scheme::Grpc => &self.http2,
+            };
+            let failure = match tokio::time::timeout(timeout, client.request(request)).await {
+                Ok(Ok(response)) => {
                     endpoint.observe_latency(sent.elapsed());
                     if !response.status().is_server_error() {
                         self.outlier.success(&endpoint);
                         permit.success();
-                        return Ok(response
-                            .map(|body| ResponseBody::new(body, in_flight, connection, deadline)));
+                        return Ok(
+                            response.map(|body| ResponseBody::new(body, in_flight, deadline))
+                        );
                     }
-                    TryFailure::Status(response, connection)
+                    TryFailure::Status(response)
                 }
                 // A refused connection is fast: do not let it look like a
                 // fast endpoint to peak-EWMA. Ejection takes it out instead.
-                Ok(Err(failure)) => failure,
+                Ok(Err(err)) if err.is_connect() => TryFailure::Connect(err),
+                Ok(Err(err)) if was_not_sent(&err) => TryFailure::Unsent(err),
+                Ok(Err(err)) => TryFailure::Protocol(err),
                 Err(_) => {
                     endpoint.observe_latency(sent.elapsed());
                     TryFailure::Timeout {
@@ -596,7 +579,7 @@ impl Inner {
             let may_retry = replayable
                 && (free || retries < self.max_retries)
                 && match &failure {
-                    TryFailure::Status(response, _) => {
+                    TryFailure::Status(response) => {
                         idempotent && retry::RETRYABLE_STATUSES.contains(&response.status())
                     }
                     TryFailure::Connect(_) | TryFailure::Unsent(_) => true,
@@ -639,29 +622,6 @@ impl Inner {
         }
     }
 
-    /// One try on `endpoint`: HTTP/1 through the pool, gRPC through
-    /// hyper-util's HTTP/2 client.
-    async fn send_once(
-        &self,
-        endpoint: &Endpoint,
-        request: Request<RequestBody>,
-    ) -> Result<(Response<hyper::body::Incoming>, Option<pool::Pooled>), TryFailure> {
-        match endpoint.scheme() {
-            Scheme::Http => match self.pool.send(endpoint.authority(), request).await {
-                Ok((response, connection)) => Ok((response, Some(connection))),
-                Err(pool::SendError::Connect(err)) => Err(TryFailure::Connect(err)),
-                Err(pool::SendError::Unsent(err)) => Err(TryFailure::Unsent(err)),
-                Err(pool::SendError::Protocol(err)) => Err(TryFailure::Protocol(err)),
-            },
-            Scheme::Grpc => match self.http2.request(request).await {
-                Ok(response) => Ok((response, None)),
-                Err(err) if err.is_connect() => Err(TryFailure::Connect(err.into())),
-                Err(err) if was_not_sent(&err) => Err(TryFailure::Unsent(err.into())),
-                Err(err) => Err(TryFailure::Protocol(err.into())),
-            },
-        }
-    }
-
     fn pick(&self, key: Option<HashKey>, tried: &[Arc<Endpoint>]) -> Result<InFlight, CallError> {
         self.balancer
             .pick(&PickRequest {
@@ -684,21 +644,15 @@ impl Inner {
         body: RequestBody,
         budget: Duration,
     ) -> Result<Request<RequestBody>, CallError> {
-        let invalid = |reason: String| CallError::InvalidRequest {
-            upstream: Arc::clone(&self.service),
-            reason,
-        };
-        // HTTP/1 goes on the pool's connection as it is: origin-form, as
-        // hyper-util's client would make it; gRPC's client wants it whole.
-        let uri = match endpoint.scheme() {
-            Scheme::Http => Uri::from(path.clone()),
-            Scheme::Grpc => Uri::builder()
-                .scheme(http::uri::Scheme::HTTP)
-                .authority(endpoint.authority().clone())
-                .path_and_query(path.clone())
-                .build()
-                .map_err(|err| invalid(err.to_string()))?,
-        };
+        let uri = Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(endpoint.authority().clone())
+            .path_and_query(path.clone())
+            .build()
+            .map_err(|err| CallError::InvalidRequest {
+                upstream: Arc::clone(&self.service),
+                reason: err.to_string(),
+            })?;
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
@@ -712,17 +666,6 @@ impl Inner {
         } else {
             std::mem::take(&mut parts.headers)
         };
-        if endpoint.scheme() == Scheme::Http && !request.headers().contains_key(http::header::HOST)
-        {
-            let authority = endpoint.authority();
-            // As hyper-util's client sets it: the port only when not the default.
-            let host = match authority.port_u16() {
-                Some(80) => authority.host(),
-                _ => authority.as_str(),
-            };
-            let host = HeaderValue::from_str(host).map_err(|err| invalid(err.to_string()))?;
-            request.headers_mut().insert(http::header::HOST, host);
-        }
         deadline::set_header(request.headers_mut(), endpoint.scheme(), budget);
         Ok(request)
     }
@@ -737,18 +680,18 @@ impl Inner {
         let upstream = Arc::clone(&self.service);
         let address = || in_flight.endpoint().instance().address.clone();
         match failure {
-            TryFailure::Status(response, connection) => {
-                Ok(response.map(|body| ResponseBody::new(body, in_flight, connection, deadline)))
+            TryFailure::Status(response) => {
+                Ok(response.map(|body| ResponseBody::new(body, in_flight, deadline)))
             }
-            TryFailure::Connect(source) | TryFailure::Unsent(source) => Err(CallError::Connect {
+            TryFailure::Connect(err) | TryFailure::Unsent(err) => Err(CallError::Connect {
                 upstream,
                 address: address(),
-                source,
+                source: err.into(),
             }),
-            TryFailure::Protocol(source) => Err(CallError::Protocol {
+            TryFailure::Protocol(err) => Err(CallError::Protocol {
                 upstream,
                 address: address(),
-                source,
+                source: err.into(),
             }),
             TryFailure::Timeout { deadline: true, .. } => {
                 Err(CallError::DeadlineExceeded { upstream })
