@@ -214,25 +214,20 @@ EOF
         ERR[$name]=$(awk -F'\t' -v n="$name" '$1 == n { s += $6 } END { print s + 0 }' "$WORK/proxy.tsv")
         PEAK_RSS[$name]=$(field_median "$name" 7)
     done
-    # Ratios per round (side by side), then their median.
+    # ratio_median A B [COLUMN]: A / B per round (side by side), then the
+    # median; COLUMN 3 is requests/s (default), 5 is p99.
     ratio_median() {
-        awk -F'\t' -v a="$1" -v b="$2" '
-            $1 == a { x[$2] = $3 } $1 == b { y[$2] = $3 }
+        awk -F'\t' -v a="$1" -v b="$2" -v c="${3:-3}" '
+            $1 == a { x[$2] = $c } $1 == b { y[$2] = $c }
             END { for (r in x) if (y[r] > 0) printf "%.3f\n", x[r] / y[r] }' "$WORK/proxy.tsv" | median
     }
     GW_NGINX=$(ratio_median gateway nginx)
     GW_HAPROXY=$(ratio_median gateway haproxy)
     GW_HYPER=$(ratio_median gateway hyper-proxy)
     GW_GO=$(ratio_median gateway go-proxy)
-    # p99 ratios the same way: per round, then the median.
-    p99_ratio_median() {
-        awk -F'\t' -v a="$1" -v b="$2" '
-            $1 == a { x[$2] = $5 } $1 == b { y[$2] = $5 }
-            END { for (r in x) if (y[r] > 0) printf "%.3f\n", x[r] / y[r] }' "$WORK/proxy.tsv" | median
-    }
-    P99_NGINX=$(p99_ratio_median gateway nginx)
-    P99_HAPROXY=$(p99_ratio_median gateway haproxy)
-    P99_GO=$(p99_ratio_median gateway go-proxy)
+    P99_NGINX=$(ratio_median gateway nginx 5)
+    P99_HAPROXY=$(ratio_median gateway haproxy 5)
+    P99_GO=$(ratio_median gateway go-proxy 5)
 
     for pid in "$GATEWAY_PID" "$NGINX_PID" "$HAPROXY_PID" "$GO_PID" "$HYPER_PID" "$USERS_PID" "$BACKEND_PID"; do
         kill -TERM "$pid" 2>/dev/null || true
