@@ -6,7 +6,9 @@
 //! (`RUST_LOG`; JSON with `SHOP_LOG_FORMAT=json`, carrying `trace_id` and
 //! `span_id`), and OpenTelemetry, which sees ferroshop's own spans at
 //! `info` and above whatever `RUST_LOG` says, so a quiet log never breaks
-//! a trace. Export is off until [`start_export`] finds an endpoint.
+//! a trace. Export is off until [`start_export`] finds an endpoint; until
+//! then OpenTelemetry sees only the spans that start a service's part of a
+//! trace, enough for the ids in logs and headers.
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -199,14 +201,29 @@ where
 }
 
 /// What becomes part of a trace: ferroshop's spans at `info` and above,
-/// and its warnings and errors (as span events).
+/// and its warnings and errors (as span events) — while spans are
+/// exported. With export off, only the spans that start a service's part
+/// of a trace ([`starts_part`]): they hold the trace and span ids the logs
+/// and the propagated headers need (the spans below them see their
+/// context as the current one), and the spans and events below them would
+/// only be built to be dropped — per request, the most expensive thing a
+/// service did that nobody asked for.
 fn is_traced(metadata: &Metadata<'_>) -> bool {
     let limit = if metadata.is_span() {
         Level::INFO
     } else {
         Level::WARN
     };
-    metadata.target().starts_with("shop_") && *metadata.level() <= limit
+    metadata.target().starts_with("shop_")
+        && *metadata.level() <= limit
+        && (exporting() || starts_part(metadata))
+}
+
+/// Whether `metadata` is that of a span starting a service's part of a
+/// trace — a server span, a worker's root — which names its service in a
+/// `service` field (see [`crate::trace`]).
+fn starts_part(metadata: &Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.fields().field(trace::SERVICE_ATTRIBUTE).is_some()
 }
 
 /// Starts exporting this process's spans as `service` (their
@@ -386,13 +403,71 @@ mod tests {
                 // As sqlx asks before each query: the logs want it, the
                 // trace does not.
                 assert!(tracing::enabled!(target: "sqlx::query", Level::WARN));
-                let span = tracing::info_span!("request");
+                let span = tracing::info_span!("request", service = "test");
                 assert!(
                     span.in_scope(log_format::current_ids).is_some(),
                     "the span is traced"
                 );
             }
         });
+    }
+
+    /// With export off, a span below one starting a service's part gets no
+    /// trace context of its own: the lines logged in it carry the part's
+    /// ids, and a call made in it passes the part's span on as the parent.
+    /// A span starting nothing, outside any part, has no ids at all.
+    #[test]
+    fn with_export_off_only_spans_starting_a_part_are_traced() {
+        let captured = Captured::default();
+        let subscriber = subscriber(true, false, EnvFilter::new("info"), captured.clone());
+        let (part_ids, headers) = tracing::subscriber::with_default(subscriber, || {
+            let part = tracing::info_span!("request", service = "test");
+            let part_context = part.context();
+            let part_ids = {
+                let span = part_context.span();
+                let ids = span.span_context();
+                (ids.trace_id().to_string(), ids.span_id().to_string())
+            };
+            let headers = part.in_scope(|| {
+                let below = tracing::info_span!("upstream call", upstream = "other");
+                assert!(
+                    !below.context().span().span_context().is_valid(),
+                    "the span below has no context of its own"
+                );
+                let mut headers = http::HeaderMap::new();
+                trace::inject(&below, &mut headers);
+                below.in_scope(|| tracing::info!("below"));
+                headers
+            });
+            let alone = tracing::info_span!("saga.step");
+            alone.in_scope(|| {
+                assert_eq!(log_format::current_ids(), None);
+                tracing::info!("alone");
+            });
+            (part_ids, headers)
+        });
+        assert!(!exporting(), "no exporter runs");
+        let traceparent = headers
+            .get(trace::TRACEPARENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(
+            traceparent,
+            Some(format!("00-{}-{}-00", part_ids.0, part_ids.1)),
+            "the part's span is the callee's parent"
+        );
+        let lines = captured.lines();
+        let below = lines
+            .iter()
+            .find(|line| line["message"] == "below")
+            .expect("the line logged below the part");
+        assert_eq!(below[log_format::TRACE_ID_FIELD], part_ids.0.as_str());
+        assert_eq!(below[log_format::SPAN_ID_FIELD], part_ids.1.as_str());
+        let alone = lines
+            .iter()
+            .find(|line| line["message"] == "alone")
+            .expect("the line logged in the span alone");
+        assert!(alone.get(log_format::TRACE_ID_FIELD).is_none(), "{alone}");
     }
 
     #[test]

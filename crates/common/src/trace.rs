@@ -5,10 +5,12 @@
 //! recovery) continues the trace of the request that caused it.
 //!
 //! Spans are `tracing` spans; the OpenTelemetry layer that
-//! [`crate::telemetry::init`] installs gives each one trace and span ids
+//! [`crate::telemetry::init`] installs gives them trace and span ids
 //! whether or not spans are exported, so logs and propagated headers carry
-//! them either way. Which spans are sent anywhere is the exporter's
-//! business ([`crate::telemetry::start_export`]).
+//! them either way (with export off, only the spans that start a service's
+//! part get ids of their own; the spans below them share theirs). Which
+//! spans are sent anywhere is the exporter's business
+//! ([`crate::telemetry::start_export`]).
 //!
 //! A span that starts a service's part of a trace — a server span, or the
 //! root of a worker's unit of work — names its service in a `service`
@@ -76,10 +78,15 @@ pub fn from_traceparent(traceparent: &str) -> Context {
 
 /// Sets `traceparent` (and `tracestate`, or removes a stale one) in
 /// `headers` to the context of `span`, so the callee's spans become its
-/// children. Leaves `headers` alone when `span` has no trace context (no
-/// OpenTelemetry layer is installed, or the span is disabled).
+/// children; when `span` is not traced (with export off only the spans
+/// starting a service's part are), to the current context, the one of the
+/// span `span` is part of. Leaves `headers` alone when neither has a trace
+/// context (no OpenTelemetry layer is installed, or no span is traced).
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
-    let cx = span.context();
+    let mut cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        cx = Context::current();
+    }
     if cx.span().span_context().is_valid() {
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
     }

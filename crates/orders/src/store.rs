@@ -979,7 +979,7 @@ mod tests {
             db.migrate(&MIGRATOR).await.expect("migrate");
             let store = OrderStore::new(db);
             let new = new_order();
-            let placing = tracing::info_span!("request");
+            let placing = tracing::info_span!("request", service = crate::app::SERVICE);
             let placed_in = placing
                 .in_scope(trace::current_traceparent)
                 .expect("a traced span");
@@ -998,7 +998,7 @@ mod tests {
                 test_db.engine
             );
 
-            let confirming = tracing::info_span!("saga.step");
+            let confirming = tracing::info_span!("saga.resume", service = crate::app::SERVICE);
             let confirmed_in = confirming
                 .in_scope(trace::current_traceparent)
                 .expect("a traced span");

@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn a_missing_traceparent_becomes_the_server_spans() {
         shop_common::telemetry::init();
-        let span = tracing::info_span!("request");
+        let span = tracing::info_span!("request", service = "gateway");
         let expected = span
             .in_scope(shop_common::trace::current_traceparent)
             .expect("a traced span");
