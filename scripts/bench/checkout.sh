@@ -12,24 +12,54 @@
 # against the durable baseline. Not pinned: `shop`, PostgreSQL and the client
 # share both cores.
 
+# cpu_ms PID: the CPU time (user + system, ms) PID has used so far, with
+# that of its children: reaped ones (PostgreSQL's backends of connections
+# already closed) and live ones (its server processes).
+cpu_ms() {
+    local stat
+    for stat in /proc/[0-9]*/stat; do cat "$stat" 2>/dev/null; done \
+        | sed 's/^\([0-9]*\) (.*) /\1 /' \
+        | awk -v p="$1" -v hz="$(getconf CLK_TCK)" '
+            $1 == p { t += $13 + $14 + $15 + $16 }
+            $3 == p { t += $13 + $14 }
+            END { printf "%.0f", t * 1000 / hz }'
+}
+
+# per_order MS ORDERS: milliseconds per order, one decimal.
+per_order() { awk -v t="$1" -v o="$2" 'BEGIN { if (o > 0) printf "%.2f", t / o; else print "n/a" }'; }
+
 # checkout_runs NAME ROUNDS PIDS...: ROUNDS checkout runs against
 # $SHOP_GATEWAY; medians into CK_RATE, CK_P50, CK_P99, CK_ERR, CK_IDLE,
-# CK_LOAD [NAME].
+# CK_LOAD [NAME]; CPU per order over all rounds in CK_CPU [NAME] (`shop`,
+# PostgreSQL when PG_PID names a running server, the client).
 checkout_runs() {
     local name=$1 rounds=$2 out rates="" p50s="" p99s="" errs=0 peak=0 rss round pid
+    local orders=0 client_ms=0 shop_before pg_before=0 pg_cpu=–
     shift 2
     sleep 1
     CK_IDLE[$name]=$(rss_kib "$@")
+    shop_before=$(cpu_ms "$SHOP_PID")
+    [ "$name" != sqlite ] && pg_before=$(cpu_ms "$PG_PID")
     for round in $(seq 1 "$rounds"); do
         out="$WORK/checkout-$name-$round.txt"
-        "$BIN/bench-checkout" --base "$SHOP_GATEWAY" --users "$USERS" --duration-secs "$DURATION" \
-            --products "${CHECKOUT_PRODUCTS:-0}" --prefix "b${round}u" >"$out" 2>"$out.err" &
+        # `times` in the subshell: bench-checkout's own CPU time, as its
+        # parent saw it when it was reaped.
+        (
+            "$BIN/bench-checkout" --base "$SHOP_GATEWAY" --users "$USERS" --duration-secs "$DURATION" \
+                --products "${CHECKOUT_PRODUCTS:-0}" --prefix "b${round}u" >"$out" 2>"$out.err" || exit
+            times >"$out.times"
+        ) &
         pid=$!
         sleep $((DURATION / 2 + 4))
         rss=$(rss_kib "$@")
         [ "$rss" -gt "$peak" ] && peak=$rss
         wait "$pid" || { cat "$out.err" >&2; die "bench-checkout ($name) failed"; }
         log "  $name round $round: $(cat "$out")"
+        orders=$((orders + $(sed -n 's/.*orders=\([0-9]*\).*/\1/p' "$out")))
+        # The second line of `times`: children's user and system time, "1m2.345s".
+        client_ms=$(awk -v t="$client_ms" 'NR == 2 {
+                for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += (a[1] * 60 + a[2]) * 1000 }
+            } END { printf "%.0f", t }' "$out.times")
         # An error is a finding: show what it was.
         grep -h 'first error' "$out.err" >&2 || true
         rates+="$(sed -n 's/.*orders_per_s=\([0-9.]*\).*/\1/p' "$out")"$'\n'
@@ -42,6 +72,8 @@ checkout_runs() {
     CK_P99[$name]=$(printf '%s' "$p99s" | median)
     CK_ERR[$name]=$errs
     CK_LOAD[$name]=$peak
+    [ "$name" != sqlite ] && pg_cpu=$(per_order $(($(cpu_ms "$PG_PID") - pg_before)) "$orders")
+    CK_CPU[$name]="$pg_cpu · $(per_order $(($(cpu_ms "$SHOP_PID") - shop_before)) "$orders") · $(per_order "$client_ms" "$orders")"
 }
 
 # Units every product gets before a run: no run sells one out.
@@ -94,7 +126,7 @@ pg_set() {
 }
 
 bench_checkout() {
-    declare -gA CK_RATE CK_P50 CK_P99 CK_ERR CK_IDLE CK_LOAD CK_READY CK_COMMITS CK_FLUSHES
+    declare -gA CK_RATE CK_P50 CK_P99 CK_ERR CK_IDLE CK_LOAD CK_READY CK_COMMITS CK_FLUSHES CK_CPU
     local name fsync_rate
 
     log "checkout on SQLite: $USERS users, ${DURATION}s x $RUNS"
@@ -144,25 +176,29 @@ bench_checkout() {
         echo "PostgreSQL 15 with fsync, synchronous_commit and full_page_writes on (checked before the runs);"
         echo "\`${BENCH_PG_SETTINGS[*]}\`. This disk: ${fsync_rate:-n/a} fdatasync/s for one 8 kB write (\`pg_test_fsync\`)."
         echo
-        echo "| store | orders/s | order p50 ms | order p99 ms | errors | commits / order | WAL flushes / order | shop RSS idle MiB | shop RSS under load MiB |"
-        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        echo "| store | orders/s | order p50 ms | order p99 ms | errors | transactions / order | WAL flushes / order | CPU ms / order: PostgreSQL · shop · client | shop RSS idle MiB | shop RSS under load MiB |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         for name in sqlite postgres postgres-tcp; do
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" "${CK_P50[$name]}" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" "${CK_P50[$name]}" \
                 "${CK_P99[$name]}" "${CK_ERR[$name]}" "${CK_COMMITS[$name]:-–}" "${CK_FLUSHES[$name]:-–}" \
-                "$(mib "${CK_IDLE[$name]}")" "$(mib "${CK_LOAD[$name]}")"
+                "${CK_CPU[$name]}" "$(mib "${CK_IDLE[$name]}")" "$(mib "${CK_LOAD[$name]}")"
         done
         echo
         echo "\`postgres\` reaches PostgreSQL over its Unix socket, \`postgres-tcp\` over TCP loopback (fresh databases each)."
+        echo "Transactions / order: PostgreSQL's committed transactions (\`pg_stat_database\`), single statements outside"
+        echo "BEGIN/COMMIT included. CPU ms / order: user + system time over all rounds (from \`/proc\`) of the PostgreSQL"
+        echo "server (every backend and background process), of \`shop\` and of the client, divided by the orders placed;"
+        echo "the two cores give 2,000 CPU ms a second, so their sum bounds orders/s."
         echo "PostgreSQL server processes: $(mib "$CHECKOUT_PG_IDLE") MiB idle, $(mib "$CHECKOUT_PG_LOAD") MiB after the load (VmRSS summed over processes: shared buffers counted once per process)."
         echo
         echo "#### What each setting buys (one round each, Unix socket, against the durable baseline above)"
         echo
-        echo "| variant | orders/s | × baseline | order p99 ms | errors | commits / order | WAL flushes / order |"
-        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        echo "| variant | orders/s | × baseline | order p99 ms | errors | transactions / order | WAL flushes / order | CPU ms / order: PostgreSQL · shop · client |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         for name in postgres pg-commit-delay pg-pool-4 pg-pool-20 pg-one-product pg-async-commit pg-no-fsync; do
-            printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${CK_RATE[$name]}" \
                 "$(ratio "${CK_RATE[$name]}" "${CK_RATE[postgres]}")" "${CK_P99[$name]}" "${CK_ERR[$name]}" \
-                "${CK_COMMITS[$name]}" "${CK_FLUSHES[$name]}"
+                "${CK_COMMITS[$name]}" "${CK_FLUSHES[$name]}" "${CK_CPU[$name]}"
         done
         echo
         echo "\`postgres\`: the durable baseline (median of $RUNS); \`pg-commit-delay\`: \`commit_delay = 200\`, \`commit_siblings = 4\` (group commit waits for others);"
