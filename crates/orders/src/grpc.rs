@@ -176,7 +176,11 @@ impl OrderService for OrdersGrpc {
                 tracing::info!(order_id = %id, user_id = %caller.user_id, "order cancelling");
                 let order = self
                     .saga
-                    .drive_for(id, wait(self.saga.settings().answer_within(), deadline))
+                    .drive_for(
+                        id,
+                        None,
+                        wait(self.saga.settings().answer_within(), deadline),
+                    )
                     .await
                     .map_err(Error::from)?
                     .unwrap_or(order);

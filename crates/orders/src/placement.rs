@@ -111,8 +111,9 @@ impl Placement {
                     SagaOrder::placed(new.order.clone(), new.payment_token, new.cart_version);
                 let order = self
                     .saga
-                    .drive_written_for(
-                        written,
+                    .drive_for(
+                        id,
+                        Some(written),
                         wait(self.saga.settings().answer_within(), deadline),
                     )
                     .await?

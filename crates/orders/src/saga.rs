@@ -121,33 +121,13 @@ impl Saga {
 
     /// Drives order `id` in a task of its own and waits up to `wait` for it
     /// to settle; returns the order as it stands then (`None` if it does
-    /// not exist). The task goes on after the wait.
+    /// not exist). The task goes on after the wait. `in_hand` is the order
+    /// when its caller has just written it: the first step starts from it,
+    /// without reading it back (see [`Saga::drive`]).
     ///
     /// # Errors
     /// [`StoreError`] when the order cannot be read.
     pub async fn drive_for(
-        &self,
-        id: OrderId,
-        wait: Duration,
-    ) -> Result<Option<Order>, StoreError> {
-        self.drive_in_hand_for(id, None, wait).await
-    }
-
-    /// [`Saga::drive_for`] for an order its caller has just written as
-    /// `saga`: the first step starts from it, without reading it back.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the order cannot be read.
-    pub async fn drive_written_for(
-        &self,
-        saga: SagaOrder,
-        wait: Duration,
-    ) -> Result<Option<Order>, StoreError> {
-        self.drive_in_hand_for(saga.order.id, Some(saga), wait)
-            .await
-    }
-
-    async fn drive_in_hand_for(
         &self,
         id: OrderId,
         in_hand: Option<SagaOrder>,
@@ -157,7 +137,7 @@ impl Saga {
         // In the caller's span: the steps belong to its trace.
         let task = tokio::spawn(
             async move {
-                let driven = saga.drive_from(id, in_hand).await;
+                let driven = saga.drive(id, in_hand).await;
                 if let Err(err) = &driven {
                     tracing::warn!(order_id = %id, error = %ErrorChain(err), "saga stopped on a database error; the recovery worker resumes it");
                 }
@@ -174,18 +154,14 @@ impl Saga {
 
     /// Runs order `id`'s steps until it settles or a step fails (then it is
     /// put off for the recovery worker); returns the order as it stands.
+    /// It starts from the order `in_hand` when the caller has it as it
+    /// stands in the database, and after each step this driver moved it goes
+    /// on with the order as it wrote it: the database is read again only
+    /// when another driver may have moved it.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn drive(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        self.drive_from(id, None).await
-    }
-
-    /// [`Saga::drive`], starting from the order `in_hand` when the caller
-    /// has it as it stands in the database. After each step this driver
-    /// moved, it goes on with the order as it wrote it: the database is
-    /// read again only when another driver may have moved it.
-    async fn drive_from(
+    pub async fn drive(
         &self,
         id: OrderId,
         mut in_hand: Option<SagaOrder>,
@@ -264,7 +240,7 @@ impl Saga {
             .flatten();
         let now = db::now_text();
         let moved = store
-            .advance_at(
+            .advance(
                 order.id,
                 &saga.state,
                 next,
@@ -487,7 +463,7 @@ impl Recovery {
     async fn resume(&self, due: &DueSaga) -> Result<Option<Order>, StoreError> {
         let span = tracing::info_span!("saga.resume", service = SERVICE, order_id = %due.id);
         trace::continued(
-            self.saga.drive(due.id),
+            self.saga.drive(due.id, None),
             span,
             SERVICE,
             due.traceparent.as_deref(),

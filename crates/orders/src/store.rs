@@ -87,18 +87,14 @@ impl SagaOrder {
     pub fn placed(order: Order, payment_token: String, cart_version: i64) -> Self {
         Self {
             order,
-            state: SagaState {
-                status: OrderStatus::Pending,
-                step: Some(Step::Authorize),
-                rejection: None,
-            },
+            state: SagaState::placed(),
             attempts: 0,
             payment_token: Some(payment_token),
             cart_version: Some(cart_version),
         }
     }
 
-    /// This order as [`OrderStore::advance_at`] left it after moving it to
+    /// This order as [`OrderStore::advance`] left it after moving it to
     /// `next` at `updated_at`.
     pub fn moved_to(mut self, next: SagaState, updated_at: String) -> Self {
         self.order.status = next.status;
@@ -414,7 +410,10 @@ impl OrderStore {
         let Ok(to) = from.advance(Outcome::Cancel) else {
             return Ok(Cancelled::NotCancellable(order.status));
         };
-        if self.advance(id, &from, &to, lease_until, None).await? {
+        if self
+            .advance(id, &from, &to, lease_until, None, &db::now_text())
+            .await?
+        {
             return Ok(self
                 .get(user, id)
                 .await?
@@ -473,31 +472,15 @@ impl OrderStore {
 
     /// Moves order `id` from `from` to `to` if it is still at `from` (one
     /// conditional `UPDATE`: of two drivers of one order, one moves it),
-    /// resetting the attempts and leasing the next step until `due_at`. A
-    /// confirmation writes `outbox` in the same transaction. Returns false
-    /// when the order was no longer at `from`.
+    /// resetting the attempts, leasing the next step until `due_at` and
+    /// setting `updated_at` to `now` (the caller's, so it can carry on with
+    /// the order in hand instead of reading it back). A confirmation writes
+    /// `outbox` in the same transaction. Returns false when the order was no
+    /// longer at `from`.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn advance(
-        &self,
-        id: OrderId,
-        from: &SagaState,
-        to: &SagaState,
-        due_at: &str,
-        outbox: Option<(&NewOutbox, &Order)>,
-    ) -> Result<bool, StoreError> {
-        self.advance_at(id, from, to, due_at, outbox, &db::now_text())
-            .await
-    }
-
-    /// [`OrderStore::advance`] with the order's new `updated_at`, `now`, given
-    /// by the caller, which can then carry on with the order in hand instead
-    /// of reading it back.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the database fails.
-    pub async fn advance_at(
         &self,
         id: OrderId,
         from: &SagaState,
@@ -558,23 +541,21 @@ impl OrderStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        {
-            sqlx::query(
-                "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until, traceparent) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8, $9)",
-            )
-            .bind(&outbox.id)
-            .bind(KIND_CART_REMOVAL)
-            .bind(order.user_id.to_string())
-            .bind(order.id.to_string())
-            .bind(&outbox.payload)
-            .bind(now)
-            .bind(outbox.claim.as_ref().map(|claim| claim.relay.as_str()))
-            .bind(outbox.claim.as_ref().map(|claim| claim.lease_until.as_str()))
-            .bind(traceparent)
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, user_id, order_id, payload, attempts, next_attempt_at, created_at, claimed_by, lease_until, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8, $9)",
+        )
+        .bind(&outbox.id)
+        .bind(KIND_CART_REMOVAL)
+        .bind(order.user_id.to_string())
+        .bind(order.id.to_string())
+        .bind(&outbox.payload)
+        .bind(now)
+        .bind(outbox.claim.as_ref().map(|claim| claim.relay.as_str()))
+        .bind(outbox.claim.as_ref().map(|claim| claim.lease_until.as_str()))
+        .bind(traceparent)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1019,6 +1000,7 @@ mod tests {
                     &confirmed,
                     &later,
                     Some((&outbox, &new.order)),
+                    &db::now_text(),
                 )
                 .instrument(confirming)
                 .await

@@ -539,6 +539,7 @@ pub async fn confirm(
             &confirmed,
             &now,
             Some((&outbox, &new.order)),
+            &now,
         )
         .await
         .expect("confirmed");
