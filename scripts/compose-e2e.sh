@@ -77,7 +77,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 wait_healthy() {
     local deadline=$((SECONDS + TIMEOUT)) current service line status health pending
     while :; do

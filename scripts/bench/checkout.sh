@@ -16,8 +16,8 @@
 # that of its children: reaped ones (PostgreSQL's backends of connections
 # already closed) and live ones (its server processes).
 cpu_ms() {
-    local stat
-    for stat in /proc/[0-9]*/stat; do cat "$stat" 2>/dev/null; done \
+    # One cat for every process: one that ends meanwhile is skipped.
+    cat /proc/[0-9]*/stat 2>/dev/null \
         | sed 's/^\([0-9]*\) (.*) /\1 /' \
         | awk -v p="$1" -v hz="$(getconf CLK_TCK)" '
             $1 == p { t += $13 + $14 + $15 + $16 }
@@ -25,7 +25,7 @@ cpu_ms() {
             END { printf "%.0f", t * 1000 / hz }'
 }
 
-# per_order MS ORDERS: milliseconds per order, one decimal.
+# per_order MS ORDERS: milliseconds per order, two decimals.
 per_order() { awk -v t="$1" -v o="$2" 'BEGIN { if (o > 0) printf "%.2f", t / o; else print "n/a" }'; }
 
 # checkout_runs NAME ROUNDS PIDS...: ROUNDS checkout runs against

@@ -358,6 +358,14 @@ mod tests {
         }
     }
 
+    /// The trace and span ids of `span`'s OpenTelemetry context, as hex.
+    fn ids_of(span: &tracing::Span) -> (String, String) {
+        let context = span.context();
+        let span = context.span();
+        let ids = span.span_context();
+        (ids.trace_id().to_string(), ids.span_id().to_string())
+    }
+
     /// With export off, a JSON line inside a span carries the span's trace
     /// and span ids, one outside any span carries none, and a quiet
     /// `RUST_LOG` still leaves the span its ids.
@@ -368,12 +376,7 @@ mod tests {
         let expected = tracing::subscriber::with_default(subscriber, || {
             tracing::warn!("outside");
             let span = tracing::info_span!("request", service = "test");
-            let context = span.context();
-            let ids = {
-                let span = context.span();
-                let ids = span.span_context();
-                (ids.trace_id().to_string(), ids.span_id().to_string())
-            };
+            let ids = ids_of(&span);
             span.in_scope(|| {
                 tracing::warn!(answer = 42, "inside");
                 tracing::info!("filtered out by RUST_LOG");
@@ -422,12 +425,7 @@ mod tests {
         let subscriber = subscriber(true, false, EnvFilter::new("info"), captured.clone());
         let (part_ids, headers) = tracing::subscriber::with_default(subscriber, || {
             let part = tracing::info_span!("request", service = "test");
-            let part_context = part.context();
-            let part_ids = {
-                let span = part_context.span();
-                let ids = span.span_context();
-                (ids.trace_id().to_string(), ids.span_id().to_string())
-            };
+            let part_ids = ids_of(&part);
             let headers = part.in_scope(|| {
                 let below = tracing::info_span!("upstream call", upstream = "other");
                 assert!(

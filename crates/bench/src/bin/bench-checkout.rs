@@ -7,8 +7,9 @@
 //! (N) products in stock, in id order — every one in stock by default, as
 //! a shop's buyers spread over its catalog; `--products 1` has every user
 //! buy the same one (a flash sale: every reservation waits for the one
-//! product row). Every confirmed order takes a unit: restock before a run. One line of `key=value` results is
-//! printed at the end for `scripts/bench.sh` to parse.
+//! product row). Every confirmed order takes a unit: restock before a run.
+//! One line of `key=value` results is printed at the end for
+//! `scripts/bench.sh` to parse.
 //!
 //! An order counts when checkout confirmed it before the answer (201,
 //! `confirmed`). A 201 `rejected` (out of stock once the product sells out,
